@@ -1,0 +1,321 @@
+// CPU driver of the fused FFT correlation. Work is cut into chunks of
+// (batch block x group block) small enough for the spectra to stay in cache;
+// each chunk goes through every stage (pad-load, r2c rows, c2c columns,
+// spectral multiply, inverse, crop + bias store) before the next starts, and
+// chunks run in parallel. No full-size padded tensor is ever built.
+#include <ATen/ATen.h>
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
+
+#include "../conv_ops.h"
+#include "../kernel_spectrum.h"
+#include "../pointwise.h"
+#include "fft_backend.h"
+
+namespace fftconv {
+namespace {
+
+constexpr int64_t kChunkBytes = 1 << 20;  // about one L2 of spectra per chunk
+
+// One side of the correlation as a source of planes: the input (forward) or
+// the output gradient (zero-stuffed by the stride when loaded).
+struct PlaneSource {
+  int64_t channels;          // channels of the source tensor
+  int64_t planes_per_group;  // cpg for the input, opg for the output side
+  int64_t src_h, src_w;
+  int64_t step_h, step_w;
+  int64_t rows_used;         // rows of the FFT buffer that can be nonzero
+};
+
+PlaneSource input_side(const ConvPlan2d& p) {
+  return {p.c_in, p.cpg, p.h.in_len, p.w.in_len, 1, 1, p.h.in_len};
+}
+
+PlaneSource output_side(const ConvPlan2d& p) {
+  return {p.c_out, p.opg, p.h.out_len, p.w.out_len, p.h.stride, p.w.stride, p.h.dense_len};
+}
+
+// Spectra (nb * ng * planes_per_group, n_w/2+1, n_h) of a chunk's planes,
+// column-major per plane (pointwise.h). Rule 4: only rows that can hold data
+// are transformed along W; the zero rows are added while transposing.
+template <typename T>
+at::Tensor chunk_spectra(const T* src, const PlaneSource& s, const ConvPlan2d& p, int64_t b0,
+                         int64_t nb, int64_t g0, int64_t ng, const at::TensorOptions& real_opts) {
+  const int64_t per_batch = ng * s.planes_per_group;
+  const int64_t planes = nb * per_batch;
+  const int64_t n_h = p.h.n_fft, n_w = p.w.n_fft, nfw = p.n_freq_w, rows = s.rows_used;
+  at::Tensor real = at::empty({planes, rows, n_w}, real_opts);
+  T* buf = real.data_ptr<T>();
+  for (int64_t q = 0; q < planes; ++q) {
+    const int64_t b = b0 + q / per_batch;
+    const int64_t c = g0 * s.planes_per_group + q % per_batch;
+    const T* plane = src + (b * s.channels + c) * s.src_h * s.src_w;
+    T* dst = buf + q * rows * n_w;
+    for (int64_t r = 0; r < rows; ++r) {
+      if (r % s.step_h == 0 && r / s.step_h < s.src_h) {
+        pad_load_row(dst + r * n_w, plane + (r / s.step_h) * s.src_w, s.src_w, s.step_w, n_w);
+      } else {
+        pad_load_row(dst + r * n_w, plane, 0, 1, n_w);  // an all-zero row
+      }
+    }
+  }
+  at::Tensor spec = cpu::rfft_rows(real).contiguous();
+  if (n_h == 1) return spec.view({planes, nfw, 1});
+  at::Tensor cols = at::empty({planes, nfw, n_h}, spec.options());
+  const Complex<T>* in = reinterpret_cast<const Complex<T>*>(spec.data_ptr());
+  Complex<T>* out = reinterpret_cast<Complex<T>*>(cols.data_ptr());
+  for (int64_t q = 0; q < planes; ++q) {
+    const Complex<T>* ip = in + q * rows * nfw;
+    Complex<T>* op = out + q * nfw * n_h;
+    for (int64_t f = 0; f < nfw; ++f)
+      for (int64_t r = 0; r < n_h; ++r) op[f * n_h + r] = transpose_pad_value(ip, rows, nfw, f, r);
+  }
+  return cpu::fft_columns(cols, /*forward=*/true).contiguous();
+}
+
+// Inverse transform of a chunk's product spectra (column-major planes),
+// keeping rows 0, step, ..., (count-1)*step; the c2r runs on kept rows only
+// (rule 4). Returns (P, count, n_w) real, contiguous.
+template <typename T>
+at::Tensor chunk_inverse(at::Tensor spec, const ConvPlan2d& p, int64_t count, int64_t step) {
+  const int64_t planes = spec.size(0), n_h = p.h.n_fft, nfw = p.n_freq_w;
+  if (n_h == 1) return cpu::irfft_rows(spec.view({planes, 1, nfw}), p.w.n_fft).contiguous();
+  spec = cpu::fft_columns(spec, /*forward=*/false).contiguous();
+  at::Tensor rows = at::empty({planes, count, nfw}, spec.options());
+  const Complex<T>* in = reinterpret_cast<const Complex<T>*>(spec.data_ptr());
+  Complex<T>* out = reinterpret_cast<Complex<T>*>(rows.data_ptr());
+  for (int64_t q = 0; q < planes; ++q) {
+    const Complex<T>* ip = in + q * nfw * n_h;
+    Complex<T>* op = out + q * count * nfw;
+    for (int64_t i = 0; i < count; ++i)
+      for (int64_t f = 0; f < nfw; ++f) op[i * nfw + f] = transpose_select_value(ip, n_h, step, i, f);
+  }
+  return cpu::irfft_rows(rows, p.w.n_fft).contiguous();
+}
+
+// Y = S X (forward) or X = S^H Y (adjoint) for the planes of one chunk (rule 6).
+template <typename T>
+void spectral_multiply_chunk(const Complex<T>* in, const Complex<T>* spec, Complex<T>* out,
+                             const ConvPlan2d& p, int64_t nb, int64_t g0, int64_t ng,
+                             bool adjoint) {
+  const int64_t spg = adjoint ? p.opg : p.cpg;  // planes summed per output
+  const int64_t dpg = adjoint ? p.cpg : p.opg;  // outputs per group
+  const int64_t nf = p.n_freq;
+  for (int64_t b = 0; b < nb; ++b) {
+    for (int64_t g = 0; g < ng; ++g) {
+      const Complex<T>* x0 = in + (b * ng + g) * spg * nf;
+      for (int64_t q = 0; q < dpg; ++q) {
+        Complex<T>* y = out + ((b * ng + g) * dpg + q) * nf;
+        const int64_t s_base = adjoint ? (g0 + g) * p.opg * p.cpg + q : ((g0 + g) * p.opg + q) * p.cpg;
+        const int64_t s_step = adjoint ? p.cpg : 1;
+        for (int64_t k = 0; k < spg; ++k) {
+          const Complex<T>* x = x0 + k * nf;
+          const Complex<T>* s = spec + (s_base + k * s_step) * nf;
+          if (k == 0) {
+            if (adjoint) {
+              for (int64_t f = 0; f < nf; ++f) y[f] = cmul_conj(x[f], s[f]);
+            } else {
+              for (int64_t f = 0; f < nf; ++f) y[f] = cmul(x[f], s[f]);
+            }
+          } else {
+            for (int64_t f = 0; f < nf; ++f) {
+              const Complex<T> v = adjoint ? cmul_conj(x[f], s[f]) : cmul(x[f], s[f]);
+              y[f].re += v.re;
+              y[f].im += v.im;
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+template <typename T>
+const Complex<T>* as_complex(const at::Tensor& t) {
+  return reinterpret_cast<const Complex<T>*>(t.data_ptr());
+}
+template <typename T>
+Complex<T>* as_complex_mut(at::Tensor& t) {
+  return reinterpret_cast<Complex<T>*>(t.data_ptr());
+}
+
+// Forward (adjoint == false): src = input, dst = output, crop every stride.
+// Input gradient (adjoint == true): src = grad_output, dst = grad_input.
+template <typename T>
+void run_pipeline(const at::Tensor& src, const at::Tensor& spec, const T* bias, at::Tensor& dst,
+                  const ConvPlan2d& p, bool adjoint) {
+  const PlaneSource s = adjoint ? output_side(p) : input_side(p);
+  const int64_t dpg = adjoint ? p.cpg : p.opg;
+  const int64_t dst_c = adjoint ? p.c_in : p.c_out;
+  const int64_t out_h = adjoint ? p.h.in_len : p.h.out_len;
+  const int64_t out_w = adjoint ? p.w.in_len : p.w.out_len;
+  const int64_t step_h = adjoint ? 1 : p.h.stride;
+  const int64_t step_w = adjoint ? 1 : p.w.stride;
+  const int64_t n_w = p.w.n_fft;
+
+  const ChunkShape cs = choose_chunk(p, 2 * sizeof(T), kChunkBytes, at::get_num_threads());
+  const int64_t n_bb = (p.batch + cs.batch_block - 1) / cs.batch_block;
+  const int64_t n_gb = (p.groups + cs.group_block - 1) / cs.group_block;
+  const T* src_ptr = src.data_ptr<T>();
+  T* dst_ptr = dst.data_ptr<T>();
+  const Complex<T>* spec_ptr = as_complex<T>(spec);
+  const auto real_opts = src.options();
+
+  at::parallel_for(0, n_bb * n_gb, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t chunk = begin; chunk < end; ++chunk) {
+      const int64_t b0 = (chunk / n_gb) * cs.batch_block;
+      const int64_t g0 = (chunk % n_gb) * cs.group_block;
+      const int64_t nb = std::min(cs.batch_block, p.batch - b0);
+      const int64_t ng = std::min(cs.group_block, p.groups - g0);
+      at::Tensor x = chunk_spectra<T>(src_ptr, s, p, b0, nb, g0, ng, real_opts);
+      at::Tensor y = at::empty({nb * ng * dpg, p.n_freq_w, p.h.n_fft}, x.options());
+      spectral_multiply_chunk<T>(as_complex<T>(x), spec_ptr, as_complex_mut<T>(y), p, nb, g0, ng,
+                                 adjoint);
+      at::Tensor r = chunk_inverse<T>(y, p, out_h, step_h);
+      const T* rp = r.data_ptr<T>();
+      const int64_t per_batch = ng * dpg;
+      for (int64_t q = 0; q < nb * per_batch; ++q) {
+        const int64_t b = b0 + q / per_batch;
+        const int64_t c = g0 * dpg + q % per_batch;
+        const T bias_c = bias ? bias[c] : T(0);
+        const T* plane = rp + q * out_h * n_w;
+        T* o = dst_ptr + (b * dst_c + c) * out_h * out_w;
+        for (int64_t i = 0; i < out_h; ++i)
+          for (int64_t j = 0; j < out_w; ++j)
+            o[i * out_w + j] = crop_store_value(plane, n_w, int64_t(1), step_w, i, j, bias_c);
+      }
+    }
+  });
+}
+
+// grad_weight[o][c] = taps of the circular correlation of input c with the
+// (zero-stuffed) output gradient o, summed over the batch (rule 9).
+template <typename T>
+void grad_weight_pipeline(const at::Tensor& input, const at::Tensor& grad_out, at::Tensor& gw,
+                          const ConvPlan2d& p) {
+  const PlaneSource xs = input_side(p), gs = output_side(p);
+  const ChunkShape cs = choose_chunk(p, 2 * sizeof(T), kChunkBytes, at::get_num_threads());
+  const int64_t n_gb = (p.groups + cs.group_block - 1) / cs.group_block;
+  const T* x_ptr = input.data_ptr<T>();
+  const T* g_ptr = grad_out.data_ptr<T>();
+  T* gw_ptr = gw.data_ptr<T>();
+  const auto real_opts = input.options();
+  const int64_t nf = p.n_freq, kh = p.kernel_h, kw = p.kernel_w;
+  const T scale = T(1) / static_cast<T>(p.h.n_fft * p.w.n_fft);
+
+  at::parallel_for(0, n_gb, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t gchunk = begin; gchunk < end; ++gchunk) {
+      const int64_t g0 = gchunk * cs.group_block;
+      const int64_t ng = std::min(cs.group_block, p.groups - g0);
+      at::Tensor acc = at::zeros({ng * p.opg * p.cpg, p.n_freq_w, p.h.n_fft},
+                                 real_opts.dtype(c10::toComplexType(input.scalar_type())));
+      Complex<T>* a = as_complex_mut<T>(acc);
+      for (int64_t b0 = 0; b0 < p.batch; b0 += cs.batch_block) {
+        const int64_t nb = std::min(cs.batch_block, p.batch - b0);
+        at::Tensor X = chunk_spectra<T>(x_ptr, xs, p, b0, nb, g0, ng, real_opts);
+        at::Tensor G = chunk_spectra<T>(g_ptr, gs, p, b0, nb, g0, ng, real_opts);
+        const Complex<T>* xp = as_complex<T>(X);
+        const Complex<T>* gp = as_complex<T>(G);
+        for (int64_t b = 0; b < nb; ++b)
+          for (int64_t g = 0; g < ng; ++g)
+            for (int64_t o = 0; o < p.opg; ++o)
+              for (int64_t c = 0; c < p.cpg; ++c) {
+                Complex<T>* ap = a + ((g * p.opg + o) * p.cpg + c) * nf;
+                const Complex<T>* x = xp + ((b * ng + g) * p.cpg + c) * nf;
+                const Complex<T>* gg = gp + ((b * ng + g) * p.opg + o) * nf;
+                for (int64_t f = 0; f < nf; ++f) {
+                  const Complex<T> v = cmul_conj(x[f], gg[f]);
+                  ap[f].re += v.re;
+                  ap[f].im += v.im;
+                }
+              }
+      }
+      at::Tensor r = chunk_inverse<T>(acc, p, p.h.n_fft, 1);
+      const T* rp = r.data_ptr<T>();
+      for (int64_t q = 0; q < ng * p.opg * p.cpg; ++q) {
+        const T* plane = rp + q * p.h.n_fft * p.w.n_fft;
+        T* w = gw_ptr + (g0 * p.opg * p.cpg + q) * kh * kw;
+        for (int64_t th = 0; th < p.h.tap_count; ++th)
+          for (int64_t tw = 0; tw < p.w.tap_count; ++tw)
+            w[(p.h.tap_begin + th) * kw + p.w.tap_begin + tw] =
+                scale * gather_tap_value(plane, p.w.n_fft, p.h, p.w, th, tw);
+      }
+    }
+  });
+}
+
+void check_cpu_float(const at::Tensor& t, const char* name) {
+  TORCH_CHECK(t.device().is_cpu(), "fftconv: ", name, " must be a CPU tensor here, got ", t.device());
+  TORCH_CHECK(t.scalar_type() == at::kFloat || t.scalar_type() == at::kDouble,
+              "fftconv: ", name, " must be float32 or float64, got ", t.scalar_type());
+}
+
+}  // namespace
+
+at::Tensor conv2d_forward_cpu(const at::Tensor& input, const at::Tensor& weight,
+                              const std::optional<at::Tensor>& bias, const ConvArgs& a) {
+  check_cpu_float(input, "input");
+  check_cpu_float(weight, "weight");
+  TORCH_CHECK(weight.scalar_type() == input.scalar_type(), "fftconv: weight dtype ",
+              weight.scalar_type(), " does not match input dtype ", input.scalar_type());
+  const ConvPlan2d p = plan_from_shapes(input.sizes(), weight.sizes(), a);
+  at::Tensor bias_c;
+  if (bias.has_value() && bias->defined()) {
+    check_cpu_float(*bias, "bias");
+    TORCH_CHECK(bias->scalar_type() == input.scalar_type(), "fftconv: bias dtype does not match input");
+    TORCH_CHECK(bias->dim() == 1 && bias->size(0) == p.c_out, "fftconv: bias must have shape (",
+                p.c_out, ",), got ", bias->sizes());
+    bias_c = bias->contiguous();
+  }
+  at::Tensor out = at::empty({p.batch, p.c_out, p.h.out_len, p.w.out_len}, input.options());
+  if (out.numel() == 0) return out;
+  if (p.c_in == 0) return bias_c.defined() ? out.copy_(bias_c.view({1, -1, 1, 1}).expand_as(out)) : out.zero_();
+  const at::Tensor x = input.contiguous();
+  const at::Tensor spec = kernel_spectrum(weight.contiguous(), p);
+  AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "fftconv_forward_cpu", [&] {
+    run_pipeline<scalar_t>(x, spec, bias_c.defined() ? bias_c.data_ptr<scalar_t>() : nullptr, out, p,
+                           /*adjoint=*/false);
+  });
+  return out;
+}
+
+at::Tensor conv2d_grad_input_cpu(const at::Tensor& grad_output, const at::Tensor& weight,
+                                 at::IntArrayRef input_size, const ConvArgs& a) {
+  check_cpu_float(grad_output, "grad_output");
+  check_cpu_float(weight, "weight");
+  const ConvPlan2d p = plan_from_shapes(input_size, weight.sizes(), a);
+  TORCH_CHECK(grad_output.dim() == 4 && grad_output.size(0) == p.batch && grad_output.size(1) == p.c_out &&
+                  grad_output.size(2) == p.h.out_len && grad_output.size(3) == p.w.out_len,
+              "fftconv: grad_output has shape ", grad_output.sizes(), ", expected (", p.batch, ", ",
+              p.c_out, ", ", p.h.out_len, ", ", p.w.out_len, ")");
+  at::Tensor gin = at::empty(input_size, grad_output.options());
+  if (gin.numel() == 0) return gin;
+  if (p.c_out == 0) return gin.zero_();
+  const at::Tensor g = grad_output.contiguous();
+  const at::Tensor spec = kernel_spectrum(weight.contiguous(), p);
+  AT_DISPATCH_FLOATING_TYPES(grad_output.scalar_type(), "fftconv_grad_input_cpu", [&] {
+    run_pipeline<scalar_t>(g, spec, nullptr, gin, p, /*adjoint=*/true);
+  });
+  return gin;
+}
+
+at::Tensor conv2d_grad_weight_cpu(const at::Tensor& grad_output, const at::Tensor& input,
+                                  at::IntArrayRef weight_size, const ConvArgs& a) {
+  check_cpu_float(grad_output, "grad_output");
+  check_cpu_float(input, "input");
+  const ConvPlan2d p = plan_from_shapes(input.sizes(), weight_size, a);
+  TORCH_CHECK(grad_output.dim() == 4 && grad_output.size(0) == p.batch && grad_output.size(1) == p.c_out &&
+                  grad_output.size(2) == p.h.out_len && grad_output.size(3) == p.w.out_len,
+              "fftconv: grad_output has shape ", grad_output.sizes(), ", expected (", p.batch, ", ",
+              p.c_out, ", ", p.h.out_len, ", ", p.w.out_len, ")");
+  at::Tensor gw = at::zeros(weight_size, input.options());
+  if (gw.numel() == 0 || p.batch == 0) return gw;
+  const at::Tensor x = input.contiguous();
+  const at::Tensor g = grad_output.contiguous();
+  AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "fftconv_grad_weight_cpu", [&] {
+    grad_weight_pipeline<scalar_t>(x, g, gw, p);
+  });
+  return gw;
+}
+
+}  // namespace fftconv

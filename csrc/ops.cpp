@@ -1,0 +1,94 @@
+// Schemas and kernels of the torch.ops.fftconv namespace: one place for every
+// operator this extension registers.
+#include <Python.h>
+#include <torch/library.h>
+
+#include "fftconv/conv_ops.h"
+
+// Importing fftconv_ext._C loads this library, which runs the registrations.
+extern "C" {
+PyObject* PyInit__C(void) {
+  static struct PyModuleDef module_def = {PyModuleDef_HEAD_INIT, "_C", nullptr, -1, nullptr};
+  return PyModule_Create(&module_def);
+}
+}
+
+namespace fftconv {
+namespace {
+
+bool built_with_cuda() {
+#ifdef FFTCONV_WITH_CUDA
+  return true;
+#else
+  return false;
+#endif
+}
+
+at::Tensor forward_cpu(const at::Tensor& input, const at::Tensor& weight,
+                       const std::optional<at::Tensor>& bias, at::IntArrayRef stride,
+                       at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups,
+                       bool circular) {
+  return conv2d_forward_cpu(input, weight, bias, parse_conv_args(stride, padding, dilation, groups, circular));
+}
+at::Tensor grad_input_cpu(const at::Tensor& grad_output, const at::Tensor& weight,
+                          at::IntArrayRef input_size, at::IntArrayRef stride, at::IntArrayRef padding,
+                          at::IntArrayRef dilation, int64_t groups, bool circular) {
+  return conv2d_grad_input_cpu(grad_output, weight, input_size,
+                               parse_conv_args(stride, padding, dilation, groups, circular));
+}
+at::Tensor grad_weight_cpu(const at::Tensor& grad_output, const at::Tensor& input,
+                           at::IntArrayRef weight_size, at::IntArrayRef stride, at::IntArrayRef padding,
+                           at::IntArrayRef dilation, int64_t groups, bool circular) {
+  return conv2d_grad_weight_cpu(grad_output, input, weight_size,
+                                parse_conv_args(stride, padding, dilation, groups, circular));
+}
+
+#ifdef FFTCONV_WITH_CUDA
+at::Tensor forward_cuda(const at::Tensor& input, const at::Tensor& weight,
+                        const std::optional<at::Tensor>& bias, at::IntArrayRef stride,
+                        at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups,
+                        bool circular) {
+  return conv2d_forward_cuda(input, weight, bias, parse_conv_args(stride, padding, dilation, groups, circular));
+}
+at::Tensor grad_input_cuda(const at::Tensor& grad_output, const at::Tensor& weight,
+                           at::IntArrayRef input_size, at::IntArrayRef stride, at::IntArrayRef padding,
+                           at::IntArrayRef dilation, int64_t groups, bool circular) {
+  return conv2d_grad_input_cuda(grad_output, weight, input_size,
+                                parse_conv_args(stride, padding, dilation, groups, circular));
+}
+at::Tensor grad_weight_cuda(const at::Tensor& grad_output, const at::Tensor& input,
+                            at::IntArrayRef weight_size, at::IntArrayRef stride, at::IntArrayRef padding,
+                            at::IntArrayRef dilation, int64_t groups, bool circular) {
+  return conv2d_grad_weight_cuda(grad_output, input, weight_size,
+                                 parse_conv_args(stride, padding, dilation, groups, circular));
+}
+#endif
+
+}  // namespace
+
+TORCH_LIBRARY(fftconv, m) {
+  // padding is (top, bottom, left, right); circular selects circular padding.
+  m.def("conv2d_forward(Tensor input, Tensor weight, Tensor? bias, int[] stride, int[] padding, "
+        "int[] dilation, int groups, bool circular) -> Tensor");
+  m.def("conv2d_grad_input(Tensor grad_output, Tensor weight, int[] input_size, int[] stride, "
+        "int[] padding, int[] dilation, int groups, bool circular) -> Tensor");
+  m.def("conv2d_grad_weight(Tensor grad_output, Tensor input, int[] weight_size, int[] stride, "
+        "int[] padding, int[] dilation, int groups, bool circular) -> Tensor");
+  m.def("built_with_cuda() -> bool", &built_with_cuda);
+}
+
+TORCH_LIBRARY_IMPL(fftconv, CPU, m) {
+  m.impl("conv2d_forward", &forward_cpu);
+  m.impl("conv2d_grad_input", &grad_input_cpu);
+  m.impl("conv2d_grad_weight", &grad_weight_cpu);
+}
+
+#ifdef FFTCONV_WITH_CUDA
+TORCH_LIBRARY_IMPL(fftconv, CUDA, m) {
+  m.impl("conv2d_forward", &forward_cuda);
+  m.impl("conv2d_grad_input", &grad_input_cuda);
+  m.impl("conv2d_grad_weight", &grad_weight_cuda);
+}
+#endif
+
+}  // namespace fftconv

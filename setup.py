@@ -1,0 +1,130 @@
+"""Build of fftconv_ext: a CPU extension always, plus CUDA kernels linked to
+cuFFT when the installed torch is a CUDA build and a CUDA toolkit is found.
+
+Environment:
+  FFTCONV_FORCE_CUDA=1    a missing CUDA toolkit or cuFFT is an error
+  FFTCONV_DISABLE_CUDA=1  build the CPU extension only
+  TORCH_CUDA_ARCH_LIST    CUDA targets (default "8.0;9.0")
+  CUDA_HOME / CUDA_PATH   the toolkit (else /usr/local/cuda, else nvcc's folder)
+
+Build against the torch you will run with: pip install --no-build-isolation .
+"""
+import glob
+import os
+import shutil
+import sys
+
+from setuptools import find_packages, setup
+
+ROOT = os.path.dirname(os.path.abspath(__file__))
+
+
+def _find_cuda_home():
+    for var in ("CUDA_HOME", "CUDA_PATH"):
+        if os.environ.get(var):
+            return os.environ[var]
+    if os.path.exists("/usr/local/cuda/include/cuda_runtime.h"):
+        return "/usr/local/cuda"
+    nvcc = shutil.which("nvcc")
+    if nvcc:
+        home = os.path.dirname(os.path.dirname(os.path.realpath(nvcc)))
+        if os.path.exists(os.path.join(home, "include", "cuda_runtime.h")):
+            return home
+    return None
+
+
+_cuda_home = _find_cuda_home()
+if _cuda_home and not os.environ.get("CUDA_HOME"):
+    # torch.utils.cpp_extension reads CUDA_HOME when imported.
+    os.environ["CUDA_HOME"] = _cuda_home
+
+import torch  # noqa: E402
+from torch.utils.cpp_extension import BuildExtension, CppExtension, CUDAExtension  # noqa: E402
+
+
+def _find_cufft(cuda_home):
+    """(include_dir, lib_dir, link_flag) of cuFFT, or None."""
+    candidates = []
+    if cuda_home:
+        candidates.append((os.path.join(cuda_home, "include"), os.path.join(cuda_home, "lib64")))
+        candidates.append((os.path.join(cuda_home, "include"), os.path.join(cuda_home, "lib")))
+    # CUDA wheels of torch ship cuFFT in site-packages/nvidia/...
+    for sp in sys.path:
+        for sub in ("nvidia/cu13", "nvidia/cufft", "nvidia/cu12"):
+            base = os.path.join(sp, sub)
+            if os.path.isdir(base):
+                candidates.append((os.path.join(base, "include"), os.path.join(base, "lib")))
+    for inc, lib in candidates:
+        if not os.path.exists(os.path.join(inc, "cufft.h")):
+            continue
+        if os.path.exists(os.path.join(lib, "libcufft.so")):
+            return inc, lib, "-lcufft"
+        # Wheels ship only the versioned library (libcufft.so.12): link it by name.
+        versioned = sorted(glob.glob(os.path.join(lib, "libcufft.so.*")), key=len)
+        if versioned:
+            return inc, lib, "-l:" + os.path.basename(versioned[0])
+    return None
+
+
+def _want_cuda():
+    force = os.environ.get("FFTCONV_FORCE_CUDA") == "1"
+    if os.environ.get("FFTCONV_DISABLE_CUDA") == "1":
+        if force:
+            raise RuntimeError("FFTCONV_FORCE_CUDA=1 and FFTCONV_DISABLE_CUDA=1 contradict each other")
+        return None
+    problems = []
+    if torch.version.cuda is None:
+        problems.append(f"the installed torch {torch.__version__} is not a CUDA build")
+    if not _cuda_home or not os.path.exists(os.path.join(_cuda_home, "bin", "nvcc")):
+        problems.append("no CUDA toolkit (nvcc) found; set CUDA_HOME")
+    cufft = None
+    if not problems:
+        cufft = _find_cufft(_cuda_home)
+        if cufft is None:
+            problems.append("cuFFT (cufft.h, libcufft.so) not found under CUDA_HOME or site-packages/nvidia")
+    if problems:
+        msg = "fftconv_ext: building the CPU extension only: " + "; ".join(problems)
+        if force:
+            raise RuntimeError(msg.replace("building the CPU extension only", "FFTCONV_FORCE_CUDA=1 but"))
+        print(msg, file=sys.stderr)
+        return None
+    return cufft
+
+
+def _extensions():
+    sources = sorted(glob.glob("csrc/*.cpp") + glob.glob("csrc/fftconv/*.cpp") +
+                     glob.glob("csrc/fftconv/cpu/*.cpp"))
+    cxx_flags = ["-O3"]
+    cufft = _want_cuda()
+    if cufft is None:
+        return [CppExtension("fftconv_ext._C", sources, extra_compile_args={"cxx": cxx_flags},
+                             py_limited_api=False)]
+    inc, lib, link = cufft
+    os.environ.setdefault("TORCH_CUDA_ARCH_LIST", "8.0;9.0")
+    sources += sorted(glob.glob("csrc/fftconv/cuda/*.cu") + glob.glob("csrc/fftconv/cuda/*.cpp"))
+    print(f"fftconv_ext: building with CUDA ({_cuda_home}), cuFFT from {lib}, "
+          f"archs {os.environ['TORCH_CUDA_ARCH_LIST']}", file=sys.stderr)
+    return [CUDAExtension(
+        "fftconv_ext._C", sources,
+        include_dirs=[inc],
+        library_dirs=[lib],
+        extra_compile_args={"cxx": cxx_flags + ["-DFFTCONV_WITH_CUDA"],
+                            "nvcc": ["-O3", "-DFFTCONV_WITH_CUDA"]},
+        extra_link_args=[link, f"-Wl,-rpath,{lib}"],
+    )]
+
+
+setup(
+    name="fftconv_ext",
+    version="0.1.0",
+    description="Fused FFT convolutions for PyTorch (CPU and CUDA/cuFFT)",
+    packages=find_packages(include=["fftconv_ext", "fftconv_ext.*"]),
+    ext_modules=_extensions(),
+    cmdclass={"build_ext": BuildExtension},
+    python_requires=">=3.9",
+    install_requires=["torch>=2.4", "numpy"],
+    extras_require={
+        "test": ["pytest", "hypothesis", "scipy"],
+        "bench": ["tqdm", "matplotlib"],
+    },
+)
