@@ -1,0 +1,133 @@
+"""Fake (meta) kernels and autograd formulas of the torch.ops.fftconv ops.
+
+The three convolution ops are linear in each argument, and each one's
+derivative is another of the three (all computed by the same FFT pipeline):
+
+    y  = forward(x, w)            dy -> dx = grad_input(dy, w), dw = grad_weight(dy, x)
+    gx = grad_input(g, w)         dgx -> dg = forward(dgx, w),  dw = grad_weight(g, dgx)
+    gw = grad_weight(g, x)        dgw -> dg = forward(x, dgw),  dx = grad_input(g, dgw)
+
+so second derivatives come for free and the whole set works under
+torch.compile.
+"""
+from __future__ import annotations
+
+import torch
+
+from . import _C  # noqa: F401  (loads the library that registers the ops)
+
+_ops = torch.ops.fftconv
+
+
+def _out_len(n: int, k: int, pad_l: int, pad_r: int, stride: int, dilation: int) -> int:
+    span = dilation * (k - 1) + 1
+    padded = n + pad_l + pad_r
+    return 0 if padded < span else (padded - span) // stride + 1
+
+
+def output_size(input_size, weight_size, stride, padding, dilation):
+    """(N, C_out, H_out, W_out) of a 4-D correlation; padding is (top, bottom, left, right)."""
+    return (
+        input_size[0],
+        weight_size[0],
+        _out_len(input_size[2], weight_size[2], padding[0], padding[1], stride[0], dilation[0]),
+        _out_len(input_size[3], weight_size[3], padding[2], padding[3], stride[1], dilation[1]),
+    )
+
+
+@torch.library.register_fake("fftconv::conv2d_forward")
+def _forward_fake(input, weight, bias, stride, padding, dilation, groups, circular):
+    torch._check(input.dim() == 4, lambda: "fftconv: input must be 4-D")
+    torch._check(weight.dim() == 4, lambda: "fftconv: weight must be 4-D")
+    return input.new_empty(output_size(input.shape, weight.shape, stride, padding, dilation))
+
+
+@torch.library.register_fake("fftconv::conv2d_grad_input")
+def _grad_input_fake(grad_output, weight, input_size, stride, padding, dilation, groups, circular):
+    return grad_output.new_empty(input_size)
+
+
+@torch.library.register_fake("fftconv::conv2d_grad_weight")
+def _grad_weight_fake(grad_output, input, weight_size, stride, padding, dilation, groups, circular):
+    return grad_output.new_empty(weight_size)
+
+
+def _conv_args(ctx):
+    return ctx.stride, ctx.padding, ctx.dilation, ctx.groups, ctx.circular
+
+
+def _save_conv_args(ctx, stride, padding, dilation, groups, circular):
+    ctx.stride, ctx.padding, ctx.dilation = list(stride), list(padding), list(dilation)
+    ctx.groups, ctx.circular = groups, circular
+
+
+# forward(x, w, b) ------------------------------------------------------------
+def _forward_setup(ctx, inputs, output):
+    input, weight, bias, stride, padding, dilation, groups, circular = inputs
+    ctx.save_for_backward(input, weight)
+    ctx.has_bias = bias is not None
+    _save_conv_args(ctx, stride, padding, dilation, groups, circular)
+
+
+def _forward_backward(ctx, grad):
+    input, weight = ctx.saved_tensors
+    args = _conv_args(ctx)
+    grad = grad.contiguous()
+    gx = gw = gb = None
+    if ctx.needs_input_grad[0]:
+        gx = _ops.conv2d_grad_input(grad, weight, list(input.shape), *args)
+    if ctx.needs_input_grad[1]:
+        gw = _ops.conv2d_grad_weight(grad, input, list(weight.shape), *args)
+    if ctx.has_bias and ctx.needs_input_grad[2]:
+        gb = grad.sum((0, 2, 3))
+    return gx, gw, gb, None, None, None, None, None
+
+
+torch.library.register_autograd(
+    "fftconv::conv2d_forward", _forward_backward, setup_context=_forward_setup)
+
+
+# grad_input(g, w) ------------------------------------------------------------
+def _grad_input_setup(ctx, inputs, output):
+    grad_output, weight, input_size, stride, padding, dilation, groups, circular = inputs
+    ctx.save_for_backward(grad_output, weight)
+    _save_conv_args(ctx, stride, padding, dilation, groups, circular)
+
+
+def _grad_input_backward(ctx, ggx):
+    grad_output, weight = ctx.saved_tensors
+    args = _conv_args(ctx)
+    ggx = ggx.contiguous()
+    d_g = d_w = None
+    if ctx.needs_input_grad[0]:
+        d_g = _ops.conv2d_forward(ggx, weight, None, *args)
+    if ctx.needs_input_grad[1]:
+        d_w = _ops.conv2d_grad_weight(grad_output, ggx, list(weight.shape), *args)
+    return d_g, d_w, None, None, None, None, None, None
+
+
+torch.library.register_autograd(
+    "fftconv::conv2d_grad_input", _grad_input_backward, setup_context=_grad_input_setup)
+
+
+# grad_weight(g, x) -----------------------------------------------------------
+def _grad_weight_setup(ctx, inputs, output):
+    grad_output, input, weight_size, stride, padding, dilation, groups, circular = inputs
+    ctx.save_for_backward(grad_output, input)
+    _save_conv_args(ctx, stride, padding, dilation, groups, circular)
+
+
+def _grad_weight_backward(ctx, ggw):
+    grad_output, input = ctx.saved_tensors
+    args = _conv_args(ctx)
+    ggw = ggw.contiguous()
+    d_g = d_x = None
+    if ctx.needs_input_grad[0]:
+        d_g = _ops.conv2d_forward(input, ggw, None, *args)
+    if ctx.needs_input_grad[1]:
+        d_x = _ops.conv2d_grad_input(grad_output, ggw, list(input.shape), *args)
+    return d_g, d_x, None, None, None, None, None, None
+
+
+torch.library.register_autograd(
+    "fftconv::conv2d_grad_weight", _grad_weight_backward, setup_context=_grad_weight_setup)

@@ -1,0 +1,217 @@
+"""conv1d / conv2d with the signature and results of torch.nn.functional,
+computed by the fused FFT operator.
+
+Argument checks live here so that users get F.conv-style errors naming the
+argument; padding modes are resolved here (circular natively, reflect and
+replicate by an explicit pad followed by a 'valid' correlation).
+"""
+from __future__ import annotations
+
+from typing import Optional, Sequence, Tuple, Union
+
+import torch
+import torch.nn.functional as F
+
+from . import _ops  # noqa: F401  (registers fake kernels and autograd)
+
+__all__ = ["conv1d", "conv2d", "ConvArgumentError"]
+
+_PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
+_LOW_PRECISION = (torch.float16, torch.bfloat16)
+
+IntOrTuple = Union[int, Sequence[int]]
+
+
+class ConvArgumentError(ValueError, RuntimeError):
+    """Bad argument to fftconv_ext.conv1d/conv2d.
+
+    A ValueError, and also a RuntimeError as torch.nn.functional raises for
+    the same mistakes, so existing ``except RuntimeError`` code keeps working.
+    """
+
+
+def _tuple(value, n: int, name: str) -> Tuple[int, ...]:
+    if isinstance(value, bool):
+        raise ConvArgumentError(f"{name} must be an int or a tuple of {n} ints, got {value!r}")
+    if isinstance(value, int):
+        return (value,) * n
+    try:
+        items = tuple(value)
+    except TypeError:
+        raise ConvArgumentError(f"{name} must be an int or a tuple of {n} ints, got {value!r}") from None
+    if len(items) == 1:
+        items = items * n
+    if len(items) != n or not all(isinstance(v, int) and not isinstance(v, bool) for v in items):
+        raise ConvArgumentError(f"{name} must be an int or a tuple of {n} ints, got {value!r}")
+    return items
+
+
+def _check_tensors(input, weight, bias, dim: int, fname: str) -> None:
+    if not isinstance(input, torch.Tensor):
+        raise TypeError(f"{fname}: input must be a Tensor, got {type(input).__name__}")
+    if not isinstance(weight, torch.Tensor):
+        raise TypeError(f"{fname}: weight must be a Tensor, got {type(weight).__name__}")
+    if bias is not None and not isinstance(bias, torch.Tensor):
+        raise TypeError(f"{fname}: bias must be a Tensor or None, got {type(bias).__name__}")
+    if input.dim() not in (dim + 1, dim + 2):
+        raise ConvArgumentError(
+            f"{fname}: input must be {dim + 1}-D (unbatched) or {dim + 2}-D (batched), "
+            f"got shape {tuple(input.shape)}")
+    if weight.dim() != dim + 2:
+        raise ConvArgumentError(
+            f"{fname}: weight must be {dim + 2}-D (out_channels, in_channels/groups, kernel...), "
+            f"got shape {tuple(weight.shape)}")
+    if not input.is_floating_point():
+        raise ConvArgumentError(f"{fname}: input must be a floating-point tensor, got {input.dtype}")
+    if weight.dtype != input.dtype:
+        raise ConvArgumentError(
+            f"{fname}: weight dtype {weight.dtype} does not match input dtype {input.dtype}")
+    if weight.device != input.device:
+        raise ConvArgumentError(
+            f"{fname}: weight is on {weight.device} but input is on {input.device}")
+    if bias is not None:
+        if bias.dtype != input.dtype:
+            raise ConvArgumentError(f"{fname}: bias dtype {bias.dtype} does not match input dtype {input.dtype}")
+        if bias.device != input.device:
+            raise ConvArgumentError(f"{fname}: bias is on {bias.device} but input is on {input.device}")
+        if bias.dim() != 1 or bias.shape[0] != weight.shape[0]:
+            raise ConvArgumentError(
+                f"{fname}: bias must have shape ({weight.shape[0]},) = (out_channels,), "
+                f"got {tuple(bias.shape)}")
+    if input.device.type == "cuda" and not torch.ops.fftconv.built_with_cuda():
+        raise RuntimeError(
+            f"{fname}: input is on {input.device} but fftconv_ext was built without CUDA; reinstall "
+            "with a CUDA build of torch and a CUDA toolkit (see README, 'Build')")
+    if input.device.type not in ("cpu", "cuda"):
+        raise ConvArgumentError(f"{fname}: only CPU and CUDA tensors are supported, got {input.device}")
+
+
+def _resolve_padding(padding, kernel: Sequence[int], stride, dilation, fname: str):
+    """Per-axis (left, right) padding, F.conv conventions ('same' puts the odd extra on the right)."""
+    n = len(kernel)
+    if isinstance(padding, str):
+        if padding == "valid":
+            return [(0, 0)] * n
+        if padding == "same":
+            if any(s != 1 for s in stride):
+                raise ConvArgumentError(
+                    f"{fname}: padding='same' is not supported for strided convolutions (stride={stride})")
+            pads = []
+            for k, d in zip(kernel, dilation):
+                total = d * (k - 1)
+                pads.append((total // 2, total - total // 2))
+            return pads
+        raise ConvArgumentError(f"{fname}: padding must be 'same', 'valid', an int or a tuple, got {padding!r}")
+    pad = _tuple(padding, n, "padding")
+    if any(p < 0 for p in pad):
+        raise ConvArgumentError(f"{fname}: padding must be non-negative, got {padding!r}")
+    return [(p, p) for p in pad]
+
+
+def _conv_nd(input, weight, bias, stride, padding, dilation, groups, padding_mode, dim: int):
+    fname = f"conv{dim}d"
+    _check_tensors(input, weight, bias, dim, fname)
+    stride = _tuple(stride, dim, "stride")
+    dilation = _tuple(dilation, dim, "dilation")
+    if any(s <= 0 for s in stride):
+        raise ConvArgumentError(f"{fname}: stride must be positive, got {stride}")
+    if any(d <= 0 for d in dilation):
+        raise ConvArgumentError(f"{fname}: dilation must be positive, got {dilation}")
+    if isinstance(groups, bool) or not isinstance(groups, int) or groups <= 0:
+        raise ConvArgumentError(f"{fname}: groups must be a positive int, got {groups!r}")
+    if padding_mode not in _PADDING_MODES:
+        raise ConvArgumentError(f"{fname}: padding_mode must be one of {_PADDING_MODES}, got {padding_mode!r}")
+
+    unbatched = input.dim() == dim + 1
+    x = input.unsqueeze(0) if unbatched else input
+    c_in, c_out = x.shape[1], weight.shape[0]
+    kernel = tuple(weight.shape[2:])
+    if c_in % groups != 0:
+        raise ConvArgumentError(f"{fname}: groups={groups} must divide in_channels={c_in}")
+    if c_out % groups != 0:
+        raise ConvArgumentError(f"{fname}: groups={groups} must divide out_channels={c_out}")
+    if weight.shape[1] * groups != c_in:
+        raise ConvArgumentError(
+            f"{fname}: input has {c_in} channels but weight expects in_channels = "
+            f"weight.shape[1] * groups = {weight.shape[1]} * {groups} = {weight.shape[1] * groups}")
+    if any(k == 0 for k in kernel):
+        raise ConvArgumentError(f"{fname}: weight has an empty kernel, shape {tuple(weight.shape)}")
+    pads = _resolve_padding(padding, kernel, stride, dilation, fname)
+    spatial = tuple(x.shape[2:])
+    for axis, (n, k, d, (pl, pr)) in enumerate(zip(spatial, kernel, dilation, pads)):
+        if n + pl + pr < d * (k - 1) + 1:
+            raise ConvArgumentError(
+                f"{fname}: kernel size (dilated) {d * (k - 1) + 1} along spatial axis {axis} is larger "
+                f"than the padded input size {n + pl + pr} (input {n}, padding {pl}+{pr})")
+
+    out_dtype = x.dtype
+    if out_dtype in _LOW_PRECISION:  # computed in float32, returned in the input dtype
+        x, weight = x.float(), weight.float()
+        bias = bias.float() if bias is not None else None
+    channels_last = dim == 2 and x.dim() == 4 and not x.is_contiguous() and \
+        x.is_contiguous(memory_format=torch.channels_last)
+
+    circular = False
+    if padding_mode != "zeros" and any(p for lr in pads for p in lr):
+        native_circular = padding_mode == "circular" and all(
+            pl + pr <= d * (k - 1) for (pl, pr), k, d in zip(pads, kernel, dilation))
+        if native_circular:
+            circular = True  # rule 8: a circular correlation, no padding at all
+        else:
+            flat = [p for lr in reversed(pads) for p in lr]
+            x = F.pad(x, flat, mode=padding_mode)
+            pads = [(0, 0)] * dim
+
+    if dim == 1:  # a height-1 2-D problem
+        x4, w4 = x.unsqueeze(2), weight.unsqueeze(2)
+        s2, d2, p4 = [1, stride[0]], [1, dilation[0]], [0, 0, pads[0][0], pads[0][1]]
+    else:
+        x4, w4 = x, weight
+        s2, d2, p4 = list(stride), list(dilation), [pads[0][0], pads[0][1], pads[1][0], pads[1][1]]
+    y = torch.ops.fftconv.conv2d_forward(x4, w4, bias, s2, p4, d2, groups, circular)
+    if dim == 1:
+        y = y.squeeze(2)
+    if channels_last:
+        y = y.contiguous(memory_format=torch.channels_last)
+    if y.dtype != out_dtype:
+        y = y.to(out_dtype)
+    return y.squeeze(0) if unbatched else y
+
+
+def conv2d(input: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] = None,
+           stride: IntOrTuple = 1, padding: Union[str, IntOrTuple] = 0, dilation: IntOrTuple = 1,
+           groups: int = 1, padding_mode: str = "zeros") -> torch.Tensor:
+    """2-D cross-correlation through the FFT, a drop-in for ``torch.nn.functional.conv2d``.
+
+    Args:
+        input: ``(N, C_in, H, W)`` or unbatched ``(C_in, H, W)``.
+        weight: ``(C_out, C_in / groups, kH, kW)``.
+        bias: optional ``(C_out,)``.
+        stride, dilation: int or ``(sH, sW)``.
+        padding: int, ``(pH, pW)``, ``'same'`` or ``'valid'``.
+        groups: number of channel groups.
+        padding_mode: ``'zeros'``, ``'reflect'``, ``'replicate'`` or ``'circular'``
+            (as in ``nn.Conv2d``).
+
+    float32/float64 are computed in their own precision; float16/bfloat16 in
+    float32 and returned in the input dtype. Differentiable in input, weight and
+    bias; usable under ``torch.compile``.
+
+    Example::
+
+        >>> x = torch.randn(8, 64, 56, 56)
+        >>> w = torch.randn(64, 1, 31, 31)
+        >>> y = fftconv_ext.conv2d(x, w, padding="same", groups=64)
+    """
+    return _conv_nd(input, weight, bias, stride, padding, dilation, groups, padding_mode, 2)
+
+
+def conv1d(input: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] = None,
+           stride: IntOrTuple = 1, padding: Union[str, IntOrTuple] = 0, dilation: IntOrTuple = 1,
+           groups: int = 1, padding_mode: str = "zeros") -> torch.Tensor:
+    """1-D cross-correlation through the FFT, a drop-in for ``torch.nn.functional.conv1d``.
+
+    ``input`` is ``(N, C_in, L)`` or ``(C_in, L)``, ``weight`` ``(C_out, C_in / groups, k)``;
+    everything else as in :func:`conv2d`.
+    """
+    return _conv_nd(input, weight, bias, stride, padding, dilation, groups, padding_mode, 1)

@@ -1,0 +1,33 @@
+import os
+
+import pytest
+import torch
+
+torch.set_num_threads(int(os.environ.get("FFTCONV_TEST_THREADS", "2")))
+
+requires_cuda = pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="no CUDA GPU on this machine")
+
+
+def rel_err(y: torch.Tensor, ref: torch.Tensor) -> float:
+    """||y - ref|| / ||ref||, in float64."""
+    y, ref = y.double(), ref.double()
+    denom = ref.norm().item()
+    diff = (y - ref).norm().item()
+    return diff / denom if denom > 0 else diff
+
+
+def reference_conv(x, w, b=None, stride=1, padding=0, dilation=1, groups=1, padding_mode="zeros"):
+    """torch.nn.Conv1d/Conv2d in float64 with the given weights: the independent reference."""
+    dim = w.dim() - 2
+    cls = torch.nn.Conv1d if dim == 1 else torch.nn.Conv2d
+    batched = x.dim() == dim + 2
+    c_in = x.shape[1] if batched else x.shape[0]
+    m = cls(c_in, w.shape[0], tuple(w.shape[2:]), stride=stride, padding=padding, dilation=dilation,
+            groups=groups, bias=b is not None, padding_mode=padding_mode).double()
+    with torch.no_grad():
+        m.weight.copy_(w.double())
+        if b is not None:
+            m.bias.copy_(b.double())
+    with torch.no_grad():
+        return m(x.double())
