@@ -3,6 +3,8 @@
 #include <Python.h>
 #include <torch/library.h>
 
+#include <vector>
+
 #include "fftconv/conv_ops.h"
 
 // Importing fftconv_ext._C loads this library, which runs the registrations.
@@ -64,6 +66,16 @@ at::Tensor grad_weight_cuda(const at::Tensor& grad_output, const at::Tensor& inp
 }
 #endif
 
+// (n_fft_h, n_fft_w) the operator uses for a problem: exposed so that tests
+// can check the alias-free length (rule 1) against brute force.
+std::vector<int64_t> fft_shape(at::IntArrayRef input_size, at::IntArrayRef weight_size,
+                               at::IntArrayRef stride, at::IntArrayRef padding,
+                               at::IntArrayRef dilation, int64_t groups, bool circular) {
+  const ConvPlan2d p = plan_from_shapes(input_size, weight_size,
+                                        parse_conv_args(stride, padding, dilation, groups, circular));
+  return {p.h.n_fft, p.w.n_fft};
+}
+
 }  // namespace
 
 TORCH_LIBRARY(fftconv, m) {
@@ -75,6 +87,9 @@ TORCH_LIBRARY(fftconv, m) {
   m.def("conv2d_grad_weight(Tensor grad_output, Tensor input, int[] weight_size, int[] stride, "
         "int[] padding, int[] dilation, int groups, bool circular) -> Tensor");
   m.def("built_with_cuda() -> bool", &built_with_cuda);
+  m.def("fft_shape(int[] input_size, int[] weight_size, int[] stride, int[] padding, int[] dilation, "
+        "int groups, bool circular) -> int[]",
+        &fft_shape);
 }
 
 TORCH_LIBRARY_IMPL(fftconv, CPU, m) {

@@ -191,11 +191,32 @@ def test_float32_large_kernels(size, k):
     assert rel_err(y, ref) <= 1e-5
 
 
-def test_alias_free_length_is_smaller_than_textbook():
-    """Rule 1 in practice: 'same' padding at RepLKNet shapes gives ~25 % fewer points
-    per axis than H + k - 1; results stay exact (covered by the parity grid)."""
-    import fftconv_ext._C  # noqa: F401
-    # 56 + 31//2 = 71 -> 72 (fast), against 56 + 31 - 1 = 86 -> 90.
-    x, w, b = _case(1, 2, 2, (56, 56), (31, 31), 2)
-    y = fftconv_ext.conv2d(x, w, b, padding=15, groups=2)
-    assert rel_err(y, reference_conv(x, w, b, padding=15, groups=2)) <= TOL64
+def _next_smooth(n):
+    def smooth(m):
+        for p in (2, 3, 5, 7):
+            while m % p == 0:
+                m //= p
+        return m == 1
+    while not smooth(n):
+        n += 1
+    return n
+
+
+@pytest.mark.parametrize("h", [14, 31, 56, 57, 64])
+def test_alias_free_length_for_same_padding(h):
+    """Rule 1: with 'same' padding and k <= H the operator transforms
+    next_fast(H + k//2) points per axis, not the textbook next_fast(H + k - 1)."""
+    for k in range(3, h + 1, 2):
+        n = torch.ops.fftconv.fft_shape([1, 1, 1, h], [1, 1, 1, k], [1, 1], [0, 0, k // 2, k // 2],
+                                        [1, 1], 1, False)[1]
+        assert n == _next_smooth(h + k // 2)
+        assert n <= _next_smooth(h + k - 1)
+
+
+def test_dropped_taps_shrink_the_transform():
+    """Rule 2: a 31x31 'same' kernel on a 14x14 map acts like a 27x27 one."""
+    n = torch.ops.fftconv.fft_shape([1, 1, 14, 14], [1, 1, 31, 31], [1, 1], [15] * 4, [1, 1], 1, False)
+    assert list(n) == [27, 27]
+    x, w, b = _case(1, 2, 2, (14, 14), (31, 31), 2)
+    assert rel_err(fftconv_ext.conv2d(x, w, b, padding=15, groups=2),
+                   reference_conv(x, w, b, padding=15, groups=2)) <= TOL64

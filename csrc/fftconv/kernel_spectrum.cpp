@@ -34,7 +34,7 @@ at::Tensor kernel_spectrum(const at::Tensor& weight, const ConvPlan2d& plan) {
   const double scale = 1.0 / static_cast<double>(n_h * n_w);
   at::Tensor spec = at::_fft_r2c(placed, {2, 3}, /*normalization=*/0, /*onesided=*/true);
   // Column-major planes, the layout of the input spectra (see pointwise.h).
-  return spec.conj().mul(scale).resolve_conj().transpose(2, 3).contiguous();
+  return at::conj_physical(spec).mul_(scale).transpose(2, 3).contiguous();
 }
 
 }  // namespace fftconv

@@ -1,0 +1,131 @@
+"""Gradients (gradcheck, against F.conv2d), opcheck of every registered op, torch.compile."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+import fftconv_ext
+from conftest import rel_err
+
+CASES = [
+    # (c_in, c_out, groups, size, kernel, stride, padding, dilation, mode)
+    (3, 3, 3, (9, 10), (5, 4), 1, "same", 1, "zeros"),          # depthwise
+    (4, 6, 2, (9, 8), (3, 3), 1, 1, 1, "zeros"),                # grouped
+    (2, 3, 1, (8, 9), (3, 4), 1, (1, 2), 1, "zeros"),           # dense
+    (2, 2, 1, (11, 10), (3, 3), (2, 3), 1, 1, "zeros"),         # stride
+    (2, 4, 2, (11, 12), (3, 2), 1, (2, 1), (2, 3), "zeros"),    # dilation
+    (2, 2, 2, (10, 9), (3, 3), (2, 2), 2, (1, 2), "zeros"),     # stride + dilation
+    (2, 2, 1, (6, 5), (9, 7), 1, (4, 3), 1, "zeros"),           # kernel > map
+    (2, 2, 2, (7, 8), (3, 5), 1, (1, 2), 1, "circular"),
+    (2, 2, 1, (7, 8), (3, 3), 1, 1, 1, "reflect"),
+]
+
+
+def _tensors(c_in, c_out, groups, size, kernel, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(2, c_in, *size, generator=g, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(c_out, c_in // groups, *kernel, generator=g, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(c_out, generator=g, dtype=torch.float64, requires_grad=True)
+    return x, w, b
+
+
+@pytest.mark.parametrize("c_in,c_out,groups,size,kernel,stride,padding,dilation,mode", CASES)
+def test_gradcheck_conv2d(c_in, c_out, groups, size, kernel, stride, padding, dilation, mode):
+    x, w, b = _tensors(c_in, c_out, groups, size, kernel)
+
+    def f(x, w, b):
+        return fftconv_ext.conv2d(x, w, b, stride, padding, dilation, groups, padding_mode=mode)
+
+    assert torch.autograd.gradcheck(f, (x, w, b))
+
+
+@pytest.mark.parametrize("c_in,c_out,groups,size,kernel,stride,padding,dilation,mode", CASES[:6])
+def test_gradients_match_torch(c_in, c_out, groups, size, kernel, stride, padding, dilation, mode):
+    x, w, b = _tensors(c_in, c_out, groups, size, kernel, seed=1)
+    y = fftconv_ext.conv2d(x, w, b, stride, padding, dilation, groups)
+    g = torch.randn_like(y)
+    ours = torch.autograd.grad(y, (x, w, b), g)
+    ref = torch.autograd.grad(F.conv2d(x, w, b, stride, padding, dilation, groups), (x, w, b), g)
+    for a, r in zip(ours, ref):
+        assert rel_err(a, r) <= 1e-10
+
+
+def test_gradgradcheck():
+    x, w, b = _tensors(4, 4, 2, (7, 8), (3, 3))
+    assert torch.autograd.gradgradcheck(
+        lambda x, w, b: fftconv_ext.conv2d(x, w, b, stride=(2, 1), padding=1, dilation=(1, 2), groups=2),
+        (x, w, b))
+
+
+def test_gradcheck_conv1d():
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(2, 4, 17, generator=g, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(4, 2, 6, generator=g, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(4, generator=g, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(
+        lambda x, w, b: fftconv_ext.conv1d(x, w, b, stride=2, padding=3, dilation=2, groups=2), (x, w, b))
+
+
+def test_only_some_inputs_require_grad():
+    x, w, b = _tensors(2, 2, 2, (8, 8), (3, 3))
+    y = fftconv_ext.conv2d(x.detach(), w, None, padding=1, groups=2)
+    (gw,) = torch.autograd.grad(y.sum(), (w,))
+    ref = torch.autograd.grad(F.conv2d(x.detach(), w, None, padding=1, groups=2).sum(), (w,))[0]
+    assert rel_err(gw, ref) <= 1e-10
+
+
+def _op_samples():
+    samples = []
+    for c_in, c_out, groups, size, kernel, stride, padding, dilation, _ in CASES[:6]:
+        x, w, b = _tensors(c_in, c_out, groups, size, kernel)
+        s2 = list(stride) if isinstance(stride, tuple) else [stride] * 2
+        d2 = list(dilation) if isinstance(dilation, tuple) else [dilation] * 2
+        if padding == "same":
+            p4 = []
+            for k, d in zip(kernel, d2):
+                t = d * (k - 1)
+                p4 += [t // 2, t - t // 2]
+        else:
+            pp = padding if isinstance(padding, tuple) else (padding, padding)
+            p4 = [pp[0], pp[0], pp[1], pp[1]]
+        samples.append((x, w, b, s2, p4, d2, groups))
+    return samples
+
+
+@pytest.mark.parametrize("idx", range(6))
+def test_opcheck_all_ops(idx):
+    x, w, b, s2, p4, d2, groups = _op_samples()[idx]
+    ops = torch.ops.fftconv
+    y = ops.conv2d_forward(x.detach(), w.detach(), b.detach(), s2, p4, d2, groups, False)
+    g = torch.randn_like(y).requires_grad_()
+    torch.library.opcheck(ops.conv2d_forward, (x, w, b, s2, p4, d2, groups, False))
+    torch.library.opcheck(ops.conv2d_forward, (x, w, None, s2, p4, d2, groups, False))
+    torch.library.opcheck(ops.conv2d_grad_input, (g, w, list(x.shape), s2, p4, d2, groups, False))
+    torch.library.opcheck(ops.conv2d_grad_weight, (g, x, list(w.shape), s2, p4, d2, groups, False))
+
+
+def test_opcheck_circular():
+    x, w, b = _tensors(2, 2, 2, (7, 8), (3, 5))
+    torch.library.opcheck(torch.ops.fftconv.conv2d_forward, (x, w, b, [1, 1], [1, 1, 2, 2], [1, 1], 2, True))
+
+
+class _Block(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.randn(8, 1, 9, 9))
+        self.b = torch.nn.Parameter(torch.randn(8))
+        self.norm = torch.nn.GroupNorm(2, 8)
+
+    def forward(self, x):
+        return x + self.norm(fftconv_ext.conv2d(x, self.w, self.b, padding="same", groups=8))
+
+
+def test_torch_compile_fullgraph_matches_eager():
+    torch.manual_seed(0)
+    m = _Block()
+    x = torch.randn(2, 8, 20, 20, requires_grad=True)
+    eager = m(x)
+    compiled = torch.compile(m, fullgraph=True, backend="aot_eager")(x)
+    assert torch.allclose(eager, compiled, rtol=1e-5, atol=1e-5)
+    g_eager = torch.autograd.grad(eager.sum(), x)[0]
+    g_comp = torch.autograd.grad(compiled.sum(), x)[0]
+    assert torch.allclose(g_eager, g_comp, rtol=1e-5, atol=1e-5)
