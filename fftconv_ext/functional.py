@@ -68,12 +68,12 @@ def _check_tensors(input, weight, bias, dim: int, fname: str) -> None:
             f"{fname}: weight dtype {weight.dtype} does not match input dtype {input.dtype}")
     if weight.device != input.device:
         raise ConvArgumentError(
-            f"{fname}: weight is on {weight.device} but input is on {input.device}")
+            f"{fname}: weight is on device {weight.device} but input is on device {input.device}")
     if bias is not None:
         if bias.dtype != input.dtype:
             raise ConvArgumentError(f"{fname}: bias dtype {bias.dtype} does not match input dtype {input.dtype}")
         if bias.device != input.device:
-            raise ConvArgumentError(f"{fname}: bias is on {bias.device} but input is on {input.device}")
+            raise ConvArgumentError(f"{fname}: bias is on device {bias.device} but input is on device {input.device}")
         if bias.dim() != 1 or bias.shape[0] != weight.shape[0]:
             raise ConvArgumentError(
                 f"{fname}: bias must have shape ({weight.shape[0]},) = (out_channels,), "
