@@ -89,28 +89,31 @@ FFTCONV_HD Complex<T> transpose_select_value(const Complex<T>* cols_plane, int64
 //   forward:    Y[b][g*opg + o] = sum_c S[g*opg + o][c]       * X[b][g*cpg + c]
 //   adjoint:    X[b][g*cpg + c] = sum_o conj(S[g*opg + o][c]) * Y[b][g*opg + o]
 // Depthwise (cpg == opg == 1) reduces to one product per frequency (rule 6).
-struct SpectralShape {
-  int64_t groups_in_chunk;  // groups handled by this call
-  int64_t cpg;              // input channels per group
-  int64_t opg;              // output channels per group
-  int64_t n_freq;           // frequencies per plane ((n_w/2+1) * n_h)
-};
 
-// One output frequency of the forward product: out plane `o` of group `g`.
-// x: spectra of the cpg inputs of this group, plane stride n_freq.
-// s: kernel spectra of row o, plane stride n_freq.
+// One frequency of one output plane: sum over k < count of s[k] * x[k]
+// (conj(s[k]) * x[k] for the adjoint), x and s strided in memory.
 template <typename T>
-FFTCONV_HD Complex<T> spectral_dot(const Complex<T>* x, const Complex<T>* s, int64_t count,
-                                   int64_t stride, bool conj_s) {
+FFTCONV_HD Complex<T> spectral_dot(const Complex<T>* x, int64_t x_stride, const Complex<T>* s,
+                                   int64_t s_stride, int64_t count, bool conj_s) {
   Complex<T> acc = {T(0), T(0)};
-  for (int64_t c = 0; c < count; ++c) {
-    const Complex<T> p = conj_s ? cmul_conj(x[c * stride], s[c * stride])
-                                : cmul(x[c * stride], s[c * stride]);
+  for (int64_t k = 0; k < count; ++k) {
+    const Complex<T> p = conj_s ? cmul_conj(x[k * x_stride], s[k * s_stride])
+                                : cmul(x[k * x_stride], s[k * s_stride]);
     acc.re += p.re;
     acc.im += p.im;
   }
   return acc;
 }
+
+// Index (in planes) of the kernel spectrum that pairs with summand k of
+// output q of group g: S[g*opg + q][k] forward, S[g*opg + k][q] adjoint.
+FFTCONV_HD int64_t spectrum_plane(int64_t g, int64_t q, int64_t k, int64_t cpg, int64_t opg,
+                                  bool adjoint) {
+  return adjoint ? (g * opg + k) * cpg + q : (g * opg + q) * cpg + k;
+}
+
+// Plane stride between consecutive summands k in the kernel spectrum.
+FFTCONV_HD int64_t spectrum_plane_step(int64_t cpg, bool adjoint) { return adjoint ? cpg : 1; }
 
 // Crop + bias: output element (i, j) of a plane reads buffer slot
 // (i*stride_h, j*stride_w) of a real plane with row length n_cols.

@@ -106,8 +106,8 @@ void spectral_multiply_chunk(const Complex<T>* in, const Complex<T>* spec, Compl
       const Complex<T>* x0 = in + (b * ng + g) * spg * nf;
       for (int64_t q = 0; q < dpg; ++q) {
         Complex<T>* y = out + ((b * ng + g) * dpg + q) * nf;
-        const int64_t s_base = adjoint ? (g0 + g) * p.opg * p.cpg + q : ((g0 + g) * p.opg + q) * p.cpg;
-        const int64_t s_step = adjoint ? p.cpg : 1;
+        const int64_t s_base = spectrum_plane(g0 + g, q, 0, p.cpg, p.opg, adjoint);
+        const int64_t s_step = spectrum_plane_step(p.cpg, adjoint);
         for (int64_t k = 0; k < spg; ++k) {
           const Complex<T>* x = x0 + k * nf;
           const Complex<T>* s = spec + (s_base + k * s_step) * nf;
