@@ -1,0 +1,103 @@
+"""CUDA path: parity with cuDNN and with the CPU path, gradients, low precision, streams.
+
+Skipped, with the reason, on machines without a GPU; run by bench/gpu_check.sh
+on a lent H100/H200.
+"""
+import pytest
+import torch
+import torch.nn.functional as F
+
+import fftconv_ext
+from conftest import reference_conv, rel_err, requires_cuda
+
+pytestmark = requires_cuda
+
+CASES = [
+    ((2, 8, 56, 56), (8, 1, 31, 31), 1, 15, 1, 8),     # RepLKNet-like depthwise
+    ((2, 4, 20, 21), (6, 2, 5, 4), 1, "same", 1, 2),   # grouped, even kernel
+    ((2, 3, 19, 23), (4, 3, 5, 3), (2, 3), (2, 1), (1, 2), 1),
+    ((1, 2, 8, 9), (2, 1, 15, 13), 1, (7, 6), 1, 2),   # kernel > map
+]
+
+
+def test_built_with_cuda():
+    assert fftconv_ext.built_with_cuda(), "a GPU is present but the extension was built without CUDA"
+
+
+@pytest.mark.parametrize("xs,ws,stride,padding,dilation,groups", CASES)
+def test_parity_with_cudnn_float64(xs, ws, stride, padding, dilation, groups):
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(*xs, generator=g, dtype=torch.float64)
+    w = torch.randn(*ws, generator=g, dtype=torch.float64)
+    b = torch.randn(ws[0], generator=g, dtype=torch.float64)
+    y = fftconv_ext.conv2d(x.cuda(), w.cuda(), b.cuda(), stride, padding, dilation, groups)
+    ref = F.conv2d(x.cuda(), w.cuda(), b.cuda(), stride, padding, dilation, groups)
+    assert y.is_cuda and y.shape == ref.shape
+    assert rel_err(y, ref) <= 1e-10
+    assert rel_err(y.cpu(), reference_conv(x, w, b, stride, padding, dilation, groups)) <= 1e-10
+
+
+@pytest.mark.parametrize("xs,ws,stride,padding,dilation,groups", CASES)
+def test_float32_against_float64(xs, ws, stride, padding, dilation, groups):
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(*xs, generator=g)
+    w = torch.randn(*ws, generator=g)
+    y = fftconv_ext.conv2d(x.cuda(), w.cuda(), None, stride, padding, dilation, groups)
+    ref = reference_conv(x, w, None, stride, padding, dilation, groups)
+    assert rel_err(y.cpu(), ref) <= 1e-5
+
+
+@pytest.mark.parametrize("mode", ["zeros", "circular", "reflect"])
+def test_gradcheck_cuda(mode):
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(2, 4, 9, 10, generator=g, dtype=torch.float64).cuda().requires_grad_()
+    w = torch.randn(6, 2, 3, 4, generator=g, dtype=torch.float64).cuda().requires_grad_()
+    b = torch.randn(6, generator=g, dtype=torch.float64).cuda().requires_grad_()
+    assert torch.autograd.gradcheck(
+        lambda x, w, b: fftconv_ext.conv2d(x, w, b, (1, 2), (1, 2), (2, 1), 2, padding_mode=mode), (x, w, b))
+
+
+def test_opcheck_cuda():
+    x = torch.randn(2, 4, 12, 11, dtype=torch.float64, device="cuda", requires_grad=True)
+    w = torch.randn(4, 1, 5, 5, dtype=torch.float64, device="cuda", requires_grad=True)
+    b = torch.randn(4, dtype=torch.float64, device="cuda", requires_grad=True)
+    torch.library.opcheck(torch.ops.fftconv.conv2d_forward, (x, w, b, [1, 1], [2, 2, 2, 2], [1, 1], 4, False))
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_low_precision_cuda(dtype):
+    x = torch.randn(2, 8, 32, 32, device="cuda", dtype=dtype)
+    w = torch.randn(8, 1, 13, 13, device="cuda", dtype=dtype)
+    y = fftconv_ext.conv2d(x, w, padding=6, groups=8)
+    assert y.dtype == dtype
+    ref = F.conv2d(x.double(), w.double(), padding=6, groups=8)
+    assert rel_err(y, ref) <= (2e-3 if dtype == torch.float16 else 1e-2)
+
+
+def test_side_stream_matches_default_stream():
+    x = torch.randn(4, 16, 40, 40, device="cuda")
+    w = torch.randn(16, 1, 21, 21, device="cuda")
+    ref = fftconv_ext.conv2d(x, w, padding=10, groups=16)
+    s = torch.cuda.Stream()
+    s.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(s):
+        y = fftconv_ext.conv2d(x, w, padding=10, groups=16)
+    torch.cuda.current_stream().wait_stream(s)
+    torch.cuda.synchronize()
+    assert torch.equal(y, ref)
+
+
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two CUDA devices")
+def test_second_device():
+    x = torch.randn(2, 4, 20, 20, dtype=torch.float64)
+    w = torch.randn(4, 1, 7, 7, dtype=torch.float64)
+    y = fftconv_ext.conv2d(x.to("cuda:1"), w.to("cuda:1"), padding=3, groups=4)
+    assert y.device == torch.device("cuda:1")
+    assert rel_err(y.cpu(), reference_conv(x, w, padding=3, groups=4)) <= 1e-10
+
+
+def test_device_mismatch_is_a_python_error():
+    x = torch.randn(1, 2, 8, 8, device="cuda")
+    w = torch.randn(2, 1, 3, 3)
+    with pytest.raises(ValueError, match="device"):
+        fftconv_ext.conv2d(x, w, groups=2)
