@@ -1,0 +1,42 @@
+# fftconv_ext: make install | make test | make bench
+#
+# Uses the active virtual environment when there is one ($VIRTUAL_ENV), else
+# creates .venv. torch is installed only when missing (TORCH_SPEC, default the
+# CPU build that lies on this machine's disk); the extension is built against
+# whatever torch is there, without build isolation.
+
+PYTHON     ?= python3
+TORCH_SPEC ?= torch==2.13.0
+DEPS       ?= numpy scipy pytest hypothesis ninja setuptools wheel tqdm matplotlib
+THREADS    ?= 2
+
+ifdef VIRTUAL_ENV
+PY := $(VIRTUAL_ENV)/bin/python
+else
+PY := $(CURDIR)/.venv/bin/python
+endif
+
+.PHONY: install test test-python test-cpp bench clean
+
+install:
+	@if [ -z "$$VIRTUAL_ENV" ] && [ ! -x .venv/bin/python ]; then $(PYTHON) -m venv .venv; fi
+	@$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "$(TORCH_SPEC)"
+	$(PY) -m pip install -q $(DEPS)
+	$(PY) -m pip install -q --no-build-isolation --no-deps -e .
+	@$(PY) -c "import fftconv_ext, torch; print('fftconv_ext', fftconv_ext.__version__, '| torch', torch.__version__, '| CUDA kernels built:', fftconv_ext.built_with_cuda())"
+
+test: install test-cpp test-python
+
+test-python:
+	FFTCONV_TEST_THREADS=$(THREADS) $(PY) -m pytest -q python_tests
+
+test-cpp:
+	cmake -S . -B build-cmake -DPython3_EXECUTABLE=$(PY) > /dev/null
+	cmake --build build-cmake -j 2 > /dev/null
+	ctest --test-dir build-cmake --output-on-failure
+
+bench: install
+	$(PY) -m fftconv_ext.bench --threads $(THREADS) $(BENCH_ARGS)
+
+clean:
+	rm -rf build build-cmake *.egg-info fftconv_ext/*.so

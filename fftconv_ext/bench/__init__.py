@@ -1,0 +1,1 @@
+"""Benchmarks of fftconv_ext (``python -m fftconv_ext.bench``)."""
