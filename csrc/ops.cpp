@@ -1,19 +1,11 @@
 // Schemas and kernels of the torch.ops.fftconv namespace: one place for every
 // operator this extension registers.
-#include <Python.h>
+#include <torch/extension.h>
 #include <torch/library.h>
 
 #include <vector>
 
 #include "fftconv/conv_ops.h"
-
-// Importing fftconv_ext._C loads this library, which runs the registrations.
-extern "C" {
-PyObject* PyInit__C(void) {
-  static struct PyModuleDef module_def = {PyModuleDef_HEAD_INIT, "_C", nullptr, -1, nullptr};
-  return PyModule_Create(&module_def);
-}
-}
 
 namespace fftconv {
 namespace {
@@ -67,7 +59,7 @@ at::Tensor grad_weight_cuda(const at::Tensor& grad_output, const at::Tensor& inp
 #endif
 
 // (n_fft_h, n_fft_w) the operator uses for a problem: exposed so that tests
-// can check the alias-free length (rule 1) against brute force.
+// can check the alias-free length (rule 1).
 std::vector<int64_t> fft_shape(at::IntArrayRef input_size, at::IntArrayRef weight_size,
                                at::IntArrayRef stride, at::IntArrayRef padding,
                                at::IntArrayRef dilation, int64_t groups, bool circular) {
@@ -86,10 +78,6 @@ TORCH_LIBRARY(fftconv, m) {
         "int[] padding, int[] dilation, int groups, bool circular) -> Tensor");
   m.def("conv2d_grad_weight(Tensor grad_output, Tensor input, int[] weight_size, int[] stride, "
         "int[] padding, int[] dilation, int groups, bool circular) -> Tensor");
-  m.def("built_with_cuda() -> bool", &built_with_cuda);
-  m.def("fft_shape(int[] input_size, int[] weight_size, int[] stride, int[] padding, int[] dilation, "
-        "int groups, bool circular) -> int[]",
-        &fft_shape);
 }
 
 TORCH_LIBRARY_IMPL(fftconv, CPU, m) {
@@ -107,3 +95,12 @@ TORCH_LIBRARY_IMPL(fftconv, CUDA, m) {
 #endif
 
 }  // namespace fftconv
+
+// Importing fftconv_ext._C loads this library, which runs the registrations
+// above; the module itself carries build information and the planner.
+PYBIND11_MODULE(_C, m) {
+  m.def("built_with_cuda", &fftconv::built_with_cuda, "True when the CUDA/cuFFT kernels are compiled in.");
+  m.def("fft_shape", &fftconv::fft_shape, "(n_fft_h, n_fft_w) used for a conv2d problem.",
+        py::arg("input_size"), py::arg("weight_size"), py::arg("stride"), py::arg("padding"),
+        py::arg("dilation"), py::arg("groups"), py::arg("circular"));
+}

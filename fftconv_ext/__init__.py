@@ -6,7 +6,7 @@
 The operators live in ``torch.ops.fftconv``; :mod:`fftconv_ext.functional`
 is the ``torch.nn.functional``-shaped surface over them.
 """
-import torch
+import torch  # noqa: F401  (loads libtorch before the extension)
 
 from . import _C  # noqa: F401  (registers torch.ops.fftconv.*)
 from . import _ops  # noqa: F401
@@ -19,4 +19,4 @@ __all__ = ["conv1d", "conv2d", "ConvArgumentError", "built_with_cuda", "__versio
 
 def built_with_cuda() -> bool:
     """True when the compiled extension contains the CUDA/cuFFT kernels."""
-    return bool(torch.ops.fftconv.built_with_cuda())
+    return bool(_C.built_with_cuda())

@@ -12,7 +12,7 @@ from typing import Optional, Sequence, Tuple, Union
 import torch
 import torch.nn.functional as F
 
-from . import _ops  # noqa: F401  (registers fake kernels and autograd)
+from . import _C, _ops  # noqa: F401  (_ops registers fake kernels and autograd)
 
 __all__ = ["conv1d", "conv2d", "ConvArgumentError"]
 
@@ -78,7 +78,7 @@ def _check_tensors(input, weight, bias, dim: int, fname: str) -> None:
             raise ConvArgumentError(
                 f"{fname}: bias must have shape ({weight.shape[0]},) = (out_channels,), "
                 f"got {tuple(bias.shape)}")
-    if input.device.type == "cuda" and not torch.ops.fftconv.built_with_cuda():
+    if input.device.type == "cuda" and not _C.built_with_cuda():
         raise RuntimeError(
             f"{fname}: input is on {input.device} but fftconv_ext was built without CUDA; reinstall "
             "with a CUDA build of torch and a CUDA toolkit (see README, 'Build')")
@@ -150,6 +150,13 @@ def _conv_nd(input, weight, bias, stride, padding, dilation, groups, padding_mod
         bias = bias.float() if bias is not None else None
     channels_last = dim == 2 and x.dim() == 4 and not x.is_contiguous() and \
         x.is_contiguous(memory_format=torch.channels_last)
+
+    if padding_mode == "circular":
+        for axis, (n, (pl, pr)) in enumerate(zip(spatial, pads)):
+            if pl > n or pr > n:  # the rule of F.pad(mode='circular'), kept for parity
+                raise ConvArgumentError(
+                    f"{fname}: circular padding ({pl}, {pr}) along spatial axis {axis} wraps around "
+                    f"the input of size {n} more than once")
 
     circular = False
     if padding_mode != "zeros" and any(p for lr in pads for p in lr):
