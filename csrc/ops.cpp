@@ -6,6 +6,10 @@
 #include <vector>
 
 #include "fftconv/conv_ops.h"
+#include "fftconv/spectrum_cache.h"
+#ifdef FFTCONV_WITH_CUDA
+#include "fftconv/cuda/plan_cache.h"
+#endif
 
 namespace fftconv {
 namespace {
@@ -68,6 +72,29 @@ std::vector<int64_t> fft_shape(at::IntArrayRef input_size, at::IntArrayRef weigh
   return {p.h.n_fft, p.w.n_fft};
 }
 
+void set_cache_limit(int64_t entries) {
+  set_spectrum_cache_limit(entries);
+#ifdef FFTCONV_WITH_CUDA
+  cuda::set_plan_cache_limit(entries);
+#endif
+}
+
+void clear_caches() {
+  clear_spectrum_cache();
+#ifdef FFTCONV_WITH_CUDA
+  cuda::clear_plan_cache();
+#endif
+}
+
+std::vector<int64_t> cache_info() {
+#ifdef FFTCONV_WITH_CUDA
+  const int64_t plans = cuda::plan_cache_size();
+#else
+  const int64_t plans = 0;
+#endif
+  return {spectrum_cache_limit(), spectrum_cache_size(), plans};
+}
+
 }  // namespace
 
 TORCH_LIBRARY(fftconv, m) {
@@ -103,4 +130,7 @@ PYBIND11_MODULE(_C, m) {
   m.def("fft_shape", &fftconv::fft_shape, "(n_fft_h, n_fft_w) used for a conv2d problem.",
         py::arg("input_size"), py::arg("weight_size"), py::arg("stride"), py::arg("padding"),
         py::arg("dilation"), py::arg("groups"), py::arg("circular"));
+  m.def("set_cache_limit", &fftconv::set_cache_limit, py::arg("entries"));
+  m.def("clear_caches", &fftconv::clear_caches);
+  m.def("cache_info", &fftconv::cache_info, "(limit, cached spectra, cached cuFFT plans)");
 }

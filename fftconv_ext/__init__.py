@@ -14,9 +14,32 @@ from .functional import ConvArgumentError, conv1d, conv2d
 
 __version__ = "0.1.0"
 
-__all__ = ["conv1d", "conv2d", "ConvArgumentError", "built_with_cuda", "__version__"]
+__all__ = ["conv1d", "conv2d", "ConvArgumentError", "built_with_cuda", "set_cache_limit", "clear_caches",
+           "cache_info", "__version__"]
 
 
 def built_with_cuda() -> bool:
     """True when the compiled extension contains the CUDA/cuFFT kernels."""
     return bool(_C.built_with_cuda())
+
+
+def set_cache_limit(entries: int) -> None:
+    """Bound the kernel-spectrum cache (and, on CUDA builds, the cuFFT plan cache)
+    to ``entries`` entries each, least recently used first out. 0 disables caching.
+    Default: 32 spectra, 64 plans."""
+    if isinstance(entries, bool) or not isinstance(entries, int) or entries < 0:
+        raise ValueError(f"set_cache_limit: entries must be a non-negative int, got {entries!r}")
+    _C.set_cache_limit(entries)
+
+
+def clear_caches() -> None:
+    """Drop every cached kernel spectrum and cuFFT plan (their memory is returned
+    to PyTorch's allocators)."""
+    _C.clear_caches()
+
+
+def cache_info() -> dict:
+    """``{"limit": ..., "spectra": ..., "plans": ...}``: the spectrum-cache limit and
+    how many spectra and cuFFT plans are cached now."""
+    limit, spectra, plans = _C.cache_info()
+    return {"limit": limit, "spectra": spectra, "plans": plans}

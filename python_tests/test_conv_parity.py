@@ -191,12 +191,13 @@ def test_float32_large_kernels(size, k):
 
 
 def _next_smooth(n):
+    """Smallest even 2,3,5,7-smooth number >= n (odd lengths are slow in real FFTs)."""
     def smooth(m):
         for p in (2, 3, 5, 7):
             while m % p == 0:
                 m //= p
         return m == 1
-    while not smooth(n):
+    while not smooth(n) or n % 2:
         n += 1
     return n
 
@@ -204,7 +205,7 @@ def _next_smooth(n):
 @pytest.mark.parametrize("h", [14, 31, 56, 57, 64])
 def test_alias_free_length_for_same_padding(h):
     """Rule 1: with 'same' padding and k <= H the operator transforms
-    next_fast(H + k//2) points per axis, not the textbook next_fast(H + k - 1)."""
+    next_fast_even(H + k//2) points per axis, not the textbook H + k - 1."""
     for k in range(3, h + 1, 2):
         n = fftconv_ext._C.fft_shape([1, 1, 1, h], [1, 1, 1, k], [1, 1], [0, 0, k // 2, k // 2],
                                         [1, 1], 1, False)[1]
@@ -213,9 +214,10 @@ def test_alias_free_length_for_same_padding(h):
 
 
 def test_dropped_taps_shrink_the_transform():
-    """Rule 2: a 31x31 'same' kernel on a 14x14 map acts like a 27x27 one."""
+    """Rule 2: a 31x31 'same' kernel on a 14x14 map acts like a 27x27 one
+    (27 points per axis, rounded up to the even 28)."""
     n = fftconv_ext._C.fft_shape([1, 1, 14, 14], [1, 1, 31, 31], [1, 1], [15] * 4, [1, 1], 1, False)
-    assert list(n) == [27, 27]
+    assert list(n) == [28, 28]
     x, w, b = _case(1, 2, 2, (14, 14), (31, 31), 2)
     assert rel_err(fftconv_ext.conv2d(x, w, b, padding=15, groups=2),
                    reference_conv(x, w, b, padding=15, groups=2)) <= TOL64

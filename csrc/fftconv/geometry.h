@@ -31,6 +31,16 @@ FFTCONV_HD int64_t next_fast_size(int64_t n) {
   return n;
 }
 
+// Smallest even fast size >= n (1 for n <= 1). Odd lengths cost 1.5-3x more
+// per point in MKL's real transforms (measured: r2c of 75 or 81 points takes
+// twice as long as 72 or 80), so the planner never picks one.
+FFTCONV_HD int64_t next_fast_even_size(int64_t n) {
+  if (n <= 1) return 1;
+  int64_t m = next_fast_size(n);
+  while (m % 2 != 0) m = next_fast_size(m + 1);
+  return m;
+}
+
 FFTCONV_HD int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
 FFTCONV_HD int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 
@@ -82,7 +92,8 @@ struct AxisPlan {
 
 // Plan one axis for zero padding (circular=false) or circular padding
 // (circular=true; requires pad_l + pad_r <= dilation*(kernel-1) so that the
-// dense outputs fit in one period). `fast` rounds n_fft up to a 2,3,5,7-smooth size.
+// dense outputs fit in one period). `fast` rounds n_fft up to an even
+// 2,3,5,7-smooth size.
 FFTCONV_HD AxisPlan make_axis_plan(int64_t in_len, int64_t kernel, int64_t pad_l, int64_t pad_r,
                                    int64_t stride, int64_t dilation, bool circular,
                                    bool fast = true) {
@@ -110,7 +121,7 @@ FFTCONV_HD AxisPlan make_axis_plan(int64_t in_len, int64_t kernel, int64_t pad_l
     p.tap_begin = 0;
     p.tap_count = 0;
     p.shift = 0;
-    p.n_fft = fast ? next_fast_size(max64(in_len, p.dense_len)) : max64(in_len, p.dense_len);
+    p.n_fft = fast ? next_fast_even_size(max64(in_len, p.dense_len)) : max64(in_len, p.dense_len);
     if (p.n_fft < 1) p.n_fft = 1;
     return p;
   }
@@ -121,7 +132,7 @@ FFTCONV_HD AxisPlan make_axis_plan(int64_t in_len, int64_t kernel, int64_t pad_l
   const int64_t reach_r = last_read - (in_len - 1);
   int64_t n = alias_free_length(in_len, p.dense_len, p.shift, reach_r);
   n = max64(n, (p.tap_count - 1) * dilation + 1);  // distinct slots for every tap
-  p.n_fft = fast ? next_fast_size(n) : n;
+  p.n_fft = fast ? next_fast_even_size(n) : n;
   return p;
 }
 

@@ -8,7 +8,7 @@
 #include <ATen/Parallel.h>
 
 #include "../conv_ops.h"
-#include "../kernel_spectrum.h"
+#include "../spectrum_cache.h"
 #include "../pointwise.h"
 #include "fft_backend.h"
 
@@ -271,7 +271,7 @@ at::Tensor conv2d_forward_cpu(const at::Tensor& input, const at::Tensor& weight,
   if (out.numel() == 0) return out;
   if (p.c_in == 0) return bias_c.defined() ? out.copy_(bias_c.view({1, -1, 1, 1}).expand_as(out)) : out.zero_();
   const at::Tensor x = input.contiguous();
-  const at::Tensor spec = kernel_spectrum(weight.contiguous(), p);
+  const at::Tensor spec = cached_kernel_spectrum(weight, p);
   AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "fftconv_forward_cpu", [&] {
     run_pipeline<scalar_t>(x, spec, bias_c.defined() ? bias_c.data_ptr<scalar_t>() : nullptr, out, p,
                            /*adjoint=*/false);
@@ -292,7 +292,7 @@ at::Tensor conv2d_grad_input_cpu(const at::Tensor& grad_output, const at::Tensor
   if (gin.numel() == 0) return gin;
   if (p.c_out == 0) return gin.zero_();
   const at::Tensor g = grad_output.contiguous();
-  const at::Tensor spec = kernel_spectrum(weight.contiguous(), p);
+  const at::Tensor spec = cached_kernel_spectrum(weight, p);
   AT_DISPATCH_FLOATING_TYPES(grad_output.scalar_type(), "fftconv_grad_input_cpu", [&] {
     run_pipeline<scalar_t>(g, spec, nullptr, gin, p, /*adjoint=*/true);
   });

@@ -11,7 +11,7 @@
 #include <algorithm>
 
 #include "../conv_ops.h"
-#include "../kernel_spectrum.h"
+#include "../spectrum_cache.h"
 #include "../pointwise.h"
 #include "plan_cache.h"
 
@@ -295,7 +295,7 @@ at::Tensor conv2d_forward_cuda(const at::Tensor& input, const at::Tensor& weight
   if (out.numel() == 0) return out;
   if (p.c_in == 0) return bias_c.defined() ? out.copy_(bias_c.view({1, -1, 1, 1}).expand_as(out)) : out.zero_();
   const at::Tensor x = input.contiguous();
-  const at::Tensor spec = kernel_spectrum(weight.contiguous(), p);
+  const at::Tensor spec = cached_kernel_spectrum(weight, p);
   AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "fftconv_forward_cuda", [&] {
     run_pipeline<scalar_t>(x, spec, bias_c.defined() ? bias_c.data_ptr<scalar_t>() : nullptr, out, p, false);
   });
@@ -313,7 +313,7 @@ at::Tensor conv2d_grad_input_cuda(const at::Tensor& grad_output, const at::Tenso
   if (gin.numel() == 0) return gin;
   if (p.c_out == 0) return gin.zero_();
   const at::Tensor g = grad_output.contiguous();
-  const at::Tensor spec = kernel_spectrum(weight.contiguous(), p);
+  const at::Tensor spec = cached_kernel_spectrum(weight, p);
   AT_DISPATCH_FLOATING_TYPES(grad_output.scalar_type(), "fftconv_grad_input_cuda", [&] {
     run_pipeline<scalar_t>(g, spec, nullptr, gin, p, true);
   });

@@ -1,0 +1,139 @@
+#include "spectrum_cache.h"
+
+#include <ATen/core/grad_mode.h>
+#include <c10/core/TensorImpl.h>
+#include <c10/util/intrusive_ptr.h>
+
+#include <list>
+#include <mutex>
+#include <tuple>
+#include <vector>
+
+#include "kernel_spectrum.h"
+
+namespace fftconv {
+namespace {
+
+struct Entry {
+  std::vector<int64_t> key;  // sizes, strides, dtype, device, geometry
+  at::Tensor spectrum;
+  at::Tensor values;  // CPU: a copy of the weight the spectrum was made from
+  // CUDA: identity of the weight
+  c10::weak_intrusive_ptr<c10::TensorImpl> weight{c10::intrusive_ptr<c10::TensorImpl>()};
+  const void* data = nullptr;
+  uint32_t version = 0;
+};
+
+struct SpectrumCache {
+  std::mutex mutex;
+  int64_t limit = 32;
+  std::list<Entry> entries;  // most recently used first
+
+  void trim() {
+    while (static_cast<int64_t>(entries.size()) > limit) entries.pop_back();
+  }
+};
+
+SpectrumCache& cache() {
+  static SpectrumCache* c = new SpectrumCache();  // outlives static teardown
+  return *c;
+}
+
+std::vector<int64_t> make_key(const at::Tensor& w, const ConvPlan2d& p) {
+  std::vector<int64_t> k;
+  for (int64_t v : w.sizes()) k.push_back(v);
+  for (int64_t v : w.strides()) k.push_back(v);
+  k.push_back(static_cast<int64_t>(w.scalar_type()));
+  k.push_back(static_cast<int64_t>(w.device().type()));
+  k.push_back(w.device().index());
+  k.push_back(w.storage_offset());
+  for (const AxisPlan* a : {&p.h, &p.w}) {
+    k.push_back(a->n_fft);
+    k.push_back(a->tap_begin);
+    k.push_back(a->tap_count);
+    k.push_back(a->shift);
+    k.push_back(a->dilation);
+  }
+  k.push_back(p.groups);
+  return k;
+}
+
+}  // namespace
+
+namespace {
+
+bool matches(const Entry& e, const at::Tensor& weight, const std::vector<int64_t>& key) {
+  if (e.key != key) return false;
+  if (weight.is_cpu()) return at::equal(e.values, weight);
+  auto alive = e.weight.lock();
+  return alive && alive.get() == weight.unsafeGetTensorImpl() && e.data == weight.data_ptr() &&
+         e.version == weight.unsafeGetTensorImpl()->version_counter().current_version();
+}
+
+bool cacheable(const at::Tensor& weight) {
+  if (weight.is_cpu()) return true;
+  // Without a version counter, or while autograd records (training), the
+  // identity check is not trustworthy enough to skip a comparison.
+  return !weight.is_inference() && !(at::GradMode::is_enabled() && weight.requires_grad());
+}
+
+}  // namespace
+
+at::Tensor cached_kernel_spectrum(const at::Tensor& weight, const ConvPlan2d& plan) {
+  SpectrumCache& c = cache();
+  if (spectrum_cache_limit() == 0 || !cacheable(weight)) return kernel_spectrum(weight.contiguous(), plan);
+  const std::vector<int64_t> key = make_key(weight, plan);
+  {
+    std::lock_guard<std::mutex> lock(c.mutex);
+    for (auto it = c.entries.begin(); it != c.entries.end(); ++it) {
+      if (matches(*it, weight, key)) {
+        c.entries.splice(c.entries.begin(), c.entries, it);
+        return c.entries.front().spectrum;
+      }
+    }
+  }
+  at::Tensor spec = kernel_spectrum(weight.contiguous(), plan);
+  Entry e;
+  e.key = key;
+  e.spectrum = spec;
+  if (weight.is_cpu()) {
+    e.values = weight.clone();
+  } else {
+    e.weight = c10::weak_intrusive_ptr<c10::TensorImpl>(
+        c10::intrusive_ptr<c10::TensorImpl>::reclaim_copy(weight.unsafeGetTensorImpl()));
+    e.data = weight.data_ptr();
+    e.version = weight.unsafeGetTensorImpl()->version_counter().current_version();
+  }
+  std::lock_guard<std::mutex> lock(c.mutex);
+  c.entries.push_front(std::move(e));
+  c.trim();
+  return spec;
+}
+
+void set_spectrum_cache_limit(int64_t entries) {
+  TORCH_CHECK(entries >= 0, "fftconv: cache limit must be non-negative, got ", entries);
+  SpectrumCache& c = cache();
+  std::lock_guard<std::mutex> lock(c.mutex);
+  c.limit = entries;
+  c.trim();
+}
+
+int64_t spectrum_cache_limit() {
+  SpectrumCache& c = cache();
+  std::lock_guard<std::mutex> lock(c.mutex);
+  return c.limit;
+}
+
+int64_t spectrum_cache_size() {
+  SpectrumCache& c = cache();
+  std::lock_guard<std::mutex> lock(c.mutex);
+  return static_cast<int64_t>(c.entries.size());
+}
+
+void clear_spectrum_cache() {
+  SpectrumCache& c = cache();
+  std::lock_guard<std::mutex> lock(c.mutex);
+  c.entries.clear();
+}
+
+}  // namespace fftconv
