@@ -94,10 +94,15 @@ def _want_cuda():
 def _extensions():
     sources = sorted(glob.glob("csrc/*.cpp") + glob.glob("csrc/fftconv/*.cpp") +
                      glob.glob("csrc/fftconv/cpu/*.cpp"))
-    cxx_flags = ["-O3"]
+    # at::parallel_for is a header template: without OpenMP it compiles to a
+    # serial loop in this extension, whatever torch's own thread count.
+    cxx_flags = ["-O3", "-fopenmp"]
+    link_flags = ["-fopenmp"]
+    include_dirs = []
     cufft = _want_cuda()
     if cufft is None:
-        return [CppExtension("fftconv_ext._C", sources, extra_compile_args={"cxx": cxx_flags},
+        return [CppExtension("fftconv_ext._C", sources, include_dirs=include_dirs,
+                             extra_compile_args={"cxx": cxx_flags}, extra_link_args=link_flags,
                              py_limited_api=False)]
     inc, lib, link = cufft
     os.environ.setdefault("TORCH_CUDA_ARCH_LIST", "8.0;9.0")
@@ -106,11 +111,11 @@ def _extensions():
           f"archs {os.environ['TORCH_CUDA_ARCH_LIST']}", file=sys.stderr)
     return [CUDAExtension(
         "fftconv_ext._C", sources,
-        include_dirs=[inc],
+        include_dirs=include_dirs + [inc],
         library_dirs=[lib],
         extra_compile_args={"cxx": cxx_flags + ["-DFFTCONV_WITH_CUDA"],
                             "nvcc": ["-O3", "-DFFTCONV_WITH_CUDA"]},
-        extra_link_args=[link, f"-Wl,-rpath,{lib}"],
+        extra_link_args=link_flags + [link, f"-Wl,-rpath,{lib}"],
     )]
 
 

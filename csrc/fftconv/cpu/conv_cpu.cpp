@@ -7,6 +7,8 @@
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 
+#include <cstdlib>
+
 #include "../conv_ops.h"
 #include "../spectrum_cache.h"
 #include "../pointwise.h"
@@ -15,7 +17,15 @@
 namespace fftconv {
 namespace {
 
-constexpr int64_t kChunkBytes = 1 << 20;  // about one L2 of spectra per chunk
+// Spectra bytes per chunk: about one L2 (FFTCONV_CPU_CHUNK_BYTES overrides, for tuning).
+int64_t chunk_bytes() {
+  static const int64_t bytes = [] {
+    const char* env = std::getenv("FFTCONV_CPU_CHUNK_BYTES");
+    const int64_t v = env ? std::atoll(env) : 0;
+    return v > 0 ? v : int64_t(1) << 20;
+  }();
+  return bytes;
+}
 
 // One side of the correlation as a source of planes: the input (forward) or
 // the output gradient (zero-stuffed by the stride when loaded).
@@ -43,7 +53,7 @@ at::Tensor chunk_spectra(const T* src, const PlaneSource& s, const ConvPlan2d& p
                          int64_t nb, int64_t g0, int64_t ng, const at::TensorOptions& real_opts) {
   const int64_t per_batch = ng * s.planes_per_group;
   const int64_t planes = nb * per_batch;
-  const int64_t n_h = p.h.n_fft, n_w = p.w.n_fft, nfw = p.n_freq_w, rows = s.rows_used;
+  const int64_t n_h = p.h.n_fft, n_w = p.w.n_fft, rows = s.rows_used;
   at::Tensor real = at::empty({planes, rows, n_w}, real_opts);
   T* buf = real.data_ptr<T>();
   for (int64_t q = 0; q < planes; ++q) {
@@ -59,38 +69,14 @@ at::Tensor chunk_spectra(const T* src, const PlaneSource& s, const ConvPlan2d& p
       }
     }
   }
-  at::Tensor spec = cpu::rfft_rows(real).contiguous();
-  if (n_h == 1) return spec.view({planes, nfw, 1});
-  at::Tensor cols = at::empty({planes, nfw, n_h}, spec.options());
-  const Complex<T>* in = reinterpret_cast<const Complex<T>*>(spec.data_ptr());
-  Complex<T>* out = reinterpret_cast<Complex<T>*>(cols.data_ptr());
-  for (int64_t q = 0; q < planes; ++q) {
-    const Complex<T>* ip = in + q * rows * nfw;
-    Complex<T>* op = out + q * nfw * n_h;
-    for (int64_t f = 0; f < nfw; ++f)
-      for (int64_t r = 0; r < n_h; ++r) op[f * n_h + r] = transpose_pad_value(ip, rows, nfw, f, r);
-  }
-  return cpu::fft_columns(cols, /*forward=*/true).contiguous();
+  return cpu::forward_spectra(real, n_h);
 }
 
 // Inverse transform of a chunk's product spectra (column-major planes),
-// keeping rows 0, step, ..., (count-1)*step; the c2r runs on kept rows only
-// (rule 4). Returns (P, count, n_w) real, contiguous.
-template <typename T>
-at::Tensor chunk_inverse(at::Tensor spec, const ConvPlan2d& p, int64_t count, int64_t step) {
-  const int64_t planes = spec.size(0), n_h = p.h.n_fft, nfw = p.n_freq_w;
-  if (n_h == 1) return cpu::irfft_rows(spec.view({planes, 1, nfw}), p.w.n_fft).contiguous();
-  spec = cpu::fft_columns(spec, /*forward=*/false).contiguous();
-  at::Tensor rows = at::empty({planes, count, nfw}, spec.options());
-  const Complex<T>* in = reinterpret_cast<const Complex<T>*>(spec.data_ptr());
-  Complex<T>* out = reinterpret_cast<Complex<T>*>(rows.data_ptr());
-  for (int64_t q = 0; q < planes; ++q) {
-    const Complex<T>* ip = in + q * nfw * n_h;
-    Complex<T>* op = out + q * count * nfw;
-    for (int64_t i = 0; i < count; ++i)
-      for (int64_t f = 0; f < nfw; ++f) op[i * nfw + f] = transpose_select_value(ip, n_h, step, i, f);
-  }
-  return cpu::irfft_rows(rows, p.w.n_fft).contiguous();
+// keeping rows 0, step, ..., (count-1)*step; the c2r runs on
+// kept rows only (rule 4). Returns (P, count, n_w) real, contiguous.
+at::Tensor chunk_inverse(const at::Tensor& spec, const ConvPlan2d& p, int64_t count, int64_t step) {
+  return cpu::inverse_rows(spec, count, step, p.w.n_fft);
 }
 
 // Y = S X (forward) or X = S^H Y (adjoint) for the planes of one chunk (rule 6).
@@ -153,7 +139,7 @@ void run_pipeline(const at::Tensor& src, const at::Tensor& spec, const T* bias, 
   const int64_t step_w = adjoint ? 1 : p.w.stride;
   const int64_t n_w = p.w.n_fft;
 
-  const ChunkShape cs = choose_chunk(p, 2 * sizeof(T), kChunkBytes, at::get_num_threads());
+  const ChunkShape cs = choose_chunk(p, 2 * sizeof(T), chunk_bytes(), at::get_num_threads());
   const int64_t n_bb = (p.batch + cs.batch_block - 1) / cs.batch_block;
   const int64_t n_gb = (p.groups + cs.group_block - 1) / cs.group_block;
   const T* src_ptr = src.data_ptr<T>();
@@ -171,7 +157,7 @@ void run_pipeline(const at::Tensor& src, const at::Tensor& spec, const T* bias, 
       at::Tensor y = at::empty({nb * ng * dpg, p.n_freq_w, p.h.n_fft}, x.options());
       spectral_multiply_chunk<T>(as_complex<T>(x), spec_ptr, as_complex_mut<T>(y), p, nb, g0, ng,
                                  adjoint);
-      at::Tensor r = chunk_inverse<T>(y, p, out_h, step_h);
+      at::Tensor r = chunk_inverse(y, p, out_h, step_h);
       const T* rp = r.data_ptr<T>();
       const int64_t per_batch = ng * dpg;
       for (int64_t q = 0; q < nb * per_batch; ++q) {
@@ -194,7 +180,7 @@ template <typename T>
 void grad_weight_pipeline(const at::Tensor& input, const at::Tensor& grad_out, at::Tensor& gw,
                           const ConvPlan2d& p) {
   const PlaneSource xs = input_side(p), gs = output_side(p);
-  const ChunkShape cs = choose_chunk(p, 2 * sizeof(T), kChunkBytes, at::get_num_threads());
+  const ChunkShape cs = choose_chunk(p, 2 * sizeof(T), chunk_bytes(), at::get_num_threads());
   const int64_t n_gb = (p.groups + cs.group_block - 1) / cs.group_block;
   const T* x_ptr = input.data_ptr<T>();
   const T* g_ptr = grad_out.data_ptr<T>();
@@ -230,7 +216,7 @@ void grad_weight_pipeline(const at::Tensor& input, const at::Tensor& grad_out, a
                 }
               }
       }
-      at::Tensor r = chunk_inverse<T>(acc, p, p.h.n_fft, 1);
+      at::Tensor r = chunk_inverse(acc, p, p.h.n_fft, 1);
       const T* rp = r.data_ptr<T>();
       for (int64_t q = 0; q < ng * p.opg * p.cpg; ++q) {
         const T* plane = rp + q * p.h.n_fft * p.w.n_fft;
