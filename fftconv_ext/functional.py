@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from . import _C, _ops  # noqa: F401  (_ops registers fake kernels and autograd)
+from .algo import ALGOS, choose
 
 __all__ = ["conv1d", "conv2d", "ConvArgumentError"]
 
@@ -108,7 +109,7 @@ def _resolve_padding(padding, kernel: Sequence[int], stride, dilation, fname: st
     return [(p, p) for p in pad]
 
 
-def _conv_nd(input, weight, bias, stride, padding, dilation, groups, padding_mode, dim: int):
+def _conv_nd(input, weight, bias, stride, padding, dilation, groups, padding_mode, algo, dim: int):
     fname = f"conv{dim}d"
     _check_tensors(input, weight, bias, dim, fname)
     stride = _tuple(stride, dim, "stride")
@@ -144,19 +145,56 @@ def _conv_nd(input, weight, bias, stride, padding, dilation, groups, padding_mod
                 f"{fname}: kernel size (dilated) {d * (k - 1) + 1} along spatial axis {axis} is larger "
                 f"than the padded input size {n + pl + pr} (input {n}, padding {pl}+{pr})")
 
-    out_dtype = x.dtype
-    if out_dtype in _LOW_PRECISION:  # computed in float32, returned in the input dtype
-        x, weight = x.float(), weight.float()
-        bias = bias.float() if bias is not None else None
-    channels_last = dim == 2 and x.dim() == 4 and not x.is_contiguous() and \
-        x.is_contiguous(memory_format=torch.channels_last)
-
     if padding_mode == "circular":
         for axis, (n, (pl, pr)) in enumerate(zip(spatial, pads)):
             if pl > n or pr > n:  # the rule of F.pad(mode='circular'), kept for parity
                 raise ConvArgumentError(
                     f"{fname}: circular padding ({pl}, {pr}) along spatial axis {axis} wraps around "
                     f"the input of size {n} more than once")
+    if algo not in ALGOS:
+        raise ConvArgumentError(f"{fname}: algo must be one of {ALGOS}, got {algo!r}")
+
+    def run_fft():
+        return _fft_conv(x, weight, bias, stride, pads, dilation, groups, padding_mode, dim)
+
+    def run_direct():
+        return _direct_conv(x, weight, bias, stride, padding, pads, dilation, groups, padding_mode, dim)
+
+    if algo == "fft":
+        y = run_fft()
+    elif algo == "direct":
+        y = run_direct()
+    else:
+        args = (stride, tuple(pads), dilation, groups, padding_mode, bias is not None)
+        geometry = (spatial, kernel, tuple(pads), stride, dilation)
+        choice = choose(x, weight, args, geometry, run_fft, run_direct)
+        y = run_fft() if choice == "fft" else run_direct()
+    return y.squeeze(0) if unbatched else y
+
+
+def _direct_conv(x, weight, bias, stride, padding, pads, dilation, groups, padding_mode, dim):
+    """torch's own convolution (cuDNN / oneDNN), with nn.ConvNd's padding modes."""
+    conv = F.conv1d if dim == 1 else F.conv2d
+    out_dtype = x.dtype
+    if x.device.type == "cpu" and out_dtype in _LOW_PRECISION:  # as the FFT path: float32 inside
+        x, weight = x.float(), weight.float()
+        bias = bias.float() if bias is not None else None
+    if padding_mode != "zeros" and any(p for lr in pads for p in lr):
+        x = F.pad(x, [p for lr in reversed(pads) for p in lr], mode=padding_mode)
+        padding = 0
+    y = conv(x, weight, bias, stride, padding, dilation, groups)
+    return y if y.dtype == out_dtype else y.to(out_dtype)
+
+
+def _fft_conv(x, weight, bias, stride, pads, dilation, groups, padding_mode, dim):
+    """The fused FFT operator, with padding modes resolved (rule 8)."""
+    kernel = tuple(weight.shape[2:])
+    out_dtype = x.dtype
+    if out_dtype in _LOW_PRECISION:  # computed in float32, returned in the input dtype
+        x, weight = x.float(), weight.float()
+        bias = bias.float() if bias is not None else None
+    channels_last = dim == 2 and x.dim() == 4 and not x.is_contiguous() and \
+        x.is_contiguous(memory_format=torch.channels_last)
 
     circular = False
     if padding_mode != "zeros" and any(p for lr in pads for p in lr):
@@ -180,14 +218,12 @@ def _conv_nd(input, weight, bias, stride, padding, dilation, groups, padding_mod
         y = y.squeeze(2)
     if channels_last:
         y = y.contiguous(memory_format=torch.channels_last)
-    if y.dtype != out_dtype:
-        y = y.to(out_dtype)
-    return y.squeeze(0) if unbatched else y
+    return y if y.dtype == out_dtype else y.to(out_dtype)
 
 
 def conv2d(input: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] = None,
            stride: IntOrTuple = 1, padding: Union[str, IntOrTuple] = 0, dilation: IntOrTuple = 1,
-           groups: int = 1, padding_mode: str = "zeros") -> torch.Tensor:
+           groups: int = 1, padding_mode: str = "zeros", algo: str = "auto") -> torch.Tensor:
     """2-D cross-correlation through the FFT, a drop-in for ``torch.nn.functional.conv2d``.
 
     Args:
@@ -199,6 +235,9 @@ def conv2d(input: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tenso
         groups: number of channel groups.
         padding_mode: ``'zeros'``, ``'reflect'``, ``'replicate'`` or ``'circular'``
             (as in ``nn.Conv2d``).
+        algo: ``'fft'`` (the fused FFT operator), ``'direct'`` (``F.conv2d``) or
+            ``'auto'`` (default): the faster of the two for this problem, measured on
+            its first call and remembered on disk (see :mod:`fftconv_ext.algo`).
 
     float32/float64 are computed in their own precision; float16/bfloat16 in
     float32 and returned in the input dtype. Differentiable in input, weight and
@@ -210,15 +249,15 @@ def conv2d(input: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tenso
         >>> w = torch.randn(64, 1, 31, 31)
         >>> y = fftconv_ext.conv2d(x, w, padding="same", groups=64)
     """
-    return _conv_nd(input, weight, bias, stride, padding, dilation, groups, padding_mode, 2)
+    return _conv_nd(input, weight, bias, stride, padding, dilation, groups, padding_mode, algo, 2)
 
 
 def conv1d(input: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] = None,
            stride: IntOrTuple = 1, padding: Union[str, IntOrTuple] = 0, dilation: IntOrTuple = 1,
-           groups: int = 1, padding_mode: str = "zeros") -> torch.Tensor:
+           groups: int = 1, padding_mode: str = "zeros", algo: str = "auto") -> torch.Tensor:
     """1-D cross-correlation through the FFT, a drop-in for ``torch.nn.functional.conv1d``.
 
     ``input`` is ``(N, C_in, L)`` or ``(C_in, L)``, ``weight`` ``(C_out, C_in / groups, k)``;
     everything else as in :func:`conv2d`.
     """
-    return _conv_nd(input, weight, bias, stride, padding, dilation, groups, padding_mode, 1)
+    return _conv_nd(input, weight, bias, stride, padding, dilation, groups, padding_mode, algo, 1)

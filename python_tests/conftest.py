@@ -39,3 +39,21 @@ def reference_conv(x, w, b=None, stride=1, padding=0, dilation=1, groups=1, padd
             m.bias.copy_(b.double())
     with torch.no_grad():
         return m(x.double())
+
+
+def fft_conv2d(*args, **kwargs):
+    """fftconv_ext.conv2d forced onto the FFT operator (algo='auto' might pick F.conv2d)."""
+    import fftconv_ext
+    return fftconv_ext.conv2d(*args, algo="fft", **kwargs)
+
+
+def fft_conv1d(*args, **kwargs):
+    import fftconv_ext
+    return fftconv_ext.conv1d(*args, algo="fft", **kwargs)
+
+
+@pytest.fixture(autouse=True)
+def _private_algo_cache(tmp_path, monkeypatch):
+    """Keep algo='auto' choices of the tests out of the user's cache folder."""
+    monkeypatch.setenv("FFTCONV_CACHE_DIR", str(tmp_path / "fftconv_cache"))
+    yield

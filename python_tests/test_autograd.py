@@ -4,7 +4,7 @@ import torch
 import torch.nn.functional as F
 
 import fftconv_ext
-from conftest import rel_err
+from conftest import rel_err, fft_conv1d, fft_conv2d
 
 CASES = [
     # (c_in, c_out, groups, size, kernel, stride, padding, dilation, mode)
@@ -33,7 +33,7 @@ def test_gradcheck_conv2d(c_in, c_out, groups, size, kernel, stride, padding, di
     x, w, b = _tensors(c_in, c_out, groups, size, kernel)
 
     def f(x, w, b):
-        return fftconv_ext.conv2d(x, w, b, stride, padding, dilation, groups, padding_mode=mode)
+        return fft_conv2d(x, w, b, stride, padding, dilation, groups, padding_mode=mode)
 
     assert torch.autograd.gradcheck(f, (x, w, b))
 
@@ -41,7 +41,7 @@ def test_gradcheck_conv2d(c_in, c_out, groups, size, kernel, stride, padding, di
 @pytest.mark.parametrize("c_in,c_out,groups,size,kernel,stride,padding,dilation,mode", CASES[:6])
 def test_gradients_match_torch(c_in, c_out, groups, size, kernel, stride, padding, dilation, mode):
     x, w, b = _tensors(c_in, c_out, groups, size, kernel, seed=1)
-    y = fftconv_ext.conv2d(x, w, b, stride, padding, dilation, groups)
+    y = fft_conv2d(x, w, b, stride, padding, dilation, groups)
     g = torch.randn_like(y)
     ours = torch.autograd.grad(y, (x, w, b), g)
     ref = torch.autograd.grad(F.conv2d(x, w, b, stride, padding, dilation, groups), (x, w, b), g)
@@ -52,7 +52,7 @@ def test_gradients_match_torch(c_in, c_out, groups, size, kernel, stride, paddin
 def test_gradgradcheck():
     x, w, b = _tensors(4, 4, 2, (7, 8), (3, 3))
     assert torch.autograd.gradgradcheck(
-        lambda x, w, b: fftconv_ext.conv2d(x, w, b, stride=(2, 1), padding=1, dilation=(1, 2), groups=2),
+        lambda x, w, b: fft_conv2d(x, w, b, stride=(2, 1), padding=1, dilation=(1, 2), groups=2),
         (x, w, b))
 
 
@@ -62,12 +62,12 @@ def test_gradcheck_conv1d():
     w = torch.randn(4, 2, 6, generator=g, dtype=torch.float64, requires_grad=True)
     b = torch.randn(4, generator=g, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(
-        lambda x, w, b: fftconv_ext.conv1d(x, w, b, stride=2, padding=3, dilation=2, groups=2), (x, w, b))
+        lambda x, w, b: fft_conv1d(x, w, b, stride=2, padding=3, dilation=2, groups=2), (x, w, b))
 
 
 def test_only_some_inputs_require_grad():
     x, w, b = _tensors(2, 2, 2, (8, 8), (3, 3))
-    y = fftconv_ext.conv2d(x.detach(), w, None, padding=1, groups=2)
+    y = fft_conv2d(x.detach(), w, None, padding=1, groups=2)
     (gw,) = torch.autograd.grad(y.sum(), (w,))
     ref = torch.autograd.grad(F.conv2d(x.detach(), w, None, padding=1, groups=2).sum(), (w,))[0]
     assert rel_err(gw, ref) <= 1e-10
@@ -116,7 +116,7 @@ class _Block(torch.nn.Module):
         self.norm = torch.nn.GroupNorm(2, 8)
 
     def forward(self, x):
-        return x + self.norm(fftconv_ext.conv2d(x, self.w, self.b, padding="same", groups=8))
+        return x + self.norm(fft_conv2d(x, self.w, self.b, padding="same", groups=8))
 
 
 def test_torch_compile_fullgraph_matches_eager():

@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import fftconv_ext
-from conftest import reference_conv, rel_err
+from conftest import reference_conv, rel_err, fft_conv1d, fft_conv2d
 
 TOL64 = 1e-10
 
@@ -47,7 +47,7 @@ GRID_2D = [
 @pytest.mark.parametrize("bias", [True, False])
 def test_conv2d_parity_float64(size, kernel, stride, padding, dilation, groups, c_in, c_out, bias):
     x, w, b = _case(2, c_in, c_out, size, kernel, groups, bias=bias)
-    y = fftconv_ext.conv2d(x, w, b, stride, padding, dilation, groups)
+    y = fft_conv2d(x, w, b, stride, padding, dilation, groups)
     ref = reference_conv(x, w, b, stride, padding, dilation, groups)
     assert y.shape == ref.shape and y.dtype == torch.float64
     assert rel_err(y, ref) <= TOL64
@@ -64,7 +64,7 @@ def test_conv2d_parity_float64(size, kernel, stride, padding, dilation, groups, 
 ])
 def test_conv2d_padding_modes(mode, size, kernel, stride, padding, dilation):
     x, w, b = _case(2, 4, 4, size, kernel, 2)
-    y = fftconv_ext.conv2d(x, w, b, stride, padding, dilation, 2, padding_mode=mode)
+    y = fft_conv2d(x, w, b, stride, padding, dilation, 2, padding_mode=mode)
     ref = reference_conv(x, w, b, stride, padding, dilation, 2, padding_mode=mode)
     assert y.shape == ref.shape
     assert rel_err(y, ref) <= TOL64
@@ -90,59 +90,59 @@ def test_conv1d_parity_float64(length, k, stride, padding, dilation, groups, c_i
         ref = reference_conv(x, w, b, stride, padding, dilation, groups, padding_mode=mode)
     except RuntimeError:
         with pytest.raises(RuntimeError):
-            fftconv_ext.conv1d(x, w, b, stride, padding, dilation, groups, padding_mode=mode)
+            fft_conv1d(x, w, b, stride, padding, dilation, groups, padding_mode=mode)
         return
-    y = fftconv_ext.conv1d(x, w, b, stride, padding, dilation, groups, padding_mode=mode)
+    y = fft_conv1d(x, w, b, stride, padding, dilation, groups, padding_mode=mode)
     assert y.shape == ref.shape
     assert rel_err(y, ref) <= TOL64
 
 
 def test_unbatched_and_empty_batch():
     x, w, b = _case(1, 3, 6, (11, 12), (3, 5), 3)
-    y = fftconv_ext.conv2d(x[0], w, b, padding=1, groups=3)
+    y = fft_conv2d(x[0], w, b, padding=1, groups=3)
     ref = reference_conv(x[0], w, b, padding=1, groups=3)
     assert y.shape == ref.shape == (6, 11, 10)
     assert rel_err(y, ref) <= TOL64
     empty = torch.empty(0, 3, 11, 12, dtype=torch.float64)
-    assert fftconv_ext.conv2d(empty, w, b, padding=1, groups=3).shape == (0, 6, 11, 10)
-    y1 = fftconv_ext.conv1d(x[0, :, 0], w[:, :, 0], b, padding=2, groups=3)
+    assert fft_conv2d(empty, w, b, padding=1, groups=3).shape == (0, 6, 11, 10)
+    y1 = fft_conv1d(x[0, :, 0], w[:, :, 0], b, padding=2, groups=3)
     assert rel_err(y1, reference_conv(x[0, :, 0], w[:, :, 0], b, padding=2, groups=3)) <= TOL64
 
 
 def test_noncontiguous_and_channels_last():
     x, w, b = _case(2, 4, 4, (16, 18), (5, 5), 4)
     xcl = x.contiguous(memory_format=torch.channels_last)
-    y = fftconv_ext.conv2d(xcl, w, b, padding=2, groups=4)
+    y = fft_conv2d(xcl, w, b, padding=2, groups=4)
     assert y.is_contiguous(memory_format=torch.channels_last)
     assert rel_err(y, reference_conv(x, w, b, padding=2, groups=4)) <= TOL64
     xt = x.transpose(2, 3)  # a strided view
-    assert rel_err(fftconv_ext.conv2d(xt, w, b, padding=2, groups=4),
+    assert rel_err(fft_conv2d(xt, w, b, padding=2, groups=4),
                    reference_conv(xt.contiguous(), w, b, padding=2, groups=4)) <= TOL64
     xs = torch.randn(2, 8, 16, 18, dtype=torch.float64)[:, ::2]
     wt = torch.randn(4, 5, 5, 1, dtype=torch.float64).permute(0, 3, 1, 2)
-    assert rel_err(fftconv_ext.conv2d(xs, wt, padding=2, groups=4),
+    assert rel_err(fft_conv2d(xs, wt, padding=2, groups=4),
                    reference_conv(xs.contiguous(), wt.contiguous(), padding=2, groups=4)) <= TOL64
 
 
 def test_inputs_not_modified():
     x, w, b = _case(2, 4, 4, (16, 18), (5, 5), 4)
     copies = [t.clone() for t in (x, w, b)]
-    fftconv_ext.conv2d(x, w, b, padding="same", groups=4, padding_mode="circular")
+    fft_conv2d(x, w, b, padding="same", groups=4, padding_mode="circular")
     for t, c in zip((x, w, b), copies):
         assert torch.equal(t, c)
 
 
 def test_repeated_calls_bitwise_identical():
     x, w, b = _case(4, 8, 8, (24, 24), (9, 9), 8, dtype=torch.float32)
-    y1 = fftconv_ext.conv2d(x, w, b, padding=4, groups=8)
-    y2 = fftconv_ext.conv2d(x, w, b, padding=4, groups=8)
+    y1 = fft_conv2d(x, w, b, padding=4, groups=8)
+    y2 = fft_conv2d(x, w, b, padding=4, groups=8)
     assert torch.equal(y1, y2)
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_low_precision_computed_in_float32(dtype):
     x, w, b = _case(2, 4, 4, (20, 20), (7, 7), 4, dtype=dtype)
-    y = fftconv_ext.conv2d(x, w, b, padding=3, groups=4)
+    y = fft_conv2d(x, w, b, padding=3, groups=4)
     assert y.dtype == dtype
     ref = reference_conv(x, w, b, padding=3, groups=4)
     # one rounding to the output dtype on top of a float32 computation
@@ -174,9 +174,9 @@ def test_hypothesis_conv2d(data):
         ref = reference_conv(x, w, b, (sh, sw), padding, (dh, dw), groups, padding_mode=mode)
     except (RuntimeError, ValueError, NotImplementedError):
         with pytest.raises((RuntimeError, ValueError)):
-            fftconv_ext.conv2d(x, w, b, (sh, sw), padding, (dh, dw), groups, padding_mode=mode)
+            fft_conv2d(x, w, b, (sh, sw), padding, (dh, dw), groups, padding_mode=mode)
         return
-    y = fftconv_ext.conv2d(x, w, b, (sh, sw), padding, (dh, dw), groups, padding_mode=mode)
+    y = fft_conv2d(x, w, b, (sh, sw), padding, (dh, dw), groups, padding_mode=mode)
     assert y.shape == ref.shape
     assert rel_err(y, ref) <= TOL64
 
@@ -184,7 +184,7 @@ def test_hypothesis_conv2d(data):
 @pytest.mark.parametrize("size,k", [((56, 56), 31), ((224, 224), 51)])
 def test_float32_large_kernels(size, k):
     x, w, b = _case(1 if size[0] > 100 else 2, 4, 4, size, (k, k), 4, dtype=torch.float32)
-    y = fftconv_ext.conv2d(x, w, b, padding=k // 2, groups=4)
+    y = fft_conv2d(x, w, b, padding=k // 2, groups=4)
     ref = reference_conv(x, w, b, padding=k // 2, groups=4)  # float64 reference
     assert y.dtype == torch.float32
     assert rel_err(y, ref) <= 1e-5
@@ -219,5 +219,5 @@ def test_dropped_taps_shrink_the_transform():
     n = fftconv_ext._C.fft_shape([1, 1, 14, 14], [1, 1, 31, 31], [1, 1], [15] * 4, [1, 1], 1, False)
     assert list(n) == [28, 28]
     x, w, b = _case(1, 2, 2, (14, 14), (31, 31), 2)
-    assert rel_err(fftconv_ext.conv2d(x, w, b, padding=15, groups=2),
+    assert rel_err(fft_conv2d(x, w, b, padding=15, groups=2),
                    reference_conv(x, w, b, padding=15, groups=2)) <= TOL64

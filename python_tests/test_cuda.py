@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 import fftconv_ext
-from conftest import reference_conv, rel_err, requires_cuda
+from conftest import reference_conv, rel_err, requires_cuda, fft_conv1d, fft_conv2d
 
 pytestmark = requires_cuda
 
@@ -30,7 +30,7 @@ def test_parity_with_cudnn_float64(xs, ws, stride, padding, dilation, groups):
     x = torch.randn(*xs, generator=g, dtype=torch.float64)
     w = torch.randn(*ws, generator=g, dtype=torch.float64)
     b = torch.randn(ws[0], generator=g, dtype=torch.float64)
-    y = fftconv_ext.conv2d(x.cuda(), w.cuda(), b.cuda(), stride, padding, dilation, groups)
+    y = fft_conv2d(x.cuda(), w.cuda(), b.cuda(), stride, padding, dilation, groups)
     ref = F.conv2d(x.cuda(), w.cuda(), b.cuda(), stride, padding, dilation, groups)
     assert y.is_cuda and y.shape == ref.shape
     assert rel_err(y, ref) <= 1e-10
@@ -42,7 +42,7 @@ def test_float32_against_float64(xs, ws, stride, padding, dilation, groups):
     g = torch.Generator().manual_seed(1)
     x = torch.randn(*xs, generator=g)
     w = torch.randn(*ws, generator=g)
-    y = fftconv_ext.conv2d(x.cuda(), w.cuda(), None, stride, padding, dilation, groups)
+    y = fft_conv2d(x.cuda(), w.cuda(), None, stride, padding, dilation, groups)
     ref = reference_conv(x, w, None, stride, padding, dilation, groups)
     assert rel_err(y.cpu(), ref) <= 1e-5
 
@@ -54,7 +54,7 @@ def test_gradcheck_cuda(mode):
     w = torch.randn(6, 2, 3, 4, generator=g, dtype=torch.float64).cuda().requires_grad_()
     b = torch.randn(6, generator=g, dtype=torch.float64).cuda().requires_grad_()
     assert torch.autograd.gradcheck(
-        lambda x, w, b: fftconv_ext.conv2d(x, w, b, (1, 2), (1, 2), (2, 1), 2, padding_mode=mode), (x, w, b))
+        lambda x, w, b: fft_conv2d(x, w, b, (1, 2), (1, 2), (2, 1), 2, padding_mode=mode), (x, w, b))
 
 
 def test_opcheck_cuda():
@@ -68,7 +68,7 @@ def test_opcheck_cuda():
 def test_low_precision_cuda(dtype):
     x = torch.randn(2, 8, 32, 32, device="cuda", dtype=dtype)
     w = torch.randn(8, 1, 13, 13, device="cuda", dtype=dtype)
-    y = fftconv_ext.conv2d(x, w, padding=6, groups=8)
+    y = fft_conv2d(x, w, padding=6, groups=8)
     assert y.dtype == dtype
     ref = F.conv2d(x.double(), w.double(), padding=6, groups=8)
     assert rel_err(y, ref) <= (2e-3 if dtype == torch.float16 else 1e-2)
@@ -77,11 +77,11 @@ def test_low_precision_cuda(dtype):
 def test_side_stream_matches_default_stream():
     x = torch.randn(4, 16, 40, 40, device="cuda")
     w = torch.randn(16, 1, 21, 21, device="cuda")
-    ref = fftconv_ext.conv2d(x, w, padding=10, groups=16)
+    ref = fft_conv2d(x, w, padding=10, groups=16)
     s = torch.cuda.Stream()
     s.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(s):
-        y = fftconv_ext.conv2d(x, w, padding=10, groups=16)
+        y = fft_conv2d(x, w, padding=10, groups=16)
     torch.cuda.current_stream().wait_stream(s)
     torch.cuda.synchronize()
     assert torch.equal(y, ref)
@@ -91,7 +91,7 @@ def test_side_stream_matches_default_stream():
 def test_second_device():
     x = torch.randn(2, 4, 20, 20, dtype=torch.float64)
     w = torch.randn(4, 1, 7, 7, dtype=torch.float64)
-    y = fftconv_ext.conv2d(x.to("cuda:1"), w.to("cuda:1"), padding=3, groups=4)
+    y = fft_conv2d(x.to("cuda:1"), w.to("cuda:1"), padding=3, groups=4)
     assert y.device == torch.device("cuda:1")
     assert rel_err(y.cpu(), reference_conv(x, w, padding=3, groups=4)) <= 1e-10
 
@@ -100,4 +100,4 @@ def test_device_mismatch_is_a_python_error():
     x = torch.randn(1, 2, 8, 8, device="cuda")
     w = torch.randn(2, 1, 3, 3)
     with pytest.raises(ValueError, match="device"):
-        fftconv_ext.conv2d(x, w, groups=2)
+        fft_conv2d(x, w, groups=2)

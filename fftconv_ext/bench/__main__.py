@@ -1,11 +1,21 @@
-"""The benchmark: fftconv_ext.conv2d against F.conv2d (cuDNN / oneDNN) and the
-naive torch.fft composition of the popular packages, on RepLKNet-like
-depthwise layers.
+"""The benchmark: fftconv_ext against direct convolution (cuDNN / oneDNN), the
+torch.fft compositions and the FFT-convolution packages people use, on
+large-kernel depthwise layers.
 
-    python -m fftconv_ext.bench [--device cpu|cuda] [--threads 2] [--quick] [--out DIR]
+    python -m fftconv_ext.bench [--device cpu|cuda] [--threads 2] [--quick | --full]
+                                [--shapes sweep,models,reference] [--out bench/results]
 
-Prints a table and writes <out>/<machine>.json and .md. Times are medians
-after warm-up (CUDA synchronised); ratios compare variants inside one run.
+Suites:
+  sweep      RepLKNet's Table 1 setup: depthwise 'same' layers on (B, 384, R, R),
+             R in {16, 32, 64}, k in {3, 5, ..., 31} (one layer of the stack timed;
+             B reduced on CPU, see the header line)
+  models     single layers of ConvNeXt-T, RepLKNet-31B and SLaK-T stages
+  reference  depthwise 31x31 on (8, 64, 56, 56), the issue's reference layer
+
+Every result is checked against a float64 F.conv2d reference (max rel err
+column); times are medians after warm-up (synchronised on CUDA), with a fixed
+thread count; ratios compare implementations inside one run. Writes
+<out>/<machine>.json, .md and .png.
 """
 from __future__ import annotations
 
@@ -14,25 +24,28 @@ import datetime
 import json
 import os
 import platform
+import time
 
 import torch
 import torch.nn.functional as F
 
 import fftconv_ext
-from .baselines import naive_fft_conv2d
+from . import impls as impl_registry
+from .report import markdown, plot, summary
 from .timing import time_call
 
-# (name, batch, channels, resolution, kernel): depthwise 'same' layers of
-# RepLKNet-31B stages (kernels 31/29/27/13 at 56/28/14/7) and the issue's
-# reference shape.
-SHAPES = [
-    ("replknet-s1", 8, 64, 56, 31),
-    ("replknet-31b-s1", 4, 128, 56, 31),
-    ("replknet-31b-s2", 4, 256, 28, 29),
-    ("replknet-31b-s3", 4, 512, 14, 27),
-    ("replknet-31b-s4", 4, 1024, 7, 13),
+SWEEP_K_FULL = (3, 5, 7, 9, 13, 17, 21, 27, 31)
+SWEEP_K_DEFAULT = (3, 7, 13, 21, 31)
+SWEEP_R = (16, 32, 64)
+
+# (name, channels, resolution, kernel)
+MODEL_LAYERS = [
+    ("ConvNeXt-T s1", 96, 56, 7), ("ConvNeXt-T s2", 192, 28, 7),
+    ("ConvNeXt-T s3", 384, 14, 7), ("ConvNeXt-T s4", 768, 7, 7),
+    ("RepLKNet-31B s1", 128, 56, 31), ("RepLKNet-31B s2", 256, 28, 29),
+    ("RepLKNet-31B s3", 512, 14, 27), ("RepLKNet-31B s4", 1024, 7, 13),
+    ("SLaK-T s1", 96, 56, 51), ("SLaK-T s2", 192, 28, 49), ("SLaK-T s3", 384, 14, 47),
 ]
-QUICK = SHAPES[:3]
 
 
 def machine_name(device: torch.device, threads: int) -> str:
@@ -50,80 +63,137 @@ def machine_name(device: torch.device, threads: int) -> str:
     return f"{cpu}-{platform.machine()}-{threads}t"
 
 
-def run(device: torch.device, shapes, dtype=torch.float32):
+def layers(suites, full: bool, device: torch.device):
+    cpu = device.type == "cpu"
+    out = []
+    if "reference" in suites:
+        out.append(("reference", "reference 8x64x56x56 k31", (8, 64, 56, 56), 31))
+    if "sweep" in suites:
+        batch = (4 if full else 2) if cpu else 32
+        for R in SWEEP_R:
+            for k in (SWEEP_K_FULL if full else SWEEP_K_DEFAULT):
+                out.append(("sweep", f"sweep R{R} k{k}", (batch, 384, R, R), k))
+    if "models" in suites:
+        batch = 4 if cpu else 32
+        for name, c, r, k in MODEL_LAYERS:
+            out.append(("models", name, (batch, c, r, r), k))
+    return out
+
+
+def run(device, suites, full, quick, progress=True):
+    names = list(impl_registry.FORWARD) if full else list(impl_registry.DEFAULT)
+    todo = layers(suites, full, device)
+    if quick:
+        todo = [t for t in todo if t[0] == "reference" or (t[0] == "sweep" and t[3] in (7, 31))]
+    cpu = device.type == "cpu"
+    budget = 1.0 if cpu else 0.5  # seconds per implementation and layer, after warm-up
+    try:
+        from tqdm import tqdm
+        bar = tqdm(total=len(todo), desc="layers", disable=not progress)
+    except ImportError:
+        bar = None
     rows = []
     gen = torch.Generator().manual_seed(0)
-    for name, n, c, r, k in shapes:
-        x = torch.randn(n, c, r, r, generator=gen, dtype=dtype).to(device)
-        w = torch.randn(c, 1, k, k, generator=gen, dtype=dtype).to(device)
-        b = torch.randn(c, generator=gen, dtype=dtype).to(device)
+    for suite, name, shape, k in todo:
+        n, c, h, w_ = shape
+        x = torch.randn(*shape, generator=gen).to(device)
+        w = torch.randn(c, 1, k, k, generator=gen).to(device) / k
+        b = torch.randn(c, generator=gen).to(device)
         pad = k // 2
-        impls = {
-            "fftconv_ext": lambda: fftconv_ext.conv2d(x, w, b, padding=pad, groups=c),
-            "F.conv2d": lambda: F.conv2d(x, w, b, padding=pad, groups=c),
-            "naive torch.fft": lambda: naive_fft_conv2d(x, w, b, pad, c),
-        }
-        ref = F.conv2d(x.double(), w.double(), b.double(), padding=pad, groups=c)
-        row = {"shape": name, "input": [n, c, r, r], "kernel": k, "dtype": str(dtype).replace("torch.", "")}
-        with torch.no_grad():
-            for impl, fn in impls.items():
-                y = fn()
-                err = ((y.double() - ref).norm() / ref.norm()).item()
-                t = time_call(fn, device, max_seconds=10.0 if impl == "F.conv2d" else 5.0)
-                row[impl] = {**t, "rel_err": err}
-        base = row["fftconv_ext"]["median_ms"]
-        row["speedup_vs_F.conv2d"] = row["F.conv2d"]["median_ms"] / base
-        row["speedup_vs_naive"] = row["naive torch.fft"]["median_ms"] / base
+        ref = F.conv2d(x.double().cpu(), w.double().cpu(), b.double().cpu(), padding=pad, groups=c)
+        row = {"suite": suite, "name": name, "input": list(shape), "kernel": k, "forward": {}, "backward": {}}
+        for impl in names:
+            fn = impl_registry.FORWARD[impl](x, w, b, pad, c)
+            if fn is None:
+                continue
+            try:
+                with torch.no_grad():
+                    y = fn()
+                    err = ((y.double().cpu() - ref).norm() / ref.norm()).item()
+                    t = time_call(fn, device, warmup=1, repeats=7 if cpu else 20, max_seconds=budget)
+                row["forward"][impl] = {**t, "rel_err": err}
+            except (RuntimeError, MemoryError) as e:  # out of memory and the like: recorded, not fatal
+                row["forward"][impl] = {"error": type(e).__name__}
+        for impl in impl_registry.BACKWARD:
+            make = impl_registry.FORWARD[impl]
+            xg, wg, bg = (t.detach().clone().requires_grad_() for t in (x, w, b))
+            fn = make(xg, wg, bg, pad, c)
+            if fn is None:
+                continue
+            grad = torch.randn(ref.shape, generator=gen).to(device)
+
+            def step(fn=fn):
+                xg.grad = wg.grad = bg.grad = None
+                fn().backward(grad)
+            try:
+                row["backward"][impl] = time_call(step, device, warmup=1, repeats=5 if cpu else 20,
+                                                  max_seconds=budget)
+            except (RuntimeError, MemoryError) as e:
+                row["backward"][impl] = {"error": type(e).__name__}
         rows.append(row)
-        print(f"  {name:18s} done", flush=True)
-    return rows
-
-
-def table(rows) -> str:
-    head = "| shape | input | k | fftconv_ext ms | F.conv2d ms | naive torch.fft ms | vs F.conv2d | vs naive | max rel err |"
-    lines = [head, "|" + "---|" * 9]
-    for r in rows:
-        err = max(r[i]["rel_err"] for i in ("fftconv_ext", "F.conv2d", "naive torch.fft"))
-        lines.append(
-            f"| {r['shape']} | {'x'.join(map(str, r['input']))} | {r['kernel']} | "
-            f"{r['fftconv_ext']['median_ms']:.2f} | {r['F.conv2d']['median_ms']:.2f} | "
-            f"{r['naive torch.fft']['median_ms']:.2f} | {r['speedup_vs_F.conv2d']:.1f}x | "
-            f"{r['speedup_vs_naive']:.1f}x | {err:.1e} |")
-    return "\n".join(lines)
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix_str(name)
+    if bar is not None:
+        bar.close()
+    return rows, names
 
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(prog="python -m fftconv_ext.bench", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    ap.add_argument("--threads", type=int, default=2, help="CPU threads (fixed for the whole run)")
-    ap.add_argument("--quick", action="store_true", help="first three shapes only")
-    ap.add_argument("--out", default="bench/results", help="folder for <machine>.json and .md")
+    ap.add_argument("--threads", type=int, default=2, help="CPU threads, fixed for the run (default 2)")
+    mode = ap.add_mutually_exclusive_group()
+    mode.add_argument("--quick", action="store_true", help="reference layer and k in {7, 31} only")
+    mode.add_argument("--full", action="store_true",
+                      help="every kernel size, larger CPU batch, every implementation (scipy too)")
+    ap.add_argument("--shapes", default="reference,sweep,models",
+                    help="comma-separated suites: reference, sweep, models")
+    ap.add_argument("--out", default="bench/results", help="folder for <machine>.json, .md, .png")
+    ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args(argv)
 
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    shapes = QUICK if args.quick else SHAPES
+    suites = [s.strip() for s in args.shapes.split(",") if s.strip()]
     machine = machine_name(device, args.threads)
-    print(f"fftconv_ext {fftconv_ext.__version__} | torch {torch.__version__} | device {device} ({machine}) | "
-          f"threads {torch.get_num_threads()} | float32 forward, depthwise, padding 'same'")
-    rows = run(device, shapes)
-    md = table(rows)
-    print(md)
     meta = {
         "machine": machine, "device": str(device), "torch": torch.__version__,
         "fftconv_ext": fftconv_ext.__version__, "threads": torch.get_num_threads(),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "python": platform.python_version(), "built_with_cuda": fftconv_ext.built_with_cuda(),
+        "mode": "full" if args.full else ("quick" if args.quick else "default"), "suites": suites,
+        "dtype": "float32", "note": ("sweep batch reduced on CPU (2, or 4 with --full) from RepLKNet's 64"
+                                     if device.type == "cpu" else "sweep batch 32"),
     }
+    print(" | ".join(f"{k} {v}" for k, v in meta.items() if k in
+                     ("machine", "torch", "threads", "mode", "note")), flush=True)
+    t0 = time.time()
+    rows, names = run(device, suites, args.full, args.quick, progress=not args.no_progress)
+    meta["seconds"] = round(time.time() - t0, 1)
+    summ = summary(rows)
+    fwd_md = markdown(rows, names, "forward")
+    bwd_md = markdown(rows, list(impl_registry.BACKWARD), "backward")
+    lines = [f"{k}: {v:.2f}x" if "speedup" in k else f"{k}: {v:.3f}" for k, v in summ.items()]
+    print("\nForward, float32 (ms):\n" + fwd_md)
+    print("\nForward + backward (ms):\n" + bwd_md)
+    print("\nSummary (ratios inside this run):\n  " + "\n  ".join(lines))
     os.makedirs(args.out, exist_ok=True)
-    with open(os.path.join(args.out, f"{machine}.json"), "w") as f:
-        json.dump({"meta": meta, "rows": rows}, f, indent=1)
-    with open(os.path.join(args.out, f"{machine}.md"), "w") as f:
-        f.write(f"# fftconv_ext benchmark on {machine}\n\n")
+    base = os.path.join(args.out, machine)
+    png = plot(rows, [n for n in names if n != "fftconv_ext auto"], base + ".png",
+               f"{machine}, torch {torch.__version__}, {meta['threads']} threads, float32 forward")
+    with open(base + ".json", "w") as f:
+        json.dump({"meta": meta, "summary": summ, "rows": rows}, f, indent=1)
+    with open(base + ".md", "w") as f:
+        f.write(f"# fftconv_ext benchmark: {machine}\n\n")
         f.write(", ".join(f"{k}: {v}" for k, v in meta.items()) + "\n\n")
-        f.write("float32 forward, depthwise, padding 'same'; medians after warm-up.\n\n" + md + "\n")
-    print(f"wrote {args.out}/{machine}.json and .md")
+        f.write("## Summary (ratios inside this run)\n\n" + "\n".join(f"- {s}" for s in lines) + "\n\n")
+        f.write("## Forward, float32 (median ms)\n\n" + fwd_md + "\n\n")
+        f.write("## Forward + backward (median ms)\n\n" + bwd_md + "\n")
+        if png:
+            f.write(f"\n![time against kernel size]({os.path.basename(png)})\n")
+    print(f"\nwrote {base}.json, .md" + (", .png" if png else "") + f" in {meta['seconds']} s")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,168 @@
+"""algo="auto": choose between direct convolution (F.conv, i.e. cuDNN/oneDNN)
+and the FFT operator, per problem, by measurement.
+
+The first call of a problem (shapes, arguments, dtype, device, thread count)
+times both algorithms once on the real inputs, like ``cudnn.benchmark``, and
+remembers the faster one in memory and on disk
+(``$FFTCONV_CACHE_DIR/algo.json``, default ``~/.cache/fftconv_ext``), so later
+calls and later processes pay nothing. Problems where one side does over 30x
+the arithmetic of the other are decided without measuring. Under
+``torch.compile`` tracing (no real data to time) the cached choice is used,
+else the arithmetic estimate.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import tempfile
+import threading
+import time
+from typing import Callable, Dict, Optional
+
+import torch
+
+ALGOS = ("auto", "fft", "direct")
+_CLEAR_RATIO = 30.0
+
+_lock = threading.Lock()
+_memory: Dict[str, str] = {}
+_loaded_from: Optional[str] = None
+
+
+def cache_path() -> str:
+    root = os.environ.get("FFTCONV_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "fftconv_ext")
+    return os.path.join(root, "algo.json")
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"{platform.processor() or platform.machine()}"
+
+
+def problem_key(device: torch.device, dtype: torch.dtype, x_shape: tuple, w_shape: tuple, args: tuple) -> str:
+    threads = torch.get_num_threads() if device.type == "cpu" else 0
+    return "|".join(map(str, (_device_name(device), torch.__version__, threads, dtype, x_shape, w_shape, args)))
+
+
+def _load() -> None:
+    global _loaded_from
+    path = cache_path()
+    if _loaded_from == path:
+        return
+    _loaded_from = path
+    try:
+        with open(path) as f:
+            data = json.load(f)
+        _memory.update({k: v for k, v in data.items() if v in ("fft", "direct")})
+    except (OSError, ValueError):
+        pass
+
+
+def _store(key: str, choice: str) -> None:
+    _memory[key] = choice
+    path = cache_path()
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        try:
+            with open(path) as f:
+                data = json.load(f)
+        except (OSError, ValueError):
+            data = {}
+        data[key] = choice
+        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f, indent=0)
+        os.replace(tmp, path)  # atomic: concurrent processes never read half a file
+    except OSError:
+        pass  # read-only home: the choice lives in memory for this process
+
+
+def arithmetic_ratio(x_shape, w_shape, out_spatial, fft_shape) -> float:
+    """Direct multiply-adds over an estimate of the FFT path's work (> 1: FFT cheaper)."""
+    n, c_in = x_shape[0], x_shape[1]
+    c_out, cpg = w_shape[0], w_shape[1]
+    taps = math.prod(w_shape[2:])
+    direct = n * c_out * cpg * taps * math.prod(out_spatial)
+    points = math.prod(fft_shape)
+    fft = n * (c_in + c_out) * 2.5 * points * math.log2(max(points, 2)) + n * c_out * cpg * points * 2
+    return direct / max(fft, 1.0)
+
+
+def _ratio(x_shape, w_shape, geometry) -> float:
+    """geometry = (spatial, kernel, pads, stride, dilation), one entry per spatial axis."""
+    from . import _C
+    spatial, kernel, pads, stride, dilation = geometry
+    lead = 2 - len(spatial)  # 1-D problems are height-1 2-D ones
+    fft_shape = _C.fft_shape([1, 1] + [1] * lead + list(spatial), [1, 1] + [1] * lead + list(kernel),
+                             [1] * lead + list(stride), [p for lr in [(0, 0)] * lead + list(pads) for p in lr],
+                             [1] * lead + list(dilation), 1, False)
+    out_spatial = [(n + pl + pr - d * (k - 1) - 1) // s + 1
+                   for n, (pl, pr), k, d, s in zip(spatial, pads, kernel, dilation, stride)]
+    return arithmetic_ratio(x_shape, w_shape, out_spatial, fft_shape)
+
+
+@torch.compiler.assume_constant_result
+def _static_choice(device: torch.device, dtype: torch.dtype, x_shape: tuple, w_shape: tuple, args: tuple,
+                   geometry: tuple) -> str:
+    """The choice while torch.compile traces: the remembered one, else the estimate."""
+    key = problem_key(device, dtype, x_shape, w_shape, args)
+    with _lock:
+        _load()
+        hit = _memory.get(key)
+    if hit is not None:
+        return hit
+    return "fft" if _ratio(x_shape, w_shape, geometry) >= 1.0 else "direct"
+
+
+def _is_tracing(t: torch.Tensor) -> bool:
+    if torch.compiler.is_compiling():
+        return True
+    return t.device.type == "meta" or type(t).__name__ in ("FakeTensor", "FunctionalTensor")
+
+
+def _time_once(fn: Callable[[], torch.Tensor], device: torch.device) -> float:
+    best = float("inf")
+    for _ in range(3):  # the first is a warm-up unless it is the slowest anyway
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        t0 = time.perf_counter()
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def choose(x: torch.Tensor, w: torch.Tensor, args: tuple, geometry: tuple,
+           run_fft: Callable[[], torch.Tensor], run_direct: Callable[[], torch.Tensor]) -> str:
+    """'fft' or 'direct' for this problem (see the module docstring)."""
+    x_shape, w_shape = tuple(x.shape), tuple(w.shape)
+    if _is_tracing(x):
+        return _static_choice(x.device, x.dtype, x_shape, w_shape, args, geometry)
+    key = problem_key(x.device, x.dtype, x_shape, w_shape, args)
+    with _lock:
+        _load()
+        hit = _memory.get(key)
+    if hit is not None:
+        return hit
+    ratio = _ratio(x_shape, w_shape, geometry)
+    if ratio >= _CLEAR_RATIO or ratio <= 1.0 / _CLEAR_RATIO:
+        return "fft" if ratio >= 1.0 else "direct"
+    with torch.no_grad():
+        t_fft = _time_once(run_fft, x.device)
+        t_direct = _time_once(run_direct, x.device)
+    choice = "fft" if t_fft <= t_direct else "direct"
+    with _lock:
+        _store(key, choice)
+    return choice
+
+
+def clear_memory() -> None:
+    """Forget the in-memory choices (the disk file stays); mostly for tests."""
+    global _loaded_from
+    with _lock:
+        _memory.clear()
+        _loaded_from = None

@@ -1,0 +1,96 @@
+"""Tables, summary ratios and the plot of a benchmark run."""
+from __future__ import annotations
+
+import math
+from typing import Dict, List, Optional
+
+
+def _ms(row: dict, impl: str, kind: str = "forward") -> Optional[float]:
+    r = row[kind].get(impl)
+    return None if r is None or "median_ms" not in r else r["median_ms"]
+
+
+def geomean(values: List[float]) -> Optional[float]:
+    values = [v for v in values if v and v > 0]
+    return math.exp(sum(math.log(v) for v in values) / len(values)) if values else None
+
+
+def summary(rows: List[dict]) -> Dict[str, object]:
+    """The ratios the performance targets are stated in (all inside this run)."""
+    out: Dict[str, object] = {}
+    sweep = [r for r in rows if r["suite"] == "sweep" and r["kernel"] >= 13]
+    for base in ("best torch.fft", "naive torch.fft", "fft-conv-pytorch", "torch-fftconv", "F.conv2d"):
+        ratios = [_ms(r, base) / _ms(r, "fftconv_ext") for r in sweep if _ms(r, base) and _ms(r, "fftconv_ext")]
+        if ratios:
+            out[f"sweep k>=13: geomean speedup vs {base}"] = geomean(ratios)
+    bwd = [_ms(r, "best torch.fft", "backward") / _ms(r, "fftconv_ext", "backward") for r in sweep
+           if _ms(r, "best torch.fft", "backward") and _ms(r, "fftconv_ext", "backward")]
+    if bwd:
+        out["sweep k>=13: geomean fwd+bwd speedup vs best torch.fft"] = geomean(bwd)
+    auto = []
+    for r in rows:
+        a, f, d = _ms(r, "fftconv_ext auto"), _ms(r, "fftconv_ext"), _ms(r, "F.conv2d")
+        if a and f and d:
+            auto.append(a / min(f, d))
+    if auto:
+        out["auto: worst time / min(fft, direct)"] = max(auto)
+        out["auto: geomean time / min(fft, direct)"] = geomean(auto)
+    for r in rows:
+        if r["name"] == "reference 8x64x56x56 k31" and _ms(r, "F.conv2d") and _ms(r, "fftconv_ext"):
+            out["reference 8x64x56x56 k31: speedup vs F.conv2d"] = _ms(r, "F.conv2d") / _ms(r, "fftconv_ext")
+    return out
+
+
+def markdown(rows: List[dict], impls: List[str], kind: str = "forward") -> str:
+    present = [i for i in impls if any(_ms(r, i, kind) for r in rows)]
+    head = "| layer | input | k | " + " | ".join(f"{i} ms" for i in present) + " | max rel err |"
+    lines = [head, "|" + "---|" * (len(present) + 4)]
+    for r in rows:
+        if not any(_ms(r, i, kind) for i in present):
+            continue
+        cells = []
+        for i in present:
+            res = r[kind].get(i)
+            if res is None:
+                cells.append("–")
+            elif "error" in res:
+                cells.append(res["error"])
+            else:
+                cells.append(f"{res['median_ms']:.2f}")
+        errs = [v["rel_err"] for v in r[kind].values() if v and "rel_err" in v]
+        err = f"{max(errs):.1e}" if errs else "–"
+        lines.append(f"| {r['name']} | {'x'.join(map(str, r['input']))} | {r['kernel']} | "
+                     + " | ".join(cells) + f" | {err} |")
+    return "\n".join(lines)
+
+
+def plot(rows: List[dict], impls: List[str], path: str, title: str) -> Optional[str]:
+    """Time against kernel size per implementation, one panel per resolution (log scale)."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    sweep = [r for r in rows if r["suite"] == "sweep"]
+    res = sorted({r["input"][2] for r in sweep})
+    if not res:
+        return None
+    fig, axes = plt.subplots(1, len(res), figsize=(5 * len(res), 4.2), squeeze=False)
+    for ax, R in zip(axes[0], res):
+        for impl in impls:
+            pts = [(r["kernel"], _ms(r, impl)) for r in sweep if r["input"][2] == R and _ms(r, impl)]
+            if pts:
+                ks, ts = zip(*sorted(pts))
+                ax.plot(ks, ts, marker="o", label=impl)
+        ax.set_yscale("log")
+        ax.set_xlabel("kernel size k")
+        ax.set_ylabel("forward time (ms)")
+        ax.set_title(f"{R}x{R}, {sweep[0]['input'][0]}x{sweep[0]['input'][1]} channels")
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0][0].legend(fontsize=7)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

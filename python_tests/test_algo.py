@@ -1,0 +1,76 @@
+"""algo='direct' / 'fft' / 'auto': same results, auto remembers its choice on disk."""
+import json
+import os
+
+import pytest
+import torch
+
+import fftconv_ext
+from fftconv_ext import algo as algo_mod
+from conftest import reference_conv, rel_err
+
+
+@pytest.fixture(autouse=True)
+def _fresh():
+    algo_mod.clear_memory()
+    yield
+    algo_mod.clear_memory()
+
+
+@pytest.mark.parametrize("algo", ["fft", "direct", "auto"])
+@pytest.mark.parametrize("mode", ["zeros", "reflect", "circular"])
+def test_every_algo_matches_reference(algo, mode):
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 4, 17, 18, generator=g, dtype=torch.float64)
+    w = torch.randn(4, 2, 5, 4, generator=g, dtype=torch.float64)
+    b = torch.randn(4, generator=g, dtype=torch.float64)
+    y = fftconv_ext.conv2d(x, w, b, padding="same", groups=2, padding_mode=mode, algo=algo)
+    assert rel_err(y, reference_conv(x, w, b, padding="same", groups=2, padding_mode=mode)) <= 1e-10
+    y1 = fftconv_ext.conv1d(x[:, :, 0], w[:, :, 0], b, padding=2, groups=2, padding_mode=mode, algo=algo)
+    assert rel_err(y1, reference_conv(x[:, :, 0], w[:, :, 0], b, padding=2, groups=2, padding_mode=mode)) <= 1e-10
+
+
+def test_auto_measures_once_and_persists(tmp_path, monkeypatch):
+    monkeypatch.setenv("FFTCONV_CACHE_DIR", str(tmp_path))
+    x = torch.randn(2, 16, 24, 24)
+    w = torch.randn(16, 1, 9, 9)
+    # a problem in the measured band (neither side 30x cheaper by arithmetic)
+    fftconv_ext.conv2d(x, w, padding=4, groups=16)
+    path = os.path.join(tmp_path, "algo.json")
+    with open(path) as f:
+        data = json.load(f)
+    assert len(data) == 1 and list(data.values())[0] in ("fft", "direct")
+    choice = list(data.values())[0]
+    # a new process (simulated) reads the choice back instead of measuring again
+    algo_mod.clear_memory()
+    calls = []
+    monkeypatch.setattr(algo_mod, "_time_once", lambda fn, dev: calls.append(1) or 0.0)
+    fftconv_ext.conv2d(x, w, padding=4, groups=16)
+    assert calls == []
+    key = list(data)[0]
+    assert algo_mod._memory[key] == choice
+
+
+def test_lopsided_problems_are_not_measured(monkeypatch):
+    calls = []
+    monkeypatch.setattr(algo_mod, "_time_once", lambda fn, dev: calls.append(1) or 0.0)
+    x = torch.randn(1, 2, 64, 64)
+    # 1x1 kernel: direct is far cheaper
+    fftconv_ext.conv2d(x, torch.randn(2, 1, 1, 1), groups=2)
+    # 127x127 kernel on 128x128: the FFT is far cheaper
+    fftconv_ext.conv2d(torch.randn(1, 2, 128, 128), torch.randn(2, 1, 127, 127), padding=63, groups=2)
+    assert calls == []
+
+
+def test_bad_algo():
+    with pytest.raises(ValueError, match="algo"):
+        fftconv_ext.conv2d(torch.randn(1, 1, 5, 5), torch.randn(1, 1, 3, 3), algo="winograd")
+
+
+def test_auto_under_compile_matches_eager():
+    x = torch.randn(2, 8, 20, 20)
+    w = torch.randn(8, 1, 7, 7)
+    f = torch.compile(lambda x, w: fftconv_ext.conv2d(x, w, padding=3, groups=8), fullgraph=True,
+                      backend="aot_eager")
+    assert torch.allclose(f(x, w), fftconv_ext.conv2d(x, w, padding=3, groups=8, algo="direct"),
+                          rtol=1e-4, atol=1e-5)
