@@ -27,7 +27,8 @@ ALGOS = ("auto", "fft", "direct")
 _CLEAR_RATIO = 30.0
 
 _lock = threading.Lock()
-_memory: Dict[str, str] = {}
+_memory: Dict[str, str] = {}      # problem key (str) -> choice, mirrors the disk file
+_fast: Dict[tuple, str] = {}      # the same, keyed by a tuple: the per-call lookup
 _loaded_from: Optional[str] = None
 
 
@@ -142,22 +143,27 @@ def choose(x: torch.Tensor, w: torch.Tensor, args: tuple, geometry: tuple,
     x_shape, w_shape = tuple(x.shape), tuple(w.shape)
     if _is_tracing(x):
         return _static_choice(x.device, x.dtype, x_shape, w_shape, args, geometry)
+    fast_key = (x.device, x.dtype, x_shape, w_shape, args, torch.get_num_threads())
+    hit = _fast.get(fast_key)
+    if hit is not None:
+        return hit
     key = problem_key(x.device, x.dtype, x_shape, w_shape, args)
     with _lock:
         _load()
         hit = _memory.get(key)
-    if hit is not None:
-        return hit
-    ratio = _ratio(x_shape, w_shape, geometry)
-    if ratio >= _CLEAR_RATIO or ratio <= 1.0 / _CLEAR_RATIO:
-        return "fft" if ratio >= 1.0 else "direct"
-    with torch.no_grad():
-        t_fft = _time_once(run_fft, x.device)
-        t_direct = _time_once(run_direct, x.device)
-    choice = "fft" if t_fft <= t_direct else "direct"
-    with _lock:
-        _store(key, choice)
-    return choice
+    if hit is None:
+        ratio = _ratio(x_shape, w_shape, geometry)
+        if ratio >= _CLEAR_RATIO or ratio <= 1.0 / _CLEAR_RATIO:
+            hit = "fft" if ratio >= 1.0 else "direct"
+        else:
+            with torch.no_grad():
+                t_fft = _time_once(run_fft, x.device)
+                t_direct = _time_once(run_direct, x.device)
+            hit = "fft" if t_fft <= t_direct else "direct"
+            with _lock:
+                _store(key, hit)
+    _fast[fast_key] = hit
+    return hit
 
 
 def clear_memory() -> None:
@@ -165,4 +171,5 @@ def clear_memory() -> None:
     global _loaded_from
     with _lock:
         _memory.clear()
+        _fast.clear()
         _loaded_from = None

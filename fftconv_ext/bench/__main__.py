@@ -32,7 +32,7 @@ import torch.nn.functional as F
 import fftconv_ext
 from . import impls as impl_registry
 from .report import markdown, plot, summary
-from .timing import time_call
+from .timing import time_call, time_interleaved
 
 SWEEP_K_FULL = (3, 5, 7, 9, 13, 17, 21, 27, 31)
 SWEEP_K_DEFAULT = (3, 7, 13, 21, 31)
@@ -102,18 +102,21 @@ def run(device, suites, full, quick, progress=True):
         pad = k // 2
         ref = F.conv2d(x.double().cpu(), w.double().cpu(), b.double().cpu(), padding=pad, groups=c)
         row = {"suite": suite, "name": name, "input": list(shape), "kernel": k, "forward": {}, "backward": {}}
+        fns = {}
         for impl in names:
             fn = impl_registry.FORWARD[impl](x, w, b, pad, c)
             if fn is None:
                 continue
-            try:
+            try:  # check the result (and warm up) before timing
                 with torch.no_grad():
-                    y = fn()
-                    err = ((y.double().cpu() - ref).norm() / ref.norm()).item()
-                    t = time_call(fn, device, warmup=1, repeats=7 if cpu else 20, max_seconds=budget)
-                row["forward"][impl] = {**t, "rel_err": err}
-            except (RuntimeError, MemoryError) as e:  # out of memory and the like: recorded, not fatal
-                row["forward"][impl] = {"error": type(e).__name__}
+                    err = ((fn().double().cpu() - ref).norm() / ref.norm()).item()
+                row["forward"][impl] = {"rel_err": err}
+                fns[impl] = fn
+            except (RuntimeError, MemoryError, ValueError) as e:  # unsupported shape, out of memory: recorded
+                row["forward"][impl] = {"error": type(e).__name__, "message": str(e)[:200]}
+        with torch.no_grad():
+            for impl, t in time_interleaved(fns, device, warmup=1, rounds=25, max_seconds=budget).items():
+                row["forward"][impl].update(t)
         for impl in impl_registry.BACKWARD:
             make = impl_registry.FORWARD[impl]
             xg, wg, bg = (t.detach().clone().requires_grad_() for t in (x, w, b))
@@ -126,10 +129,9 @@ def run(device, suites, full, quick, progress=True):
                 xg.grad = wg.grad = bg.grad = None
                 fn().backward(grad)
             try:
-                row["backward"][impl] = time_call(step, device, warmup=1, repeats=5 if cpu else 20,
-                                                  max_seconds=budget)
-            except (RuntimeError, MemoryError) as e:
-                row["backward"][impl] = {"error": type(e).__name__}
+                row["backward"][impl] = time_call(step, device, warmup=1, repeats=15, max_seconds=budget)
+            except (RuntimeError, MemoryError, ValueError) as e:
+                row["backward"][impl] = {"error": type(e).__name__, "message": str(e)[:200]}
         rows.append(row)
         if bar is not None:
             bar.update(1)

@@ -62,15 +62,17 @@ class BestFFTComposition:
         self._cache = {}
 
     def spectrum(self, w: torch.Tensor, nh: int, nw: int, pad: int) -> torch.Tensor:
+        training = torch.is_grad_enabled() and w.requires_grad  # a fresh graph every step
         key = (id(w), w._version, nh, nw, pad, w.dtype, w.device)
-        spec = self._cache.get(key)
+        spec = None if training else self._cache.get(key)
         if spec is None:
             c, _, kh, kw = w.shape
             placed = torch.zeros(c, nh, nw, dtype=w.dtype, device=w.device)
             placed[:, :kh, :kw] = w[:, 0]
             placed = torch.roll(placed, shifts=(-pad, -pad), dims=(1, 2))  # tap j at (j - pad) mod N
             spec = torch.fft.rfft2(placed).conj() / (nh * nw)
-            self._cache = {key: spec}
+            if not training:
+                self._cache = {key: spec}
         return spec
 
     def __call__(self, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, padding: int) -> torch.Tensor:

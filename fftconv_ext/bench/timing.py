@@ -1,6 +1,7 @@
 """Timing helpers: warm-up, repeats, medians, CUDA synchronisation."""
 from __future__ import annotations
 
+import random
 import statistics
 import time
 from typing import Callable, Dict
@@ -36,3 +37,37 @@ def time_call(fn: Callable[[], object], device: torch.device, warmup: int = 2, r
             break
     return {"median_ms": statistics.median(times), "min_ms": min(times), "max_ms": max(times),
             "repeats": len(times)}
+
+
+def time_interleaved(fns: Dict[str, Callable[[], object]], device: torch.device, warmup: int = 1,
+                     rounds: int = 25, max_seconds: float = 1.0) -> Dict[str, Dict[str, float]]:
+    """Time several implementations of one problem in round-robin.
+
+    Each round calls every implementation once, in a shuffled order, so a slow
+    spell of a shared machine (or the cache state one call leaves to the next)
+    hits all of them alike and their ratios stay meaningful. An
+    implementation leaves the rotation once it has used max_seconds (keeping
+    at least 3 samples), so slow baselines do not stall the run.
+    """
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    _sync(device)
+    samples: Dict[str, list] = {name: [] for name in fns}
+    spent = {name: 0.0 for name in fns}
+    order = random.Random(0)
+    for _ in range(rounds):
+        active = [n for n in fns if len(samples[n]) < 3 or spent[n] < max_seconds]
+        if not active:
+            break
+        order.shuffle(active)  # no implementation always runs right after the same other one
+        for name in active:
+            _sync(device)
+            t0 = time.perf_counter()
+            fns[name]()
+            _sync(device)
+            dt = time.perf_counter() - t0
+            samples[name].append(dt * 1e3)
+            spent[name] += dt
+    return {name: {"median_ms": statistics.median(t), "min_ms": min(t), "max_ms": max(t), "repeats": len(t)}
+            for name, t in samples.items()}
