@@ -35,7 +35,11 @@ test-cpp:
 	cmake --build build-cmake -j 2 > /dev/null
 	ctest --test-dir build-cmake --output-on-failure
 
+# The packages compared against, without their dependencies (they would pull another torch).
+BENCH_PKGS ?= fft-conv-pytorch==1.2.0 torch-fftconv==1.0.0
+
 bench: install
+	-$(PY) -m pip install -q --no-deps $(BENCH_PKGS)
 	$(PY) -m fftconv_ext.bench --threads $(THREADS) $(BENCH_ARGS)
 
 clean:

@@ -130,6 +130,8 @@ setup(
     install_requires=["torch>=2.4", "numpy"],
     extras_require={
         "test": ["pytest", "hypothesis", "scipy"],
-        "bench": ["tqdm", "matplotlib"],
+        # the FFT-convolution packages the benchmark compares against (install them with
+        # --no-deps next to your torch: `make bench` does)
+        "bench": ["tqdm", "matplotlib", "scipy", "fft-conv-pytorch==1.2.0", "torch-fftconv==1.0.0"],
     },
 )
