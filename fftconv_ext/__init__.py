@@ -11,10 +11,12 @@ import torch  # noqa: F401  (loads libtorch before the extension)
 from . import _C  # noqa: F401  (registers torch.ops.fftconv.*)
 from . import _ops  # noqa: F401
 from .functional import ConvArgumentError, conv1d, conv2d
+from . import nn  # noqa: E402
+from .convert import convert, revert
 
 __version__ = "0.1.0"
 
-__all__ = ["conv1d", "conv2d", "ConvArgumentError", "built_with_cuda", "set_cache_limit", "clear_caches",
+__all__ = ["conv1d", "conv2d", "ConvArgumentError", "convert", "revert", "nn", "built_with_cuda", "set_cache_limit", "clear_caches",
            "cache_info", "__version__"]
 
 

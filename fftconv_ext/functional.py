@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from . import _C, _ops  # noqa: F401  (_ops registers fake kernels and autograd)
 from .algo import ALGOS, choose
 
-__all__ = ["conv1d", "conv2d", "ConvArgumentError"]
+__all__ = ["conv1d", "conv2d", "ConvArgumentError", "ALGOS"]
 
 _PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 _LOW_PRECISION = (torch.float16, torch.bfloat16)

@@ -1,0 +1,60 @@
+"""Drop-in nn.Conv1d / nn.Conv2d whose forward runs fftconv_ext.conv1d / conv2d.
+
+Same constructor, parameter names, initialisation and state_dict as the torch
+classes (they are subclasses), plus ``algo``. The kernel spectrum is cached
+by the operator and can never be stale: on CPU the cache compares weight
+values exactly, on CUDA it keys on the weight's identity and version counter
+and is used only while autograd is not recording (eval/inference), so
+in-place edits, optimizer steps, load_state_dict and .to() all invalidate it.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .. import functional as FX
+
+
+class FFTConv1d(nn.Conv1d):
+    """nn.Conv1d computed by the FFT operator (see :func:`fftconv_ext.conv1d`).
+
+    Args: those of ``nn.Conv1d``, plus ``algo`` ('auto', 'fft' or 'direct').
+    """
+
+    def __init__(self, *args, algo: str = "auto", **kwargs):
+        super().__init__(*args, **kwargs)
+        if algo not in FX.ALGOS:
+            raise ValueError(f"FFTConv1d: algo must be one of {FX.ALGOS}, got {algo!r}")
+        self.algo = algo
+
+    def _conv_forward(self, input: torch.Tensor, weight: torch.Tensor, bias):
+        return FX.conv1d(input, weight, bias, self.stride, self.padding, self.dilation, self.groups,
+                         padding_mode=self.padding_mode, algo=self.algo)
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + f", algo={self.algo!r}"
+
+
+class FFTConv2d(nn.Conv2d):
+    """nn.Conv2d computed by the FFT operator (see :func:`fftconv_ext.conv2d`).
+
+    Args: those of ``nn.Conv2d``, plus ``algo`` ('auto', 'fft' or 'direct').
+
+    Example::
+
+        >>> conv = FFTConv2d(64, 64, 31, padding=15, groups=64)
+        >>> conv.load_state_dict(torch.nn.Conv2d(64, 64, 31, padding=15, groups=64).state_dict())
+    """
+
+    def __init__(self, *args, algo: str = "auto", **kwargs):
+        super().__init__(*args, **kwargs)
+        if algo not in FX.ALGOS:
+            raise ValueError(f"FFTConv2d: algo must be one of {FX.ALGOS}, got {algo!r}")
+        self.algo = algo
+
+    def _conv_forward(self, input: torch.Tensor, weight: torch.Tensor, bias):
+        return FX.conv2d(input, weight, bias, self.stride, self.padding, self.dilation, self.groups,
+                         padding_mode=self.padding_mode, algo=self.algo)
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + f", algo={self.algo!r}"
