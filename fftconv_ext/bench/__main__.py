@@ -153,11 +153,16 @@ def main(argv=None) -> None:
     ap.add_argument("--shapes", default="reference,sweep,models",
                     help="comma-separated suites: reference, sweep, models")
     ap.add_argument("--out", default="bench/results", help="folder for <machine>.json, .md, .png")
+    ap.add_argument("--models", action="store_true",
+                    help="whole networks instead: RepLKNet-31B and ConvNeXt-T at 224x224, original vs converted")
+    ap.add_argument("--batch", type=int, default=8, help="batch of --models (default 8)")
     ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args(argv)
 
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
+    if args.models:
+        return main_models(device, args)
     suites = [s.strip() for s in args.shapes.split(",") if s.strip()]
     machine = machine_name(device, args.threads)
     meta = {
@@ -196,6 +201,27 @@ def main(argv=None) -> None:
         if png:
             f.write(f"\n![time against kernel size]({os.path.basename(png)})\n")
     print(f"\nwrote {base}.json, .md" + (", .png" if png else "") + f" in {meta['seconds']} s")
+
+
+def main_models(device: torch.device, args) -> None:
+    from .models import models_markdown, run_models
+    machine = machine_name(device, args.threads)
+    meta = {"machine": machine, "device": str(device), "torch": torch.__version__,
+            "threads": torch.get_num_threads(), "batch": args.batch, "resolution": 224,
+            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+    print(" | ".join(f"{k} {v}" for k, v in meta.items()), flush=True)
+    rows = run_models(device, args.batch)
+    md = models_markdown(rows)
+    print(md)
+    os.makedirs(args.out, exist_ok=True)
+    base = os.path.join(args.out, machine + "-models")
+    with open(base + ".json", "w") as f:
+        json.dump({"meta": meta, "rows": rows}, f, indent=1)
+    with open(base + ".md", "w") as f:
+        f.write(f"# Whole-network inference: {machine}\n\n" + ", ".join(f"{k}: {v}" for k, v in meta.items())
+                + "\n\nOriginal vs fftconv_ext.convert(model) (RepLKNet re-parameterised on both sides), "
+                "medians of interleaved runs, float32.\n\n" + md + "\n")
+    print(f"wrote {base}.json and .md")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,86 @@
+"""Whole-network inference: original model against fftconv_ext.convert(model)."""
+from __future__ import annotations
+
+import time
+from typing import Dict, List
+
+import torch
+
+import fftconv_ext
+from ..models import convnext_tiny, replknet_31b
+from .timing import time_interleaved
+
+
+def _reset_peak(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+    else:
+        try:
+            with open("/proc/self/clear_refs", "w") as f:
+                f.write("5")  # resets the peak resident set size (VmHWM) of this process
+        except OSError:
+            pass
+
+
+def _peak_mib(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float("nan")
+
+
+def _peak_of(fn, device) -> float:
+    _reset_peak(device)
+    base = 0.0 if device.type == "cuda" else _peak_mib(device)
+    with torch.no_grad():
+        fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return _peak_mib(device) - base
+
+
+def run_models(device: torch.device, batch: int, resolution: int = 224) -> List[Dict]:
+    rows = []
+    for name, build in (("RepLKNet-31B", replknet_31b), ("ConvNeXt-T", convnext_tiny)):
+        torch.manual_seed(0)
+        model = build().to(device).eval()
+        if hasattr(model, "structural_reparam"):
+            model.structural_reparam()  # the inference form, for both sides
+        converted = fftconv_ext.convert(model, min_kernel_size=7)
+        x = torch.randn(batch, 3, resolution, resolution, device=device)
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            ref = model(x)
+            out = converted(x)  # first call: algo='auto' decides per layer (measured once, cached)
+        setup_s = time.perf_counter() - t0
+        err = ((out - ref).norm() / ref.norm()).item()
+        fns = {"original": lambda: model(x), "converted": lambda: converted(x)}
+        with torch.no_grad():
+            times = time_interleaved(fns, device, warmup=1, rounds=5, max_seconds=20.0)
+        row = {"model": name, "batch": batch, "resolution": resolution, "rel_err": err,
+               "same_top1": bool(torch.equal(out.argmax(1), ref.argmax(1))),
+               "converted_layers": len(converted.fftconv_converted), "first_call_s": setup_s}
+        for k, fn in fns.items():
+            row[k] = {**times[k], "images_per_s": batch / (times[k]["median_ms"] / 1e3),
+                      "peak_mib": _peak_of(fn, device)}
+        row["speedup"] = times["original"]["median_ms"] / times["converted"]["median_ms"]
+        rows.append(row)
+    return rows
+
+
+def models_markdown(rows: List[Dict]) -> str:
+    lines = ["| model | batch | original img/s | converted img/s | speedup | original peak MiB | "
+             "converted peak MiB | rel err | same top-1 |", "|" + "---|" * 9]
+    for r in rows:
+        lines.append(f"| {r['model']} | {r['batch']} | {r['original']['images_per_s']:.2f} | "
+                     f"{r['converted']['images_per_s']:.2f} | {r['speedup']:.2f}x | "
+                     f"{r['original']['peak_mib']:.0f} | {r['converted']['peak_mib']:.0f} | "
+                     f"{r['rel_err']:.1e} | {r['same_top1']} |")
+    return "\n".join(lines)
