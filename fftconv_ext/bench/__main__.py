@@ -86,7 +86,7 @@ def run(device, suites, full, quick, progress=True):
     if quick:
         todo = [t for t in todo if t[0] == "reference" or (t[0] == "sweep" and t[3] in (7, 31))]
     cpu = device.type == "cpu"
-    budget = 1.0 if cpu else 0.5  # seconds per implementation and layer, after warm-up
+    budget = 0.6 if cpu else 0.5  # seconds per implementation and layer, after warm-up
     try:
         from tqdm import tqdm
         bar = tqdm(total=len(todo), desc="layers", disable=not progress)
@@ -114,24 +114,29 @@ def run(device, suites, full, quick, progress=True):
                 fns[impl] = fn
             except (RuntimeError, MemoryError, ValueError) as e:  # unsupported shape, out of memory: recorded
                 row["forward"][impl] = {"error": type(e).__name__, "message": str(e)[:200]}
-        with torch.no_grad():
-            for impl, t in time_interleaved(fns, device, warmup=1, rounds=25, max_seconds=budget).items():
+        with torch.no_grad():  # the checking call above was the warm-up
+            for impl, t in time_interleaved(fns, device, warmup=0, rounds=60, max_seconds=budget).items():
                 row["forward"][impl].update(t)
+        steps = {}
+        grad = torch.randn(ref.shape, generator=gen).to(device)
         for impl in impl_registry.BACKWARD:
-            make = impl_registry.FORWARD[impl]
-            xg, wg, bg = (t.detach().clone().requires_grad_() for t in (x, w, b))
-            fn = make(xg, wg, bg, pad, c)
-            if fn is None:
+            fwd = row["forward"].get(impl, {})
+            if "median_ms" not in fwd:
                 continue
-            grad = torch.randn(ref.shape, generator=gen).to(device)
+            if fwd["median_ms"] > 100 * row["forward"]["fftconv_ext"].get("median_ms", float("inf")):
+                row["backward"][impl] = {"error": "skipped", "message": "forward over 100x slower"}
+                continue
+            xg, wg, bg = (t.detach().clone().requires_grad_() for t in (x, w, b))
+            fn = impl_registry.FORWARD[impl](xg, wg, bg, pad, c)
 
-            def step(fn=fn):
+            def step(fn=fn, xg=xg, wg=wg, bg=bg):
                 xg.grad = wg.grad = bg.grad = None
                 fn().backward(grad)
-            try:
-                row["backward"][impl] = time_call(step, device, warmup=1, repeats=15, max_seconds=budget)
-            except (RuntimeError, MemoryError, ValueError) as e:
-                row["backward"][impl] = {"error": type(e).__name__, "message": str(e)[:200]}
+            steps[impl] = step
+        try:
+            row["backward"].update(time_interleaved(steps, device, warmup=1, rounds=30, max_seconds=budget))
+        except (RuntimeError, MemoryError, ValueError) as e:
+            row["backward"]["error"] = {"error": type(e).__name__, "message": str(e)[:200]}
         rows.append(row)
         if bar is not None:
             bar.update(1)
