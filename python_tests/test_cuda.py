@@ -101,3 +101,28 @@ def test_device_mismatch_is_a_python_error():
     w = torch.randn(2, 1, 3, 3)
     with pytest.raises(ValueError, match="device"):
         fft_conv2d(x, w, groups=2)
+
+
+@pytest.mark.parametrize("where", ["input", "weight"])
+def test_nonfinite_cuda(where):
+    x = torch.randn(2, 4, 12, 12, dtype=torch.float64, device="cuda")
+    w = torch.randn(4, 1, 5, 5, dtype=torch.float64, device="cuda")
+    (x if where == "input" else w).view(-1)[7] = float("nan")
+    torch.testing.assert_close(fft_conv2d(x, w, padding=2, groups=4), F.conv2d(x, w, padding=2, groups=4),
+                               equal_nan=True, rtol=1e-10, atol=1e-10)
+
+
+def test_cache_clear_returns_cuda_memory():
+    import fftconv_ext
+    fftconv_ext.clear_caches()
+    torch.cuda.synchronize()
+    base = torch.cuda.memory_allocated()
+    x = torch.randn(4, 64, 56, 56, device="cuda")
+    w = torch.randn(64, 1, 31, 31, device="cuda")
+    with torch.no_grad():
+        for _ in range(3):
+            fft_conv2d(x, w, padding=15, groups=64)
+    fftconv_ext.clear_caches()
+    del x, w
+    torch.cuda.synchronize()
+    assert torch.cuda.memory_allocated() == base

@@ -11,6 +11,7 @@
 #include <algorithm>
 
 #include "../conv_ops.h"
+#include "../direct_fallback.h"
 #include "../spectrum_cache.h"
 #include "../pointwise.h"
 #include "plan_cache.h"
@@ -294,6 +295,8 @@ at::Tensor conv2d_forward_cuda(const at::Tensor& input, const at::Tensor& weight
   at::Tensor out = at::empty({p.batch, p.c_out, p.h.out_len, p.w.out_len}, input.options());
   if (out.numel() == 0) return out;
   if (p.c_in == 0) return bias_c.defined() ? out.copy_(bias_c.view({1, -1, 1, 1}).expand_as(out)) : out.zero_();
+  // (the finiteness check synchronises with the device: correctness first)
+  if (!all_finite(input) || !all_finite(weight)) return direct_forward(input, weight, bias_c, a);
   const at::Tensor x = input.contiguous();
   const at::Tensor spec = cached_kernel_spectrum(weight, p);
   AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "fftconv_forward_cuda", [&] {
@@ -312,6 +315,7 @@ at::Tensor conv2d_grad_input_cuda(const at::Tensor& grad_output, const at::Tenso
   at::Tensor gin = at::empty(input_size, grad_output.options());
   if (gin.numel() == 0) return gin;
   if (p.c_out == 0) return gin.zero_();
+  if (!all_finite(grad_output) || !all_finite(weight)) return direct_grad_input(grad_output, weight, input_size, a);
   const at::Tensor g = grad_output.contiguous();
   const at::Tensor spec = cached_kernel_spectrum(weight, p);
   AT_DISPATCH_FLOATING_TYPES(grad_output.scalar_type(), "fftconv_grad_input_cuda", [&] {
@@ -329,6 +333,7 @@ at::Tensor conv2d_grad_weight_cuda(const at::Tensor& grad_output, const at::Tens
   check_grad_output(grad_output, p);
   at::Tensor gw = at::zeros(weight_size, input.options());
   if (gw.numel() == 0 || p.batch == 0) return gw;
+  if (!all_finite(grad_output) || !all_finite(input)) return direct_grad_weight(grad_output, input, weight_size, a);
   const at::Tensor x = input.contiguous();
   const at::Tensor g = grad_output.contiguous();
   AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "fftconv_grad_weight_cuda", [&] {
