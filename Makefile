@@ -16,7 +16,7 @@ else
 PY := $(CURDIR)/.venv/bin/python
 endif
 
-.PHONY: install test test-python test-cpp bench clean
+.PHONY: install test test-python test-slow test-cpp bench clean
 
 install:
 	@if [ -z "$$VIRTUAL_ENV" ] && [ ! -x .venv/bin/python ]; then $(PYTHON) -m venv .venv; fi
@@ -28,7 +28,11 @@ install:
 test: install test-cpp test-python
 
 test-python:
-	FFTCONV_TEST_THREADS=$(THREADS) $(PY) -m pytest -q python_tests
+	FFTCONV_TEST_THREADS=$(THREADS) $(PY) -m pytest -q -m "not slow" python_tests
+
+# the 5,000-example hypothesis searches
+test-slow: install
+	FFTCONV_TEST_THREADS=$(THREADS) $(PY) -m pytest -q -m slow python_tests
 
 test-cpp:
 	cmake -S . -B build-cmake -DPython3_EXECUTABLE=$(PY) > /dev/null

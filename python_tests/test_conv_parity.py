@@ -3,7 +3,7 @@ import itertools
 
 import pytest
 import torch
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import fftconv_ext
@@ -152,6 +152,17 @@ def test_low_precision_computed_in_float32(dtype):
 
 @given(data=st.data())
 def test_hypothesis_conv2d(data):
+    _conv2d_case(data)
+
+
+@pytest.mark.slow
+@settings(max_examples=5000)
+@given(data=st.data())
+def test_hypothesis_conv2d_long(data):
+    _conv2d_case(data)
+
+
+def _conv2d_case(data):
     groups = data.draw(st.sampled_from([1, 2, 3]), label="groups")
     cpg = data.draw(st.integers(1, 2), label="cpg")
     opg = data.draw(st.integers(1, 2), label="opg")

@@ -126,3 +126,18 @@ def test_cache_clear_returns_cuda_memory():
     del x, w
     torch.cuda.synchronize()
     assert torch.cuda.memory_allocated() == base
+
+
+def test_more_than_2_pow_31_elements():
+    need = 48 * 2**30
+    free, _ = torch.cuda.mem_get_info()
+    if free < need:
+        pytest.skip(f"needs about 48 GiB of free CUDA memory, {free / 2**30:.0f} GiB free")
+    x = torch.randn(1, 1, 2**16, 2**15 + 1, device="cuda")  # 2^31 + 2^16 elements
+    assert x.numel() > 2**31
+    w = torch.randn(1, 1, 3, 3, device="cuda")
+    with torch.no_grad():
+        y = fft_conv2d(x, w, padding=1)
+    for r0 in (1, 2**15, 2**16 - 5):  # rows far apart, checked against cuDNN on a window
+        ref = F.conv2d(x[..., r0 - 1:r0 + 5, :], w, padding=(0, 1))
+        assert rel_err(y[..., r0:r0 + 4, :], ref) <= 1e-5

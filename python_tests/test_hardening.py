@@ -3,7 +3,7 @@ import threading
 
 import pytest
 import torch
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import fftconv_ext
@@ -66,6 +66,7 @@ def test_memory_stays_bounded_over_5000_calls():
             fft_conv2d(x, w, padding=k // 2, groups=c)
         growth = _rss_mib() - start
         assert fftconv_ext.cache_info()["spectra"] <= 8
+        print(f"\n[memory] RSS growth over 5000 calls on 50 shapes, cache limit 8: {growth:.1f} MiB")
         assert growth < 64, f"RSS grew by {growth:.1f} MiB over 5000 calls"
     finally:
         fftconv_ext.set_cache_limit(32)
@@ -83,8 +84,7 @@ def test_outputs_never_alias_inputs():
     assert xs.grad.data_ptr() != xs.data_ptr()
 
 
-@given(data=st.data())
-def test_hypothesis_conv1d(data):
+def _conv1d_case(data):
     groups = data.draw(st.sampled_from([1, 2, 3]), label="groups")
     cpg = data.draw(st.integers(1, 2), label="cpg")
     opg = data.draw(st.integers(1, 2), label="opg")
@@ -115,4 +115,22 @@ def test_hypothesis_conv1d(data):
         return
     y = fft_conv1d(x, w, b, s, padding, d, groups, padding_mode=mode)
     assert y.shape == ref.shape and y.dtype == dtype
-    assert rel_err(y, ref) <= (1e-10 if dtype == torch.float64 else 2e-5)
+    if dtype == torch.float64:
+        assert rel_err(y, ref) <= 1e-10
+    else:
+        # float32: relative to the magnitude of the terms summed (the correlation of |x| and
+        # |w|), not of the result, which cancellation can make arbitrarily small
+        scale = reference_conv(x.abs(), w.abs(), b.abs(), s, padding, d, groups, padding_mode=mode)
+        assert (y.double() - ref).norm() <= 1e-5 * scale.norm()
+
+
+@given(data=st.data())
+def test_hypothesis_conv1d(data):
+    _conv1d_case(data)
+
+
+@pytest.mark.slow
+@settings(max_examples=5000)
+@given(data=st.data())
+def test_hypothesis_conv1d_long(data):
+    _conv1d_case(data)
