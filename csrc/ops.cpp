@@ -62,6 +62,35 @@ at::Tensor grad_weight_cuda(const at::Tensor& grad_output, const at::Tensor& inp
 }
 #endif
 
+// Long 1-D convolution (S4 / SGConv / Hyena style, DESIGN.md §2 rule 11):
+// causal y[t] = sum_{s<=t} k[s] u[t-s] is a correlation with the flipped
+// kernel and Lk-1 zeros on the left, so the FFT length is L + Lk - 1 rounded
+// up (rule 1 gives exactly rule 11); circular is the same with circular
+// padding, i.e. N = L. Composite: autograd and torch.compile go through
+// conv2d_forward and its registered backward.
+at::Tensor long_conv1d(const at::Tensor& u, const at::Tensor& k, const std::optional<at::Tensor>& D,
+                       bool causal) {
+  TORCH_CHECK(u.dim() == 3, "fftconv.long_conv1d: u must be (B, C, L), got ", u.sizes());
+  TORCH_CHECK(k.dim() == 2, "fftconv.long_conv1d: k must be (C, Lk), got ", k.sizes());
+  const int64_t C = u.size(1), L = u.size(2), Lk = k.size(1);
+  TORCH_CHECK(k.size(0) == C, "fftconv.long_conv1d: k has ", k.size(0), " channels, u has ", C);
+  TORCH_CHECK(Lk >= 1 && Lk <= L, "fftconv.long_conv1d: kernel length must be in [1, L = ", L, "], got ", Lk);
+  static const auto conv = c10::Dispatcher::singleton()
+                               .findSchemaOrThrow("fftconv::conv2d_forward", "")
+                               .typed<at::Tensor(const at::Tensor&, const at::Tensor&,
+                                                 const std::optional<at::Tensor>&, at::IntArrayRef,
+                                                 at::IntArrayRef, at::IntArrayRef, int64_t, bool)>();
+  at::Tensor w = k.flip({1}).view({C, 1, 1, Lk});
+  at::Tensor y = conv.call(u.unsqueeze(2), w, std::nullopt, {1, 1}, {0, 0, Lk - 1, 0}, {1, 1}, C, !causal)
+                     .squeeze(2);
+  if (D.has_value() && D->defined()) {
+    TORCH_CHECK(D->dim() == 1 && D->size(0) == C, "fftconv.long_conv1d: D must be (C,) = (", C, ",), got ",
+                D->sizes());
+    y = y + D->view({1, C, 1}) * u;
+  }
+  return y;
+}
+
 // (n_fft_h, n_fft_w) the operator uses for a problem: exposed so that tests
 // can check the alias-free length (rule 1).
 std::vector<int64_t> fft_shape(at::IntArrayRef input_size, at::IntArrayRef weight_size,
@@ -105,6 +134,11 @@ TORCH_LIBRARY(fftconv, m) {
         "int[] padding, int[] dilation, int groups, bool circular) -> Tensor");
   m.def("conv2d_grad_weight(Tensor grad_output, Tensor input, int[] weight_size, int[] stride, "
         "int[] padding, int[] dilation, int groups, bool circular) -> Tensor");
+  m.def("long_conv1d(Tensor u, Tensor k, Tensor? D, bool causal) -> Tensor");
+}
+
+TORCH_LIBRARY_IMPL(fftconv, CompositeImplicitAutograd, m) {
+  m.impl("long_conv1d", &long_conv1d);
 }
 
 TORCH_LIBRARY_IMPL(fftconv, CPU, m) {

@@ -13,10 +13,11 @@ from . import _ops  # noqa: F401
 from .functional import ConvArgumentError, conv1d, conv2d
 from . import nn  # noqa: E402
 from .convert import convert, revert
+from .long_conv import long_conv1d
 
 __version__ = "0.1.0"
 
-__all__ = ["conv1d", "conv2d", "ConvArgumentError", "convert", "revert", "nn", "built_with_cuda", "set_cache_limit", "clear_caches",
+__all__ = ["conv1d", "conv2d", "long_conv1d", "ConvArgumentError", "convert", "revert", "nn", "built_with_cuda", "set_cache_limit", "clear_caches",
            "cache_info", "__version__"]
 
 

@@ -1,0 +1,57 @@
+"""long_conv1d: the long 1-D convolution of state-space and long-convolution
+models (S4, SGConv, Hyena), through the fused FFT operator."""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+
+from . import _C, _ops  # noqa: F401  (registers the ops)
+from .functional import ConvArgumentError
+
+_LOW_PRECISION = (torch.float16, torch.bfloat16)
+
+
+def long_conv1d(u: torch.Tensor, k: torch.Tensor, D: Optional[torch.Tensor] = None,
+                causal: bool = True) -> torch.Tensor:
+    """Per-channel convolution of a long sequence with a long kernel.
+
+    Args:
+        u: ``(B, C, L)`` input.
+        k: ``(C, Lk)`` kernel, ``Lk <= L`` (a shorter kernel is zero-extended).
+        D: optional ``(C,)`` skip term, adding ``D * u``.
+        causal: ``True``: ``y[t] = sum_{s<=t} k[s] u[t-s]`` (linear convolution, first L
+            outputs); ``False``: circular convolution over the period L.
+
+    Any L; the FFT length is L + Lk - 1 rounded up to an even 2,3,5,7-smooth size
+    (causal) or L (circular). Differentiable in u, k and D; float16/bfloat16 are
+    computed in float32 and returned in the input dtype. Registered as
+    ``torch.ops.fftconv.long_conv1d``.
+    """
+    for name, t in (("u", u), ("k", k)):
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"long_conv1d: {name} must be a Tensor, got {type(t).__name__}")
+    if u.dim() != 3:
+        raise ConvArgumentError(f"long_conv1d: u must be 3-D (B, C, L), got shape {tuple(u.shape)}")
+    if k.dim() != 2 or k.shape[0] != u.shape[1]:
+        raise ConvArgumentError(f"long_conv1d: k must be (C, Lk) with C = {u.shape[1]}, got {tuple(k.shape)}")
+    if not 1 <= k.shape[1] <= u.shape[2]:
+        raise ConvArgumentError(f"long_conv1d: kernel length Lk = {k.shape[1]} must be in [1, L = {u.shape[2]}]")
+    if not u.is_floating_point() or k.dtype != u.dtype:
+        raise ConvArgumentError(f"long_conv1d: u and k must share one floating dtype, got {u.dtype} and {k.dtype}")
+    if k.device != u.device:
+        raise ConvArgumentError(f"long_conv1d: k is on device {k.device} but u is on device {u.device}")
+    if D is not None:
+        if not isinstance(D, torch.Tensor) or D.dim() != 1 or D.shape[0] != u.shape[1]:
+            raise ConvArgumentError(f"long_conv1d: D must be a (C,) = ({u.shape[1]},) tensor, got "
+                                    f"{tuple(D.shape) if isinstance(D, torch.Tensor) else type(D).__name__}")
+        if D.dtype != u.dtype or D.device != u.device:
+            raise ConvArgumentError("long_conv1d: D must have the dtype and device of u")
+    if u.device.type == "cuda" and not _C.built_with_cuda():
+        raise RuntimeError("long_conv1d: u is on CUDA but fftconv_ext was built without CUDA")
+    out_dtype = u.dtype
+    if out_dtype in _LOW_PRECISION:
+        u, k = u.float(), k.float()
+        D = D.float() if D is not None else None
+    y = torch.ops.fftconv.long_conv1d(u, k, D, bool(causal))
+    return y if y.dtype == out_dtype else y.to(out_dtype)

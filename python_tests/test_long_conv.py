@@ -1,0 +1,82 @@
+"""long_conv1d against direct float64 references (F.conv1d for causal, an explicit DFT for circular)."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+import fftconv_ext
+from conftest import rel_err
+
+
+def _causal_reference(u, k, D):
+    C, Lk = k.shape
+    y = F.conv1d(F.pad(u.double(), (Lk - 1, 0)), k.double().flip(-1).unsqueeze(1), groups=C)
+    return y + D.double().view(1, -1, 1) * u.double() if D is not None else y
+
+
+def _circular_reference(u, k, D):
+    L = u.shape[-1]
+    kz = torch.zeros(k.shape[0], L, dtype=torch.float64)
+    kz[:, : k.shape[1]] = k.double()
+    n = torch.arange(L, dtype=torch.float64)
+    dft = torch.exp(-2j * torch.pi * n[:, None] * n[None, :] / L)  # explicit DFT matrix
+    y = ((u.double().to(dft.dtype) @ dft) * (kz.to(dft.dtype) @ dft)) @ dft.conj() / L
+    y = y.real
+    return y + D.double().view(1, -1, 1) * u.double() if D is not None else y
+
+
+@pytest.mark.parametrize("L", [64, 97, 100, 127, 256, 1000])  # power of two, prime, even, odd
+@pytest.mark.parametrize("short", [True, False])
+@pytest.mark.parametrize("causal", [True, False])
+def test_long_conv1d_matches_reference(L, short, causal):
+    g = torch.Generator().manual_seed(L)
+    C = 3
+    Lk = L // 3 + 1 if short else L
+    u = torch.randn(2, C, L, generator=g, dtype=torch.float64)
+    k = torch.randn(C, Lk, generator=g, dtype=torch.float64)
+    D = torch.randn(C, generator=g, dtype=torch.float64)
+    y = fftconv_ext.long_conv1d(u, k, D, causal=causal)
+    ref = (_causal_reference if causal else _circular_reference)(u, k, D)
+    assert y.shape == u.shape
+    assert rel_err(y, ref) <= 1e-10
+    y_nod = fftconv_ext.long_conv1d(u, k, causal=causal)
+    assert rel_err(y_nod, (_causal_reference if causal else _circular_reference)(u, k, None)) <= 1e-10
+
+
+@pytest.mark.parametrize("causal", [True, False])
+def test_long_conv1d_gradcheck(causal):
+    g = torch.Generator().manual_seed(0)
+    u = torch.randn(2, 3, 23, generator=g, dtype=torch.float64, requires_grad=True)
+    k = torch.randn(3, 11, generator=g, dtype=torch.float64, requires_grad=True)
+    D = torch.randn(3, generator=g, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda u, k, D: fftconv_ext.long_conv1d(u, k, D, causal=causal), (u, k, D))
+
+
+def test_long_conv1d_opcheck():
+    u = torch.randn(2, 3, 40, dtype=torch.float64, requires_grad=True)
+    k = torch.randn(3, 40, dtype=torch.float64, requires_grad=True)
+    D = torch.randn(3, dtype=torch.float64)
+    torch.library.opcheck(torch.ops.fftconv.long_conv1d, (u, k, D, True))
+    torch.library.opcheck(torch.ops.fftconv.long_conv1d, (u, k, None, False))
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_long_conv1d_low_precision(dtype):
+    u = torch.randn(2, 4, 300).to(dtype)
+    k = (torch.randn(4, 300) / 30).to(dtype)
+    y = fftconv_ext.long_conv1d(u, k)
+    assert y.dtype == dtype
+    assert rel_err(y, _causal_reference(u, k, None)) <= (3e-3 if dtype == torch.float16 else 2e-2)
+
+
+def test_long_conv1d_bad_input():
+    u = torch.randn(2, 3, 10)
+    with pytest.raises(ValueError, match="kernel length"):
+        fftconv_ext.long_conv1d(u, torch.randn(3, 11))
+    with pytest.raises(ValueError, match="k must be"):
+        fftconv_ext.long_conv1d(u, torch.randn(4, 5))
+    with pytest.raises(ValueError, match="u must be"):
+        fftconv_ext.long_conv1d(u[0], torch.randn(3, 5))
+    with pytest.raises(ValueError, match="D must be"):
+        fftconv_ext.long_conv1d(u, torch.randn(3, 5), torch.randn(4))
+    with pytest.raises(ValueError, match="dtype"):
+        fftconv_ext.long_conv1d(u, torch.randn(3, 5, dtype=torch.float64))
