@@ -2,6 +2,7 @@
 // drivers (1-D convolutions are planned as height-1 2-D ones).
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 
 #include "geometry.h"
@@ -44,11 +45,19 @@ struct ChunkShape {
   int64_t group_block;
 };
 
+// At least kMinPlanes planes per chunk (memory permitting): the FFT library
+// plans every call, and for long planes (1-D sequences of 64K) planning
+// (twiddle factors) costs as much as the transform unless it is amortised.
+constexpr int64_t kMinPlanes = 16;
+constexpr int64_t kMaxChunkBytes = int64_t(64) << 20;
+
 inline ChunkShape choose_chunk(const ConvPlan2d& p, int64_t bytes_per_freq, int64_t target_bytes,
                                int64_t min_chunks) {
   const int64_t planes_per_group = p.cpg + p.opg;
-  const int64_t plane_bytes = p.n_freq * bytes_per_freq;
-  int64_t planes = target_bytes / (plane_bytes > 0 ? plane_bytes : 1);
+  const int64_t plane_bytes = p.n_freq * bytes_per_freq > 0 ? p.n_freq * bytes_per_freq : 1;
+  int64_t planes = target_bytes / plane_bytes;
+  const int64_t affordable = kMaxChunkBytes / plane_bytes;
+  planes = std::max(planes, std::min(kMinPlanes, affordable));
   if (planes < planes_per_group) planes = planes_per_group;
   int64_t gb = planes / planes_per_group;
   if (gb > p.groups) gb = p.groups;

