@@ -80,3 +80,39 @@ def test_long_conv1d_bad_input():
         fftconv_ext.long_conv1d(u, torch.randn(3, 5), torch.randn(4))
     with pytest.raises(ValueError, match="dtype"):
         fftconv_ext.long_conv1d(u, torch.randn(3, 5, dtype=torch.float64))
+
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+
+@given(data=st.data())
+def test_hypothesis_long_conv1d(data):
+    B = data.draw(st.integers(0, 2), label="B")  # B = 0: an empty batch
+    C = data.draw(st.integers(1, 3), label="C")
+    L = data.draw(st.integers(1, 300), label="L")
+    Lk = data.draw(st.integers(1, L), label="Lk")
+    causal = data.draw(st.booleans(), label="causal")
+    with_d = data.draw(st.booleans(), label="D")
+    strided = data.draw(st.booleans(), label="strided")
+    g = torch.Generator().manual_seed(data.draw(st.integers(0, 2**16), label="seed"))
+    u = torch.randn(B, 2 * C, L, generator=g, dtype=torch.float64)
+    u = u[:, ::2] if strided else u[:, :C].contiguous()
+    k = torch.randn(C, Lk, generator=g, dtype=torch.float64)
+    D = torch.randn(C, generator=g, dtype=torch.float64) if with_d else None
+    y = fftconv_ext.long_conv1d(u, k, D, causal=causal)
+    ref = (_causal_reference if causal else _circular_reference)(u, k, D)
+    assert y.shape == ref.shape
+    if B:
+        assert rel_err(y, ref) <= 1e-10
+
+
+def test_long_conv1d_nan_is_local_in_causal_mode():
+    """A NaN at position t of u reaches only outputs t..L-1 (causality), as in F.conv1d."""
+    u = torch.randn(1, 2, 50, dtype=torch.float64)
+    k = torch.randn(2, 10, dtype=torch.float64)
+    u[0, 1, 30] = float("nan")
+    y = fftconv_ext.long_conv1d(u, k)
+    torch.testing.assert_close(y, _causal_reference(u, k, None), equal_nan=True, rtol=1e-10, atol=1e-10)
+    assert torch.isfinite(y[0, 1, :30]).all() and torch.isnan(y[0, 1, 30:40]).all()
+    assert torch.isfinite(y[0, 0]).all()

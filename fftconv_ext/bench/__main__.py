@@ -146,25 +146,6 @@ def run(device, suites, full, quick, progress=True):
     return rows, names
 
 
-def forward_memory(device: torch.device) -> dict:
-    """Peak memory of one forward call of the reference layer beyond its output, as a multiple
-    of the output size (CUDA: allocator peak; CPU: the process's peak resident set)."""
-    from .models import _peak_mib, _reset_peak
-    x = torch.randn(8, 64, 56, 56, device=device)
-    w = torch.randn(64, 1, 31, 31, device=device)
-    out_mib = x.numel() * x.element_size() / 2**20
-    with torch.no_grad():
-        fftconv_ext.conv2d(x, w, padding=15, groups=64, algo="fft")  # warm: plans, spectrum
-        _reset_peak(device)
-        before = torch.cuda.memory_allocated(device) / 2**20 if device.type == "cuda" else _peak_mib(device)
-        y = fftconv_ext.conv2d(x, w, padding=15, groups=64, algo="fft")
-        peak = _peak_mib(device)
-    extra = peak - before - out_mib
-    del y
-    return {"reference forward: output MiB": out_mib, "reference forward: peak extra MiB beyond output": extra,
-            "reference forward: peak extra / output size": extra / out_mib}
-
-
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(prog="python -m fftconv_ext.bench", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -208,8 +189,6 @@ def main(argv=None) -> None:
     rows, names = run(device, suites, args.full, args.quick, progress=not args.no_progress)
     meta["seconds"] = round(time.time() - t0, 1)
     summ = summary(rows)
-    if "reference" in suites:
-        summ.update(forward_memory(device))
     fwd_md = markdown(rows, names, "forward")
     bwd_md = markdown(rows, list(impl_registry.BACKWARD), "backward")
     lines = [f"{k}: {v:.2f}x" if "speedup" in k else f"{k}: {v:.3f}" for k, v in summ.items()]
