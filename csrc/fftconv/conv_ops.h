@@ -69,6 +69,14 @@ inline ConvPlan2d plan_from_shapes(at::IntArrayRef input_size, at::IntArrayRef w
   return p;
 }
 
+// The output gradient must have the forward output's shape.
+inline void check_grad_output(const at::Tensor& g, const ConvPlan2d& p) {
+  TORCH_CHECK(g.dim() == 4 && g.size(0) == p.batch && g.size(1) == p.c_out && g.size(2) == p.h.out_len &&
+                  g.size(3) == p.w.out_len,
+              "fftconv: grad_output has shape ", g.sizes(), ", expected (", p.batch, ", ", p.c_out, ", ",
+              p.h.out_len, ", ", p.w.out_len, ")");
+}
+
 at::Tensor conv2d_forward_cpu(const at::Tensor& input, const at::Tensor& weight,
                               const std::optional<at::Tensor>& bias, const ConvArgs& a);
 at::Tensor conv2d_grad_input_cpu(const at::Tensor& grad_output, const at::Tensor& weight,

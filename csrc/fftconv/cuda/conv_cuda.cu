@@ -270,12 +270,6 @@ void check_cuda_float(const at::Tensor& t, const at::Tensor& like, const char* n
               " does not match ", like.scalar_type());
 }
 
-void check_grad_output(const at::Tensor& g, const ConvPlan2d& p) {
-  TORCH_CHECK(g.dim() == 4 && g.size(0) == p.batch && g.size(1) == p.c_out && g.size(2) == p.h.out_len &&
-                  g.size(3) == p.w.out_len,
-              "fftconv: grad_output has shape ", g.sizes(), ", expected (", p.batch, ", ", p.c_out, ", ",
-              p.h.out_len, ", ", p.w.out_len, ")");
-}
 
 }  // namespace
 
