@@ -141,3 +141,13 @@ def test_more_than_2_pow_31_elements():
     for r0 in (1, 2**15, 2**16 - 5):  # rows far apart, checked against cuDNN on a window
         ref = F.conv2d(x[..., r0 - 1:r0 + 5, :], w, padding=(0, 1))
         assert rel_err(y[..., r0:r0 + 4, :], ref) <= 1e-5
+
+
+@pytest.mark.parametrize("causal", [True, False])
+def test_long_conv1d_cuda(causal):
+    u = torch.randn(2, 3, 1000, dtype=torch.float64)
+    k = torch.randn(3, 400, dtype=torch.float64)
+    D = torch.randn(3, dtype=torch.float64)
+    y = fftconv_ext.long_conv1d(u.cuda(), k.cuda(), D.cuda(), causal=causal)
+    ref = fftconv_ext.long_conv1d(u, k, D, causal=causal)  # the CPU path, itself checked against F.conv1d / DFT
+    assert y.is_cuda and rel_err(y.cpu(), ref) <= 1e-10
