@@ -10,9 +10,7 @@
 
 #include <algorithm>
 
-#include "../conv_ops.h"
-#include "../direct_fallback.h"
-#include "../spectrum_cache.h"
+#include "../conv_entry.h"
 #include "../pointwise.h"
 #include "plan_cache.h"
 
@@ -260,80 +258,36 @@ void grad_weight_pipeline(const at::Tensor& input, const at::Tensor& grad_out, a
   }
 }
 
-void check_cuda_float(const at::Tensor& t, const at::Tensor& like, const char* name) {
-  TORCH_CHECK(t.is_cuda(), "fftconv: ", name, " must be a CUDA tensor here, got ", t.device());
-  TORCH_CHECK(t.device() == like.device(), "fftconv: ", name, " is on ", t.device(), " but expected ",
-              like.device());
-  TORCH_CHECK(t.scalar_type() == at::kFloat || t.scalar_type() == at::kDouble, "fftconv: ", name,
-              " must be float32 or float64, got ", t.scalar_type());
-  TORCH_CHECK(t.scalar_type() == like.scalar_type(), "fftconv: ", name, " dtype ", t.scalar_type(),
-              " does not match ", like.scalar_type());
-}
-
+struct CudaDriver {
+  static constexpr at::DeviceType device_type = at::kCUDA;
+  using Guard = c10::cuda::CUDAGuard;
+  template <typename T>
+  static void pipeline(const at::Tensor& src, const at::Tensor& spec, const T* bias, at::Tensor& dst,
+                       const ConvPlan2d& p, bool adjoint) {
+    run_pipeline<T>(src, spec, bias, dst, p, adjoint);
+  }
+  template <typename T>
+  static void grad_weight(const at::Tensor& input, const at::Tensor& grad_out, at::Tensor& gw,
+                          const ConvPlan2d& p) {
+    grad_weight_pipeline<T>(input, grad_out, gw, p);
+  }
+};
 
 }  // namespace
 
 at::Tensor conv2d_forward_cuda(const at::Tensor& input, const at::Tensor& weight,
                                const std::optional<at::Tensor>& bias, const ConvArgs& a) {
-  check_cuda_float(input, input, "input");
-  check_cuda_float(weight, input, "weight");
-  const c10::cuda::CUDAGuard guard(input.device());
-  const ConvPlan2d p = plan_from_shapes(input.sizes(), weight.sizes(), a);
-  at::Tensor bias_c;
-  if (bias.has_value() && bias->defined()) {
-    check_cuda_float(*bias, input, "bias");
-    TORCH_CHECK(bias->dim() == 1 && bias->size(0) == p.c_out, "fftconv: bias must have shape (", p.c_out,
-                ",), got ", bias->sizes());
-    bias_c = bias->contiguous();
-  }
-  at::Tensor out = at::empty({p.batch, p.c_out, p.h.out_len, p.w.out_len}, input.options());
-  if (out.numel() == 0) return out;
-  if (p.c_in == 0) return bias_c.defined() ? out.copy_(bias_c.view({1, -1, 1, 1}).expand_as(out)) : out.zero_();
-  // (the finiteness check synchronises with the device: correctness first)
-  if (!all_finite(input) || !all_finite(weight)) return direct_forward(input, weight, bias_c, a);
-  const at::Tensor x = input.contiguous();
-  const at::Tensor spec = cached_kernel_spectrum(weight, p);
-  AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "fftconv_forward_cuda", [&] {
-    run_pipeline<scalar_t>(x, spec, bias_c.defined() ? bias_c.data_ptr<scalar_t>() : nullptr, out, p, false);
-  });
-  return out;
+  return forward_entry<CudaDriver>(input, weight, bias, a);
 }
 
 at::Tensor conv2d_grad_input_cuda(const at::Tensor& grad_output, const at::Tensor& weight,
                                   at::IntArrayRef input_size, const ConvArgs& a) {
-  check_cuda_float(grad_output, grad_output, "grad_output");
-  check_cuda_float(weight, grad_output, "weight");
-  const c10::cuda::CUDAGuard guard(grad_output.device());
-  const ConvPlan2d p = plan_from_shapes(input_size, weight.sizes(), a);
-  check_grad_output(grad_output, p);
-  at::Tensor gin = at::empty(input_size, grad_output.options());
-  if (gin.numel() == 0) return gin;
-  if (p.c_out == 0) return gin.zero_();
-  if (!all_finite(grad_output) || !all_finite(weight)) return direct_grad_input(grad_output, weight, input_size, a);
-  const at::Tensor g = grad_output.contiguous();
-  const at::Tensor spec = cached_kernel_spectrum(weight, p);
-  AT_DISPATCH_FLOATING_TYPES(grad_output.scalar_type(), "fftconv_grad_input_cuda", [&] {
-    run_pipeline<scalar_t>(g, spec, nullptr, gin, p, true);
-  });
-  return gin;
+  return grad_input_entry<CudaDriver>(grad_output, weight, input_size, a);
 }
 
 at::Tensor conv2d_grad_weight_cuda(const at::Tensor& grad_output, const at::Tensor& input,
                                    at::IntArrayRef weight_size, const ConvArgs& a) {
-  check_cuda_float(grad_output, input, "grad_output");
-  check_cuda_float(input, input, "input");
-  const c10::cuda::CUDAGuard guard(input.device());
-  const ConvPlan2d p = plan_from_shapes(input.sizes(), weight_size, a);
-  check_grad_output(grad_output, p);
-  at::Tensor gw = at::zeros(weight_size, input.options());
-  if (gw.numel() == 0 || p.batch == 0) return gw;
-  if (!all_finite(grad_output) || !all_finite(input)) return direct_grad_weight(grad_output, input, weight_size, a);
-  const at::Tensor x = input.contiguous();
-  const at::Tensor g = grad_output.contiguous();
-  AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "fftconv_grad_weight_cuda", [&] {
-    grad_weight_pipeline<scalar_t>(x, g, gw, p);
-  });
-  return gw;
+  return grad_weight_entry<CudaDriver>(grad_output, input, weight_size, a);
 }
 
 }  // namespace fftconv

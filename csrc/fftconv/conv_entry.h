@@ -1,0 +1,102 @@
+// The entry points of the three convolution ops, written once for both
+// devices: operand checks, degenerate shapes, the non-finite fallback and the
+// kernel spectrum; a device driver supplies only the pipelines.
+//
+// A Driver provides:
+//   static constexpr at::DeviceType device_type;
+//   struct Guard { explicit Guard(at::Device); };            // device guard (no-op on CPU)
+//   template <typename T> static void pipeline(src, spec, const T* bias, dst, plan, adjoint);
+//   template <typename T> static void grad_weight(input, grad_output, grad_weight, plan);
+#pragma once
+
+#include <ATen/ATen.h>
+#include <ATen/Dispatch.h>
+
+#include <optional>
+
+#include "conv_ops.h"
+#include "direct_fallback.h"
+#include "spectrum_cache.h"
+
+namespace fftconv {
+
+// t must be a float32/float64 tensor on the driver's device, on `like`'s device, with its dtype.
+inline void check_operand(const at::Tensor& t, const at::Tensor& like, const char* name, at::DeviceType type) {
+  TORCH_CHECK(t.device().type() == type, "fftconv: ", name, " must be a ", c10::DeviceTypeName(type),
+              " tensor here, got ", t.device());
+  TORCH_CHECK(t.device() == like.device(), "fftconv: ", name, " is on ", t.device(), " but expected ",
+              like.device());
+  TORCH_CHECK(t.scalar_type() == at::kFloat || t.scalar_type() == at::kDouble, "fftconv: ", name,
+              " must be float32 or float64, got ", t.scalar_type());
+  TORCH_CHECK(t.scalar_type() == like.scalar_type(), "fftconv: ", name, " dtype ", t.scalar_type(),
+              " does not match ", like.scalar_type());
+}
+
+template <typename Driver>
+at::Tensor forward_entry(const at::Tensor& input, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
+                         const ConvArgs& a) {
+  check_operand(input, input, "input", Driver::device_type);
+  check_operand(weight, input, "weight", Driver::device_type);
+  const typename Driver::Guard guard(input.device());
+  const ConvPlan2d p = plan_from_shapes(input.sizes(), weight.sizes(), a);
+  at::Tensor bias_c;
+  if (bias.has_value() && bias->defined()) {
+    check_operand(*bias, input, "bias", Driver::device_type);
+    TORCH_CHECK(bias->dim() == 1 && bias->size(0) == p.c_out, "fftconv: bias must have shape (", p.c_out,
+                ",), got ", bias->sizes());
+    bias_c = bias->contiguous();
+  }
+  at::Tensor out = at::empty({p.batch, p.c_out, p.h.out_len, p.w.out_len}, input.options());
+  if (out.numel() == 0) return out;
+  if (p.c_in == 0) return bias_c.defined() ? out.copy_(bias_c.view({1, -1, 1, 1}).expand_as(out)) : out.zero_();
+  // (on CUDA the finiteness check synchronises with the device: correctness first)
+  if (!all_finite(input) || !all_finite(weight)) return direct_forward(input, weight, bias_c, a);
+  const at::Tensor x = input.contiguous();
+  const at::Tensor spec = cached_kernel_spectrum(weight, p);
+  AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "fftconv_forward", [&] {
+    Driver::template pipeline<scalar_t>(x, spec, bias_c.defined() ? bias_c.data_ptr<scalar_t>() : nullptr, out,
+                                        p, /*adjoint=*/false);
+  });
+  return out;
+}
+
+template <typename Driver>
+at::Tensor grad_input_entry(const at::Tensor& grad_output, const at::Tensor& weight, at::IntArrayRef input_size,
+                            const ConvArgs& a) {
+  check_operand(grad_output, grad_output, "grad_output", Driver::device_type);
+  check_operand(weight, grad_output, "weight", Driver::device_type);
+  const typename Driver::Guard guard(grad_output.device());
+  const ConvPlan2d p = plan_from_shapes(input_size, weight.sizes(), a);
+  check_grad_output(grad_output, p);
+  at::Tensor gin = at::empty(input_size, grad_output.options());
+  if (gin.numel() == 0) return gin;
+  if (p.c_out == 0) return gin.zero_();
+  if (!all_finite(grad_output) || !all_finite(weight)) return direct_grad_input(grad_output, weight, input_size, a);
+  const at::Tensor g = grad_output.contiguous();
+  const at::Tensor spec = cached_kernel_spectrum(weight, p);
+  AT_DISPATCH_FLOATING_TYPES(grad_output.scalar_type(), "fftconv_grad_input", [&] {
+    Driver::template pipeline<scalar_t>(g, spec, nullptr, gin, p, /*adjoint=*/true);
+  });
+  return gin;
+}
+
+template <typename Driver>
+at::Tensor grad_weight_entry(const at::Tensor& grad_output, const at::Tensor& input, at::IntArrayRef weight_size,
+                             const ConvArgs& a) {
+  check_operand(input, input, "input", Driver::device_type);
+  check_operand(grad_output, input, "grad_output", Driver::device_type);
+  const typename Driver::Guard guard(input.device());
+  const ConvPlan2d p = plan_from_shapes(input.sizes(), weight_size, a);
+  check_grad_output(grad_output, p);
+  at::Tensor gw = at::zeros(weight_size, input.options());
+  if (gw.numel() == 0 || p.batch == 0) return gw;
+  if (!all_finite(grad_output) || !all_finite(input)) return direct_grad_weight(grad_output, input, weight_size, a);
+  const at::Tensor x = input.contiguous();
+  const at::Tensor g = grad_output.contiguous();
+  AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "fftconv_grad_weight", [&] {
+    Driver::template grad_weight<scalar_t>(x, g, gw, p);
+  });
+  return gw;
+}
+
+}  // namespace fftconv
