@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "fftconv/conv_ops.h"
+#include "fftconv/fourier_mix.h"
 #include "fftconv/spectrum_cache.h"
 #ifdef FFTCONV_WITH_CUDA
 #include "fftconv/cuda/plan_cache.h"
@@ -135,6 +136,8 @@ TORCH_LIBRARY(fftconv, m) {
   m.def("conv2d_grad_weight(Tensor grad_output, Tensor input, int[] weight_size, int[] stride, "
         "int[] padding, int[] dilation, int groups, bool circular) -> Tensor");
   m.def("long_conv1d(Tensor u, Tensor k, Tensor? D, bool causal) -> Tensor");
+  // Re(FFT2(x)) over the last two dimensions; norm as in torch.fft.
+  m.def("fourier_mix(Tensor x, str norm=\"backward\") -> Tensor");
 }
 
 TORCH_LIBRARY_IMPL(fftconv, CompositeImplicitAutograd, m) {
@@ -145,6 +148,9 @@ TORCH_LIBRARY_IMPL(fftconv, CPU, m) {
   m.impl("conv2d_forward", &forward_cpu);
   m.impl("conv2d_grad_input", &grad_input_cpu);
   m.impl("conv2d_grad_weight", &grad_weight_cpu);
+  m.impl("fourier_mix", [](const at::Tensor& x, c10::string_view norm) {
+    return fourier_mix_cpu(x, std::string(norm));
+  });
 }
 
 #ifdef FFTCONV_WITH_CUDA
@@ -152,6 +158,9 @@ TORCH_LIBRARY_IMPL(fftconv, CUDA, m) {
   m.impl("conv2d_forward", &forward_cuda);
   m.impl("conv2d_grad_input", &grad_input_cuda);
   m.impl("conv2d_grad_weight", &grad_weight_cuda);
+  m.impl("fourier_mix", [](const at::Tensor& x, c10::string_view norm) {
+    return fourier_mix_cuda(x, std::string(norm));
+  });
 }
 #endif
 

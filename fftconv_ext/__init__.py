@@ -14,10 +14,11 @@ from .functional import ConvArgumentError, conv1d, conv2d
 from . import nn  # noqa: E402
 from .convert import convert, revert
 from .long_conv import long_conv1d
+from .fourier_mix import fourier_mix
 
 __version__ = "0.1.0"
 
-__all__ = ["conv1d", "conv2d", "long_conv1d", "ConvArgumentError", "convert", "revert", "nn", "built_with_cuda", "set_cache_limit", "clear_caches",
+__all__ = ["conv1d", "conv2d", "long_conv1d", "fourier_mix", "ConvArgumentError", "convert", "revert", "nn", "built_with_cuda", "set_cache_limit", "clear_caches",
            "cache_info", "__version__"]
 
 

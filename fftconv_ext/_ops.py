@@ -131,3 +131,24 @@ def _grad_weight_backward(ctx, ggw):
 
 torch.library.register_autograd(
     "fftconv::conv2d_grad_weight", _grad_weight_backward, setup_context=_grad_weight_setup)
+
+
+# fourier_mix(x) ---------------------------------------------------------------
+# Re(FFT2(x)) of a real x is C x with a symmetric real matrix C, so the
+# operator is its own adjoint: the backward is fourier_mix of the gradient.
+@torch.library.register_fake("fftconv::fourier_mix")
+def _fourier_mix_fake(x, norm="backward"):
+    torch._check(x.dim() >= 2, lambda: "fftconv.fourier_mix: x must have at least 2 dimensions")
+    return torch.empty_like(x, memory_format=torch.contiguous_format)
+
+
+def _fourier_mix_setup(ctx, inputs, output):
+    ctx.norm = inputs[1] if len(inputs) > 1 else "backward"
+
+
+def _fourier_mix_backward(ctx, grad):
+    return _ops.fourier_mix(grad, ctx.norm), None
+
+
+torch.library.register_autograd(
+    "fftconv::fourier_mix", _fourier_mix_backward, setup_context=_fourier_mix_setup)

@@ -1,6 +1,7 @@
 """Modules of fftconv_ext."""
 from .conv import FFTConv1d, FFTConv2d
+from .fourier_mix import FourierMix
 from .s4d import S4DConv, S4DKernel
 from .sgconv import LongConv2d, SGConv1d
 
-__all__ = ["FFTConv1d", "FFTConv2d", "S4DKernel", "S4DConv", "SGConv1d", "LongConv2d"]
+__all__ = ["FFTConv1d", "FFTConv2d", "S4DKernel", "S4DConv", "SGConv1d", "LongConv2d", "FourierMix"]

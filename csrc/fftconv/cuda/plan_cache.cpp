@@ -30,7 +30,12 @@ const char* cufft_status_name(cufftResult status) {
   }
 }
 
-void check_cufft(cufftResult status, const char* what, int64_t n, int64_t batch) {
+void check_cufft(cufftResult status, const char* what, int64_t n, int64_t batch, int64_t n_outer) {
+  if (n_outer > 1) {
+    TORCH_CHECK(status == CUFFT_SUCCESS, "fftconv: cuFFT ", what, " failed with ",
+                cufft_status_name(status), " (", static_cast<int>(status), ") for ", batch,
+                " 2-D transforms of ", n_outer, " x ", n, " points");
+  }
   TORCH_CHECK(status == CUFFT_SUCCESS, "fftconv: cuFFT ", what, " failed with ",
               cufft_status_name(status), " (", static_cast<int>(status), ") for ", batch,
               " transforms of length ", n);
@@ -42,7 +47,7 @@ CufftPlan::~CufftPlan() {
 
 namespace {
 
-using Key = std::tuple<int, int, bool, int64_t, int64_t>;
+using Key = std::tuple<int, int, bool, int64_t, int64_t, int64_t>;
 
 struct PlanCache {
   std::mutex mutex;
@@ -71,27 +76,30 @@ cufftType type_of(FftKind kind, bool is_double) {
   }
 }
 
-std::shared_ptr<CufftPlan> make_plan(FftKind kind, bool is_double, int64_t n, int64_t batch) {
+std::shared_ptr<CufftPlan> make_plan(FftKind kind, bool is_double, int64_t n, int64_t batch, int64_t n_outer) {
   auto plan = std::make_shared<CufftPlan>();
-  check_cufft(cufftCreate(&plan->handle), "plan creation", n, batch);
-  // Work areas come from PyTorch's allocator at execution (stream-ordered).
-  check_cufft(cufftSetAutoAllocation(plan->handle, 0), "setting auto allocation", n, batch);
-  long long dims[1] = {static_cast<long long>(n)};
-  size_t work = 0;
-  check_cufft(cufftMakePlanMany64(plan->handle, 1, dims, nullptr, 1, 0, nullptr, 1, 0,
-                                  type_of(kind, is_double), static_cast<long long>(batch), &work),
-              "plan creation (cufftMakePlanMany64)", n, batch);
-  plan->work_bytes = work;
   plan->n = n;
   plan->batch = batch;
+  plan->n_outer = n_outer;
+  check_cufft(cufftCreate(&plan->handle), "plan creation", n, batch, n_outer);
+  // Work areas come from PyTorch's allocator at execution (stream-ordered).
+  check_cufft(cufftSetAutoAllocation(plan->handle, 0), "setting auto allocation", n, batch, n_outer);
+  const int rank = n_outer > 1 ? 2 : 1;
+  long long dims[2] = {static_cast<long long>(n_outer), static_cast<long long>(n)};
+  size_t work = 0;
+  check_cufft(cufftMakePlanMany64(plan->handle, rank, rank == 2 ? dims : dims + 1, nullptr, 1, 0, nullptr, 1,
+                                  0, type_of(kind, is_double), static_cast<long long>(batch), &work),
+              "plan creation (cufftMakePlanMany64)", n, batch, n_outer);
+  plan->work_bytes = work;
   return plan;
 }
 
 }  // namespace
 
-std::shared_ptr<CufftPlan> get_plan(int device, FftKind kind, bool is_double, int64_t n, int64_t batch) {
+std::shared_ptr<CufftPlan> get_plan(int device, FftKind kind, bool is_double, int64_t n, int64_t batch,
+                                    int64_t n_outer) {
   PlanCache& c = cache();
-  const Key key{device, static_cast<int>(kind), is_double, n, batch};
+  const Key key{device, static_cast<int>(kind), is_double, n, batch, n_outer};
   {
     std::lock_guard<std::mutex> lock(c.mutex);
     auto it = c.plans.find(key);
@@ -101,7 +109,7 @@ std::shared_ptr<CufftPlan> get_plan(int device, FftKind kind, bool is_double, in
     }
   }
   // Plan outside the lock: planning can take milliseconds.
-  std::shared_ptr<CufftPlan> plan = make_plan(kind, is_double, n, batch);
+  std::shared_ptr<CufftPlan> plan = make_plan(kind, is_double, n, batch, n_outer);
   std::lock_guard<std::mutex> lock(c.mutex);
   auto it = c.plans.find(key);
   if (it != c.plans.end()) return it->second.first;  // another thread won the race
@@ -119,9 +127,9 @@ void exec_plan(CufftPlan& plan, FftKind kind, bool is_double, void* in, void* ou
   at::Tensor work;
   if (plan.work_bytes > 0) {
     work = at::empty({static_cast<int64_t>(plan.work_bytes)}, device_opts.dtype(at::kByte));
-    check_cufft(cufftSetWorkArea(plan.handle, work.data_ptr()), "setting the work area", plan.n, plan.batch);
+    check_cufft(cufftSetWorkArea(plan.handle, work.data_ptr()), "setting the work area", plan.n, plan.batch, plan.n_outer);
   }
-  check_cufft(cufftSetStream(plan.handle, at::cuda::getCurrentCUDAStream()), "setting the stream", plan.n, plan.batch);
+  check_cufft(cufftSetStream(plan.handle, at::cuda::getCurrentCUDAStream()), "setting the stream", plan.n, plan.batch, plan.n_outer);
   const int dir = forward ? CUFFT_FORWARD : CUFFT_INVERSE;
   cufftResult st;
   if (is_double) {
@@ -137,7 +145,7 @@ void exec_plan(CufftPlan& plan, FftKind kind, bool is_double, void* in, void* ou
       default: st = cufftExecC2C(plan.handle, (cufftComplex*)in, (cufftComplex*)out, dir);
     }
   }
-  check_cufft(st, "execution", plan.n, plan.batch);
+  check_cufft(st, "execution", plan.n, plan.batch, plan.n_outer);
 }
 
 void set_plan_cache_limit(int64_t n) {

@@ -1,0 +1,47 @@
+// fourier_mix(x) = Re(FFT2(x)) over the last two dimensions (FNet token
+// mixing, DESIGN.md §2 rule 10), for real x viewed as planes (P, N, D).
+//
+// Real-input symmetry: the 2-D spectrum Y of a real plane is Hermitian,
+// Y[k][l] = conj(Y[(N-k)%N][(D-l)%D]), so its real part is fully known from
+// the half spectrum H = rfft2(x) of D/2+1 columns (one real-to-complex pass
+// along D, one complex pass along N): columns l <= D/2 read H directly, the
+// others mirror, Re Y[k][l] = Re H[(N-k)%N][D-l]. No full complex spectrum
+// is ever built, and half of the work of a complex FFT2 is skipped.
+//
+// Re(F x) for a real x is C x with C the (symmetric) cosine matrix, so the
+// operator is self-adjoint: its backward is fourier_mix of the gradient with
+// the same normalisation.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <cstdint>
+#include <string>
+
+#include "pointwise.h"
+
+namespace fftconv {
+
+// Output element (k, l) of one plane from its half spectrum (N rows of
+// n_half = D/2+1 columns, row-major), times `scale` (the normalisation).
+template <typename T>
+FFTCONV_HD T fourier_mix_value(const Complex<T>* half, int64_t n_tok, int64_t d, int64_t n_half,
+                               int64_t k, int64_t l, T scale) {
+  if (l < n_half) return scale * half[k * n_half + l].re;
+  const int64_t k_mirror = k == 0 ? 0 : n_tok - k;
+  return scale * half[k_mirror * n_half + (d - l)].re;
+}
+
+// Scale of the forward transform for torch.fft's norm names.
+double fourier_mix_scale(const std::string& norm, int64_t n_tok, int64_t d);
+
+// Entry checks shared by the devices; returns the dtype the transform runs
+// in (float32 for float16/bfloat16 inputs).
+at::ScalarType fourier_mix_compute_dtype(const at::Tensor& x, const std::string& norm);
+
+at::Tensor fourier_mix_cpu(const at::Tensor& x, const std::string& norm);
+#ifdef FFTCONV_WITH_CUDA
+at::Tensor fourier_mix_cuda(const at::Tensor& x, const std::string& norm);
+#endif
+
+}  // namespace fftconv
