@@ -176,4 +176,13 @@ PYBIND11_MODULE(_C, m) {
   m.def("set_cache_limit", &fftconv::set_cache_limit, py::arg("entries"));
   m.def("clear_caches", &fftconv::clear_caches);
   m.def("cache_info", &fftconv::cache_info, "(limit, cached spectra, cached cuFFT plans)");
+#ifdef FFTCONV_WITH_CUDA
+  // Test hooks: how cuFFT failures surface (issue: errors name status and size).
+  m.def("_cufft_check", [](int status, const std::string& what, int64_t n, int64_t batch, int64_t n_outer) {
+    fftconv::cuda::check_cufft(static_cast<cufftResult>(status), what.c_str(), n, batch, n_outer);
+  });
+  m.def("_cufft_plan", [](int device, int64_t n, int64_t batch, int64_t n_outer) {
+    fftconv::cuda::get_plan(device, fftconv::cuda::FftKind::R2C, false, n, batch, n_outer);
+  });
+#endif
 }

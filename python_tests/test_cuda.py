@@ -151,3 +151,48 @@ def test_long_conv1d_cuda(causal):
     y = fftconv_ext.long_conv1d(u.cuda(), k.cuda(), D.cuda(), causal=causal)
     ref = fftconv_ext.long_conv1d(u, k, D, causal=causal)  # the CPU path, itself checked against F.conv1d / DFT
     assert y.is_cuda and rel_err(y.cpu(), ref) <= 1e-10
+
+
+# ---- fourier_mix on CUDA ------------------------------------------------------
+
+@pytest.mark.parametrize("shape", [(2, 3137, 24), (3, 65, 192), (1, 7), (4, 50, 33)])
+@pytest.mark.parametrize("norm", ["backward", "ortho"])
+def test_fourier_mix_cuda_float64(shape, norm):
+    x = torch.randn(*shape, dtype=torch.float64)
+    y = fftconv_ext.fourier_mix(x.cuda(), norm)
+    ref = torch.fft.fft2(x, norm=norm).real
+    assert y.is_cuda and y.shape == x.shape
+    assert ((y.cpu() - ref).abs().max() / ref.abs().max()).item() <= 1e-12
+
+
+@pytest.mark.parametrize("dtype,tol", [(torch.float32, 2e-5), (torch.float16, 2e-3), (torch.bfloat16, 1.6e-2)])
+def test_fourier_mix_cuda_dtypes(dtype, tol):
+    x = torch.randn(8, 197, 768, device="cuda").to(dtype)
+    y = fftconv_ext.fourier_mix(x.transpose(0, 1).contiguous().transpose(0, 1), "ortho")  # non-contiguous
+    assert y.dtype == dtype
+    ref = torch.fft.fft2(x.double(), norm="ortho").real
+    assert ((y.double() - ref).abs().max() / ref.abs().max()).item() <= tol
+
+
+def test_fourier_mix_cuda_gradcheck_and_opcheck():
+    x = torch.randn(2, 9, 10, dtype=torch.float64, device="cuda", requires_grad=True)
+    assert torch.autograd.gradcheck(lambda t: fftconv_ext.fourier_mix(t, "ortho"), (x,))
+    torch.library.opcheck(torch.ops.fftconv.fourier_mix.default, (x, "ortho"))
+
+
+def test_fourier_mix_cuda_memory_back_to_baseline():
+    fftconv_ext.clear_caches()
+    torch.cuda.synchronize()
+    base = torch.cuda.memory_allocated()
+    x = torch.randn(8, 3137, 768, device="cuda")
+    for _ in range(3):
+        y = fftconv_ext.fourier_mix(x)
+    del x, y
+    fftconv_ext.clear_caches()
+    torch.cuda.synchronize()
+    assert torch.cuda.memory_allocated() == base
+
+
+def test_cufft_plan_failure_is_a_runtime_error_naming_status_and_size():
+    with pytest.raises(RuntimeError, match=r"cuFFT plan creation.* failed with CUFFT_\w+ \(\d+\) for 4 transforms of length 0"):
+        fftconv_ext._C._cufft_plan(0, 0, 4, 1)

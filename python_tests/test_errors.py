@@ -108,3 +108,14 @@ def test_raw_op_checks_arguments():
         ops.conv2d_grad_input(torch.randn(2, 6, 3, 3), w, [2, 4, 10, 10], [1, 1], [0, 0, 0, 0], [1, 1], 2, False)
     with pytest.raises(RuntimeError, match="dtype"):
         ops.conv2d_forward(x, w.double(), None, [1, 1], [0, 0, 0, 0], [1, 1], 2, False)
+
+
+@pytest.mark.skipif(not fftconv_ext.built_with_cuda(), reason="the cuFFT error path exists only in CUDA builds")
+def test_cufft_errors_name_status_and_problem_size():
+    # No GPU needed: the message is built from the status code (CUFFT_ALLOC_FAILED = 2).
+    with pytest.raises(RuntimeError, match=r"cuFFT plan creation failed with CUFFT_ALLOC_FAILED \(2\) for 8 "
+                                           r"transforms of length 1024"):
+        fftconv_ext._C._cufft_check(2, "plan creation", 1024, 8, 1)
+    with pytest.raises(RuntimeError, match=r"CUFFT_INVALID_SIZE \(8\) for 3 2-D transforms of 3137 x 768"):
+        fftconv_ext._C._cufft_check(8, "execution", 768, 3, 3137)
+    fftconv_ext._C._cufft_check(0, "execution", 1, 1, 1)  # CUFFT_SUCCESS: no error

@@ -16,6 +16,9 @@ Every result is checked against a float64 F.conv2d reference (max rel err
 column); times are medians after warm-up (synchronised on CUDA), with a fixed
 thread count; ratios compare implementations inside one run. Writes
 <out>/<machine>.json, .md and .png.
+
+Other runs: --models (whole networks, original vs converted), --long
+(long_conv1d, LongConv2d), --fit (FiT vs ViT, fourier_mix vs torch.fft).
 """
 from __future__ import annotations
 
@@ -163,6 +166,10 @@ def main(argv=None) -> None:
     ap.add_argument("--batch", type=int, default=8, help="batch of --models (default 8)")
     ap.add_argument("--long", action="store_true",
                     help="long convolutions instead: long_conv1d vs torch.fft, LongConv2d vs F.conv2d")
+    ap.add_argument("--fit", action="store_true",
+                    help="FiT vs ViT latency and memory, and fourier_mix vs torch.fft.fft2(x).real")
+    ap.add_argument("--fit-depth", type=int, default=None,
+                    help="blocks of FiT/ViT-Base for --fit (default 12 on CUDA, 2 on CPU)")
     ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args(argv)
 
@@ -172,6 +179,8 @@ def main(argv=None) -> None:
         return main_models(device, args)
     if args.long:
         return main_long(device, args)
+    if args.fit:
+        return main_fit(device, args)
     suites = [s.strip() for s in args.shapes.split(",") if s.strip()]
     machine = machine_name(device, args.threads)
     meta = {
@@ -230,6 +239,34 @@ def main_long(device: torch.device, args) -> None:
         f.write(f"# Long convolutions: {machine}\n\n" + ", ".join(f"{k}: {v}" for k, v in meta.items())
                 + "\n\nMedians of interleaved rounds; ratios inside this run.\n\n" + md + "\n")
     print(f"wrote {base}.json and .md")
+
+
+def main_fit(device: torch.device, args) -> None:
+    from .fit import default_depth, fit_markdown, run_fourier_mix, run_models
+    machine = machine_name(device, args.threads)
+    depth = args.fit_depth or default_depth(device)
+    meta = {"machine": machine, "device": str(device), "torch": torch.__version__,
+            "threads": torch.get_num_threads(), "dtype": "float32", "fit_depth": depth,
+            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+    print(" | ".join(f"{k} {v}" for k, v in meta.items()), flush=True)
+    t0 = time.time()
+    mix = run_fourier_mix(device)
+    say = None if args.no_progress else (lambda m: print("  " + m, flush=True))
+    rows = run_models(device, depth, args.threads, progress=say)
+    meta["seconds"] = round(time.time() - t0, 1)
+    md = fit_markdown(mix, rows, depth)
+    print(md)
+    os.makedirs(args.out, exist_ok=True)
+    base = os.path.join(args.out, machine + "-fit")
+    with open(base + ".json", "w") as f:
+        json.dump({"meta": meta, "fourier_mix": mix, "models": rows}, f, indent=1)
+    with open(base + ".md", "w") as f:
+        f.write(f"# FiT vs ViT: {machine}\n\n" + ", ".join(f"{k}: {v}" for k, v in meta.items())
+                + "\n\nfourier_mix: medians of interleaved rounds in one process. Models: each cell its own "
+                "process (median after warm-up; peak memory above the state before the first forward: "
+                "process high-water RSS on CPU, max_memory_allocated on CUDA); parameters of the full "
+                "12-block models.\n\n" + md + "\n")
+    print(f"wrote {base}.json and .md in {meta['seconds']} s")
 
 
 def main_models(device: torch.device, args) -> None:

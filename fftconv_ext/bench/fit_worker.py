@@ -1,0 +1,72 @@
+"""One FiT/ViT latency measurement in a fresh process (see bench/fit.py);
+prints one JSON line: median ms, parameters, peak memory above the state
+before the first forward."""
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import time
+
+import torch
+
+from ..models import MODELS
+
+
+def _rss_mib() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", required=True, choices=sorted(MODELS))
+    ap.add_argument("--img", type=int, required=True)
+    ap.add_argument("--patch", type=int, required=True)
+    ap.add_argument("--batch", type=int, required=True)
+    ap.add_argument("--depth", type=int, default=12)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=None)
+    a = ap.parse_args(argv)
+    torch.set_num_threads(a.threads)
+    device = torch.device(a.device)
+    torch.manual_seed(0)
+    model = MODELS[a.model](img_size=a.img, patch_size=a.patch, num_classes=1000, depth=a.depth).to(device).eval()
+    with torch.device("meta"):  # parameters of the full-depth model, without allocating it
+        full = MODELS[a.model](img_size=a.img, patch_size=a.patch, num_classes=1000)
+    params = sum(p.numel() for p in full.parameters())
+    x = torch.randn(a.batch, 3, a.img, a.img, device=device)
+    cuda = device.type == "cuda"
+    if cuda:
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+    else:
+        base = _rss_mib()
+    warmup, repeats = (3, a.repeats or 10) if cuda else (1, a.repeats or 3)
+    times = []
+    with torch.inference_mode():
+        for i in range(warmup + repeats):
+            if cuda:
+                torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            model(x)
+            if cuda:
+                torch.cuda.synchronize()
+            if i >= warmup:
+                times.append((time.perf_counter() - t0) * 1e3)
+    if cuda:
+        peak = (torch.cuda.max_memory_allocated() - base) / 2**20
+    else:  # high-water mark of the process (KiB on Linux) above the state before the first forward
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - base
+    print(json.dumps({"status": "ok", "median_ms": statistics.median(times), "min_ms": min(times),
+                      "repeats": len(times), "params": params, "peak_mib": peak, "depth": a.depth}))
+
+
+if __name__ == "__main__":
+    main()
