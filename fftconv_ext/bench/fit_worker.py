@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import statistics
 import time
 
@@ -14,12 +13,22 @@ import torch
 from ..models import MODELS
 
 
-def _rss_mib() -> float:
+def _status_mib(field: str) -> float:
     with open("/proc/self/status") as f:
         for line in f:
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def _reset_peak_rss() -> None:
+    # VmHWM is this process's own high-water mark (ru_maxrss would carry the
+    # parent's across fork/exec); writing 5 to clear_refs resets it (Linux >= 4.0).
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
 
 
 def main(argv=None):
@@ -47,7 +56,8 @@ def main(argv=None):
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()
     else:
-        base = _rss_mib()
+        _reset_peak_rss()
+        base = _status_mib("VmRSS")
     warmup, repeats = (3, a.repeats or 10) if cuda else (1, a.repeats or 3)
     times = []
     with torch.inference_mode():
@@ -62,8 +72,8 @@ def main(argv=None):
                 times.append((time.perf_counter() - t0) * 1e3)
     if cuda:
         peak = (torch.cuda.max_memory_allocated() - base) / 2**20
-    else:  # high-water mark of the process (KiB on Linux) above the state before the first forward
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - base
+    else:  # the process's RSS high-water mark above the state before the first forward
+        peak = _status_mib("VmHWM") - base
     print(json.dumps({"status": "ok", "median_ms": statistics.median(times), "min_ms": min(times),
                       "repeats": len(times), "params": params, "peak_mib": peak, "depth": a.depth}))
 

@@ -1,0 +1,62 @@
+"""The benchmark's own pieces: every baseline computes the layer it claims to
+(against F.conv2d in float64), and the FiT worker reports what it measured."""
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from fftconv_ext.bench import fit, impls
+from fftconv_ext.bench.long import fft_composition
+
+
+@pytest.mark.parametrize("name", sorted(impls.FORWARD))
+@pytest.mark.parametrize("k,r", [(7, 16), (13, 20), (31, 32)])
+def test_every_baseline_computes_the_layer(name, k, r):
+    g = torch.Generator().manual_seed(k)
+    x = torch.randn(2, 6, r, r, generator=g, dtype=torch.float64)
+    w = torch.randn(6, 1, k, k, generator=g, dtype=torch.float64)
+    b = torch.randn(6, generator=g, dtype=torch.float64)
+    make = impls.FORWARD[name](x, w, b, k // 2, 6)
+    if make is None:
+        pytest.skip(f"{name} is not available here")
+    y = make()
+    ref = F.conv2d(x, w, b, padding=k // 2, groups=6)
+    assert y.shape == ref.shape
+    # Third-party packages may compute internally in single precision.
+    tol = 1e-5 if name in ("fft-conv-pytorch", "torch-fftconv", "cupyx fftconvolve") else 1e-9
+    assert ((y.double() - ref).norm() / ref.norm()).item() <= tol
+
+
+def test_long_conv_baseline_is_causal_convolution():
+    u = torch.randn(2, 3, 50, dtype=torch.float64)
+    k = torch.randn(3, 50, dtype=torch.float64)
+    D = torch.randn(3, dtype=torch.float64)
+    ref = F.conv1d(F.pad(u, (49, 0)), k.flip(-1).unsqueeze(1), groups=3) + D.view(1, 3, 1) * u
+    assert torch.allclose(fft_composition(u, k, D), ref, atol=1e-10)
+
+
+def test_fit_worker_reports_latency_parameters_and_memory():
+    r = subprocess.run([sys.executable, "-m", "fftconv_ext.bench.fit_worker", "--model", "fit_base", "--img", "32",
+                        "--patch", "8", "--batch", "2", "--depth", "1", "--repeats", "2"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    assert out["status"] == "ok" and out["repeats"] == 2 and out["median_ms"] > 0
+    d, mlp = 768, 2048  # parameters of the full 12-block model, not the reduced one timed
+    front = 3 * 64 * d + d + d + 17 * d
+    assert out["params"] == front + 12 * (2 * d * mlp + mlp + d + 4 * d) + d * d + d + d * 1000 + 1000
+    assert 0 <= out["peak_mib"] < 2048
+
+
+def test_fit_markdown_reports_timeouts_and_ratios():
+    mix = [{"shape": [2, 5, 6], "max_rel_err": 1e-7,
+            "forward": {"fourier_mix": {"median_ms": 1.0}, "torch.fft.fft2(x).real": {"median_ms": 2.0}},
+            "forward_backward": {"fourier_mix": {"median_ms": 2.0}, "torch.fft.fft2(x).real": {"median_ms": 5.0}}}]
+    rows = [{"img": 32, "patch": 4, "batch": 1, "tokens": 65,
+             "fit_base": {"status": "ok", "median_ms": 10.0, "peak_mib": 5.0, "params": 10},
+             "vit_base": {"status": "timeout (> 300 s)"}}]
+    md = fit.fit_markdown(mix, rows, 2)
+    assert "2.00x" in md and "2.50x" in md and "timeout (> 300 s)" in md and "depth 2 of 12" in md
