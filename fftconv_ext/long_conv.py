@@ -25,8 +25,10 @@ def long_conv1d(u: torch.Tensor, k: torch.Tensor, D: Optional[torch.Tensor] = No
 
     Any L; the FFT length is L + Lk - 1 rounded up to an even 2,3,5,7-smooth size
     (causal) or L (circular). Differentiable in u, k and D; float16/bfloat16 are
-    computed in float32 and returned in the input dtype. Registered as
-    ``torch.ops.fftconv.long_conv1d``.
+    computed in float32 and returned in the input dtype. NaN/Inf in u or k are
+    placed exactly where the direct convolution (F.conv1d) puts them, forward
+    and backward (that call runs the direct convolution instead of the FFT).
+    Registered as ``torch.ops.fftconv.long_conv1d``.
     """
     for name, t in (("u", u), ("k", k)):
         if not isinstance(t, torch.Tensor):

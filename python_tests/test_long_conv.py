@@ -82,12 +82,11 @@ def test_long_conv1d_bad_input():
         fftconv_ext.long_conv1d(u, torch.randn(3, 5, dtype=torch.float64))
 
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 
-@given(data=st.data())
-def test_hypothesis_long_conv1d(data):
+def _fuzz_long_conv1d(data):
     B = data.draw(st.integers(0, 2), label="B")  # B = 0: an empty batch
     C = data.draw(st.integers(1, 3), label="C")
     L = data.draw(st.integers(1, 300), label="L")
@@ -105,6 +104,43 @@ def test_hypothesis_long_conv1d(data):
     assert y.shape == ref.shape
     if B:
         assert rel_err(y, ref) <= 1e-10
+
+
+@given(data=st.data())
+def test_hypothesis_long_conv1d(data):
+    _fuzz_long_conv1d(data)
+
+
+@pytest.mark.slow
+@settings(max_examples=5000)
+@given(data=st.data())
+def test_hypothesis_long_conv1d_long(data):
+    _fuzz_long_conv1d(data)
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+@pytest.mark.parametrize("where", ["u", "k"])
+@pytest.mark.parametrize("causal", [True, False])
+def test_long_conv1d_non_finite_like_conv1d(value, where, causal):
+    """Non-finite values land where the direct convolution puts them, forward and backward."""
+    g = torch.Generator().manual_seed(1)
+    u = torch.randn(2, 3, 40, generator=g, dtype=torch.float64)
+    k = torch.randn(3, 12, generator=g, dtype=torch.float64)
+    (u[1, 2] if where == "u" else k[2])[5] = value
+    ua, ka = u.clone().requires_grad_(), k.clone().requires_grad_()
+    ur, kr = u.clone().requires_grad_(), k.clone().requires_grad_()
+    y = fftconv_ext.long_conv1d(ua, ka, causal=causal)
+    if causal:
+        ref = _causal_reference(ur, kr, None)
+    else:  # direct circular convolution (a DFT reference would spread the value everywhere)
+        ref = F.conv1d(F.pad(ur, (11, 0), mode="circular"), kr.flip(-1).unsqueeze(1), groups=3)
+    torch.testing.assert_close(y, ref, equal_nan=True, rtol=1e-10, atol=1e-10)
+    assert torch.isfinite(y[0, :2]).all()  # other channels stay finite
+    grad = torch.randn(y.shape, generator=g, dtype=torch.float64)
+    y.backward(grad)
+    ref.backward(grad)
+    torch.testing.assert_close(ua.grad, ur.grad, equal_nan=True, rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(ka.grad, kr.grad, equal_nan=True, rtol=1e-10, atol=1e-10)
 
 
 def test_long_conv1d_nan_is_local_in_causal_mode():
