@@ -29,6 +29,7 @@ _CLEAR_RATIO = 30.0
 _lock = threading.Lock()
 _memory: Dict[str, str] = {}      # problem key (str) -> choice, mirrors the disk file
 _fast: Dict[tuple, str] = {}      # the same, keyed by a tuple: the per-call lookup
+plans: Dict[tuple, Callable] = {}  # decided calls of functional.conv1d/conv2d (see _plan_key there)
 _loaded_from: Optional[str] = None
 
 
@@ -172,4 +173,5 @@ def clear_memory() -> None:
     with _lock:
         _memory.clear()
         _fast.clear()
+        plans.clear()
         _loaded_from = None

@@ -74,3 +74,50 @@ def test_auto_under_compile_matches_eager():
                       backend="aot_eager")
     assert torch.allclose(f(x, w), fftconv_ext.conv2d(x, w, padding=3, groups=8, algo="direct"),
                           rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("forced", ["fft", "direct"])
+def test_decided_calls_take_the_fast_path_with_the_same_results(forced, monkeypatch):
+    # Force the choice so that both plan kinds are exercised.
+    monkeypatch.setattr(algo_mod, "_time_once",
+                        lambda fn, dev: 0.0 if (fn.__name__ == "run_fft") == (forced == "fft") else 1.0)
+    g = torch.Generator().manual_seed(1)
+    cases = [  # (x, w, b, kwargs): batched, unbatched, padding modes, conv1d, low precision
+        (torch.randn(2, 4, 20, 21, generator=g, dtype=torch.float64), torch.randn(4, 2, 9, 9, generator=g,
+         dtype=torch.float64), torch.randn(4, generator=g, dtype=torch.float64), dict(padding=4, groups=2)),
+        (torch.randn(4, 20, 21, generator=g, dtype=torch.float64), torch.randn(4, 1, 9, 9, generator=g,
+         dtype=torch.float64), None, dict(padding="same", groups=4)),
+        (torch.randn(2, 4, 20, 21, generator=g, dtype=torch.float64), torch.randn(4, 1, 9, 9, generator=g,
+         dtype=torch.float64), None, dict(padding=4, groups=4, padding_mode="reflect")),
+    ]
+    for x, w, b, kw in cases:
+        assert rel_err(fftconv_ext.conv2d(x, w, b, **kw), reference_conv(x, w, b, **kw)) <= 1e-10
+    assert len(algo_mod.plans) == len(cases)
+    monkeypatch.setattr(algo_mod, "choose", lambda *a: pytest.fail("decided calls must not choose again"))
+    for x, w, b, kw in cases:
+        for _ in range(2):
+            assert rel_err(fftconv_ext.conv2d(x, w, b, **kw), reference_conv(x, w, b, **kw)) <= 1e-10
+        # new values, same shapes: the plan does not depend on values
+        x2, w2 = torch.randn_like(x), torch.randn_like(w)
+        assert rel_err(fftconv_ext.conv2d(x2, w2, b, **kw), reference_conv(x2, w2, b, **kw)) <= 1e-10
+
+
+def test_fast_path_never_skips_the_checks():
+    x = torch.randn(1, 4, 16, 16)
+    w = torch.randn(4, 1, 5, 5)
+    fftconv_ext.conv2d(x, w, padding=2, groups=4)
+    assert len(algo_mod.plans) == 1
+    # each of these differs from the decided call in something the checks look at
+    with pytest.raises(ValueError, match="dtype"):
+        fftconv_ext.conv2d(x, w.double(), padding=2, groups=4)
+    with pytest.raises(ValueError, match="bias"):
+        fftconv_ext.conv2d(x, w, torch.randn(3), padding=2, groups=4)
+    with pytest.raises(ValueError, match="groups"):
+        fftconv_ext.conv2d(x, w, padding=2, groups=3)
+    with pytest.raises(ValueError, match="padding_mode"):
+        fftconv_ext.conv2d(x, w, padding=2, groups=4, padding_mode="mirror")
+    # list arguments are unhashable: the slow path, same result
+    ref = fftconv_ext.conv2d(x, w, padding=2, groups=4)
+    assert torch.equal(fftconv_ext.conv2d(x, w, padding=[2, 2], groups=4), ref)
+    algo_mod.clear_memory()
+    assert algo_mod.plans == {}
