@@ -60,3 +60,26 @@ def test_fit_markdown_reports_timeouts_and_ratios():
              "vit_base": {"status": "timeout (> 300 s)"}}]
     md = fit.fit_markdown(mix, rows, 2)
     assert "2.00x" in md and "2.50x" in md and "timeout (> 300 s)" in md and "depth 2 of 12" in md
+
+
+@pytest.mark.parametrize("xs,ws,pad,groups", [
+    ((8, 64, 56, 56), (64, 1, 31, 31), 15, 64),    # the reference layer
+    ((2, 384, 64, 64), (384, 1, 31, 31), 15, 384),  # a sweep layer
+    ((4, 96, 56, 56), (96, 1, 51, 51), 25, 96),     # SLaK-T stage 1
+])
+def test_forward_extra_memory_at_most_twice_the_output(xs, ws, pad, groups):
+    from fftconv_ext.bench.memory import forward_memory
+    m = forward_memory(torch.randn(*xs), torch.randn(*ws), pad, groups)
+    assert m["output_bytes"] == xs[0] * ws[0] * xs[2] * xs[3] * 4
+    assert 0 < m["cached_extra_over_output"] <= 2.0, m
+    assert m["first_call_extra_over_output"] <= 2.0, m
+
+
+def test_peak_allocated_bytes_sees_temporaries():
+    from fftconv_ext.bench.memory import peak_allocated_bytes
+
+    def fn():
+        tmp = torch.ones(1 << 20)  # 4 MiB temporary, freed before returning
+        return (tmp * 2).sum().reshape(1)
+    m = peak_allocated_bytes(fn, torch.device("cpu"))
+    assert m["peak"] >= 8 * 2**20 and m["out"] == 4

@@ -33,8 +33,10 @@ at::Tensor kernel_spectrum(const at::Tensor& weight, const ConvPlan2d& plan) {
   placed = placed.view({plan.c_out, plan.cpg, n_h, n_w});
   const double scale = 1.0 / static_cast<double>(n_h * n_w);
   at::Tensor spec = at::_fft_r2c(placed, {2, 3}, /*normalization=*/0, /*onesided=*/true);
+  placed.reset();  // in place from here on: at most two spectrum-sized buffers live
+  at::conj_physical_(spec).mul_(scale);
   // Column-major planes, the layout of the input spectra (see pointwise.h).
-  return at::conj_physical(spec).mul_(scale).transpose(2, 3).contiguous();
+  return spec.transpose(2, 3).contiguous();
 }
 
 }  // namespace fftconv

@@ -34,7 +34,8 @@ import torch.nn.functional as F
 
 import fftconv_ext
 from . import impls as impl_registry
-from .report import markdown, plot, summary
+from .memory import forward_memory
+from .report import markdown, memory_markdown, plot, summary
 from .timing import time_call, time_interleaved
 
 SWEEP_K_FULL = (3, 5, 7, 9, 13, 17, 21, 27, 31)
@@ -89,7 +90,7 @@ def run(device, suites, full, quick, progress=True):
     if quick:
         todo = [t for t in todo if t[0] == "reference" or (t[0] == "sweep" and t[3] in (7, 31))]
     cpu = device.type == "cpu"
-    budget = 0.5  # seconds per implementation and layer, after warm-up
+    budget = 0.4  # seconds per implementation and layer, after warm-up
     try:
         from tqdm import tqdm
         bar = tqdm(total=len(todo), desc="layers", disable=not progress)
@@ -120,7 +121,7 @@ def run(device, suites, full, quick, progress=True):
             except (RuntimeError, MemoryError, ValueError) as e:  # unsupported shape, out of memory: recorded
                 row["forward"][impl] = {"error": type(e).__name__, "message": str(e)[:200]}
         with torch.no_grad():  # the checking call above was the warm-up
-            for impl, t in time_interleaved(fns, device, warmup=0, rounds=60, max_seconds=budget).items():
+            for impl, t in time_interleaved(fns, device, warmup=0, rounds=300, max_seconds=budget).items():
                 row["forward"][impl].update(t)
         steps = {}
         grad = torch.randn((n,) + tuple(ref.shape[1:]), generator=gen).to(device)
@@ -138,6 +139,7 @@ def run(device, suites, full, quick, progress=True):
                 xg.grad = wg.grad = bg.grad = None
                 fn().backward(grad)
             steps[impl] = step
+        row["memory"] = forward_memory(x, w, pad, c)
         try:
             row["backward"].update(time_interleaved(steps, device, warmup=1, rounds=30, max_seconds=budget))
         except (RuntimeError, MemoryError, ValueError) as e:
@@ -205,6 +207,8 @@ def main(argv=None) -> None:
     lines = [f"{k}: {v:.2f}x" if "speedup" in k else f"{k}: {v:.3f}" for k, v in summ.items()]
     print("\nForward, float32 (ms):\n" + fwd_md)
     print("\nForward + backward (ms):\n" + bwd_md)
+    mem_md = memory_markdown(rows)
+    print("\nPeak extra memory of a forward call (fftconv_ext, beyond its output):\n" + mem_md)
     print("\nSummary (ratios inside this run):\n  " + "\n  ".join(lines))
     os.makedirs(args.out, exist_ok=True)
     base = os.path.join(args.out, machine)
@@ -217,7 +221,11 @@ def main(argv=None) -> None:
         f.write(", ".join(f"{k}: {v}" for k, v in meta.items()) + "\n\n")
         f.write("## Summary (ratios inside this run)\n\n" + "\n".join(f"- {s}" for s in lines) + "\n\n")
         f.write("## Forward, float32 (median ms)\n\n" + fwd_md + "\n\n")
-        f.write("## Forward + backward (median ms)\n\n" + bwd_md + "\n")
+        f.write("## Forward + backward (median ms)\n\n" + bwd_md + "\n\n")
+        f.write("## Peak extra memory of a forward call\n\nPyTorch allocations during one call beyond its "
+                "output (CPU: torch.profiler allocation events; CUDA: max_memory_allocated), with the kernel "
+                "spectrum cached (inference) and on a first call that computes it (training recomputes it "
+                "every step).\n\n" + mem_md + "\n")
         if png:
             f.write(f"\n![time against kernel size]({os.path.basename(png)})\n")
     print(f"\nwrote {base}.json, .md" + (", .png" if png else "") + f" in {meta['seconds']} s")

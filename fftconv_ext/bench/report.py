@@ -38,7 +38,25 @@ def summary(rows: List[dict]) -> Dict[str, object]:
     for r in rows:
         if r["name"] == "reference 8x64x56x56 k31" and _ms(r, "F.conv2d") and _ms(r, "fftconv_ext"):
             out["reference 8x64x56x56 k31: speedup vs F.conv2d"] = _ms(r, "F.conv2d") / _ms(r, "fftconv_ext")
+    mem = [r["memory"] for r in rows if r.get("memory")]
+    if mem:
+        out["memory: worst forward extra / output, cached spectrum"] = max(m["cached_extra_over_output"] for m in mem)
+        out["memory: worst forward extra / output, first call (spectrum computed)"] = max(
+            m["first_call_extra_over_output"] for m in mem)
     return out
+
+
+def memory_markdown(rows: List[dict]) -> str:
+    lines = ["| layer | output MiB | extra, cached spectrum (MiB, x output) | extra, first call (MiB, x output) |",
+             "|---|---|---|---|"]
+    for r in rows:
+        m = r.get("memory")
+        if not m:
+            continue
+        lines.append(f"| {r['name']} | {m['output_bytes'] / 2**20:.2f} | {m['cached_extra_bytes'] / 2**20:.2f} "
+                     f"({m['cached_extra_over_output']:.2f}x) | {m['first_call_extra_bytes'] / 2**20:.2f} "
+                     f"({m['first_call_extra_over_output']:.2f}x) |")
+    return "\n".join(lines)
 
 
 def markdown(rows: List[dict], impls: List[str], kind: str = "forward") -> str:

@@ -77,14 +77,14 @@ at::Tensor chunk_spectra(const T* src, const PlaneSource& s, const ConvPlan2d& p
       }
     }
   }
-  return cpu::forward_spectra(real, n_h);
+  return cpu::forward_spectra(std::move(real), n_h);
 }
 
 // Inverse transform of a chunk's product spectra (column-major planes),
 // keeping rows 0, step, ..., (count-1)*step; the c2r runs on
 // kept rows only (rule 4). Returns (P, count, n_w) real, contiguous.
-at::Tensor chunk_inverse(const at::Tensor& spec, const ConvPlan2d& p, int64_t count, int64_t step) {
-  return cpu::inverse_rows(spec, count, step, p.w.n_fft);
+at::Tensor chunk_inverse(at::Tensor spec, const ConvPlan2d& p, int64_t count, int64_t step) {
+  return cpu::inverse_rows(std::move(spec), count, step, p.w.n_fft);
 }
 
 // Y = S X (forward) or X = S^H Y (adjoint) for the planes of one chunk (rule 6).
@@ -162,10 +162,13 @@ void run_pipeline(const at::Tensor& src, const at::Tensor& spec, const T* bias, 
       const int64_t nb = std::min(cs.batch_block, p.batch - b0);
       const int64_t ng = std::min(cs.group_block, p.groups - g0);
       at::Tensor x = chunk_spectra<T>(src_ptr, s, p, b0, nb, g0, ng, real_opts);
-      at::Tensor y = at::empty({nb * ng * dpg, p.n_freq_w, p.h.n_fft}, x.options());
+      // Depthwise: one product per frequency, computed in place (one buffer fewer).
+      const bool in_place = p.cpg == 1 && p.opg == 1;
+      at::Tensor y = in_place ? x : at::empty({nb * ng * dpg, p.n_freq_w, p.h.n_fft}, x.options());
       spectral_multiply_chunk<T>(as_complex<T>(x), spec_ptr, as_complex_mut<T>(y), p, nb, g0, ng,
                                  adjoint);
-      at::Tensor r = chunk_inverse(y, p, out_h, step_h);
+      x.reset();
+      at::Tensor r = chunk_inverse(std::move(y), p, out_h, step_h);
       const T* rp = r.data_ptr<T>();
       const int64_t per_batch = ng * dpg;
       for (int64_t q = 0; q < nb * per_batch; ++q) {
@@ -224,7 +227,7 @@ void grad_weight_pipeline(const at::Tensor& input, const at::Tensor& grad_out, a
                 }
               }
       }
-      at::Tensor r = chunk_inverse(acc, p, p.h.n_fft, 1);
+      at::Tensor r = chunk_inverse(std::move(acc), p, p.h.n_fft, 1);
       const T* rp = r.data_ptr<T>();
       for (int64_t q = 0; q < ng * p.opg * p.cpg; ++q) {
         const T* plane = rp + q * p.h.n_fft * p.w.n_fft;

@@ -25,11 +25,13 @@ namespace cpu {
 // real (P, rows, n_w), contiguous -> spectra (P, n_w/2+1, n_h), contiguous:
 // every row transformed along W, zero rows added up to n_h while transposing
 // (rule 4), then every column transformed along H.
-at::Tensor forward_spectra(const at::Tensor& real, int64_t n_h);
+// Takes `real` by value and drops it as soon as it is transformed (peak memory).
+at::Tensor forward_spectra(at::Tensor real, int64_t n_h);
 
 // spectra (P, n_w/2+1, n_h) -> real (P, count, n_w), contiguous: inverse along
 // H, then inverse along W for rows 0, step, ..., (count-1)*step only.
-at::Tensor inverse_rows(const at::Tensor& spectra, int64_t count, int64_t step, int64_t n_w);
+// Takes `spectra` by value and drops it after the first pass (peak memory).
+at::Tensor inverse_rows(at::Tensor spectra, int64_t count, int64_t step, int64_t n_w);
 
 }  // namespace cpu
 }  // namespace fftconv

@@ -1,0 +1,51 @@
+"""Peak extra memory of one forward call: on CPU from the allocation events
+torch.profiler records for PyTorch's CPU allocator (the running sum of
+allocations and frees, its maximum), on CUDA from max_memory_allocated; minus
+the output itself. Memory an FFT library allocates on its own (MKL's
+internal buffers) is not included; our cuFFT work areas are PyTorch
+allocations and are.
+"""
+from __future__ import annotations
+
+from typing import Callable, Dict
+
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+
+def peak_allocated_bytes(fn: Callable[[], torch.Tensor], device: torch.device) -> Dict[str, float]:
+    """{'peak': max bytes live during fn beyond those live before, 'out': output bytes}."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        before = torch.cuda.memory_allocated(device)
+        out = fn()
+        torch.cuda.synchronize(device)
+        peak = torch.cuda.max_memory_allocated(device) - before
+        return {"peak": float(peak), "out": float(out.numel() * out.element_size())}
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        out = fn()
+    events = [e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"]
+    live = peak = 0
+    for e in sorted(events, key=lambda e: e.start_ns()):
+        live += e.nbytes()
+        peak = max(peak, live)
+    return {"peak": float(peak), "out": float(out.numel() * out.element_size())}
+
+
+def forward_memory(x: torch.Tensor, w: torch.Tensor, pad: int, groups: int) -> Dict[str, float]:
+    """Peak extra memory (bytes, and as a multiple of the output) of fftconv_ext's
+    FFT forward, on the first call (kernel spectrum computed and cached) and on
+    a repeated call (spectrum from the cache)."""
+    import fftconv_ext
+    fftconv_ext.clear_caches()
+
+    def call():
+        with torch.no_grad():
+            return fftconv_ext.conv2d(x, w, padding=pad, groups=groups, algo="fft")
+    first = peak_allocated_bytes(call, x.device)
+    again = peak_allocated_bytes(call, x.device)
+    out = first["out"]
+    return {"output_bytes": out,
+            "first_call_extra_bytes": first["peak"] - out, "first_call_extra_over_output": (first["peak"] - out) / out,
+            "cached_extra_bytes": again["peak"] - out, "cached_extra_over_output": (again["peak"] - out) / out}
