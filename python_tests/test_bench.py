@@ -83,3 +83,15 @@ def test_peak_allocated_bytes_sees_temporaries():
         return (tmp * 2).sum().reshape(1)
     m = peak_allocated_bytes(fn, torch.device("cpu"))
     assert m["peak"] >= 8 * 2**20 and m["out"] == 4
+
+
+def test_time_shares_attribute_the_fft_layers():
+    import fftconv_ext
+    from fftconv_ext.bench.models import time_shares
+    m = torch.nn.Sequential(torch.nn.Conv2d(8, 8, 15, padding=7, groups=8), torch.nn.Conv2d(8, 16, 1)).eval()
+    converted = fftconv_ext.convert(m, algo="fft")
+    x = torch.randn(2, 8, 32, 32)
+    s = time_shares(lambda: converted(x), torch.device("cpu"))
+    assert s["fft"] > 0 and s["other convolutions"] > 0
+    assert sum(s.values()) == pytest.approx(1.0)
+    assert time_shares(lambda: m(x), torch.device("cpu"))["fft"] == 0
