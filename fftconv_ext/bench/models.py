@@ -11,39 +11,11 @@ from ..models import convnext_tiny, replknet_31b
 from .timing import time_interleaved
 
 
-def _reset_peak(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-        torch.cuda.reset_peak_memory_stats(device)
-    else:
-        try:
-            with open("/proc/self/clear_refs", "w") as f:
-                f.write("5")  # resets the peak resident set size (VmHWM) of this process
-        except OSError:
-            pass
-
-
-def _peak_mib(device: torch.device) -> float:
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return float("nan")
-
-
 def _peak_of(fn, device) -> float:
-    _reset_peak(device)
-    base = 0.0 if device.type == "cuda" else _peak_mib(device)
+    """Peak MiB of PyTorch allocations during one call (see bench/memory.py)."""
+    from .memory import peak_allocated_bytes
     with torch.no_grad():
-        fn()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return _peak_mib(device) - base
+        return peak_allocated_bytes(fn, device)["peak"] / 2**20
 
 
 def time_shares(fn, device: torch.device) -> Dict[str, float]:
@@ -87,7 +59,7 @@ def run_models(device: torch.device, batch: int, resolution: int = 224) -> List[
         err = ((out - ref).norm() / ref.norm()).item()
         fns = {"original": lambda: model(x), "converted": lambda: converted(x)}
         with torch.no_grad():
-            times = time_interleaved(fns, device, warmup=1, rounds=5, max_seconds=20.0)
+            times = time_interleaved(fns, device, warmup=1, rounds=15, max_seconds=20.0)
         row = {"model": name, "batch": batch, "resolution": resolution, "rel_err": err,
                "same_top1": bool(torch.equal(out.argmax(1), ref.argmax(1))),
                "converted_layers": len(converted.fftconv_converted), "first_call_s": setup_s}
