@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # GPU check for a lent H100/H200 (torch 2.11 + nvcc 13.0 there, no network):
-# build for sm_90, run the CUDA tests, run the quick benchmark, write JSON and
-# logs under $OUT. Meant to finish well inside 8 minutes.
+# build for sm_90, run the CUDA tests, run the quick benchmark and fourier_mix
+# against torch.fft, write JSON and logs under $OUT. Meant to finish well inside 8 minutes.
 #
 #   OUT=/some/dir bash bench/gpu_check.sh
 set -uo pipefail
@@ -24,7 +24,18 @@ python3 -c "import fftconv_ext; print('CUDA kernels built:', fftconv_ext.built_w
 
 echo "== CUDA tests =="
 python3 -m pytest -q -p no:cacheprovider --rootdir=. python_tests/test_cuda.py python_tests/test_autograd.py \
+  python_tests/test_errors.py \
   --junitxml="$OUT/cuda_tests.xml" 2>&1 | tail -25 | tee "$OUT/cuda_tests.log"
 
 echo "== quick benchmark =="
 python3 -m fftconv_ext.bench --device cuda --quick --out "$OUT" 2>&1 | tee "$OUT/bench.log"
+
+echo "== fourier_mix vs torch.fft.fft2(x).real =="
+python3 - <<'PY' 2>&1 | tee "$OUT/fourier_mix.log"
+import json, os, torch
+from fftconv_ext.bench.fit import fit_markdown, run_fourier_mix
+rows = run_fourier_mix(torch.device("cuda"))
+with open(os.path.join(os.environ["OUT"], "fourier_mix.json"), "w") as f:
+    json.dump({"device": torch.cuda.get_device_name(), "torch": torch.__version__, "rows": rows}, f, indent=1)
+print(fit_markdown(rows, [], 12).split("### FiT-Base")[0])
+PY
