@@ -42,7 +42,20 @@ at::Tensor grad_weight_cpu(const at::Tensor& grad_output, const at::Tensor& inpu
                                 parse_conv_args(stride, padding, dilation, groups, circular));
 }
 
+std::tuple<at::Tensor, at::Tensor> backward_cpu(const at::Tensor& grad_output, const at::Tensor& input,
+                                                const at::Tensor& weight, at::IntArrayRef stride,
+                                                at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups,
+                                                bool circular) {
+  return conv2d_backward_cpu(grad_output, input, weight, parse_conv_args(stride, padding, dilation, groups, circular));
+}
+
 #ifdef FFTCONV_WITH_CUDA
+std::tuple<at::Tensor, at::Tensor> backward_cuda(const at::Tensor& grad_output, const at::Tensor& input,
+                                                 const at::Tensor& weight, at::IntArrayRef stride,
+                                                 at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups,
+                                                 bool circular) {
+  return conv2d_backward_cuda(grad_output, input, weight, parse_conv_args(stride, padding, dilation, groups, circular));
+}
 at::Tensor forward_cuda(const at::Tensor& input, const at::Tensor& weight,
                         const std::optional<at::Tensor>& bias, at::IntArrayRef stride,
                         at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups,
@@ -135,6 +148,9 @@ TORCH_LIBRARY(fftconv, m) {
         "int[] padding, int[] dilation, int groups, bool circular) -> Tensor");
   m.def("conv2d_grad_weight(Tensor grad_output, Tensor input, int[] weight_size, int[] stride, "
         "int[] padding, int[] dilation, int groups, bool circular) -> Tensor");
+  // (grad_input, grad_weight) together: one transform of grad_output serves both.
+  m.def("conv2d_backward(Tensor grad_output, Tensor input, Tensor weight, int[] stride, int[] padding, "
+        "int[] dilation, int groups, bool circular) -> (Tensor, Tensor)");
   m.def("long_conv1d(Tensor u, Tensor k, Tensor? D, bool causal) -> Tensor");
   // Re(FFT2(x)) over the last two dimensions; norm as in torch.fft.
   m.def("fourier_mix(Tensor x, str norm=\"backward\") -> Tensor");
@@ -148,6 +164,7 @@ TORCH_LIBRARY_IMPL(fftconv, CPU, m) {
   m.impl("conv2d_forward", &forward_cpu);
   m.impl("conv2d_grad_input", &grad_input_cpu);
   m.impl("conv2d_grad_weight", &grad_weight_cpu);
+  m.impl("conv2d_backward", &backward_cpu);
   m.impl("fourier_mix", [](const at::Tensor& x, c10::string_view norm) {
     return fourier_mix_cpu(x, std::string(norm));
   });
@@ -158,6 +175,7 @@ TORCH_LIBRARY_IMPL(fftconv, CUDA, m) {
   m.impl("conv2d_forward", &forward_cuda);
   m.impl("conv2d_grad_input", &grad_input_cuda);
   m.impl("conv2d_grad_weight", &grad_weight_cuda);
+  m.impl("conv2d_backward", &backward_cuda);
   m.impl("fourier_mix", [](const at::Tensor& x, c10::string_view norm) {
     return fourier_mix_cuda(x, std::string(norm));
   });

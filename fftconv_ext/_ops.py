@@ -74,9 +74,11 @@ def _forward_backward(ctx, grad):
     args = _conv_args(ctx)
     grad = grad.contiguous()
     gx = gw = gb = None
-    if ctx.needs_input_grad[0]:
+    if ctx.needs_input_grad[0] and ctx.needs_input_grad[1]:
+        gx, gw = _ops.conv2d_backward(grad, input, weight, *args)  # grad_output transformed once
+    elif ctx.needs_input_grad[0]:
         gx = _ops.conv2d_grad_input(grad, weight, list(input.shape), *args)
-    if ctx.needs_input_grad[1]:
+    elif ctx.needs_input_grad[1]:
         gw = _ops.conv2d_grad_weight(grad, input, list(weight.shape), *args)
     if ctx.has_bias and ctx.needs_input_grad[2]:
         gb = grad.sum((0, 2, 3))
@@ -131,6 +133,43 @@ def _grad_weight_backward(ctx, ggw):
 
 torch.library.register_autograd(
     "fftconv::conv2d_grad_weight", _grad_weight_backward, setup_context=_grad_weight_setup)
+
+
+# backward(g, x, w) = (grad_input(g, w), grad_weight(g, x)) ------------------
+@torch.library.register_fake("fftconv::conv2d_backward")
+def _backward_fake(grad_output, input, weight, stride, padding, dilation, groups, circular):
+    return input.new_empty(input.shape), input.new_empty(weight.shape)
+
+
+def _backward_setup(ctx, inputs, output):
+    grad_output, input, weight, stride, padding, dilation, groups, circular = inputs
+    ctx.save_for_backward(grad_output, input, weight)
+    _save_conv_args(ctx, stride, padding, dilation, groups, circular)
+
+
+def _backward_backward(ctx, ggx, ggw):
+    # gx = grad_input(g, w) and gw = grad_weight(g, x): the rows of the table above.
+    grad_output, input, weight = ctx.saved_tensors
+    args = _conv_args(ctx)
+    d_g = d_x = d_w = None
+    ggx = ggx.contiguous() if ggx is not None else None
+    ggw = ggw.contiguous() if ggw is not None else None
+    if ctx.needs_input_grad[0]:
+        parts = []
+        if ggx is not None:
+            parts.append(_ops.conv2d_forward(ggx, weight, None, *args))
+        if ggw is not None:
+            parts.append(_ops.conv2d_forward(input, ggw, None, *args))
+        d_g = sum(parts[1:], parts[0]) if parts else None
+    if ctx.needs_input_grad[1] and ggw is not None:
+        d_x = _ops.conv2d_grad_input(grad_output, ggw, list(input.shape), *args)
+    if ctx.needs_input_grad[2] and ggx is not None:
+        d_w = _ops.conv2d_grad_weight(grad_output, ggx, list(weight.shape), *args)
+    return d_g, d_x, d_w, None, None, None, None, None
+
+
+torch.library.register_autograd(
+    "fftconv::conv2d_backward", _backward_backward, setup_context=_backward_setup)
 
 
 # fourier_mix(x) ---------------------------------------------------------------

@@ -129,3 +129,58 @@ def test_torch_compile_fullgraph_matches_eager():
     g_eager = torch.autograd.grad(eager.sum(), x)[0]
     g_comp = torch.autograd.grad(compiled.sum(), x)[0]
     assert torch.allclose(g_eager, g_comp, rtol=1e-5, atol=1e-5)
+
+
+BACKWARD_CASES = [  # (input, weight, stride, padding (t, b, l, r), dilation, groups)
+    ((2, 4, 17, 18), (4, 1, 5, 4), [1, 1], [2, 2, 1, 2], [1, 1], 4),
+    ((2, 6, 19, 23), (4, 3, 5, 3), [2, 3], [2, 2, 1, 1], [1, 2], 2),
+    ((3, 8, 12, 12), (8, 1, 7, 7), [1, 1], [3, 3, 3, 3], [1, 1], 8),
+    ((4, 64, 24, 24), (64, 1, 9, 9), [1, 1], [4, 4, 4, 4], [1, 1], 64),   # large enough for the fused pass
+    ((2, 96, 20, 20), (96, 2, 7, 7), [1, 1], [3, 3, 3, 3], [1, 1], 48),  # grouped, fused
+    ((0, 4, 10, 10), (4, 1, 3, 3), [1, 1], [1, 1, 1, 1], [1, 1], 4),     # empty batch
+]
+
+
+@pytest.mark.parametrize("xs,ws,stride,padding,dilation,groups", BACKWARD_CASES)
+def test_joint_backward_equals_the_two_gradient_ops(xs, ws, stride, padding, dilation, groups):
+    ops = torch.ops.fftconv
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(*xs, generator=g, dtype=torch.float64)
+    w = torch.randn(*ws, generator=g, dtype=torch.float64)
+    args = (stride, padding, dilation, groups, False)
+    gy = torch.randn(ops.conv2d_forward(x, w, None, *args).shape, generator=g, dtype=torch.float64)
+    gx, gw = ops.conv2d_backward(gy, x, w, *args)
+    # against F.conv2d's own gradients in float64 (independent of our two other ops)
+    xr, wr = x.clone().requires_grad_(), w.clone().requires_grad_()
+    ref = torch.nn.functional.conv2d(torch.nn.functional.pad(xr, [padding[2], padding[3], padding[0], padding[1]]),
+                                     wr, None, stride, 0, dilation, groups)
+    ref.backward(gy)
+    assert gx.shape == x.shape and gw.shape == w.shape
+    if x.numel():
+        assert rel_err(gx, xr.grad) <= 1e-10 and rel_err(gw, wr.grad) <= 1e-10
+    else:
+        assert torch.equal(gw, torch.zeros_like(w))
+
+
+def test_joint_backward_opcheck_and_double_backward():
+    ops = torch.ops.fftconv
+    x = torch.randn(2, 4, 9, 10, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(4, 2, 3, 4, dtype=torch.float64, requires_grad=True)
+    gy = torch.randn(2, 4, 9, 9, dtype=torch.float64, requires_grad=True)
+    args = ([1, 1], [1, 1, 1, 1], [1, 1], 2, False)
+    torch.library.opcheck(ops.conv2d_backward.default, (gy, x, w, *args))
+    assert torch.autograd.gradcheck(lambda a, b, c: ops.conv2d_backward(a, b, c, *args), (gy, x, w))
+
+
+def test_joint_backward_non_finite_falls_back():
+    ops = torch.ops.fftconv
+    x = torch.randn(4, 64, 16, 16, dtype=torch.float64)
+    w = torch.randn(64, 1, 5, 5, dtype=torch.float64)
+    gy = torch.randn(4, 64, 16, 16, dtype=torch.float64)
+    x[1, 3, 4, 5] = float("nan")
+    args = ([1, 1], [2, 2, 2, 2], [1, 1], 64, False)
+    gx, gw = ops.conv2d_backward(gy, x, w, *args)
+    xr, wr = x.clone().requires_grad_(), w.clone().requires_grad_()
+    torch.nn.functional.conv2d(xr, wr, None, 1, 2, 1, 64).backward(gy)
+    torch.testing.assert_close(gx, xr.grad, equal_nan=True, rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(gw, wr.grad, equal_nan=True, rtol=1e-10, atol=1e-10)

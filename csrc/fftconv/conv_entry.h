@@ -7,12 +7,16 @@
 //   struct Guard { explicit Guard(at::Device); };            // device guard (no-op on CPU)
 //   template <typename T> static void pipeline(src, spec, const T* bias, dst, plan, adjoint);
 //   template <typename T> static void grad_weight(input, grad_output, grad_weight, plan);
+//   template <typename T> static bool backward(input, grad_output, spec, grad_input, grad_weight, plan);
+//     (both gradients from one pass over the output gradient's spectra; false
+//      when the driver has no such pass or it would not pay, see backward_entry)
 #pragma once
 
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 
 #include <optional>
+#include <tuple>
 
 #include "conv_ops.h"
 #include "direct_fallback.h"
@@ -97,6 +101,38 @@ at::Tensor grad_weight_entry(const at::Tensor& grad_output, const at::Tensor& in
     Driver::template grad_weight<scalar_t>(x, g, gw, p);
   });
   return gw;
+}
+
+// Both gradients of the forward op at once. The output gradient's spectra are
+// needed by both (times the kernel spectrum for the input gradient, times the
+// input's spectra for the weight gradient), so a driver that can computes
+// them once per chunk; otherwise, and for degenerate or non-finite operands,
+// this is exactly grad_input_entry + grad_weight_entry.
+template <typename Driver>
+std::tuple<at::Tensor, at::Tensor> backward_entry(const at::Tensor& grad_output, const at::Tensor& input,
+                                                  const at::Tensor& weight, const ConvArgs& a) {
+  check_operand(input, input, "input", Driver::device_type);
+  check_operand(weight, input, "weight", Driver::device_type);
+  check_operand(grad_output, input, "grad_output", Driver::device_type);
+  const typename Driver::Guard guard(input.device());
+  const ConvPlan2d p = plan_from_shapes(input.sizes(), weight.sizes(), a);
+  check_grad_output(grad_output, p);
+  const bool plain = input.numel() > 0 && weight.numel() > 0 && p.batch > 0 && p.c_out > 0 &&
+                     all_finite(grad_output) && all_finite(input) && all_finite(weight);
+  if (plain) {
+    at::Tensor gin = at::empty(input.sizes(), input.options());
+    at::Tensor gw = at::zeros(weight.sizes(), input.options());
+    const at::Tensor x = input.contiguous();
+    const at::Tensor g = grad_output.contiguous();
+    const at::Tensor spec = cached_kernel_spectrum(weight, p);
+    bool done = false;
+    AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "fftconv_backward", [&] {
+      done = Driver::template backward<scalar_t>(x, g, spec, gin, gw, p);
+    });
+    if (done) return {gin, gw};
+  }
+  return {grad_input_entry<Driver>(grad_output, weight, input.sizes(), a),
+          grad_weight_entry<Driver>(grad_output, input, weight.sizes(), a)};
 }
 
 }  // namespace fftconv

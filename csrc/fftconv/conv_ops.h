@@ -4,6 +4,8 @@
 // torch.ops.fftconv.* safe.
 #pragma once
 
+#include <tuple>
+
 #include <ATen/ATen.h>
 
 #include <optional>
@@ -83,6 +85,8 @@ at::Tensor conv2d_grad_input_cpu(const at::Tensor& grad_output, const at::Tensor
                                  at::IntArrayRef input_size, const ConvArgs& a);
 at::Tensor conv2d_grad_weight_cpu(const at::Tensor& grad_output, const at::Tensor& input,
                                   at::IntArrayRef weight_size, const ConvArgs& a);
+std::tuple<at::Tensor, at::Tensor> conv2d_backward_cpu(const at::Tensor& grad_output, const at::Tensor& input,
+                                                       const at::Tensor& weight, const ConvArgs& a);
 
 #ifdef FFTCONV_WITH_CUDA
 at::Tensor conv2d_forward_cuda(const at::Tensor& input, const at::Tensor& weight,
@@ -91,6 +95,8 @@ at::Tensor conv2d_grad_input_cuda(const at::Tensor& grad_output, const at::Tenso
                                   at::IntArrayRef input_size, const ConvArgs& a);
 at::Tensor conv2d_grad_weight_cuda(const at::Tensor& grad_output, const at::Tensor& input,
                                    at::IntArrayRef weight_size, const ConvArgs& a);
+std::tuple<at::Tensor, at::Tensor> conv2d_backward_cuda(const at::Tensor& grad_output, const at::Tensor& input,
+                                                        const at::Tensor& weight, const ConvArgs& a);
 #endif
 
 }  // namespace fftconv

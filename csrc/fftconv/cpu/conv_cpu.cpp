@@ -133,6 +133,61 @@ Complex<T>* as_complex_mut(at::Tensor& t) {
   return reinterpret_cast<Complex<T>*>(t.data_ptr());
 }
 
+// Crop (+ bias) of a chunk's kept rows (P, out_h, n_w) into the destination
+// planes: dpg planes per group, dst_c channels, every step_w-th column.
+template <typename T>
+void store_chunk(const T* rp, T* dst_ptr, const T* bias, int64_t b0, int64_t nb, int64_t g0, int64_t ng,
+                 int64_t dpg, int64_t dst_c, int64_t out_h, int64_t out_w, int64_t n_w, int64_t step_w) {
+  const int64_t per_batch = ng * dpg;
+  for (int64_t q = 0; q < nb * per_batch; ++q) {
+    const int64_t b = b0 + q / per_batch;
+    const int64_t c = g0 * dpg + q % per_batch;
+    const T bias_c = bias ? bias[c] : T(0);
+    const T* plane = rp + q * out_h * n_w;
+    T* o = dst_ptr + (b * dst_c + c) * out_h * out_w;
+    for (int64_t i = 0; i < out_h; ++i)
+      for (int64_t j = 0; j < out_w; ++j)
+        o[i * out_w + j] = crop_store_value(plane, n_w, int64_t(1), step_w, i, j, bias_c);
+  }
+}
+
+// acc[g][o][c] += X[b][g][c] * conj(G[b][g][o]) over a chunk's batch (rule 9).
+template <typename T>
+void accumulate_weight_spectra(Complex<T>* a, const Complex<T>* xp, const Complex<T>* gp, const ConvPlan2d& p,
+                               int64_t nb, int64_t ng) {
+  const int64_t nf = p.n_freq;
+  for (int64_t b = 0; b < nb; ++b)
+    for (int64_t g = 0; g < ng; ++g)
+      for (int64_t o = 0; o < p.opg; ++o)
+        for (int64_t c = 0; c < p.cpg; ++c) {
+          Complex<T>* ap = a + ((g * p.opg + o) * p.cpg + c) * nf;
+          const Complex<T>* x = xp + ((b * ng + g) * p.cpg + c) * nf;
+          const Complex<T>* gg = gp + ((b * ng + g) * p.opg + o) * nf;
+          for (int64_t f = 0; f < nf; ++f) {
+            const Complex<T> v = cmul_conj(x[f], gg[f]);
+            ap[f].re += v.re;
+            ap[f].im += v.im;
+          }
+        }
+}
+
+// Inverse of a group block's accumulated spectra and the kept taps written to
+// the weight gradient.
+template <typename T>
+void store_weight_taps(at::Tensor acc, T* gw_ptr, const ConvPlan2d& p, int64_t g0, int64_t ng) {
+  const int64_t kh = p.kernel_h, kw = p.kernel_w;
+  const T scale = T(1) / static_cast<T>(p.h.n_fft * p.w.n_fft);
+  at::Tensor r = chunk_inverse(std::move(acc), p, p.h.n_fft, 1);
+  const T* rp = r.data_ptr<T>();
+  for (int64_t q = 0; q < ng * p.opg * p.cpg; ++q) {
+    const T* plane = rp + q * p.h.n_fft * p.w.n_fft;
+    T* w = gw_ptr + (g0 * p.opg * p.cpg + q) * kh * kw;
+    for (int64_t th = 0; th < p.h.tap_count; ++th)
+      for (int64_t tw = 0; tw < p.w.tap_count; ++tw)
+        w[(p.h.tap_begin + th) * kw + p.w.tap_begin + tw] = scale * gather_tap_value(plane, p.w.n_fft, p.h, p.w, th, tw);
+  }
+}
+
 // Forward (adjoint == false): src = input, dst = output, crop every stride.
 // Input gradient (adjoint == true): src = grad_output, dst = grad_input.
 template <typename T>
@@ -169,18 +224,7 @@ void run_pipeline(const at::Tensor& src, const at::Tensor& spec, const T* bias, 
                                  adjoint);
       x.reset();
       at::Tensor r = chunk_inverse(std::move(y), p, out_h, step_h);
-      const T* rp = r.data_ptr<T>();
-      const int64_t per_batch = ng * dpg;
-      for (int64_t q = 0; q < nb * per_batch; ++q) {
-        const int64_t b = b0 + q / per_batch;
-        const int64_t c = g0 * dpg + q % per_batch;
-        const T bias_c = bias ? bias[c] : T(0);
-        const T* plane = rp + q * out_h * n_w;
-        T* o = dst_ptr + (b * dst_c + c) * out_h * out_w;
-        for (int64_t i = 0; i < out_h; ++i)
-          for (int64_t j = 0; j < out_w; ++j)
-            o[i * out_w + j] = crop_store_value(plane, n_w, int64_t(1), step_w, i, j, bias_c);
-      }
+      store_chunk<T>(r.data_ptr<T>(), dst_ptr, bias, b0, nb, g0, ng, dpg, dst_c, out_h, out_w, n_w, step_w);
     }
   });
 }
@@ -197,8 +241,6 @@ void grad_weight_pipeline(const at::Tensor& input, const at::Tensor& grad_out, a
   const T* g_ptr = grad_out.data_ptr<T>();
   T* gw_ptr = gw.data_ptr<T>();
   const auto real_opts = input.options();
-  const int64_t nf = p.n_freq, kh = p.kernel_h, kw = p.kernel_w;
-  const T scale = T(1) / static_cast<T>(p.h.n_fft * p.w.n_fft);
 
   at::parallel_for(0, n_gb, parallel_grain(p, n_gb), [&](int64_t begin, int64_t end) {
     for (int64_t gchunk = begin; gchunk < end; ++gchunk) {
@@ -206,39 +248,68 @@ void grad_weight_pipeline(const at::Tensor& input, const at::Tensor& grad_out, a
       const int64_t ng = std::min(cs.group_block, p.groups - g0);
       at::Tensor acc = at::zeros({ng * p.opg * p.cpg, p.n_freq_w, p.h.n_fft},
                                  real_opts.dtype(c10::toComplexType(input.scalar_type())));
-      Complex<T>* a = as_complex_mut<T>(acc);
       for (int64_t b0 = 0; b0 < p.batch; b0 += cs.batch_block) {
         const int64_t nb = std::min(cs.batch_block, p.batch - b0);
         at::Tensor X = chunk_spectra<T>(x_ptr, xs, p, b0, nb, g0, ng, real_opts);
         at::Tensor G = chunk_spectra<T>(g_ptr, gs, p, b0, nb, g0, ng, real_opts);
-        const Complex<T>* xp = as_complex<T>(X);
-        const Complex<T>* gp = as_complex<T>(G);
-        for (int64_t b = 0; b < nb; ++b)
-          for (int64_t g = 0; g < ng; ++g)
-            for (int64_t o = 0; o < p.opg; ++o)
-              for (int64_t c = 0; c < p.cpg; ++c) {
-                Complex<T>* ap = a + ((g * p.opg + o) * p.cpg + c) * nf;
-                const Complex<T>* x = xp + ((b * ng + g) * p.cpg + c) * nf;
-                const Complex<T>* gg = gp + ((b * ng + g) * p.opg + o) * nf;
-                for (int64_t f = 0; f < nf; ++f) {
-                  const Complex<T> v = cmul_conj(x[f], gg[f]);
-                  ap[f].re += v.re;
-                  ap[f].im += v.im;
-                }
-              }
+        accumulate_weight_spectra<T>(as_complex_mut<T>(acc), as_complex<T>(X), as_complex<T>(G), p, nb, ng);
       }
-      at::Tensor r = chunk_inverse(std::move(acc), p, p.h.n_fft, 1);
-      const T* rp = r.data_ptr<T>();
-      for (int64_t q = 0; q < ng * p.opg * p.cpg; ++q) {
-        const T* plane = rp + q * p.h.n_fft * p.w.n_fft;
-        T* w = gw_ptr + (g0 * p.opg * p.cpg + q) * kh * kw;
-        for (int64_t th = 0; th < p.h.tap_count; ++th)
-          for (int64_t tw = 0; tw < p.w.tap_count; ++tw)
-            w[(p.h.tap_begin + th) * kw + p.w.tap_begin + tw] =
-                scale * gather_tap_value(plane, p.w.n_fft, p.h, p.w, th, tw);
-      }
+      store_weight_taps<T>(std::move(acc), gw_ptr, p, g0, ng);
     }
   });
+}
+
+// Both gradients in one pass: per chunk the output gradient's spectra G serve
+// the weight gradient (with the input's spectra) and then, multiplied by the
+// kernel spectrum, the input gradient: one transform of G instead of two.
+// Parallel over group blocks (the weight gradient sums over the batch), so it
+// declines (returns false) when there are too few groups to keep the threads
+// busy; the caller then runs the two pipelines.
+template <typename T>
+bool fused_backward(const at::Tensor& input, const at::Tensor& grad_out, const at::Tensor& spec, at::Tensor& gin,
+                    at::Tensor& gw, const ConvPlan2d& p) {
+  const int64_t threads = at::get_num_threads();
+  const ChunkShape cs = choose_chunk(p, 2 * sizeof(T), chunk_bytes(), threads);
+  int64_t gb = cs.group_block;
+  while (gb > 1 && (p.groups + gb - 1) / gb < 2 * threads) gb = (gb + 1) / 2;
+  const int64_t n_gb = (p.groups + gb - 1) / gb;
+  const int64_t grain = parallel_grain(p, n_gb);
+  if (threads > 1 && grain == 1 && n_gb < threads) return false;
+  const int64_t bb = std::min(p.batch, std::max<int64_t>(1, cs.batch_block * cs.group_block / gb));
+  const PlaneSource xs = input_side(p), gs = output_side(p);
+  const T* x_ptr = input.data_ptr<T>();
+  const T* g_ptr = grad_out.data_ptr<T>();
+  T* gin_ptr = gin.data_ptr<T>();
+  T* gw_ptr = gw.data_ptr<T>();
+  const Complex<T>* spec_ptr = as_complex<T>(spec);
+  const auto real_opts = input.options();
+  const auto cplx_opts = real_opts.dtype(c10::toComplexType(input.scalar_type()));
+
+  at::parallel_for(0, n_gb, grain, [&](int64_t begin, int64_t end) {
+    for (int64_t gchunk = begin; gchunk < end; ++gchunk) {
+      const int64_t g0 = gchunk * gb;
+      const int64_t ng = std::min(gb, p.groups - g0);
+      at::Tensor acc = at::zeros({ng * p.opg * p.cpg, p.n_freq_w, p.h.n_fft}, cplx_opts);
+      for (int64_t b0 = 0; b0 < p.batch; b0 += bb) {
+        const int64_t nb = std::min(bb, p.batch - b0);
+        at::Tensor G = chunk_spectra<T>(g_ptr, gs, p, b0, nb, g0, ng, real_opts);
+        {
+          at::Tensor X = chunk_spectra<T>(x_ptr, xs, p, b0, nb, g0, ng, real_opts);
+          accumulate_weight_spectra<T>(as_complex_mut<T>(acc), as_complex<T>(X), as_complex<T>(G), p, nb, ng);
+        }
+        const bool in_place = p.cpg == 1 && p.opg == 1;
+        at::Tensor y = in_place ? G : at::empty({nb * ng * p.cpg, p.n_freq_w, p.h.n_fft}, cplx_opts);
+        spectral_multiply_chunk<T>(as_complex<T>(G), spec_ptr, as_complex_mut<T>(y), p, nb, g0, ng,
+                                   /*adjoint=*/true);
+        G.reset();
+        at::Tensor r = chunk_inverse(std::move(y), p, p.h.in_len, 1);
+        store_chunk<T>(r.data_ptr<T>(), gin_ptr, nullptr, b0, nb, g0, ng, p.cpg, p.c_in, p.h.in_len, p.w.in_len,
+                       p.w.n_fft, 1);
+      }
+      store_weight_taps<T>(std::move(acc), gw_ptr, p, g0, ng);
+    }
+  });
+  return true;
 }
 
 struct CpuDriver {
@@ -255,6 +326,11 @@ struct CpuDriver {
   static void grad_weight(const at::Tensor& input, const at::Tensor& grad_out, at::Tensor& gw,
                           const ConvPlan2d& p) {
     grad_weight_pipeline<T>(input, grad_out, gw, p);
+  }
+  template <typename T>
+  static bool backward(const at::Tensor& input, const at::Tensor& grad_out, const at::Tensor& spec, at::Tensor& gin,
+                       at::Tensor& gw, const ConvPlan2d& p) {
+    return fused_backward<T>(input, grad_out, spec, gin, gw, p);
   }
 };
 
@@ -273,6 +349,11 @@ at::Tensor conv2d_grad_input_cpu(const at::Tensor& grad_output, const at::Tensor
 at::Tensor conv2d_grad_weight_cpu(const at::Tensor& grad_output, const at::Tensor& input,
                                   at::IntArrayRef weight_size, const ConvArgs& a) {
   return grad_weight_entry<CpuDriver>(grad_output, input, weight_size, a);
+}
+
+std::tuple<at::Tensor, at::Tensor> conv2d_backward_cpu(const at::Tensor& grad_output, const at::Tensor& input,
+                                                       const at::Tensor& weight, const ConvArgs& a) {
+  return backward_entry<CpuDriver>(grad_output, input, weight, a);
 }
 
 }  // namespace fftconv

@@ -271,6 +271,12 @@ struct CudaDriver {
                           const ConvPlan2d& p) {
     grad_weight_pipeline<T>(input, grad_out, gw, p);
   }
+  // No fused backward on CUDA yet: backward_entry runs the two pipelines.
+  template <typename T>
+  static bool backward(const at::Tensor&, const at::Tensor&, const at::Tensor&, at::Tensor&, at::Tensor&,
+                       const ConvPlan2d&) {
+    return false;
+  }
 };
 
 }  // namespace
@@ -288,6 +294,11 @@ at::Tensor conv2d_grad_input_cuda(const at::Tensor& grad_output, const at::Tenso
 at::Tensor conv2d_grad_weight_cuda(const at::Tensor& grad_output, const at::Tensor& input,
                                    at::IntArrayRef weight_size, const ConvArgs& a) {
   return grad_weight_entry<CudaDriver>(grad_output, input, weight_size, a);
+}
+
+std::tuple<at::Tensor, at::Tensor> conv2d_backward_cuda(const at::Tensor& grad_output, const at::Tensor& input,
+                                                        const at::Tensor& weight, const ConvArgs& a) {
+  return backward_entry<CudaDriver>(grad_output, input, weight, a);
 }
 
 }  // namespace fftconv
