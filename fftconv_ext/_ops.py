@@ -8,7 +8,9 @@ derivative is another of the three (all computed by the same FFT pipeline):
     gw = grad_weight(g, x)        dgw -> dg = forward(x, dgw),  dx = grad_input(g, dgw)
 
 so second derivatives come for free and the whole set works under
-torch.compile.
+torch.compile. ``backward(g, x, w) = (grad_input(g, w), grad_weight(g, x))``
+computes the two first derivatives in one pass (the output gradient is
+transformed once); its own derivatives are rows of the table.
 """
 from __future__ import annotations
 
