@@ -184,3 +184,58 @@ def test_joint_backward_non_finite_falls_back():
     torch.nn.functional.conv2d(xr, wr, None, 1, 2, 1, 64).backward(gy)
     torch.testing.assert_close(gx, xr.grad, equal_nan=True, rtol=1e-10, atol=1e-10)
     torch.testing.assert_close(gw, wr.grad, equal_nan=True, rtol=1e-10, atol=1e-10)
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+def _backward_case(data):
+    """Gradients of conv2d (the joint backward op, or one of the two gradient ops)
+    against autograd through F.conv2d in float64."""
+    groups = data.draw(st.sampled_from([1, 2, 3, 4]), label="groups")
+    cpg, opg = data.draw(st.integers(1, 2), label="cpg"), data.draw(st.integers(1, 2), label="opg")
+    h, w_ = data.draw(st.integers(1, 20), label="h"), data.draw(st.integers(1, 20), label="w")
+    kh, kw = data.draw(st.integers(1, 9), label="kh"), data.draw(st.integers(1, 9), label="kw")
+    sh, sw = data.draw(st.integers(1, 3), label="sh"), data.draw(st.integers(1, 3), label="sw")
+    dh, dw = data.draw(st.integers(1, 2), label="dh"), data.draw(st.integers(1, 2), label="dw")
+    ph, pw = data.draw(st.integers(0, 6), label="ph"), data.draw(st.integers(0, 6), label="pw")
+    mode = data.draw(st.sampled_from(["zeros", "zeros", "circular"]), label="mode")
+    wants = data.draw(st.sampled_from(["both", "input", "weight"]), label="wants")
+    n = data.draw(st.integers(1, 3), label="n")
+    g = torch.Generator().manual_seed(data.draw(st.integers(0, 2**16), label="seed"))
+    x = torch.randn(n, groups * cpg, h, w_, generator=g, dtype=torch.float64)
+    w = torch.randn(groups * opg, cpg, kh, kw, generator=g, dtype=torch.float64)
+    b = torch.randn(groups * opg, generator=g, dtype=torch.float64)
+    m = torch.nn.Conv2d(groups * cpg, groups * opg, (kh, kw), (sh, sw), (ph, pw), (dh, dw), groups,
+                        padding_mode=mode).double()
+    try:
+        with torch.no_grad():
+            m.weight.copy_(w)
+            m.bias.copy_(b)
+        out_shape = m(x).shape
+    except RuntimeError:
+        return  # not a valid convolution: covered by the forward fuzzing
+    gy = torch.randn(out_shape, generator=g, dtype=torch.float64)
+    xa, wa = x.clone().requires_grad_(wants != "weight"), w.clone().requires_grad_(wants != "input")
+    y = fft_conv2d(xa, wa, b, (sh, sw), (ph, pw), (dh, dw), groups, padding_mode=mode)
+    y.backward(gy)
+    xr, wr = x.clone().requires_grad_(), w.clone().requires_grad_()
+    m.weight = torch.nn.Parameter(wr)
+    m(xr).backward(gy)
+    if wants != "weight":
+        assert rel_err(xa.grad, xr.grad) <= 1e-10
+    if wants != "input":
+        assert rel_err(wa.grad, m.weight.grad) <= 1e-10
+
+
+@given(data=st.data())
+def test_hypothesis_gradients(data):
+    _backward_case(data)
+
+
+@pytest.mark.slow
+@settings(max_examples=5000)
+@given(data=st.data())
+def test_hypothesis_gradients_long(data):
+    _backward_case(data)
