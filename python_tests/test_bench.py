@@ -95,3 +95,19 @@ def test_time_shares_attribute_the_fft_layers():
     assert s["fft"] > 0 and s["other convolutions"] > 0
     assert sum(s.values()) == pytest.approx(1.0)
     assert time_shares(lambda: m(x), torch.device("cpu"))["fft"] == 0
+
+
+def test_paired_ratio_compares_within_rounds(monkeypatch):
+    from fftconv_ext.bench import timing
+    clock = [0.0]
+    monkeypatch.setattr(timing.time, "perf_counter", lambda: clock[0])
+    slow_spell = iter([10.0] * 6 + [1.0] * 100)  # the machine slows everything for a while
+
+    def make(cost):
+        def fn():
+            clock[0] += cost * next(slow_spell)
+        return fn
+    r = timing.time_interleaved({"a": make(2e-3), "b": make(1e-3)}, torch.device("cpu"), warmup=0, rounds=20,
+                                max_seconds=100, paired=[("a", "b")])
+    assert r["a"]["repeats"] == r["b"]["repeats"] == 20
+    assert r["a"]["paired_ratio_vs"]["b"] == pytest.approx(2.0, rel=0.01)

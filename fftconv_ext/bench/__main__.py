@@ -121,7 +121,9 @@ def run(device, suites, full, quick, progress=True):
             except (RuntimeError, MemoryError, ValueError) as e:  # unsupported shape, out of memory: recorded
                 row["forward"][impl] = {"error": type(e).__name__, "message": str(e)[:200]}
         with torch.no_grad():  # the checking call above was the warm-up
-            for impl, t in time_interleaved(fns, device, warmup=0, rounds=300, max_seconds=budget).items():
+            pairs = [("fftconv_ext auto", "fftconv_ext"), ("fftconv_ext auto", "F.conv2d")]
+            for impl, t in time_interleaved(fns, device, warmup=0, rounds=300, max_seconds=budget,
+                                            paired=pairs).items():
                 row["forward"][impl].update(t)
         steps = {}
         grad = torch.randn((n,) + tuple(ref.shape[1:]), generator=gen).to(device)

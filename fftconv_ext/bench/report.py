@@ -35,6 +35,16 @@ def summary(rows: List[dict]) -> Dict[str, object]:
     if auto:
         out["auto: worst time / min(fft, direct)"] = max(auto)
         out["auto: geomean time / min(fft, direct)"] = geomean(auto)
+    paired = []  # auto against the faster path, round by round (see timing.time_interleaved)
+    for r in rows:
+        f, d = _ms(r, "fftconv_ext"), _ms(r, "F.conv2d")
+        ratios = r["forward"].get("fftconv_ext auto", {}).get("paired_ratio_vs", {})
+        faster = "fftconv_ext" if f and d and f <= d else "F.conv2d"
+        if f and d and faster in ratios:
+            paired.append(ratios[faster])
+    if paired:
+        out["auto: worst paired ratio to the faster path"] = max(paired)
+        out["auto: geomean paired ratio to the faster path"] = geomean(paired)
     for r in rows:
         if r["name"] == "reference 8x64x56x56 k31" and _ms(r, "F.conv2d") and _ms(r, "fftconv_ext"):
             out["reference 8x64x56x56 k31: speedup vs F.conv2d"] = _ms(r, "F.conv2d") / _ms(r, "fftconv_ext")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import random
 import statistics
 import time
-from typing import Callable, Dict
+from typing import Callable, Dict, Sequence, Tuple
 
 import torch
 
@@ -40,7 +40,8 @@ def time_call(fn: Callable[[], object], device: torch.device, warmup: int = 2, r
 
 
 def time_interleaved(fns: Dict[str, Callable[[], object]], device: torch.device, warmup: int = 1,
-                     rounds: int = 25, max_seconds: float = 1.0) -> Dict[str, Dict[str, float]]:
+                     rounds: int = 25, max_seconds: float = 1.0,
+                     paired: Sequence[Tuple[str, str]] = ()) -> Dict[str, Dict[str, float]]:
     """Time several implementations of one problem in round-robin.
 
     Each round calls every implementation once, in a shuffled order, so a slow
@@ -48,15 +49,21 @@ def time_interleaved(fns: Dict[str, Callable[[], object]], device: torch.device,
     hits all of them alike and their ratios stay meaningful. An
     implementation leaves the rotation once it has used max_seconds (keeping
     at least 3 samples), so slow baselines do not stall the run.
+
+    paired=[(a, b), ...]: also the median over rounds of time(a) / time(b)
+    measured in the same round (result[a]["paired_ratio_vs"][b]), a statistic
+    that a slow spell of the machine affects much less than the ratio of the
+    two medians.
     """
     for fn in fns.values():
         for _ in range(warmup):
             fn()
     _sync(device)
     samples: Dict[str, list] = {name: [] for name in fns}
+    by_round: Dict[str, Dict[int, float]] = {name: {} for name in fns}
     spent = {name: 0.0 for name in fns}
     order = random.Random(0)
-    for _ in range(rounds):
+    for rnd in range(rounds):
         active = [n for n in fns if len(samples[n]) < 3 or spent[n] < max_seconds]
         if not active:
             break
@@ -68,6 +75,13 @@ def time_interleaved(fns: Dict[str, Callable[[], object]], device: torch.device,
             _sync(device)
             dt = time.perf_counter() - t0
             samples[name].append(dt * 1e3)
+            by_round[name][rnd] = dt * 1e3
             spent[name] += dt
-    return {name: {"median_ms": statistics.median(t), "min_ms": min(t), "max_ms": max(t), "repeats": len(t)}
-            for name, t in samples.items()}
+    out = {name: {"median_ms": statistics.median(t), "min_ms": min(t), "max_ms": max(t), "repeats": len(t)}
+           for name, t in samples.items()}
+    for a, b in paired:
+        common = sorted(set(by_round.get(a, {})) & set(by_round.get(b, {})))
+        if common:
+            out[a].setdefault("paired_ratio_vs", {})[b] = statistics.median(
+                by_round[a][r] / by_round[b][r] for r in common)
+    return out
