@@ -35,9 +35,21 @@ FFTCONV_HD T fourier_mix_value(const Complex<T>* half, int64_t n_tok, int64_t d,
 // Scale of the forward transform for torch.fft's norm names.
 double fourier_mix_scale(const std::string& norm, int64_t n_tok, int64_t d);
 
-// Entry checks shared by the devices; returns the dtype the transform runs
-// in (float32 for float16/bfloat16 inputs).
-at::ScalarType fourier_mix_compute_dtype(const at::Tensor& x, const std::string& norm);
+// A checked call, shared by the devices: the input as contiguous planes
+// (P, N, D) in the compute dtype (float32 for float16/bfloat16; a copy
+// whenever the caller's tensor is not already that, so it is never written),
+// the output in the compute dtype, and the normalisation.
+struct FourierMixCall {
+  at::ScalarType compute;
+  int64_t n_tok, d, planes, n_half;
+  double scale;
+  at::Tensor src;  // (P, N, D); undefined when the output is empty
+  at::Tensor out;  // shape of x, compute dtype
+  int64_t half_plane_bytes() const { return n_tok * n_half * (compute == at::kDouble ? 16 : 8); }
+  // The output in the input's dtype.
+  at::Tensor result(const at::Tensor& x) const { return compute == x.scalar_type() ? out : out.to(x.scalar_type()); }
+};
+FourierMixCall prepare_fourier_mix(const at::Tensor& x, const std::string& norm);
 
 at::Tensor fourier_mix_cpu(const at::Tensor& x, const std::string& norm);
 #ifdef FFTCONV_WITH_CUDA

@@ -35,31 +35,21 @@ void mirror_chunk(const at::Tensor& half, T* out, int64_t planes, int64_t n_tok,
 }  // namespace
 
 at::Tensor fourier_mix_cpu(const at::Tensor& x, const std::string& norm) {
-  const at::ScalarType compute = fourier_mix_compute_dtype(x, norm);
-  const int64_t n_tok = x.size(-2), d = x.size(-1);
-  const int64_t planes = n_tok * d == 0 ? 0 : x.numel() / (n_tok * d);
-  at::Tensor out = at::empty(x.sizes(), x.options().dtype(compute));
-  if (out.numel() == 0) return out.to(x.scalar_type());
-  // Own copy in the compute dtype when needed (never the caller's storage
-  // written, non-contiguous views gathered once).
-  const at::Tensor src = x.to(compute).contiguous().view({planes, n_tok, d});
-  const int64_t n_half = d / 2 + 1;
-  const int64_t elem = compute == at::kDouble ? 16 : 8;
-  const int64_t plane_bytes = n_tok * n_half * elem;
+  const FourierMixCall c = prepare_fourier_mix(x, norm);
+  if (c.out.numel() == 0) return c.result(x);
   const int64_t chunk = std::min<int64_t>(
-      planes, std::max<int64_t>(at::get_num_threads(), kChunkBytes / std::max<int64_t>(plane_bytes, 1)));
-  at::Tensor half = at::empty({chunk, n_tok, n_half}, x.options().dtype(c10::toComplexType(compute)));
-  const double scale = fourier_mix_scale(norm, n_tok, d);
-  AT_DISPATCH_FLOATING_TYPES(compute, "fftconv_fourier_mix_cpu", [&] {
-    scalar_t* o = out.data_ptr<scalar_t>();
-    for (int64_t p0 = 0; p0 < planes; p0 += chunk) {
-      const int64_t np = std::min(chunk, planes - p0);
+      c.planes, std::max<int64_t>(at::get_num_threads(), kChunkBytes / std::max<int64_t>(c.half_plane_bytes(), 1)));
+  at::Tensor half = at::empty({chunk, c.n_tok, c.n_half}, x.options().dtype(c10::toComplexType(c.compute)));
+  AT_DISPATCH_FLOATING_TYPES(c.compute, "fftconv_fourier_mix_cpu", [&] {
+    scalar_t* o = c.out.data_ptr<scalar_t>();
+    for (int64_t p0 = 0; p0 < c.planes; p0 += chunk) {
+      const int64_t np = std::min(chunk, c.planes - p0);
       at::Tensor buf = half.narrow(0, 0, np);
-      at::_fft_r2c_out(buf, src.narrow(0, p0, np), {1, 2}, /*normalization=*/0, /*onesided=*/true);
-      mirror_chunk<scalar_t>(buf, o + p0 * n_tok * d, np, n_tok, d, static_cast<scalar_t>(scale));
+      at::_fft_r2c_out(buf, c.src.narrow(0, p0, np), {1, 2}, /*normalization=*/0, /*onesided=*/true);
+      mirror_chunk<scalar_t>(buf, o + p0 * c.n_tok * c.d, np, c.n_tok, c.d, static_cast<scalar_t>(c.scale));
     }
   });
-  return compute == x.scalar_type() ? out : out.to(x.scalar_type());
+  return c.result(x);
 }
 
 }  // namespace fftconv

@@ -35,35 +35,27 @@ __global__ void fourier_mix_store_kernel(const Complex<T>* __restrict__ half, T*
 }  // namespace
 
 at::Tensor fourier_mix_cuda(const at::Tensor& x, const std::string& norm) {
-  const at::ScalarType compute = fourier_mix_compute_dtype(x, norm);
   const c10::cuda::CUDAGuard guard(x.device());
-  const int64_t n_tok = x.size(-2), d = x.size(-1);
-  const int64_t planes = n_tok * d == 0 ? 0 : x.numel() / (n_tok * d);
-  at::Tensor out = at::empty(x.sizes(), x.options().dtype(compute));
-  if (out.numel() == 0) return out.to(x.scalar_type());
-  // cuFFT reads the real input out of place and leaves it intact.
-  const at::Tensor src = x.to(compute).contiguous().view({planes, n_tok, d});
-  const int64_t n_half = d / 2 + 1;
-  const bool is_double = compute == at::kDouble;
-  const int64_t plane_bytes = n_tok * n_half * (is_double ? 16 : 8);
-  const int64_t block = std::min<int64_t>(planes, std::max<int64_t>(1, kBlockBytes / plane_bytes));
-  at::Tensor half = at::empty({block, n_tok, n_half}, x.options().dtype(c10::toComplexType(compute)));
-  const double scale = fourier_mix_scale(norm, n_tok, d);
-  AT_DISPATCH_FLOATING_TYPES(compute, "fftconv_fourier_mix_cuda", [&] {
-    for (int64_t p0 = 0; p0 < planes; p0 += block) {
-      const int64_t np = std::min(block, planes - p0);
-      auto plan = cuda::get_plan(x.device().index(), cuda::FftKind::R2C, is_double, d, np, n_tok);
-      cuda::exec_plan(*plan, cuda::FftKind::R2C, is_double, src[p0].data_ptr(), half.data_ptr(), true,
-                      src.options());
-      const int64_t total = np * n_tok * d;
+  const FourierMixCall c = prepare_fourier_mix(x, norm);  // cuFFT reads src out of place, intact
+  if (c.out.numel() == 0) return c.result(x);
+  const bool is_double = c.compute == at::kDouble;
+  const int64_t block = std::min<int64_t>(c.planes, std::max<int64_t>(1, kBlockBytes / c.half_plane_bytes()));
+  at::Tensor half = at::empty({block, c.n_tok, c.n_half}, x.options().dtype(c10::toComplexType(c.compute)));
+  AT_DISPATCH_FLOATING_TYPES(c.compute, "fftconv_fourier_mix_cuda", [&] {
+    for (int64_t p0 = 0; p0 < c.planes; p0 += block) {
+      const int64_t np = std::min(block, c.planes - p0);
+      auto plan = cuda::get_plan(x.device().index(), cuda::FftKind::R2C, is_double, c.d, np, c.n_tok);
+      cuda::exec_plan(*plan, cuda::FftKind::R2C, is_double, c.src[p0].data_ptr(), half.data_ptr(), true,
+                      c.src.options());
+      const int64_t total = np * c.n_tok * c.d;
       const int64_t blocks = std::min<int64_t>((total + kThreads - 1) / kThreads, int64_t(65535) * 8);
       fourier_mix_store_kernel<scalar_t><<<blocks, kThreads, 0, at::cuda::getCurrentCUDAStream()>>>(
-          reinterpret_cast<const Complex<scalar_t>*>(half.data_ptr()), out.data_ptr<scalar_t>() + p0 * n_tok * d,
-          n_tok, d, static_cast<scalar_t>(scale), total);
+          reinterpret_cast<const Complex<scalar_t>*>(half.data_ptr()),
+          c.out.data_ptr<scalar_t>() + p0 * c.n_tok * c.d, c.n_tok, c.d, static_cast<scalar_t>(c.scale), total);
       C10_CUDA_KERNEL_LAUNCH_CHECK();
     }
   });
-  return compute == x.scalar_type() ? out : out.to(x.scalar_type());
+  return c.result(x);
 }
 
 }  // namespace fftconv
