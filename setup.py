@@ -130,6 +130,7 @@ setup(
     install_requires=["torch>=2.4", "numpy"],
     extras_require={
         "test": ["pytest", "hypothesis", "scipy"],
+        "train": ["tqdm"],  # progress bars of python -m fftconv_ext.train
         # the FFT-convolution packages the benchmark compares against (install them with
         # --no-deps next to your torch: `make bench` does)
         "bench": ["tqdm", "matplotlib", "scipy", "fft-conv-pytorch==1.2.0", "torch-fftconv==1.0.0"],
