@@ -16,7 +16,7 @@ else
 PY := $(CURDIR)/.venv/bin/python
 endif
 
-.PHONY: install test test-python test-slow test-cpp bench clean
+.PHONY: install bench-deps test test-python test-slow test-cpp bench clean
 
 install:
 	@if [ -z "$$VIRTUAL_ENV" ] && [ ! -x .venv/bin/python ]; then $(PYTHON) -m venv .venv; fi
@@ -25,7 +25,8 @@ install:
 	$(PY) -m pip install -q --no-build-isolation --no-deps -e .
 	@$(PY) -c "import fftconv_ext, torch; print('fftconv_ext', fftconv_ext.__version__, '| torch', torch.__version__, '| CUDA kernels built:', fftconv_ext.built_with_cuda())"
 
-test: install test-cpp test-python
+# bench-deps: the tests also check that every benchmark baseline computes the layer it claims
+test: install bench-deps test-cpp test-python
 
 test-python:
 	FFTCONV_TEST_THREADS=$(THREADS) $(PY) -m pytest -q -m "not slow" python_tests
@@ -42,8 +43,10 @@ test-cpp:
 # The packages compared against, without their dependencies (they would pull another torch).
 BENCH_PKGS ?= fft-conv-pytorch==1.2.0 torch-fftconv==1.0.0
 
-bench: install
+bench-deps: install
 	-$(PY) -m pip install -q --no-deps $(BENCH_PKGS)
+
+bench: bench-deps
 	$(PY) -m fftconv_ext.bench --threads $(THREADS) $(BENCH_ARGS)
 
 clean:

@@ -138,6 +138,7 @@ BACKWARD_CASES = [  # (input, weight, stride, padding (t, b, l, r), dilation, gr
     ((4, 64, 24, 24), (64, 1, 9, 9), [1, 1], [4, 4, 4, 4], [1, 1], 64),   # large enough for the fused pass
     ((2, 96, 20, 20), (96, 2, 7, 7), [1, 1], [3, 3, 3, 3], [1, 1], 48),  # grouped, fused
     ((0, 4, 10, 10), (4, 1, 3, 3), [1, 1], [1, 1, 1, 1], [1, 1], 4),     # empty batch
+    ((4, 8, 48, 48), (8, 8, 5, 5), [1, 1], [2, 2, 2, 2], [1, 1], 1),     # dense, one group: two pipelines
 ]
 
 

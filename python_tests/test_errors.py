@@ -119,3 +119,19 @@ def test_cufft_errors_name_status_and_problem_size():
     with pytest.raises(RuntimeError, match=r"CUFFT_INVALID_SIZE \(8\) for 3 2-D transforms of 3137 x 768"):
         fftconv_ext._C._cufft_check(8, "execution", 768, 3, 3137)
     fftconv_ext._C._cufft_check(0, "execution", 1, 1, 1)  # CUFFT_SUCCESS: no error
+
+
+def test_joint_backward_op_rejects_bad_operands():
+    ops = torch.ops.fftconv
+    x = torch.randn(2, 4, 10, 10)
+    w = torch.randn(4, 1, 3, 3)
+    g = torch.randn(2, 4, 10, 10)
+    args = ([1, 1], [1, 1, 1, 1], [1, 1], 4, False)
+    with pytest.raises(RuntimeError, match="grad_output has shape"):
+        ops.conv2d_backward(g[:, :3], x, w, *args)
+    with pytest.raises(RuntimeError, match="dtype"):
+        ops.conv2d_backward(g, x, w.double(), *args)
+    with pytest.raises(RuntimeError, match="grad_output"):
+        ops.conv2d_backward(g.double(), x, w, *args)
+    with pytest.raises(RuntimeError, match="float32 or float64"):
+        ops.conv2d_backward(g.half(), x.half(), w.half(), *args)

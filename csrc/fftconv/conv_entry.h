@@ -106,8 +106,9 @@ at::Tensor grad_weight_entry(const at::Tensor& grad_output, const at::Tensor& in
 // Both gradients of the forward op at once. The output gradient's spectra are
 // needed by both (times the kernel spectrum for the input gradient, times the
 // input's spectra for the weight gradient), so a driver that can computes
-// them once per chunk; otherwise, and for degenerate or non-finite operands,
-// this is exactly grad_input_entry + grad_weight_entry.
+// them once per chunk; otherwise it runs the two pipelines on the operands
+// checked here once. Degenerate or non-finite operands go to
+// grad_input_entry + grad_weight_entry.
 template <typename Driver>
 std::tuple<at::Tensor, at::Tensor> backward_entry(const at::Tensor& grad_output, const at::Tensor& input,
                                                   const at::Tensor& weight, const ConvArgs& a) {
@@ -125,12 +126,15 @@ std::tuple<at::Tensor, at::Tensor> backward_entry(const at::Tensor& grad_output,
     const at::Tensor x = input.contiguous();
     const at::Tensor g = grad_output.contiguous();
     const at::Tensor spec = cached_kernel_spectrum(weight, p);
-    bool done = false;
     AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "fftconv_backward", [&] {
-      done = Driver::template backward<scalar_t>(x, g, spec, gin, gw, p);
+      if (!Driver::template backward<scalar_t>(x, g, spec, gin, gw, p)) {  // the two pipelines instead
+        Driver::template pipeline<scalar_t>(g, spec, nullptr, gin, p, /*adjoint=*/true);
+        Driver::template grad_weight<scalar_t>(x, g, gw, p);
+      }
     });
-    if (done) return {gin, gw};
+    return {gin, gw};
   }
+  // Degenerate shapes or non-finite operands: the single-gradient entries handle them.
   return {grad_input_entry<Driver>(grad_output, weight, input.sizes(), a),
           grad_weight_entry<Driver>(grad_output, input, weight.sizes(), a)};
 }
