@@ -19,17 +19,33 @@ def test_every_baseline_computes_the_layer(name, k, r):
     x = torch.randn(2, 6, r, r, generator=g, dtype=torch.float64)
     w = torch.randn(6, 1, k, k, generator=g, dtype=torch.float64)
     b = torch.randn(6, generator=g, dtype=torch.float64)
-    make = impls.FORWARD[name](x, w, b, k // 2, 6)
-    if make is None:
-        # cupyx needs CuPy and a CUDA GPU; `make test` installs the other packages
-        why = "needs CuPy and a CUDA GPU" if name.startswith("cupyx") else "is not installed (make bench-deps)"
-        pytest.skip(f"{name} {why}")
-    y = make()
     ref = F.conv2d(x, w, b, padding=k // 2, groups=6)
+    cuda_only = name in ("cupyx fftconvolve", "best torch.fft 2-D")
+    if cuda_only:
+        if not torch.cuda.is_available():
+            pytest.skip(f"{name} is timed on CUDA only: no CUDA GPU on this machine")
+        x, w, b = x.cuda(), w.cuda(), b.cuda()
+    make = impls.FORWARD[name](x, w, b, k // 2, 6)
+    if make is None:  # `make test` installs the packages; CuPy is on the GPU machines
+        pytest.skip(f"{name} is not installed (make bench-deps)")
+    y = make().cpu()
     assert y.shape == ref.shape
     # Third-party packages may compute internally in single precision.
     tol = 1e-5 if name in ("fft-conv-pytorch", "torch-fftconv", "cupyx fftconvolve") else 1e-9
     assert ((y.double() - ref).norm() / ref.norm()).item() <= tol
+
+
+@pytest.mark.parametrize("chunk,two_d", [(None, False), (5, False), (1000, False), (None, True), (5, True)])
+def test_best_composition_variants(chunk, two_d):
+    # the chunked, whole-batch (CUDA default) and 2-D variants of our composition, on the CPU
+    from fftconv_ext.bench.baselines import BestFFTComposition
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(3, 4, 19, 22, generator=g, dtype=torch.float64)
+    w = torch.randn(4, 1, 9, 9, generator=g, dtype=torch.float64)
+    b = torch.randn(4, generator=g, dtype=torch.float64)
+    y = BestFFTComposition(chunk=chunk, two_d=two_d)(x, w, b, 4)
+    ref = F.conv2d(x, w, b, padding=4, groups=4)
+    assert ((y - ref).norm() / ref.norm()).item() <= 1e-12
 
 
 def test_long_conv_baseline_is_causal_convolution():

@@ -34,11 +34,13 @@ def _naive(x, w, b, pad, groups):
     return lambda: naive_fft_conv2d(x, w, b, pad, groups)
 
 
-def _best(x, w, b, pad, groups):
-    if groups != x.shape[1] or w.shape[0] != x.shape[1]:
-        return None
-    best = BestFFTComposition()
-    return lambda: best(x, w, b, pad)
+def _best_composition(two_d: bool, cuda_only: bool):
+    def make(x, w, b, pad, groups):
+        if groups != x.shape[1] or w.shape[0] != x.shape[1] or (cuda_only and x.device.type != "cuda"):
+            return None
+        best = BestFFTComposition(two_d=two_d)
+        return lambda: best(x, w, b, pad)
+    return make
 
 
 def _fft_conv_pytorch(x, w, b, pad, groups):
@@ -79,14 +81,21 @@ def _cupy(x, w, b, pad, groups):
     from cupyx.scipy import signal
     xc = cupy.asarray(x)
     wc = cupy.asarray(w[:, 0].flip(-1, -2).contiguous())[None]
-    return lambda: torch.as_tensor(signal.fftconvolve(xc, wc, mode="same", axes=(2, 3)), device=x.device)
+    bc = None if b is None else cupy.asarray(b)[None, :, None, None]
+
+    def run():
+        y = signal.fftconvolve(xc, wc, mode="same", axes=(2, 3))
+        return torch.as_tensor(y + bc if bc is not None else y, device=x.device)
+    return run
 
 
 FORWARD: Dict[str, Factory] = {
     "fftconv_ext": _ours("fft"),
     "fftconv_ext auto": _ours("auto"),
     "F.conv2d": _torch_direct,
-    "best torch.fft": _best,
+    "best torch.fft": _best_composition(two_d=False, cuda_only=False),
+    # on CUDA also the 2-D cuFFT variant; "best torch.fft" ratios use the faster of the two
+    "best torch.fft 2-D": _best_composition(two_d=True, cuda_only=True),
     "naive torch.fft": _naive,
     "fft-conv-pytorch": _fft_conv_pytorch,
     "torch-fftconv": _torch_fftconv,
@@ -96,8 +105,8 @@ FORWARD: Dict[str, Factory] = {
 }
 
 # forward + backward (input, weight and bias gradients) through autograd
-BACKWARD = ("fftconv_ext", "F.conv2d", "best torch.fft")
+BACKWARD = ("fftconv_ext", "F.conv2d", "best torch.fft", "best torch.fft 2-D")
 
 # implementations whose results are checked and timed in the default run
-DEFAULT = ("fftconv_ext", "fftconv_ext auto", "F.conv2d", "best torch.fft", "naive torch.fft",
+DEFAULT = ("fftconv_ext", "fftconv_ext auto", "F.conv2d", "best torch.fft", "best torch.fft 2-D", "naive torch.fft",
            "fft-conv-pytorch", "torch-fftconv", "cupyx fftconvolve")
