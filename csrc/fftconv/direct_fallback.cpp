@@ -1,13 +1,35 @@
 #include "direct_fallback.h"
 
+#include <algorithm>
 #include <cmath>
 
 namespace fftconv {
 namespace {
 
-// The explicitly padded input (zeros or circular).
-at::Tensor padded(const at::Tensor& x, const ConvArgs& a) {
-  const std::vector<int64_t> pads = {a.padding[2], a.padding[3], a.padding[0], a.padding[1]};
+// Padding split the way F.conv2d applies it: zero padding's symmetric part
+// inside the convolution (so that non-finite weights meet the padding exactly
+// as in F.conv2d on each device: cuDNN skips padded taps, im2col multiplies
+// them), any asymmetric remainder (padding="same" with an even kernel) and all
+// circular padding as explicit slots.
+struct PaddingSplit {
+  int64_t inner[2];     // h, w: passed to the convolution
+  int64_t explicit_[4];  // top, bottom, left, right: padded into the tensor
+};
+
+PaddingSplit split_padding(const ConvArgs& a) {
+  PaddingSplit s{};
+  for (int axis = 0; axis < 2; ++axis) {
+    const int64_t before = a.padding[2 * axis], after = a.padding[2 * axis + 1];
+    s.inner[axis] = a.circular ? 0 : std::min(before, after);
+    s.explicit_[2 * axis] = before - s.inner[axis];
+    s.explicit_[2 * axis + 1] = after - s.inner[axis];
+  }
+  return s;
+}
+
+// The input with the explicit part of the padding (zeros or circular).
+at::Tensor padded(const at::Tensor& x, const ConvArgs& a, const PaddingSplit& s) {
+  const std::vector<int64_t> pads = {s.explicit_[2], s.explicit_[3], s.explicit_[0], s.explicit_[1]};
   if (a.circular) return at::pad(x, pads, "circular");
   return at::constant_pad_nd(x, pads, 0);
 }
@@ -49,33 +71,41 @@ bool all_finite(const at::Tensor& t) {
 
 at::Tensor direct_forward(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& bias,
                           const ConvArgs& a) {
-  return at::convolution(padded(input, a), weight, bias.defined() ? std::optional<at::Tensor>(bias) : std::nullopt,
-                         {a.stride[0], a.stride[1]}, {0, 0}, {a.dilation[0], a.dilation[1]}, false, {0, 0},
-                         a.groups);
+  const PaddingSplit s = split_padding(a);
+  return at::convolution(padded(input, a, s), weight,
+                         bias.defined() ? std::optional<at::Tensor>(bias) : std::nullopt,
+                         {a.stride[0], a.stride[1]}, {s.inner[0], s.inner[1]}, {a.dilation[0], a.dilation[1]},
+                         false, {0, 0}, a.groups);
 }
 
 at::Tensor direct_grad_input(const at::Tensor& grad_output, const at::Tensor& weight,
                              at::IntArrayRef input_size, const ConvArgs& a) {
+  const PaddingSplit s = split_padding(a);
   std::vector<int64_t> padded_size = input_size.vec();
-  padded_size[2] += a.padding[0] + a.padding[1];
-  padded_size[3] += a.padding[2] + a.padding[3];
+  padded_size[2] += s.explicit_[0] + s.explicit_[1];
+  padded_size[3] += s.explicit_[2] + s.explicit_[3];
   // convolution_backward reads the input only for the weight gradient: a zero
   // stand-in of the padded shape serves for the input gradient.
   at::Tensor stand_in = at::zeros(padded_size, grad_output.options());
   auto grads = at::convolution_backward(grad_output, stand_in, weight, std::nullopt, {a.stride[0], a.stride[1]},
-                                        {0, 0}, {a.dilation[0], a.dilation[1]}, false, {0, 0}, a.groups,
-                                        {true, false, false});
+                                        {s.inner[0], s.inner[1]}, {a.dilation[0], a.dilation[1]}, false, {0, 0},
+                                        a.groups, {true, false, false});
   at::Tensor g = std::get<0>(grads);
-  g = unpad_axis(g, 2, input_size[2], a.padding[0], a.padding[1], a.circular);
-  return unpad_axis(g, 3, input_size[3], a.padding[2], a.padding[3], a.circular).contiguous();
+  if (s.explicit_[0] + s.explicit_[1] > 0)
+    g = unpad_axis(g, 2, input_size[2], s.explicit_[0], s.explicit_[1], a.circular);
+  if (s.explicit_[2] + s.explicit_[3] > 0)
+    g = unpad_axis(g, 3, input_size[3], s.explicit_[2], s.explicit_[3], a.circular);
+  return g.contiguous();
 }
 
 at::Tensor direct_grad_weight(const at::Tensor& grad_output, const at::Tensor& input,
                               at::IntArrayRef weight_size, const ConvArgs& a) {
   at::Tensor w_stand_in = at::zeros(weight_size, input.options());
-  auto grads = at::convolution_backward(grad_output, padded(input, a), w_stand_in, std::nullopt,
-                                        {a.stride[0], a.stride[1]}, {0, 0}, {a.dilation[0], a.dilation[1]}, false,
-                                        {0, 0}, a.groups, {false, true, false});
+  const PaddingSplit s = split_padding(a);
+  auto grads = at::convolution_backward(grad_output, padded(input, a, s), w_stand_in, std::nullopt,
+                                        {a.stride[0], a.stride[1]}, {s.inner[0], s.inner[1]},
+                                        {a.dilation[0], a.dilation[1]}, false, {0, 0}, a.groups,
+                                        {false, true, false});
   return std::get<1>(grads).contiguous();
 }
 
