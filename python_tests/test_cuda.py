@@ -112,6 +112,40 @@ def test_nonfinite_cuda(where):
                                equal_nan=True, rtol=1e-10, atol=1e-10)
 
 
+@pytest.mark.parametrize("grad_enabled", [False, True])
+def test_cached_spectrum_never_stale_after_data_edit(grad_enabled):
+    # an edit through .data bumps no version counter (gradcheck perturbs that way)
+    x = torch.randn(2, 4, 20, 20, dtype=torch.float64, device="cuda")
+    w = torch.randn(4, 1, 7, 7, dtype=torch.float64, device="cuda", requires_grad=True)
+    with torch.set_grad_enabled(grad_enabled):
+        fft_conv2d(x, w, padding=3, groups=4)
+        w.data[1, 0, 2, 2] += 1.0
+        y = fft_conv2d(x, w, padding=3, groups=4)
+    assert rel_err(y.detach(), F.conv2d(x, w.detach(), padding=3, groups=4)) <= 1e-10
+
+
+def test_fourier_mix_and_conv_on_a_fresh_thread():
+    # a thread whose first CUDA work is a cuFFT execution has no current context until one is bound
+    import threading
+    x = torch.randn(3, 31, 12, device="cuda")
+    xc = torch.randn(2, 4, 20, 20, device="cuda")
+    wc = torch.randn(4, 1, 7, 7, device="cuda")
+    box = {}
+
+    def work():
+        try:
+            box["mix"] = fftconv_ext.fourier_mix(x)
+            box["conv"] = fft_conv2d(xc, wc, padding=3, groups=4)
+        except Exception as e:  # noqa: BLE001 - reported below
+            box["error"] = e
+    t = threading.Thread(target=work)
+    t.start()
+    t.join()
+    assert "error" not in box, box.get("error")
+    assert rel_err(box["mix"], torch.fft.fft2(x).real) <= 1e-5
+    assert rel_err(box["conv"], F.conv2d(xc, wc, padding=3, groups=4)) <= 1e-5
+
+
 def test_cache_clear_returns_cuda_memory():
     import fftconv_ext
     fftconv_ext.clear_caches()

@@ -35,7 +35,9 @@ at::Tensor kernel_spectrum(const at::Tensor& weight, const ConvPlan2d& plan) {
   at::Tensor spec = at::_fft_r2c(placed, {2, 3}, /*normalization=*/0, /*onesided=*/true);
   placed.reset();  // in place from here on: at most two spectrum-sized buffers live
   at::conj_physical_(spec).mul_(scale);
-  // Column-major planes, the layout of the input spectra (see pointwise.h).
+  // The layout of the device's input spectra (see pointwise.h): row-major
+  // planes on CUDA (2-D cuFFT plans), column-major on the CPU.
+  if (weight.is_cuda()) return spec;
   return spec.transpose(2, 3).contiguous();
 }
 

@@ -31,11 +31,13 @@ FFTCONV_HD Complex<T> cmul_conj(Complex<T> a, Complex<T> b) {
 
 // Value of slot m of a zero-padded (and, for the input gradient, zero-stuffed)
 // row: the source element m/step when m is a multiple of `step` inside the
-// source, else zero. step == 1 is the plain pad of the forward pass.
-template <typename T>
-FFTCONV_HD T pad_load_value(const T* src_row, int64_t src_len, int64_t step, int64_t m) {
+// source, else zero. step == 1 is the plain pad of the forward pass. I is the
+// index type (int64_t; the CUDA kernels use int32_t inside small planes).
+template <typename T, typename I>
+FFTCONV_HD T pad_load_value(const T* src_row, I src_len, I step, I m) {
+  if (step == 1) return m < src_len ? src_row[m] : T(0);  // no division on the common path
   if (m % step != 0) return T(0);
-  const int64_t i = m / step;
+  const I i = m / step;
   return i < src_len ? src_row[i] : T(0);
 }
 
@@ -54,19 +56,19 @@ FFTCONV_HD void pad_load_row(T* dst, const T* src_row, int64_t src_len, int64_t 
 
 // 2-D version: slot (r, m) of a plane of `rows x n_cols` fed by a contiguous
 // src plane of src_h x src_w placed with steps (step_h, step_w).
-template <typename T>
-FFTCONV_HD T pad_load_value_2d(const T* src_plane, int64_t src_h, int64_t src_w, int64_t step_h,
-                               int64_t step_w, int64_t r, int64_t m) {
-  if (r % step_h != 0) return T(0);
-  const int64_t i = r / step_h;
+template <typename T, typename I>
+FFTCONV_HD T pad_load_value_2d(const T* src_plane, I src_h, I src_w, I step_h, I step_w, I r, I m) {
+  if (step_h != 1 && r % step_h != 0) return T(0);
+  const I i = step_h == 1 ? r : r / step_h;
   if (i >= src_h) return T(0);
   return pad_load_value(src_plane + i * src_w, src_w, step_w, m);
 }
 
-// Spectra are kept column-major per plane, (n_w/2+1) x n_h, so that the
-// transform along H is over contiguous memory for every FFT library. These two
-// moves go between the row-major half spectra of the W transforms and that
-// layout, adding the zero rows (rule 4) or keeping only the rows read out.
+// On the CPU, spectra are kept column-major per plane, (n_w/2+1) x n_h, so
+// that the transform along H is over contiguous memory. These two moves go
+// between the row-major half spectra of the W transforms and that layout,
+// adding the zero rows (rule 4) or keeping only the rows read out. (The CUDA
+// driver transforms whole planes with 2-D plans and keeps spectra row-major.)
 
 // Slot (f, r) of a column-major plane of n_h rows, from a row-major half
 // spectrum of `rows` rows (zero beyond).
@@ -117,9 +119,8 @@ FFTCONV_HD int64_t spectrum_plane_step(int64_t cpg, bool adjoint) { return adjoi
 
 // Crop + bias: output element (i, j) of a plane reads buffer slot
 // (i*stride_h, j*stride_w) of a real plane with row length n_cols.
-template <typename T>
-FFTCONV_HD T crop_store_value(const T* buf_plane, int64_t n_cols, int64_t stride_h,
-                              int64_t stride_w, int64_t i, int64_t j, T bias) {
+template <typename T, typename I>
+FFTCONV_HD T crop_store_value(const T* buf_plane, I n_cols, I stride_h, I stride_w, I i, I j, T bias) {
   return buf_plane[(i * stride_h) * n_cols + j * stride_w] + bias;
 }
 

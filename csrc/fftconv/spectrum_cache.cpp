@@ -1,9 +1,5 @@
 #include "spectrum_cache.h"
 
-#include <ATen/core/grad_mode.h>
-#include <c10/core/TensorImpl.h>
-#include <c10/util/intrusive_ptr.h>
-
 #include <list>
 #include <mutex>
 #include <tuple>
@@ -17,11 +13,7 @@ namespace {
 struct Entry {
   std::vector<int64_t> key;  // sizes, strides, dtype, device, geometry
   at::Tensor spectrum;
-  at::Tensor values;  // CPU: a copy of the weight the spectrum was made from
-  // CUDA: identity of the weight
-  c10::weak_intrusive_ptr<c10::TensorImpl> weight{c10::intrusive_ptr<c10::TensorImpl>()};
-  const void* data = nullptr;
-  uint32_t version = 0;
+  at::Tensor values;  // a copy of the weight the spectrum was made from
 };
 
 struct SpectrumCache {
@@ -63,25 +55,14 @@ std::vector<int64_t> make_key(const at::Tensor& w, const ConvPlan2d& p) {
 namespace {
 
 bool matches(const Entry& e, const at::Tensor& weight, const std::vector<int64_t>& key) {
-  if (e.key != key) return false;
-  if (weight.is_cpu()) return at::equal(e.values, weight);
-  auto alive = e.weight.lock();
-  return alive && alive.get() == weight.unsafeGetTensorImpl() && e.data == weight.data_ptr() &&
-         e.version == weight.unsafeGetTensorImpl()->version_counter().current_version();
-}
-
-bool cacheable(const at::Tensor& weight) {
-  if (weight.is_cpu()) return true;
-  // Without a version counter, or while autograd records (training), the
-  // identity check is not trustworthy enough to skip a comparison.
-  return !weight.is_inference() && !(at::GradMode::is_enabled() && weight.requires_grad());
+  return e.key == key && at::equal(e.values, weight);
 }
 
 }  // namespace
 
 at::Tensor cached_kernel_spectrum(const at::Tensor& weight, const ConvPlan2d& plan) {
   SpectrumCache& c = cache();
-  if (spectrum_cache_limit() == 0 || !cacheable(weight)) return kernel_spectrum(weight.contiguous(), plan);
+  if (spectrum_cache_limit() == 0) return kernel_spectrum(weight.contiguous(), plan);
   const std::vector<int64_t> key = make_key(weight, plan);
   {
     std::lock_guard<std::mutex> lock(c.mutex);
@@ -96,14 +77,7 @@ at::Tensor cached_kernel_spectrum(const at::Tensor& weight, const ConvPlan2d& pl
   Entry e;
   e.key = key;
   e.spectrum = spec;
-  if (weight.is_cpu()) {
-    e.values = weight.clone();
-  } else {
-    e.weight = c10::weak_intrusive_ptr<c10::TensorImpl>(
-        c10::intrusive_ptr<c10::TensorImpl>::reclaim_copy(weight.unsafeGetTensorImpl()));
-    e.data = weight.data_ptr();
-    e.version = weight.unsafeGetTensorImpl()->version_counter().current_version();
-  }
+  e.values = weight.detach().clone();
   std::lock_guard<std::mutex> lock(c.mutex);
   c.entries.push_front(std::move(e));
   c.trim();

@@ -2,15 +2,12 @@
 // the spectrum of an unchanged weight, and the backward pass reuses the
 // forward's. Thread-safe, LRU-bounded.
 //
-// When is an entry valid?
-//  - CPU: when the weight's values are bitwise those the spectrum was made
-//    from (an exact comparison with a stored copy: O(weight), tiny next to the
-//    transforms). Nothing can make it stale, edits through .data included.
-//  - CUDA (a comparison would synchronise the device): when it is the same
-//    live weight tensor, same storage and same version counter, and only
-//    while autograd is not recording for the weight (inference). In-place
-//    edits, optimizer steps and load_state_dict bump the version; an edit
-//    through `.data` does not: call fftconv_ext.clear_caches() after one.
+// An entry is valid when the weight's values are bitwise those the spectrum
+// was made from: an exact comparison with a stored copy, O(weight), tiny next
+// to the transforms. Nothing can make it stale, edits through `.data` (which
+// bump no version counter; torch.autograd.gradcheck perturbs that way)
+// included. On CUDA the comparison synchronises with the device, as the
+// finiteness check of every call already does.
 #pragma once
 
 #include <ATen/ATen.h>

@@ -2,10 +2,9 @@
 
 Same constructor, parameter names, initialisation and state_dict as the torch
 classes (they are subclasses), plus ``algo``. The kernel spectrum is cached
-by the operator and can never be stale: on CPU the cache compares weight
-values exactly, on CUDA it keys on the weight's identity and version counter
-and is used only while autograd is not recording (eval/inference), so
-in-place edits, optimizer steps, load_state_dict and .to() all invalidate it.
+by the operator and can never be stale: the cache compares weight values
+exactly with a stored copy (on CPU and CUDA), so in-place edits, edits through
+``.data``, optimizer steps, load_state_dict and .to() all invalidate it.
 """
 from __future__ import annotations
 

@@ -1,7 +1,11 @@
 #include "plan_cache.h"
 
 #include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDAMiscFunctions.h>
 #include <c10/util/Exception.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
 
 #include <list>
 #include <map>
@@ -46,6 +50,34 @@ CufftPlan::~CufftPlan() {
 }
 
 namespace {
+
+// cuFFT launches its kernels through the driver API, which needs a context
+// current on the calling thread. A thread whose first CUDA work is a cuFFT
+// call (a new Python thread, autograd's device thread) has none until the
+// runtime binds the device's primary context, and cuFFT then fails with
+// CUFFT_EXEC_FAILED. cudaFree(nullptr) is the runtime no-op that binds it
+// (PyTorch does the same, under the same mutex); once per thread and device.
+// Failures are left to the cuFFT call that follows, which names them.
+void bind_primary_context() {
+  thread_local uint64_t bound = 0;  // one bit per device index < 64
+  int device = 0;
+  if (cudaGetDevice(&device) != cudaSuccess) {
+    (void)cudaGetLastError();
+    return;
+  }
+  const uint64_t bit = device >= 0 && device < 64 ? uint64_t(1) << device : 0;
+  if (bit != 0 && (bound & bit) != 0) return;
+  cudaError_t st;
+  {
+    std::lock_guard<std::mutex> lock(*c10::cuda::getFreeMutex());
+    st = cudaFree(nullptr);
+  }
+  if (st != cudaSuccess) {
+    (void)cudaGetLastError();
+    return;
+  }
+  bound |= bit;
+}
 
 using Key = std::tuple<int, int, bool, int64_t, int64_t, int64_t>;
 
@@ -109,6 +141,7 @@ std::shared_ptr<CufftPlan> get_plan(int device, FftKind kind, bool is_double, in
     }
   }
   // Plan outside the lock: planning can take milliseconds.
+  bind_primary_context();
   std::shared_ptr<CufftPlan> plan = make_plan(kind, is_double, n, batch, n_outer);
   std::lock_guard<std::mutex> lock(c.mutex);
   auto it = c.plans.find(key);
@@ -123,6 +156,7 @@ std::shared_ptr<CufftPlan> get_plan(int device, FftKind kind, bool is_double, in
 
 void exec_plan(CufftPlan& plan, FftKind kind, bool is_double, void* in, void* out, bool forward,
                const at::TensorOptions& device_opts) {
+  bind_primary_context();
   std::lock_guard<std::mutex> lock(plan.mutex);
   at::Tensor work;
   if (plan.work_bytes > 0) {
