@@ -1,10 +1,14 @@
 // CUDA driver of the fused FFT correlation: the stages of the CPU driver
-// (cpu/conv_cpu.cpp), with cuFFT's batched 2-D real transforms for the FFTs and
-// our kernels for the pointwise stages (pointwise.h), all on the current
-// stream. Unlike the CPU, the GPU transforms whole padded planes in one 2-D
-// plan: rule 4's skipped rows would cost two transposes through memory, more
-// than the transforms they save (measured on an H200). Work is cut into batch
-// blocks that fit a memory budget.
+// (cpu/conv_cpu.cpp), with cuFFT for the transforms and our kernels for the
+// pointwise stages (pointwise.h), all on the current stream.
+//
+// Layout: a block of P planes is kept row-interleaved, (rows, P, n_w) real and
+// (n_h, P, n_w/2+1) complex: row r of every plane, then row r+1. The W
+// transforms are then one contiguous batch over the data rows only, and the
+// H transforms one strided batch (stride P*(n_w/2+1), batch innermost) over
+// the columns of all planes, so rule 4 (no transform of all-zero rows along W,
+// only the kept rows back) holds without any transpose through memory.
+// Work is cut into batch blocks that fit a memory budget.
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 #include <ATen/cuda/CUDAContext.h>
@@ -24,39 +28,44 @@ namespace {
 constexpr int64_t kChunkBytes = int64_t(256) << 20;  // spectra per batch block
 constexpr int kThreads = 256;
 
-// Every kernel runs grid rows (blockIdx.y) over planes and a grid-stride loop
-// over one plane's elements along x. In-plane indices have type I: int32_t
-// when every in-plane offset a kernel forms stays below 2^30 (32-bit division
-// is several times cheaper than 64-bit), int64_t otherwise; plane offsets are
-// always 64-bit.
-inline dim3 plane_grid(int64_t planes, int64_t per_plane) {
-  const int64_t bx = std::min<int64_t>((per_plane + kThreads - 1) / kThreads, 4096);
-  const int64_t by = std::min<int64_t>(planes, 65535);
+// Kernels run grid rows (blockIdx.y) over "lines" (a row of one plane, or a
+// whole plane) and a grid-stride loop along x over a line's elements. Indices
+// inside a block have type I: int32_t when every offset a kernel forms within
+// its block stays below 2^30 (32-bit division is several times cheaper than
+// 64-bit, and each thread divides once per line), int64_t otherwise. Offsets
+// into the caller's tensors are formed in 64 bits.
+inline dim3 line_grid(int64_t lines, int64_t per_line) {
+  const int64_t bx = std::min<int64_t>((per_line + kThreads - 1) / kThreads, 4096);
+  const int64_t by = std::min<int64_t>(lines, 65535);
   return dim3(static_cast<unsigned>(std::max<int64_t>(bx, 1)), static_cast<unsigned>(std::max<int64_t>(by, 1)));
 }
 
-#define FFTCONV_PLANES(q, planes) for (int64_t q = blockIdx.y; q < (planes); q += gridDim.y)
-#define FFTCONV_IN_PLANE(I, e, per_plane)                                                     \
+#define FFTCONV_LINES(I, L, lines) \
+  for (I L = static_cast<I>(blockIdx.y); L < (lines); L += static_cast<I>(gridDim.y))
+#define FFTCONV_IN_LINE(I, e, per_line)                                                                  \
   for (I e = static_cast<I>(blockIdx.x) * static_cast<I>(blockDim.x) + static_cast<I>(threadIdx.x); \
-       e < (per_plane); e += static_cast<I>(blockDim.x) * static_cast<I>(gridDim.x))
+       e < (per_line); e += static_cast<I>(blockDim.x) * static_cast<I>(gridDim.x))
 
-// kernel<T, I><<<...>>>(args..., planes, per_plane); `bound` is the largest
-// in-plane offset the kernel forms, which picks I.
-#define FFTCONV_LAUNCH_PLANES(kernel, T, planes, per_plane, bound, ...)                          \
-  do {                                                                                           \
-    const int64_t planes_ = (planes), per_plane_ = (per_plane);                                  \
-    if (planes_ > 0 && per_plane_ > 0) {                                                         \
-      const dim3 grid_ = plane_grid(planes_, per_plane_);                                        \
-      const cudaStream_t stream_ = at::cuda::getCurrentCUDAStream();                             \
-      if ((bound) < (int64_t(1) << 30))                                                          \
-        kernel<T, int32_t><<<grid_, kThreads, 0, stream_>>>(__VA_ARGS__, planes_,                \
-                                                            static_cast<int32_t>(per_plane_));   \
-      else                                                                                       \
-        kernel<T, int64_t><<<grid_, kThreads, 0, stream_>>>(__VA_ARGS__, planes_, per_plane_);   \
-      C10_CUDA_KERNEL_LAUNCH_CHECK();                                                            \
-    }                                                                                            \
+// kernel<T, I><<<...>>>(args..., lines, per_line); `bound` is the largest
+// offset the kernel forms inside its block, which picks I.
+#define FFTCONV_LAUNCH_LINES(kernel, T, lines, per_line, bound, ...)                                      \
+  do {                                                                                                    \
+    const int64_t lines_ = (lines), per_line_ = (per_line);                                               \
+    if (lines_ > 0 && per_line_ > 0) {                                                                    \
+      const dim3 grid_ = line_grid(lines_, per_line_);                                                    \
+      const cudaStream_t stream_ = at::cuda::getCurrentCUDAStream();                                      \
+      if (std::max<int64_t>((bound), lines_ * per_line_) < (int64_t(1) << 30))                            \
+        kernel<T, int32_t><<<grid_, kThreads, 0, stream_>>>(__VA_ARGS__, static_cast<int32_t>(lines_),    \
+                                                            static_cast<int32_t>(per_line_));             \
+      else                                                                                                \
+        kernel<T, int64_t><<<grid_, kThreads, 0, stream_>>>(__VA_ARGS__, lines_, per_line_);              \
+      C10_CUDA_KERNEL_LAUNCH_CHECK();                                                                     \
+    }                                                                                                     \
   } while (0)
 
+// Where plane q of a block comes from: batch b0 + q / per_batch, channel
+// c0 + q % per_batch of a (N, channels, src_h, src_w) tensor, placed with
+// steps (step_h, step_w) (the zero-stuffing of the input gradient).
 struct PlaneSource {
   int64_t channels, planes_per_group, src_h, src_w, step_h, step_w;
 };
@@ -68,133 +77,152 @@ PlaneSource output_side(const ConvPlan2d& p) {
 
 // ---- kernels: thin loops around the shared pointwise functions -------------
 
-// Padded (and, for the input gradient, zero-stuffed) n_h x n_w planes of a block.
+// Line L = r * P + q of the (rows, P, n_w) padded block: row r of plane q.
 template <typename T, typename I>
 __global__ void pad_load_kernel(const T* __restrict__ src, T* __restrict__ dst, PlaneSource s, int64_t b0,
-                                int64_t g0, int64_t per_batch, int64_t n_w_, int64_t planes, I per_plane) {
-  const I n_w = static_cast<I>(n_w_);
+                                int64_t c0, int64_t per_batch_, int64_t planes_, I lines, I n_w) {
+  const I planes = static_cast<I>(planes_), per_batch = static_cast<I>(per_batch_);
   const I src_h = static_cast<I>(s.src_h), src_w = static_cast<I>(s.src_w);
   const I step_h = static_cast<I>(s.step_h), step_w = static_cast<I>(s.step_w);
-  FFTCONV_PLANES(q, planes) {
-    const int64_t b = b0 + q / per_batch;
-    const int64_t c = g0 * s.planes_per_group + q % per_batch;
+  FFTCONV_LINES(I, L, lines) {
+    const I r = L / planes, q = L - r * planes;
+    const I qb = q / per_batch;
+    const int64_t b = b0 + qb, c = c0 + (q - qb * per_batch);
     const T* plane = src + (b * s.channels + c) * s.src_h * s.src_w;
-    T* out = dst + q * static_cast<int64_t>(per_plane);
-    FFTCONV_IN_PLANE(I, e, per_plane) {
-      const I r = e / n_w;
-      out[e] = pad_load_value_2d(plane, src_h, src_w, step_h, step_w, r, e - r * n_w);
-    }
+    T* out = dst + static_cast<int64_t>(L) * n_w;
+    FFTCONV_IN_LINE(I, m, n_w) { out[m] = pad_load_value_2d(plane, src_h, src_w, step_h, step_w, r, m); }
   }
 }
 
-// Output plane qo = (b*ng + g)*dpg + q of the products; in place (out == in)
-// when every output plane reads only its own input plane (depthwise).
+// Line L = r * Pd + qo of the products, qo = (b*ng + g)*dpg + q; in place
+// (out == in) when every output plane reads only its own input plane.
 template <typename T, typename I>
 __global__ void spectral_multiply_kernel(const Complex<T>* in, const Complex<T>* __restrict__ spec,
-                                         Complex<T>* out, int64_t ng, int64_t g0, int64_t cpg, int64_t opg,
-                                         bool adjoint, int64_t planes, I nf) {
-  const int64_t spg = adjoint ? opg : cpg;
-  const int64_t dpg = adjoint ? cpg : opg;
-  const int64_t nf64 = nf;
-  const int64_t s_step = spectrum_plane_step(cpg, adjoint) * nf64;
-  FFTCONV_PLANES(qo, planes) {
-    const int64_t q = qo % dpg, bg = qo / dpg, g = bg % ng;
-    const Complex<T>* x = in + bg * spg * nf64;
-    const Complex<T>* sp = spec + spectrum_plane(g0 + g, q, 0, cpg, opg, adjoint) * nf64;
-    Complex<T>* y = out + qo * nf64;
-    FFTCONV_IN_PLANE(I, e, nf) { y[e] = spectral_dot(x + e, nf64, sp + e, s_step, spg, adjoint); }
+                                         Complex<T>* out, int64_t ng_, int64_t g0, int64_t cpg, int64_t opg,
+                                         int64_t n_h, bool adjoint, I lines, I nfw) {
+  const I spg = static_cast<I>(adjoint ? opg : cpg), dpg = static_cast<I>(adjoint ? cpg : opg);
+  const I ng = static_cast<I>(ng_);
+  const I dst_planes = lines / static_cast<I>(n_h), src_planes = dst_planes / dpg * spg;
+  const int64_t n_freq = n_h * static_cast<int64_t>(nfw);
+  const int64_t s_step = spectrum_plane_step(cpg, adjoint) * n_freq;
+  FFTCONV_LINES(I, L, lines) {
+    const I r = L / dst_planes, qo = L - r * dst_planes;
+    const I bg = qo / dpg, q = qo - bg * dpg, g = bg % ng;
+    const Complex<T>* x = in + (r * src_planes + bg * spg) * nfw;
+    const Complex<T>* sp = spec + spectrum_plane(g0 + g, q, 0, cpg, opg, adjoint) * n_freq + r * nfw;
+    Complex<T>* y = out + L * nfw;
+    FFTCONV_IN_LINE(I, f, nfw) { y[f] = spectral_dot(x + f, static_cast<int64_t>(nfw), sp + f, s_step, spg, adjoint); }
   }
 }
 
-// Crop (every step-th slot) + bias from n_h x n_w planes into the destination.
+// Output plane q (batch b0 + q / per_batch, channel c0 + q % per_batch): crop
+// of the (count, Pd, n_w) inverse block (every step-th slot) + bias.
 template <typename T, typename I>
 __global__ void crop_store_kernel(const T* __restrict__ buf, T* __restrict__ dst, const T* __restrict__ bias,
-                                  int64_t b0, int64_t per_batch, int64_t c0, int64_t dst_c, int64_t out_w_,
-                                  int64_t n_w_, int64_t buf_plane, int64_t step_h_, int64_t step_w_, int64_t planes,
-                                  I per_plane) {
-  const I out_w = static_cast<I>(out_w_), n_w = static_cast<I>(n_w_);
+                                  int64_t b0, int64_t per_batch_, int64_t c0, int64_t dst_c, int64_t out_w_,
+                                  int64_t n_w_, int64_t step_h_, int64_t step_w_, I planes, I per_plane) {
+  const I out_w = static_cast<I>(out_w_), per_batch = static_cast<I>(per_batch_);
+  const I row = static_cast<I>(n_w_) * planes;  // between rows of one plane
   const I step_h = static_cast<I>(step_h_), step_w = static_cast<I>(step_w_);
-  FFTCONV_PLANES(q, planes) {
-    const int64_t b = b0 + q / per_batch, c = c0 + q % per_batch;
+  FFTCONV_LINES(I, q, planes) {
+    const I qb = q / per_batch;
+    const int64_t b = b0 + qb, c = c0 + (q - qb * per_batch);
     const T bias_c = bias ? bias[c] : T(0);
-    const T* plane = buf + q * buf_plane;
+    const T* plane = buf + q * static_cast<I>(n_w_);
     T* o = dst + (b * dst_c + c) * static_cast<int64_t>(per_plane);
-    FFTCONV_IN_PLANE(I, e, per_plane) {
+    FFTCONV_IN_LINE(I, e, per_plane) {
       const I i = e / out_w;
-      o[e] = crop_store_value(plane, n_w, step_h, step_w, i, e - i * out_w, bias_c);
+      o[e] = crop_store_value(plane, row, step_h, step_w, i, e - i * out_w, bias_c);
     }
   }
 }
 
-// acc[(g*opg + o)*cpg + c] += sum_b X[b, g, c] * conj(G[b, g, o])  (rule 9)
+// acc[r, (g*opg + o)*cpg + c] += sum_b X[r, (b*ng + g)*cpg + c] * conj(G[r, (b*ng + g)*opg + o])  (rule 9)
 template <typename T, typename I>
 __global__ void weight_correlation_kernel(const Complex<T>* __restrict__ X, const Complex<T>* __restrict__ G,
-                                          Complex<T>* __restrict__ acc, int64_t nb, int64_t ng, int64_t cpg,
-                                          int64_t opg, int64_t planes, I nf) {
-  const int64_t nf64 = nf;
-  FFTCONV_PLANES(qa, planes) {
-    const int64_t c = qa % cpg, o = (qa / cpg) % opg, g = qa / (cpg * opg);
-    Complex<T>* a = acc + qa * nf64;
-    FFTCONV_IN_PLANE(I, e, nf) {
-      Complex<T> sum = a[e];
-      for (int64_t b = 0; b < nb; ++b) {
-        const Complex<T> v = cmul_conj(X[((b * ng + g) * cpg + c) * nf64 + e], G[((b * ng + g) * opg + o) * nf64 + e]);
+                                          Complex<T>* __restrict__ acc, int64_t nb_, int64_t ng_, int64_t cpg_,
+                                          int64_t opg_, int64_t n_h, I lines, I nfw) {
+  const I nb = static_cast<I>(nb_), ng = static_cast<I>(ng_), cpg = static_cast<I>(cpg_), opg = static_cast<I>(opg_);
+  const I acc_planes = lines / static_cast<I>(n_h), x_planes = nb * ng * cpg, g_planes = nb * ng * opg;
+  FFTCONV_LINES(I, L, lines) {
+    const I r = L / acc_planes, qa = L - r * acc_planes;
+    const I c = qa % cpg, o = (qa / cpg) % opg, g = qa / (cpg * opg);
+    const Complex<T>* xr = X + (r * x_planes + g * cpg + c) * nfw;
+    const Complex<T>* gr = G + (r * g_planes + g * opg + o) * nfw;
+    const I x_step = ng * cpg * nfw, g_step = ng * opg * nfw;  // next batch element
+    Complex<T>* a = acc + L * nfw;
+    FFTCONV_IN_LINE(I, f, nfw) {
+      Complex<T> sum = a[f];
+      for (I b = 0; b < nb; ++b) {
+        const Complex<T> v = cmul_conj(xr[b * x_step + f], gr[b * g_step + f]);
         sum.re += v.re;
         sum.im += v.im;
       }
-      a[e] = sum;
+      a[f] = sum;
     }
   }
 }
 
+// Taps of weight plane q from the (n_h, A, n_w) circular correlation block.
 template <typename T, typename I>
 __global__ void gather_taps_kernel(const T* __restrict__ r, T* __restrict__ gw, AxisPlan ph, AxisPlan pw,
-                                   int64_t kh, int64_t kw, int64_t n_w, int64_t r_plane, T scale, int64_t planes,
-                                   I per_plane) {
-  FFTCONV_PLANES(q, planes) {
-    const T* rp = r + q * r_plane;
-    T* g = gw + q * kh * kw;
-    FFTCONV_IN_PLANE(I, e, per_plane) {
+                                   int64_t kh, int64_t kw, int64_t n_w, T scale, I planes, I per_plane) {
+  const int64_t row = n_w * static_cast<int64_t>(planes);
+  FFTCONV_LINES(I, q, planes) {
+    const T* rp = r + static_cast<int64_t>(q) * n_w;
+    T* g = gw + static_cast<int64_t>(q) * kh * kw;
+    FFTCONV_IN_LINE(I, e, per_plane) {
       const int64_t th = static_cast<int64_t>(e) / pw.tap_count;
       const int64_t tw = static_cast<int64_t>(e) - th * pw.tap_count;
-      g[(ph.tap_begin + th) * kw + pw.tap_begin + tw] = scale * gather_tap_value(rp, n_w, ph, pw, th, tw);
+      g[(ph.tap_begin + th) * kw + pw.tap_begin + tw] = scale * gather_tap_value(rp, row, ph, pw, th, tw);
     }
   }
 }
 
 // ---- stages ----------------------------------------------------------------
 
-// Batched transforms of n_h x n_w real planes (2-D; 1-D when n_h == 1).
 template <typename T>
-void run_fft(cuda::FftKind kind, int64_t n_h, int64_t n_w, int64_t batch, void* in, void* out,
+void run_fft(cuda::FftKind kind, int64_t n, int64_t batch, int64_t stride, void* in, void* out, bool forward,
              const at::TensorOptions& opts) {
   if (batch == 0) return;
   const bool is_double = std::is_same<T, double>::value;
-  auto plan = cuda::get_plan(opts.device().index(), kind, is_double, n_w, batch, n_h);
-  cuda::exec_plan(*plan, kind, is_double, in, out, kind == cuda::FftKind::R2C, opts);
+  auto plan = cuda::get_plan(opts.device().index(), kind, is_double, n, batch, 1, stride);
+  cuda::exec_plan(*plan, kind, is_double, in, out, forward, opts);
 }
 
-// Half spectra (P, n_h, n_w/2+1), row-major planes, of a block's planes.
+// Spectra (n_h, P, n_w/2+1) of a block's planes: W transforms of the data
+// rows, zero rows, H transforms of every column (rule 4).
 template <typename T>
 at::Tensor block_spectra(const at::Tensor& src, const PlaneSource& s, const ConvPlan2d& p, int64_t b0,
                          int64_t nb, int64_t g0, int64_t ng) {
   const int64_t per_batch = ng * s.planes_per_group, planes = nb * per_batch;
-  const int64_t n_h = p.h.n_fft, n_w = p.w.n_fft;
+  const int64_t n_h = p.h.n_fft, n_w = p.w.n_fft, nfw = p.n_freq_w;
+  const int64_t rows = std::min(n_h, std::max<int64_t>(0, (s.src_h - 1) * s.step_h + 1));  // rows holding data
   const auto real_opts = src.options();
-  at::Tensor real = at::empty({planes, n_h, n_w}, real_opts);
-  FFTCONV_LAUNCH_PLANES(pad_load_kernel, T, planes, n_h * n_w, std::max(n_h * n_w, s.src_h * s.src_w),
-                        src.data_ptr<T>(), real.data_ptr<T>(), s, b0, g0, per_batch, n_w);
-  at::Tensor spec = at::empty({planes, n_h, p.n_freq_w}, real_opts.dtype(c10::toComplexType(src.scalar_type())));
-  run_fft<T>(cuda::FftKind::R2C, n_h, n_w, planes, real.data_ptr(), spec.data_ptr(), real_opts);
+  at::Tensor spec = at::empty({n_h, planes, nfw}, real_opts.dtype(c10::toComplexType(src.scalar_type())));
+  {
+    at::Tensor real = at::empty({rows, planes, n_w}, real_opts);
+    FFTCONV_LAUNCH_LINES(pad_load_kernel, T, rows * planes, n_w, s.src_h * s.src_w, src.data_ptr<T>(),
+                         real.data_ptr<T>(), s, b0, g0 * s.planes_per_group, per_batch, planes);
+    run_fft<T>(cuda::FftKind::R2C, n_w, rows * planes, 0, real.data_ptr(), spec.data_ptr(), true, real_opts);
+  }
+  if (rows < n_h) spec.narrow(0, rows, n_h - rows).zero_();
+  if (n_h > 1)
+    run_fft<T>(cuda::FftKind::C2C, n_h, planes * nfw, planes * nfw, spec.data_ptr(), spec.data_ptr(), true,
+               real_opts);
   return spec;
 }
 
-// Real planes (P, n_h, n_w) of (P, n_h, n_w/2+1) product spectra. cuFFT's C2R
-// may overwrite its input: `spec` is the caller's to clobber.
+// Rows 0 .. count-1 of the inverse of (n_h, P, n_w/2+1) product spectra, as
+// (count, P, n_w) real. Overwrites `spec` (cuFFT's C2R may clobber its input).
 template <typename T>
-at::Tensor block_inverse(at::Tensor& spec, const ConvPlan2d& p, const at::TensorOptions& real_opts) {
-  at::Tensor real = at::empty({spec.size(0), p.h.n_fft, p.w.n_fft}, real_opts);
-  run_fft<T>(cuda::FftKind::C2R, p.h.n_fft, p.w.n_fft, spec.size(0), spec.data_ptr(), real.data_ptr(), real_opts);
+at::Tensor block_inverse(at::Tensor& spec, const ConvPlan2d& p, int64_t count, const at::TensorOptions& real_opts) {
+  const int64_t planes = spec.size(1), n_h = p.h.n_fft, nfw = p.n_freq_w;
+  if (n_h > 1)
+    run_fft<T>(cuda::FftKind::C2C, n_h, planes * nfw, planes * nfw, spec.data_ptr(), spec.data_ptr(), false,
+               real_opts);
+  at::Tensor real = at::empty({count, planes, p.w.n_fft}, real_opts);
+  run_fft<T>(cuda::FftKind::C2R, p.w.n_fft, count * planes, 0, spec.data_ptr(), real.data_ptr(), false, real_opts);
   return real;
 }
 
@@ -209,24 +237,25 @@ void run_pipeline(const at::Tensor& src, const at::Tensor& spec, const T* bias, 
   const int64_t out_w = adjoint ? p.w.in_len : p.w.out_len;
   const int64_t step_h = adjoint ? 1 : p.h.stride;
   const int64_t step_w = adjoint ? 1 : p.w.stride;
-  const int64_t plane = p.h.n_fft * p.w.n_fft;
+  const int64_t count = std::max<int64_t>(0, (out_h - 1) * step_h + 1);  // rows read back
   const ChunkShape cs = choose_chunk(p, 2 * sizeof(T), kChunkBytes, 1);
   const auto* spec_ptr = reinterpret_cast<const Complex<T>*>(spec.data_ptr());
   for (int64_t b0 = 0; b0 < p.batch; b0 += cs.batch_block) {
     const int64_t nb = std::min(cs.batch_block, p.batch - b0);
     for (int64_t g0 = 0; g0 < p.groups; g0 += cs.group_block) {
       const int64_t ng = std::min(cs.group_block, p.groups - g0);
+      const int64_t dst_planes = nb * ng * dpg;
       at::Tensor x = block_spectra<T>(src, s, p, b0, nb, g0, ng);
-      at::Tensor y = spg == 1 && dpg == 1 ? x : at::empty({nb * ng * dpg, p.h.n_fft, p.n_freq_w}, x.options());
-      FFTCONV_LAUNCH_PLANES(spectral_multiply_kernel, T, nb * ng * dpg, p.n_freq, p.n_freq,
-                            reinterpret_cast<const Complex<T>*>(x.data_ptr()), spec_ptr,
-                            reinterpret_cast<Complex<T>*>(y.data_ptr()), ng, g0, p.cpg, p.opg, adjoint);
+      at::Tensor y = spg == 1 && dpg == 1 ? x : at::empty({p.h.n_fft, dst_planes, p.n_freq_w}, x.options());
+      FFTCONV_LAUNCH_LINES(spectral_multiply_kernel, T, p.h.n_fft * dst_planes, p.n_freq_w,
+                           std::max(x.numel(), y.numel()), reinterpret_cast<const Complex<T>*>(x.data_ptr()),
+                           spec_ptr, reinterpret_cast<Complex<T>*>(y.data_ptr()), ng, g0, p.cpg, p.opg, p.h.n_fft,
+                           adjoint);
       x = at::Tensor();  // free before the inverse (stream-ordered reuse)
-      at::Tensor r = block_inverse<T>(y, p, src.options());
+      at::Tensor r = block_inverse<T>(y, p, count, src.options());
       y = at::Tensor();
-      FFTCONV_LAUNCH_PLANES(crop_store_kernel, T, nb * ng * dpg, out_h * out_w, std::max(out_h * out_w, plane),
-                            r.data_ptr<T>(), dst.data_ptr<T>(), bias, b0, ng * dpg, g0 * dpg, dst_c, out_w,
-                            p.w.n_fft, plane, step_h, step_w);
+      FFTCONV_LAUNCH_LINES(crop_store_kernel, T, dst_planes, out_h * out_w, r.numel(), r.data_ptr<T>(),
+                           dst.data_ptr<T>(), bias, b0, ng * dpg, g0 * dpg, dst_c, out_w, p.w.n_fft, step_h, step_w);
     }
   }
 }
@@ -237,24 +266,26 @@ void grad_weight_pipeline(const at::Tensor& input, const at::Tensor& grad_out, a
   const PlaneSource xs = input_side(p), gs = output_side(p);
   const ChunkShape cs = choose_chunk(p, 2 * sizeof(T), kChunkBytes, 1);
   const auto cplx_opts = input.options().dtype(c10::toComplexType(input.scalar_type()));
-  const int64_t plane = p.h.n_fft * p.w.n_fft;
+  const int64_t n_h = p.h.n_fft, n_w = p.w.n_fft;
   for (int64_t g0 = 0; g0 < p.groups; g0 += cs.group_block) {
     const int64_t ng = std::min(cs.group_block, p.groups - g0);
-    at::Tensor acc = at::zeros({ng * p.opg * p.cpg, p.h.n_fft, p.n_freq_w}, cplx_opts);
+    const int64_t acc_planes = ng * p.opg * p.cpg;
+    at::Tensor acc = at::zeros({n_h, acc_planes, p.n_freq_w}, cplx_opts);
     for (int64_t b0 = 0; b0 < p.batch; b0 += cs.batch_block) {
       const int64_t nb = std::min(cs.batch_block, p.batch - b0);
       at::Tensor X = block_spectra<T>(input, xs, p, b0, nb, g0, ng);
       at::Tensor G = block_spectra<T>(grad_out, gs, p, b0, nb, g0, ng);
-      FFTCONV_LAUNCH_PLANES(weight_correlation_kernel, T, acc.size(0), p.n_freq, p.n_freq,
-                            reinterpret_cast<const Complex<T>*>(X.data_ptr()),
-                            reinterpret_cast<const Complex<T>*>(G.data_ptr()),
-                            reinterpret_cast<Complex<T>*>(acc.data_ptr()), nb, ng, p.cpg, p.opg);
+      FFTCONV_LAUNCH_LINES(weight_correlation_kernel, T, n_h * acc_planes, p.n_freq_w,
+                           std::max({X.numel(), G.numel(), acc.numel()}),
+                           reinterpret_cast<const Complex<T>*>(X.data_ptr()),
+                           reinterpret_cast<const Complex<T>*>(G.data_ptr()),
+                           reinterpret_cast<Complex<T>*>(acc.data_ptr()), nb, ng, p.cpg, p.opg, n_h);
     }
-    at::Tensor r = block_inverse<T>(acc, p, input.options());
-    const T scale = T(1) / static_cast<T>(plane);
-    FFTCONV_LAUNCH_PLANES(gather_taps_kernel, T, ng * p.opg * p.cpg, p.h.tap_count * p.w.tap_count, plane,
-                          r.data_ptr<T>(), gw.data_ptr<T>() + g0 * p.opg * p.cpg * p.kernel_h * p.kernel_w, p.h,
-                          p.w, p.kernel_h, p.kernel_w, p.w.n_fft, plane, scale);
+    at::Tensor r = block_inverse<T>(acc, p, n_h, input.options());
+    const T scale = T(1) / static_cast<T>(n_h * n_w);
+    FFTCONV_LAUNCH_LINES(gather_taps_kernel, T, acc_planes, p.h.tap_count * p.w.tap_count, r.numel(),
+                         r.data_ptr<T>(), gw.data_ptr<T>() + g0 * p.opg * p.cpg * p.kernel_h * p.kernel_w, p.h, p.w,
+                         p.kernel_h, p.kernel_w, n_w, scale);
   }
 }
 

@@ -79,7 +79,7 @@ void bind_primary_context() {
   bound |= bit;
 }
 
-using Key = std::tuple<int, int, bool, int64_t, int64_t, int64_t>;
+using Key = std::tuple<int, int, bool, int64_t, int64_t, int64_t, int64_t>;
 
 struct PlanCache {
   std::mutex mutex;
@@ -108,7 +108,8 @@ cufftType type_of(FftKind kind, bool is_double) {
   }
 }
 
-std::shared_ptr<CufftPlan> make_plan(FftKind kind, bool is_double, int64_t n, int64_t batch, int64_t n_outer) {
+std::shared_ptr<CufftPlan> make_plan(FftKind kind, bool is_double, int64_t n, int64_t batch, int64_t n_outer,
+                                     int64_t stride) {
   auto plan = std::make_shared<CufftPlan>();
   plan->n = n;
   plan->batch = batch;
@@ -118,9 +119,13 @@ std::shared_ptr<CufftPlan> make_plan(FftKind kind, bool is_double, int64_t n, in
   check_cufft(cufftSetAutoAllocation(plan->handle, 0), "setting auto allocation", n, batch, n_outer);
   const int rank = n_outer > 1 ? 2 : 1;
   long long dims[2] = {static_cast<long long>(n_outer), static_cast<long long>(n)};
+  long long embed[1] = {static_cast<long long>(n)};
+  const bool strided = stride > 0 && rank == 1;
   size_t work = 0;
-  check_cufft(cufftMakePlanMany64(plan->handle, rank, rank == 2 ? dims : dims + 1, nullptr, 1, 0, nullptr, 1,
-                                  0, type_of(kind, is_double), static_cast<long long>(batch), &work),
+  check_cufft(cufftMakePlanMany64(plan->handle, rank, rank == 2 ? dims : dims + 1, strided ? embed : nullptr,
+                                  strided ? stride : 1, strided ? 1 : 0, strided ? embed : nullptr,
+                                  strided ? stride : 1, strided ? 1 : 0, type_of(kind, is_double),
+                                  static_cast<long long>(batch), &work),
               "plan creation (cufftMakePlanMany64)", n, batch, n_outer);
   plan->work_bytes = work;
   return plan;
@@ -129,9 +134,9 @@ std::shared_ptr<CufftPlan> make_plan(FftKind kind, bool is_double, int64_t n, in
 }  // namespace
 
 std::shared_ptr<CufftPlan> get_plan(int device, FftKind kind, bool is_double, int64_t n, int64_t batch,
-                                    int64_t n_outer) {
+                                    int64_t n_outer, int64_t stride) {
   PlanCache& c = cache();
-  const Key key{device, static_cast<int>(kind), is_double, n, batch, n_outer};
+  const Key key{device, static_cast<int>(kind), is_double, n, batch, n_outer, stride};
   {
     std::lock_guard<std::mutex> lock(c.mutex);
     auto it = c.plans.find(key);
@@ -142,7 +147,7 @@ std::shared_ptr<CufftPlan> get_plan(int device, FftKind kind, bool is_double, in
   }
   // Plan outside the lock: planning can take milliseconds.
   bind_primary_context();
-  std::shared_ptr<CufftPlan> plan = make_plan(kind, is_double, n, batch, n_outer);
+  std::shared_ptr<CufftPlan> plan = make_plan(kind, is_double, n, batch, n_outer, stride);
   std::lock_guard<std::mutex> lock(c.mutex);
   auto it = c.plans.find(key);
   if (it != c.plans.end()) return it->second.first;  // another thread won the race

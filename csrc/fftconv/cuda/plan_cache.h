@@ -34,8 +34,11 @@ struct CufftPlan {
 // A contiguous batch of `batch` 1-D transforms of length n (for R2C/C2R, n is
 // the real length; the complex side has n/2+1 elements per transform), or of
 // 2-D transforms of n_outer x n points when n_outer > 1 (fourier_mix).
+// stride > 0 (1-D only): element j of transform b at b + j * stride, the
+// batch innermost (the convolution's transforms along H over row-interleaved
+// planes, see cuda/conv_cuda.cu).
 std::shared_ptr<CufftPlan> get_plan(int device, FftKind kind, bool is_double, int64_t n, int64_t batch,
-                                    int64_t n_outer = 1);
+                                    int64_t n_outer = 1, int64_t stride = 0);
 
 // Run a plan on the current stream of the current device. `forward` matters for C2C.
 void exec_plan(CufftPlan& plan, FftKind kind, bool is_double, void* in, void* out, bool forward,
