@@ -28,20 +28,25 @@ namespace {
 constexpr int64_t kChunkBytes = int64_t(256) << 20;  // spectra per batch block
 constexpr int kThreads = 256;
 
-// Kernels run grid rows (blockIdx.y) over "lines" (a row of one plane, or a
-// whole plane) and a grid-stride loop along x over a line's elements. Indices
-// inside a block have type I: int32_t when every offset a kernel forms within
-// its block stays below 2^30 (32-bit division is several times cheaper than
-// 64-bit, and each thread divides once per line), int64_t otherwise. Offsets
+// Kernels run over "lines" (a row of one plane, or a whole plane) with 2-D
+// thread blocks: threadIdx.x along a line, threadIdx.y over lines, so that
+// short lines (n_w/2+1 = 25 frequencies, say) still fill the block; both
+// loops are grid-stride. Indices inside a block have type I: int32_t when
+// every offset a kernel forms within its block stays below 2^30 (32-bit
+// division is several times cheaper than 64-bit), int64_t otherwise. Offsets
 // into the caller's tensors are formed in 64 bits.
-inline dim3 line_grid(int64_t lines, int64_t per_line) {
-  const int64_t bx = std::min<int64_t>((per_line + kThreads - 1) / kThreads, 4096);
-  const int64_t by = std::min<int64_t>(lines, 65535);
-  return dim3(static_cast<unsigned>(std::max<int64_t>(bx, 1)), static_cast<unsigned>(std::max<int64_t>(by, 1)));
+inline void line_launch_shape(int64_t lines, int64_t per_line, dim3& grid, dim3& block) {
+  const int64_t bx = per_line >= 128 ? 128 : per_line >= 64 ? 64 : 32;
+  const int64_t by = kThreads / bx;
+  const int64_t gx = std::min<int64_t>((per_line + bx - 1) / bx, 64);
+  const int64_t gy = std::min<int64_t>((lines + by - 1) / by, 65535);
+  block = dim3(static_cast<unsigned>(bx), static_cast<unsigned>(by));
+  grid = dim3(static_cast<unsigned>(std::max<int64_t>(gx, 1)), static_cast<unsigned>(std::max<int64_t>(gy, 1)));
 }
 
-#define FFTCONV_LINES(I, L, lines) \
-  for (I L = static_cast<I>(blockIdx.y); L < (lines); L += static_cast<I>(gridDim.y))
+#define FFTCONV_LINES(I, L, lines)                                                                         \
+  for (I L = static_cast<I>(blockIdx.y) * static_cast<I>(blockDim.y) + static_cast<I>(threadIdx.y); \
+       L < (lines); L += static_cast<I>(gridDim.y) * static_cast<I>(blockDim.y))
 #define FFTCONV_IN_LINE(I, e, per_line)                                                                  \
   for (I e = static_cast<I>(blockIdx.x) * static_cast<I>(blockDim.x) + static_cast<I>(threadIdx.x); \
        e < (per_line); e += static_cast<I>(blockDim.x) * static_cast<I>(gridDim.x))
@@ -52,13 +57,14 @@ inline dim3 line_grid(int64_t lines, int64_t per_line) {
   do {                                                                                                    \
     const int64_t lines_ = (lines), per_line_ = (per_line);                                               \
     if (lines_ > 0 && per_line_ > 0) {                                                                    \
-      const dim3 grid_ = line_grid(lines_, per_line_);                                                    \
+      dim3 grid_, block_;                                                                                 \
+      line_launch_shape(lines_, per_line_, grid_, block_);                                                \
       const cudaStream_t stream_ = at::cuda::getCurrentCUDAStream();                                      \
       if (std::max<int64_t>((bound), lines_ * per_line_) < (int64_t(1) << 30))                            \
-        kernel<T, int32_t><<<grid_, kThreads, 0, stream_>>>(__VA_ARGS__, static_cast<int32_t>(lines_),    \
-                                                            static_cast<int32_t>(per_line_));             \
+        kernel<T, int32_t><<<grid_, block_, 0, stream_>>>(__VA_ARGS__, static_cast<int32_t>(lines_),      \
+                                                          static_cast<int32_t>(per_line_));               \
       else                                                                                                \
-        kernel<T, int64_t><<<grid_, kThreads, 0, stream_>>>(__VA_ARGS__, lines_, per_line_);              \
+        kernel<T, int64_t><<<grid_, block_, 0, stream_>>>(__VA_ARGS__, lines_, per_line_);                \
       C10_CUDA_KERNEL_LAUNCH_CHECK();                                                                     \
     }                                                                                                     \
   } while (0)
@@ -115,25 +121,25 @@ __global__ void spectral_multiply_kernel(const Complex<T>* in, const Complex<T>*
   }
 }
 
-// Output plane q (batch b0 + q / per_batch, channel c0 + q % per_batch): crop
-// of the (count, Pd, n_w) inverse block (every step-th slot) + bias.
+// Line L = q * out_h + i: output row i of plane q (batch b0 + q / per_batch,
+// channel c0 + q % per_batch), cropped from the (count, Pd, n_w) inverse
+// block (every step-th slot) + bias.
 template <typename T, typename I>
 __global__ void crop_store_kernel(const T* __restrict__ buf, T* __restrict__ dst, const T* __restrict__ bias,
-                                  int64_t b0, int64_t per_batch_, int64_t c0, int64_t dst_c, int64_t out_w_,
-                                  int64_t n_w_, int64_t step_h_, int64_t step_w_, I planes, I per_plane) {
-  const I out_w = static_cast<I>(out_w_), per_batch = static_cast<I>(per_batch_);
-  const I row = static_cast<I>(n_w_) * planes;  // between rows of one plane
+                                  int64_t b0, int64_t per_batch_, int64_t c0, int64_t dst_c, int64_t out_h_,
+                                  int64_t n_w_, int64_t step_h_, int64_t step_w_, I lines, I out_w) {
+  const I out_h = static_cast<I>(out_h_), per_batch = static_cast<I>(per_batch_);
+  const I n_w = static_cast<I>(n_w_), planes = lines / out_h;
+  const I row = n_w * planes;  // between rows of one plane
   const I step_h = static_cast<I>(step_h_), step_w = static_cast<I>(step_w_);
-  FFTCONV_LINES(I, q, planes) {
+  FFTCONV_LINES(I, L, lines) {
+    const I q = L / out_h, i = L - q * out_h;
     const I qb = q / per_batch;
     const int64_t b = b0 + qb, c = c0 + (q - qb * per_batch);
     const T bias_c = bias ? bias[c] : T(0);
-    const T* plane = buf + q * static_cast<I>(n_w_);
-    T* o = dst + (b * dst_c + c) * static_cast<int64_t>(per_plane);
-    FFTCONV_IN_LINE(I, e, per_plane) {
-      const I i = e / out_w;
-      o[e] = crop_store_value(plane, row, step_h, step_w, i, e - i * out_w, bias_c);
-    }
+    const T* plane = buf + q * n_w;
+    T* o = dst + ((b * dst_c + c) * out_h_ + i) * static_cast<int64_t>(out_w);
+    FFTCONV_IN_LINE(I, j, out_w) { o[j] = crop_store_value(plane, row, step_h, step_w, i, j, bias_c); }
   }
 }
 
@@ -254,8 +260,8 @@ void run_pipeline(const at::Tensor& src, const at::Tensor& spec, const T* bias, 
       x = at::Tensor();  // free before the inverse (stream-ordered reuse)
       at::Tensor r = block_inverse<T>(y, p, count, src.options());
       y = at::Tensor();
-      FFTCONV_LAUNCH_LINES(crop_store_kernel, T, dst_planes, out_h * out_w, r.numel(), r.data_ptr<T>(),
-                           dst.data_ptr<T>(), bias, b0, ng * dpg, g0 * dpg, dst_c, out_w, p.w.n_fft, step_h, step_w);
+      FFTCONV_LAUNCH_LINES(crop_store_kernel, T, dst_planes * out_h, out_w, r.numel(), r.data_ptr<T>(),
+                           dst.data_ptr<T>(), bias, b0, ng * dpg, g0 * dpg, dst_c, out_h, p.w.n_fft, step_h, step_w);
     }
   }
 }
