@@ -129,3 +129,24 @@ def test_paired_ratio_compares_within_rounds(monkeypatch):
                                 max_seconds=100, paired=[("a", "b")])
     assert r["a"]["repeats"] == r["b"]["repeats"] == 20
     assert r["a"]["paired_ratio_vs"]["b"] == pytest.approx(2.0, rel=0.01)
+
+
+def test_summary_takes_auto_ratios_from_the_dedicated_timing():
+    from fftconv_ext.bench.report import auto_markdown, summary
+
+    def t(ms, paired=None):
+        d = {"median_ms": ms}
+        if paired:
+            d["paired_ratio_vs"] = paired
+        return d
+    row = {"suite": "sweep", "name": "sweep R16 k3", "kernel": 3, "input": [2, 384, 16, 16], "backward": {},
+           "forward": {"fftconv_ext auto": t(1.3, {"F.conv2d": 1.3}), "fftconv_ext": t(5.0), "F.conv2d": t(1.0)},
+           "auto_check": {"fftconv_ext auto": t(1.05, {"F.conv2d": 1.04, "fftconv_ext": 0.2}),
+                          "fftconv_ext": t(5.0), "F.conv2d": t(1.0)}}
+    s = summary([row])
+    assert s["auto: worst time / min(fft, direct)"] == pytest.approx(1.05)
+    assert s["auto: worst paired ratio to the faster path"] == pytest.approx(1.04)
+    del row["auto_check"]
+    s = summary([row])
+    assert s["auto: worst time / min(fft, direct)"] == pytest.approx(1.3)
+    assert "sweep R16 k3" not in auto_markdown([row])

@@ -35,7 +35,7 @@ import torch.nn.functional as F
 import fftconv_ext
 from . import impls as impl_registry
 from .memory import forward_memory
-from .report import markdown, memory_markdown, plot, summary
+from .report import auto_markdown, markdown, memory_markdown, plot, summary
 from .timing import time_call, time_interleaved
 
 SWEEP_K_FULL = (3, 5, 7, 9, 13, 17, 21, 27, 31)
@@ -90,7 +90,7 @@ def run(device, suites, full, quick, progress=True):
     if quick:
         todo = [t for t in todo if t[0] == "reference" or (t[0] == "sweep" and t[3] in (7, 31))]
     cpu = device.type == "cpu"
-    budget = 0.4  # seconds per implementation and layer, after warm-up
+    budget = 0.3  # seconds per implementation and layer, after warm-up
     try:
         from tqdm import tqdm
         bar = tqdm(total=len(todo), desc="layers", disable=not progress)
@@ -125,6 +125,14 @@ def run(device, suites, full, quick, progress=True):
             for impl, t in time_interleaved(fns, device, warmup=0, rounds=300, max_seconds=budget,
                                             paired=pairs).items():
                 row["forward"][impl].update(t)
+            # auto against its two paths alone: at the fast layers the few microseconds auto adds
+            # are what is measured, and the big allocations of the other baselines in the same
+            # rounds add noise of that size. Only where both paths are cheap (elsewhere auto's
+            # overhead is far below the noise anyway).
+            trio = ("fftconv_ext auto", "fftconv_ext", "F.conv2d")
+            if all(n in fns for n in trio) and max(row["forward"][n]["median_ms"] for n in trio[1:]) < 20:
+                row["auto_check"] = time_interleaved({n: fns[n] for n in trio}, device, warmup=1, rounds=2000,
+                                                     max_seconds=budget, paired=pairs)
         steps = {}
         grad = torch.randn((n,) + tuple(ref.shape[1:]), generator=gen).to(device)
         for impl in impl_registry.BACKWARD:
@@ -210,6 +218,8 @@ def main(argv=None) -> None:
     print("\nForward, float32 (ms):\n" + fwd_md)
     print("\nForward + backward (ms):\n" + bwd_md)
     mem_md = memory_markdown(rows)
+    auto_md = auto_markdown(rows)
+    print("\nalgo='auto' against its two paths, timed alone (layers where both are cheap):\n" + auto_md)
     print("\nPeak extra memory of a forward call (fftconv_ext, beyond its output):\n" + mem_md)
     print("\nSummary (ratios inside this run):\n  " + "\n  ".join(lines))
     os.makedirs(args.out, exist_ok=True)
@@ -224,6 +234,9 @@ def main(argv=None) -> None:
         f.write("## Summary (ratios inside this run)\n\n" + "\n".join(f"- {s}" for s in lines) + "\n\n")
         f.write("## Forward, float32 (median ms)\n\n" + fwd_md + "\n\n")
         f.write("## Forward + backward (median ms)\n\n" + bwd_md + "\n\n")
+        f.write("## algo='auto' against its two paths\n\nTimed alone, in three-way interleaved rounds, on the "
+                "layers where both paths take under 20 ms (the summary's auto ratios come from here there).\n\n"
+                + auto_md + "\n\n")
         f.write("## Peak extra memory of a forward call\n\nPyTorch allocations during one call beyond its "
                 "output (CPU: torch.profiler allocation events; CUDA: max_memory_allocated), with the kernel "
                 "spectrum cached (inference) and on a first call that computes it (training recomputes it "

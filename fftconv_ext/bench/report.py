@@ -36,21 +36,23 @@ def summary(rows: List[dict]) -> Dict[str, object]:
            if _bar(r, "best torch.fft", "backward") and _bar(r, "fftconv_ext", "backward")]
     if bwd:
         out["sweep k>=13: geomean fwd+bwd speedup vs best torch.fft"] = geomean(bwd)
+    # auto against the faster of its two paths: from the dedicated three-way timing where the
+    # benchmark made one (row["auto_check"], the fast layers), else from the main rounds
     auto = []
+    paired = []  # round by round (see timing.time_interleaved)
     for r in rows:
-        a, f, d = _bar(r, "fftconv_ext auto"), _bar(r, "fftconv_ext"), _bar(r, "F.conv2d")
+        t = r.get("auto_check") or r["forward"]
+        ms = {n: t.get(n, {}).get("median_ms") for n in ("fftconv_ext auto", "fftconv_ext", "F.conv2d")}
+        a, f, d = ms["fftconv_ext auto"], ms["fftconv_ext"], ms["F.conv2d"]
         if a and f and d:
             auto.append(a / min(f, d))
+            ratios = t["fftconv_ext auto"].get("paired_ratio_vs", {})
+            faster = "fftconv_ext" if f <= d else "F.conv2d"
+            if faster in ratios:
+                paired.append(ratios[faster])
     if auto:
         out["auto: worst time / min(fft, direct)"] = max(auto)
         out["auto: geomean time / min(fft, direct)"] = geomean(auto)
-    paired = []  # auto against the faster path, round by round (see timing.time_interleaved)
-    for r in rows:
-        f, d = _bar(r, "fftconv_ext"), _bar(r, "F.conv2d")
-        ratios = r["forward"].get("fftconv_ext auto", {}).get("paired_ratio_vs", {})
-        faster = "fftconv_ext" if f and d and f <= d else "F.conv2d"
-        if f and d and faster in ratios:
-            paired.append(ratios[faster])
     if paired:
         out["auto: worst paired ratio to the faster path"] = max(paired)
         out["auto: geomean paired ratio to the faster path"] = geomean(paired)
@@ -71,6 +73,23 @@ def summary(rows: List[dict]) -> Dict[str, object]:
         out["memory: worst forward extra / output, first call (spectrum computed)"] = max(
             m["first_call_extra_over_output"] for m in mem)
     return out
+
+
+def auto_markdown(rows: List[dict]) -> str:
+    """auto against its two paths, timed alone (three-way interleaved rounds) on the layers
+    where both paths are cheap."""
+    lines = ["| layer | auto ms | fft ms | direct ms | auto / faster (medians) | auto / faster (paired) |",
+             "|---|---|---|---|---|---|"]
+    for r in rows:
+        t = r.get("auto_check")
+        if not t:
+            continue
+        a, f, d = (t[n]["median_ms"] for n in ("fftconv_ext auto", "fftconv_ext", "F.conv2d"))
+        faster = "fftconv_ext" if f <= d else "F.conv2d"
+        pr = t["fftconv_ext auto"].get("paired_ratio_vs", {}).get(faster)
+        lines.append(f"| {r['name']} | {a:.3f} | {f:.3f} | {d:.3f} | {a / min(f, d):.3f} | "
+                     + (f"{pr:.3f} |" if pr else "– |"))
+    return "\n".join(lines)
 
 
 def memory_markdown(rows: List[dict]) -> str:
