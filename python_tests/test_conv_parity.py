@@ -198,9 +198,13 @@ def _conv2d_case(data):
     if x.numel() and dtype == torch.float64:
         assert rel_err(y, ref) <= TOL64
     elif x.numel():
-        # float32: relative to the magnitude of the summed terms (cancellation can make the result small)
+        # float32: relative to the magnitude of the summed terms (cancellation can make the result
+        # small), plus the FFT's own rounding, which is spread over every output and scales with the
+        # energy of the whole transformed planes (~eps * log2(N) * |x| * |w| by Parseval), not with
+        # the few terms one output sums (a 2-column input with a 13-wide dilated kernel found it)
         scale = reference_conv(x.abs(), w.abs(), b.abs(), (sh, sw), padding, (dh, dw), groups, padding_mode=mode)
-        assert (y.double() - ref).norm() <= 1e-5 * scale.norm()
+        fft_rounding = 1e-6 * x.double().norm() * w.double().norm()
+        assert (y.double() - ref).norm() <= 1e-5 * scale.norm() + fft_rounding
 
 
 @pytest.mark.parametrize("size,k", [((56, 56), 31), ((224, 224), 51)])
