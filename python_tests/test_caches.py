@@ -1,6 +1,7 @@
 """The kernel-spectrum cache never serves a stale spectrum, and stays bounded."""
 import pytest
 import torch
+import torch.nn.functional as F
 
 import fftconv_ext
 from conftest import reference_conv, rel_err, fft_conv1d, fft_conv2d
@@ -61,6 +62,23 @@ def test_weight_changes_are_seen(edit):
     y1 = fft_conv2d(x, p, padding=3, groups=4)
     assert not torch.allclose(y0, y1)
     assert rel_err(y1, reference_conv(x, p.detach(), padding=3, groups=4)) <= 1e-10
+
+
+def test_training_keeps_one_spectrum_per_weight():
+    # every step changes the weight; its new spectrum replaces the old one instead of piling up
+    fftconv_ext.clear_caches()
+    torch.manual_seed(0)
+    convs = [fftconv_ext.nn.FFTConv2d(4, 4, k, padding=k // 2, groups=4, algo="fft").double() for k in (7, 9)]
+    opt = torch.optim.SGD([p for c in convs for p in c.parameters()], lr=1e-3)
+    x = torch.randn(2, 4, 16, 16, dtype=torch.float64)
+    for _ in range(5):
+        opt.zero_grad()
+        convs[1](convs[0](x)).sum().backward()
+        opt.step()
+        assert fftconv_ext.cache_info()["spectra"] == 2
+    with torch.no_grad():  # and the cached spectrum is the current weight's
+        for c in convs:
+            assert rel_err(c(x), F.conv2d(x, c.weight, c.bias, padding=c.padding, groups=4)) <= 1e-10
 
 
 def test_cache_limit_bounds_entries_and_zero_disables():

@@ -1,5 +1,8 @@
 #include "spectrum_cache.h"
 
+#include <c10/core/TensorImpl.h>
+#include <c10/util/intrusive_ptr.h>
+
 #include <list>
 #include <mutex>
 #include <tuple>
@@ -14,6 +17,9 @@ struct Entry {
   std::vector<int64_t> key;  // sizes, strides, dtype, device, geometry
   at::Tensor spectrum;
   at::Tensor values;  // a copy of the weight the spectrum was made from
+  // The weight tensor it was made for: when that tensor's values change (a
+  // training step), its new spectrum replaces this entry instead of joining it.
+  c10::weak_intrusive_ptr<c10::TensorImpl> owner{c10::intrusive_ptr<c10::TensorImpl>()};
 };
 
 struct SpectrumCache {
@@ -78,7 +84,14 @@ at::Tensor cached_kernel_spectrum(const at::Tensor& weight, const ConvPlan2d& pl
   e.key = key;
   e.spectrum = spec;
   e.values = weight.detach().clone();
+  e.owner = c10::weak_intrusive_ptr<c10::TensorImpl>(
+      c10::intrusive_ptr<c10::TensorImpl>::reclaim_copy(weight.unsafeGetTensorImpl()));
   std::lock_guard<std::mutex> lock(c.mutex);
+  c.entries.remove_if([&](const Entry& old) {  // this weight's stale spectrum (same geometry)
+    if (old.key != key) return false;
+    auto alive = old.owner.lock();
+    return alive && alive.get() == weight.unsafeGetTensorImpl();
+  });
   c.entries.push_front(std::move(e));
   c.trim();
   return spec;
