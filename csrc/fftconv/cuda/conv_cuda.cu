@@ -27,6 +27,7 @@ namespace {
 
 constexpr int64_t kChunkBytes = int64_t(256) << 20;  // spectra per batch block
 constexpr int kThreads = 256;
+constexpr int64_t kMaxLineBlocks = 4096;
 
 // Kernels run over "lines" (a row of one plane, or a whole plane) with 2-D
 // thread blocks: threadIdx.x along a line, threadIdx.y over lines, so that
@@ -39,7 +40,9 @@ inline void line_launch_shape(int64_t lines, int64_t per_line, dim3& grid, dim3&
   const int64_t bx = per_line >= 128 ? 128 : per_line >= 64 ? 64 : 32;
   const int64_t by = kThreads / bx;
   const int64_t gx = std::min<int64_t>((per_line + bx - 1) / bx, 64);
-  const int64_t gy = std::min<int64_t>((lines + by - 1) / by, 65535);
+  // A few waves of resident blocks (132 SMs x 8 blocks of 256 threads on an H100/H200);
+  // more blocks than that only add block launches, each thread then loops over lines.
+  const int64_t gy = std::min<int64_t>((lines + by - 1) / by, kMaxLineBlocks);
   block = dim3(static_cast<unsigned>(bx), static_cast<unsigned>(by));
   grid = dim3(static_cast<unsigned>(std::max<int64_t>(gx, 1)), static_cast<unsigned>(std::max<int64_t>(gy, 1)));
 }
