@@ -41,7 +41,9 @@ inline void line_launch_shape(int64_t lines, int64_t per_line, dim3& grid, dim3&
   const int64_t by = kThreads / bx;
   const int64_t gx = std::min<int64_t>((per_line + bx - 1) / bx, 64);
   // A few waves of resident blocks (132 SMs x 8 blocks of 256 threads on an H100/H200);
-  // more blocks than that only add block launches, each thread then loops over lines.
+  // more blocks than that only add block launches, each thread then loops over lines
+  // (H200, 31x31 on (32, 384, 32, 32): pad + multiply + crop 504 -> 380 us against up to
+  // 65535 blocks of one element per thread).
   const int64_t gy = std::min<int64_t>((lines + by - 1) / by, kMaxLineBlocks);
   block = dim3(static_cast<unsigned>(bx), static_cast<unsigned>(by));
   grid = dim3(static_cast<unsigned>(std::max<int64_t>(gx, 1)), static_cast<unsigned>(std::max<int64_t>(gy, 1)));
