@@ -189,7 +189,7 @@ def _conv2d_case(data):
         x = x[:0]
     try:
         ref = reference_conv(x, w, b, (sh, sw), padding, (dh, dw), groups, padding_mode=mode)
-    except (RuntimeError, ValueError, NotImplementedError):
+    except (RuntimeError, ValueError, NotImplementedError):  # the torch reference refuses this case, so ours must too
         with pytest.raises((RuntimeError, ValueError)):
             fft_conv2d(x, w, b, (sh, sw), padding, (dh, dw), groups, padding_mode=mode)
         return

@@ -109,7 +109,7 @@ def _conv1d_case(data):
     b = torch.randn(groups * opg, generator=g, dtype=dtype)
     try:
         ref = reference_conv(x, w, b, s, padding, d, groups, padding_mode=mode)
-    except (RuntimeError, ValueError, NotImplementedError):
+    except (RuntimeError, ValueError, NotImplementedError):  # the torch reference refuses this case, so ours must too
         with pytest.raises((RuntimeError, ValueError)):
             fft_conv1d(x, w, b, s, padding, d, groups, padding_mode=mode)
         return

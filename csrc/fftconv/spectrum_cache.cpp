@@ -56,10 +56,6 @@ std::vector<int64_t> make_key(const at::Tensor& w, const ConvPlan2d& p) {
   return k;
 }
 
-}  // namespace
-
-namespace {
-
 bool matches(const Entry& e, const at::Tensor& weight, const std::vector<int64_t>& key) {
   return e.key == key && at::equal(e.values, weight);
 }

@@ -24,6 +24,17 @@ def geomean(values: List[float]) -> Optional[float]:
     return math.exp(sum(math.log(v) for v in values) / len(values)) if values else None
 
 
+def _auto_vs_faster(timings: dict) -> Optional[tuple]:
+    """(auto / faster path by medians, auto / faster path paired or None) from one set of
+    timings of auto, fftconv_ext and F.conv2d; None when one of them is missing."""
+    ms = [timings.get(n, {}).get("median_ms") for n in ("fftconv_ext auto", "fftconv_ext", "F.conv2d")]
+    if not all(ms):
+        return None
+    a, f, d = ms
+    faster = "fftconv_ext" if f <= d else "F.conv2d"
+    return a / min(f, d), timings["fftconv_ext auto"].get("paired_ratio_vs", {}).get(faster)
+
+
 def summary(rows: List[dict]) -> Dict[str, object]:
     """The ratios the performance targets are stated in (all inside this run)."""
     out: Dict[str, object] = {}
@@ -38,18 +49,13 @@ def summary(rows: List[dict]) -> Dict[str, object]:
         out["sweep k>=13: geomean fwd+bwd speedup vs best torch.fft"] = geomean(bwd)
     # auto against the faster of its two paths: from the dedicated three-way timing where the
     # benchmark made one (row["auto_check"], the fast layers), else from the main rounds
-    auto = []
-    paired = []  # round by round (see timing.time_interleaved)
+    auto, paired = [], []
     for r in rows:
-        t = r.get("auto_check") or r["forward"]
-        ms = {n: t.get(n, {}).get("median_ms") for n in ("fftconv_ext auto", "fftconv_ext", "F.conv2d")}
-        a, f, d = ms["fftconv_ext auto"], ms["fftconv_ext"], ms["F.conv2d"]
-        if a and f and d:
-            auto.append(a / min(f, d))
-            ratios = t["fftconv_ext auto"].get("paired_ratio_vs", {})
-            faster = "fftconv_ext" if f <= d else "F.conv2d"
-            if faster in ratios:
-                paired.append(ratios[faster])
+        ratios = _auto_vs_faster(r.get("auto_check") or r["forward"])
+        if ratios:
+            auto.append(ratios[0])
+            if ratios[1] is not None:
+                paired.append(ratios[1])
     if auto:
         out["auto: worst time / min(fft, direct)"] = max(auto)
         out["auto: geomean time / min(fft, direct)"] = geomean(auto)
@@ -85,9 +91,8 @@ def auto_markdown(rows: List[dict]) -> str:
         if not t:
             continue
         a, f, d = (t[n]["median_ms"] for n in ("fftconv_ext auto", "fftconv_ext", "F.conv2d"))
-        faster = "fftconv_ext" if f <= d else "F.conv2d"
-        pr = t["fftconv_ext auto"].get("paired_ratio_vs", {}).get(faster)
-        lines.append(f"| {r['name']} | {a:.3f} | {f:.3f} | {d:.3f} | {a / min(f, d):.3f} | "
+        medians, pr = _auto_vs_faster(t)
+        lines.append(f"| {r['name']} | {a:.3f} | {f:.3f} | {d:.3f} | {medians:.3f} | "
                      + (f"{pr:.3f} |" if pr else "– |"))
     return "\n".join(lines)
 
