@@ -108,3 +108,55 @@ def test_inference_mode_weights():
         _check(x, wi)
         wi.mul_(2.0)
         _check(x, wi)
+
+
+# With the cache off the CPU pipelines make each group block's kernel spectra
+# as they reach it (spectrum_cache.h). These problems are large enough for
+# several batch and group blocks per call, so block offsets are exercised.
+@pytest.mark.parametrize("case", [
+    dict(x=(6, 64, 40, 40), w=(64, 1, 9, 9), padding=4, groups=64),                 # depthwise, many blocks
+    dict(x=(3, 64, 24, 24), w=(64, 16, 7, 7), padding=3, groups=4),                 # grouped
+    dict(x=(2, 24, 20, 20), w=(48, 24, 5, 5), padding=(1, 3), groups=1),            # dense, asymmetric
+    dict(x=(4, 32, 33, 30), w=(32, 1, 11, 7), padding=5, stride=2, dilation=(2, 1), groups=32),
+    dict(x=(2, 16, 18, 18), w=(16, 1, 9, 9), padding=4, groups=16, padding_mode="circular"),
+])
+def test_cache_off_forward_and_gradients_match_reference(case):
+    fftconv_ext.set_cache_limit(0)
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(*case["x"], generator=g, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(*case["w"], generator=g, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(case["w"][0], generator=g, dtype=torch.float64, requires_grad=True)
+    kw = {k: v for k, v in case.items() if k not in ("x", "w")}
+    y = fft_conv2d(x, w, b, **kw)
+    assert fftconv_ext.cache_info()["spectra"] == 0
+    pm = kw.pop("padding_mode", "zeros")
+    pad = kw.pop("padding")
+    if pm == "circular":
+        ref = F.conv2d(F.pad(x, (pad,) * 4, mode="circular"), w, b, **kw)
+    else:
+        ref = F.conv2d(x, w, b, padding=pad, **kw)
+    assert rel_err(y, ref) <= 1e-10
+    gy = torch.randn_like(ref)
+    got = torch.autograd.grad(y, (x, w, b), gy)
+    want = torch.autograd.grad(ref, (x, w, b), gy)
+    for a, e in zip(got, want):
+        assert rel_err(a, e) <= 1e-10
+    assert fftconv_ext.cache_info()["spectra"] == 0
+
+
+def test_cache_off_gradcheck():
+    fftconv_ext.set_cache_limit(0)
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(2, 4, 9, 8, generator=g, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(6, 2, 5, 3, generator=g, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda x, w: fft_conv2d(x, w, padding=(2, 1), groups=2), (x, w))
+
+
+def test_cache_off_and_on_agree_bitwise_on_a_cached_call():
+    # the same spectra, made per block or all at once, must give the same numbers
+    x, w = _problem()
+    fftconv_ext.set_cache_limit(0)
+    off = fft_conv2d(x, w, padding=3, groups=4)
+    fftconv_ext.set_cache_limit(32)
+    on = fft_conv2d(x, w, padding=3, groups=4)
+    assert rel_err(off, on) <= 1e-14

@@ -5,11 +5,12 @@
 // A Driver provides:
 //   static constexpr at::DeviceType device_type;
 //   struct Guard { explicit Guard(at::Device); };            // device guard (no-op on CPU)
-//   template <typename T> static void pipeline(src, spec, const T* bias, dst, plan, adjoint);
+//   template <typename T> static void pipeline(src, spectra, const T* bias, dst, plan, adjoint);
 //   template <typename T> static void grad_weight(input, grad_output, grad_weight, plan);
-//   template <typename T> static bool backward(input, grad_output, spec, grad_input, grad_weight, plan);
+//   template <typename T> static bool backward(input, grad_output, spectra, grad_input, grad_weight, plan);
 //     (both gradients from one pass over the output gradient's spectra; false
 //      when the driver has no such pass or it would not pay, see backward_entry)
+// where spectra is the call's KernelSpectrumSource (spectrum_cache.h).
 #pragma once
 
 #include <ATen/ATen.h>
@@ -56,9 +57,9 @@ at::Tensor forward_entry(const at::Tensor& input, const at::Tensor& weight, cons
   // (on CUDA the finiteness check synchronises with the device: correctness first)
   if (!all_finite(input) || !all_finite(weight)) return direct_forward(input, weight, bias_c, a);
   const at::Tensor x = input.contiguous();
-  const at::Tensor spec = cached_kernel_spectrum(weight, p);
+  const KernelSpectrumSource spectra(weight, p);
   AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "fftconv_forward", [&] {
-    Driver::template pipeline<scalar_t>(x, spec, bias_c.defined() ? bias_c.data_ptr<scalar_t>() : nullptr, out,
+    Driver::template pipeline<scalar_t>(x, spectra, bias_c.defined() ? bias_c.data_ptr<scalar_t>() : nullptr, out,
                                         p, /*adjoint=*/false);
   });
   return out;
@@ -77,9 +78,9 @@ at::Tensor grad_input_entry(const at::Tensor& grad_output, const at::Tensor& wei
   if (p.c_out == 0) return gin.zero_();
   if (!all_finite(grad_output) || !all_finite(weight)) return direct_grad_input(grad_output, weight, input_size, a);
   const at::Tensor g = grad_output.contiguous();
-  const at::Tensor spec = cached_kernel_spectrum(weight, p);
+  const KernelSpectrumSource spectra(weight, p);
   AT_DISPATCH_FLOATING_TYPES(grad_output.scalar_type(), "fftconv_grad_input", [&] {
-    Driver::template pipeline<scalar_t>(g, spec, nullptr, gin, p, /*adjoint=*/true);
+    Driver::template pipeline<scalar_t>(g, spectra, nullptr, gin, p, /*adjoint=*/true);
   });
   return gin;
 }
@@ -125,10 +126,10 @@ std::tuple<at::Tensor, at::Tensor> backward_entry(const at::Tensor& grad_output,
     at::Tensor gw = at::zeros(weight.sizes(), input.options());
     const at::Tensor x = input.contiguous();
     const at::Tensor g = grad_output.contiguous();
-    const at::Tensor spec = cached_kernel_spectrum(weight, p);
+    const KernelSpectrumSource spectra(weight, p);
     AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "fftconv_backward", [&] {
-      if (!Driver::template backward<scalar_t>(x, g, spec, gin, gw, p)) {  // the two pipelines instead
-        Driver::template pipeline<scalar_t>(g, spec, nullptr, gin, p, /*adjoint=*/true);
+      if (!Driver::template backward<scalar_t>(x, g, spectra, gin, gw, p)) {  // the two pipelines instead
+        Driver::template pipeline<scalar_t>(g, spectra, nullptr, gin, p, /*adjoint=*/true);
         Driver::template grad_weight<scalar_t>(x, g, gw, p);
       }
     });

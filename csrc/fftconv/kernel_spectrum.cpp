@@ -6,6 +6,13 @@ namespace fftconv {
 
 namespace {
 
+// Scratch per block of output channels (the placed real taps; the block's
+// transform is as large again): small on the CPU, where with the cache off a
+// pipeline makes a group block's spectra beside its chunk (spectrum_cache.h);
+// on CUDA only a bound on launches, memory there is not that tight.
+constexpr int64_t kCpuBlockBytes = int64_t(128) << 10;
+constexpr int64_t kCudaBlockBytes = int64_t(64) << 20;
+
 // Flat slot (row * n_w + col) of each kept tap, in tap order.
 at::Tensor tap_slots(const ConvPlan2d& plan, const at::Device& device) {
   std::vector<int64_t> slots;
@@ -16,29 +23,47 @@ at::Tensor tap_slots(const ConvPlan2d& plan, const at::Device& device) {
   return at::tensor(slots, at::TensorOptions().dtype(at::kLong)).to(device);
 }
 
-}  // namespace
-
-at::Tensor kernel_spectrum(const at::Tensor& weight, const ConvPlan2d& plan) {
-  const int64_t rows = plan.c_out * plan.cpg;
+// Spectra of output channels [o0, o0 + dst.size(0)) into dst (a contiguous
+// slice of the result, in the device's layout).
+void write_block(const at::Tensor& weight, const ConvPlan2d& plan, const at::Tensor& slots, int64_t o0,
+                 at::Tensor dst) {
+  const int64_t count = dst.size(0);
+  const int64_t rows = count * plan.cpg;
   const int64_t n_h = plan.h.n_fft, n_w = plan.w.n_fft;
   at::Tensor placed = at::zeros({rows, n_h * n_w}, weight.options());
   if (plan.h.tap_count > 0 && plan.w.tap_count > 0) {
-    at::Tensor kept = weight.narrow(2, plan.h.tap_begin, plan.h.tap_count)
+    at::Tensor kept = weight.narrow(0, o0, count)
+                          .narrow(2, plan.h.tap_begin, plan.h.tap_count)
                           .narrow(3, plan.w.tap_begin, plan.w.tap_count)
                           .reshape({rows, plan.h.tap_count * plan.w.tap_count});
     // index_add accumulates: circular padding folds taps beyond one period
     // onto the same slot (rule 8).
-    placed.index_add_(1, tap_slots(plan, weight.device()), kept);
+    placed.index_add_(1, slots, kept);
   }
-  placed = placed.view({plan.c_out, plan.cpg, n_h, n_w});
-  const double scale = 1.0 / static_cast<double>(n_h * n_w);
-  at::Tensor spec = at::_fft_r2c(placed, {2, 3}, /*normalization=*/0, /*onesided=*/true);
-  placed.reset();  // in place from here on: at most two spectrum-sized buffers live
-  at::conj_physical_(spec).mul_(scale);
+  at::Tensor spec = at::_fft_r2c(placed.view({count, plan.cpg, n_h, n_w}), {2, 3}, /*normalization=*/0,
+                                 /*onesided=*/true);
+  placed.reset();
   // The layout of the device's input spectra (see pointwise.h): row-major
   // planes on CUDA (2-D cuFFT plans), column-major on the CPU.
-  if (weight.is_cuda()) return spec;
-  return spec.transpose(2, 3).contiguous();
+  dst.copy_(weight.is_cuda() ? spec : spec.transpose(2, 3));
+  at::conj_physical_(dst).mul_(1.0 / static_cast<double>(n_h * n_w));
+}
+
+}  // namespace
+
+at::Tensor kernel_spectrum(const at::Tensor& weight, const ConvPlan2d& plan, int64_t out_begin, int64_t out_count) {
+  const int64_t n_h = plan.h.n_fft, n_w = plan.w.n_fft;
+  const auto complex_opts = weight.options().dtype(c10::toComplexType(weight.scalar_type()));
+  at::Tensor result = weight.is_cuda() ? at::empty({out_count, plan.cpg, n_h, plan.n_freq_w}, complex_opts)
+                                       : at::empty({out_count, plan.cpg, plan.n_freq_w, n_h}, complex_opts);
+  if (out_count == 0 || plan.cpg == 0) return result;
+  const at::Tensor slots = tap_slots(plan, weight.device());
+  const int64_t per_out = plan.cpg * n_h * n_w * static_cast<int64_t>(weight.element_size());
+  const int64_t budget = weight.is_cuda() ? kCudaBlockBytes : kCpuBlockBytes;
+  const int64_t block = std::max<int64_t>(1, budget / std::max<int64_t>(per_out, 1));
+  for (int64_t o = 0; o < out_count; o += block)
+    write_block(weight, plan, slots, out_begin + o, result.narrow(0, o, std::min(block, out_count - o)));
+  return result;
 }
 
 }  // namespace fftconv

@@ -10,8 +10,19 @@
 namespace fftconv {
 
 // weight: (C_out, C_in/groups, kh, kw), float or double, any device.
-// Returns complex (C_out, C_in/groups, n_w/2+1, n_h), contiguous: column-major
-// planes, like the input spectra.
-at::Tensor kernel_spectrum(const at::Tensor& weight, const ConvPlan2d& plan);
+// Returns the spectra of output channels [out_begin, out_begin + out_count)
+// as complex (out_count, C_in/groups, n_w/2+1, n_h), contiguous, column-major
+// planes like the CPU's input spectra; on CUDA (out_count, C_in/groups, n_h,
+// n_w/2+1), row-major like the CUDA driver's.
+//
+// Made a block of output channels at a time straight into the result, so a
+// call needs the result plus about 256 KB of scratch on the CPU, not two or
+// three spectrum-sized buffers.
+at::Tensor kernel_spectrum(const at::Tensor& weight, const ConvPlan2d& plan, int64_t out_begin, int64_t out_count);
+
+// Every output channel's spectrum.
+inline at::Tensor kernel_spectrum(const at::Tensor& weight, const ConvPlan2d& plan) {
+  return kernel_spectrum(weight, plan, 0, plan.c_out);
+}
 
 }  // namespace fftconv

@@ -64,7 +64,7 @@ bool matches(const Entry& e, const at::Tensor& weight, const std::vector<int64_t
 
 at::Tensor cached_kernel_spectrum(const at::Tensor& weight, const ConvPlan2d& plan) {
   SpectrumCache& c = cache();
-  if (spectrum_cache_limit() == 0) return kernel_spectrum(weight.contiguous(), plan);
+  if (spectrum_cache_limit() == 0) return kernel_spectrum(weight, plan);
   const std::vector<int64_t> key = make_key(weight, plan);
   {
     std::lock_guard<std::mutex> lock(c.mutex);
@@ -75,7 +75,7 @@ at::Tensor cached_kernel_spectrum(const at::Tensor& weight, const ConvPlan2d& pl
       }
     }
   }
-  at::Tensor spec = kernel_spectrum(weight.contiguous(), plan);
+  at::Tensor spec = kernel_spectrum(weight, plan);
   Entry e;
   e.key = key;
   e.spectrum = spec;
@@ -91,6 +91,21 @@ at::Tensor cached_kernel_spectrum(const at::Tensor& weight, const ConvPlan2d& pl
   c.entries.push_front(std::move(e));
   c.trim();
   return spec;
+}
+
+KernelSpectrumSource::KernelSpectrumSource(const at::Tensor& weight, const ConvPlan2d& plan)
+    : weight_(weight), plan_(plan) {
+  if (spectrum_cache_limit() > 0) whole_ = cached_kernel_spectrum(weight, plan);
+}
+
+at::Tensor KernelSpectrumSource::groups(int64_t g0, int64_t ng) const {
+  if (whole_.defined()) return whole_.narrow(0, g0 * plan_.opg, ng * plan_.opg);
+  return kernel_spectrum(weight_, plan_, g0 * plan_.opg, ng * plan_.opg);
+}
+
+const at::Tensor& KernelSpectrumSource::whole() const {
+  if (!whole_.defined()) whole_ = kernel_spectrum(weight_, plan_);
+  return whole_;
 }
 
 void set_spectrum_cache_limit(int64_t entries) {

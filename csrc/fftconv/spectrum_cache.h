@@ -18,6 +18,35 @@ namespace fftconv {
 
 at::Tensor cached_kernel_spectrum(const at::Tensor& weight, const ConvPlan2d& plan);
 
+// Where one call's pipelines get the kernel spectrum. With the cache on (the
+// default) it is the whole cached spectrum, made on a first call. With the
+// cache off (limit 0) nothing outlives the call, and a pipeline that works
+// group block by group block (the CPU's) makes each block's spectra when it
+// gets there, so no spectrum larger than a chunk's is ever live: the forward's
+// peak memory stays within a small multiple of the chunk size at the price of
+// transforming the kernel on every call.
+class KernelSpectrumSource {
+ public:
+  KernelSpectrumSource(const at::Tensor& weight, const ConvPlan2d& plan);
+
+  // Spectra of groups [g0, g0 + ng): (ng * opg, cpg, ...) in the device's
+  // layout (kernel_spectrum.h); a view of the whole spectrum when cached.
+  // Safe to call from the threads of a parallel loop.
+  at::Tensor groups(int64_t g0, int64_t ng) const;
+
+  // The whole spectrum (made on first use when the cache is off). Not for
+  // concurrent use: call it on the thread that made the source.
+  const at::Tensor& whole() const;
+
+  // True when groups() makes spectra (cache off) rather than slicing cached ones.
+  bool made_per_block() const { return !whole_.defined(); }
+
+ private:
+  at::Tensor weight_;
+  ConvPlan2d plan_;
+  mutable at::Tensor whole_;
+};
+
 void set_spectrum_cache_limit(int64_t entries);
 int64_t spectrum_cache_limit();
 int64_t spectrum_cache_size();

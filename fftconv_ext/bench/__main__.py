@@ -239,8 +239,11 @@ def main(argv=None) -> None:
                 + auto_md + "\n\n")
         f.write("## Peak extra memory of a forward call\n\nPyTorch allocations during one call beyond its "
                 "output (CPU: torch.profiler allocation events; CUDA: max_memory_allocated), with the kernel "
-                "spectrum cached (inference) and on a first call that computes it (training recomputes it "
-                "every step).\n\n" + mem_md + "\n")
+                "spectrum cached (inference); on a first call that computes it (training recomputes it "
+                "every step), with how much of that the cache keeps after the call (the padded kernel "
+                "spectrum and the copy of the weight that validates it); and with the cache off "
+                "(`fftconv_ext.set_cache_limit(0)`: each group block's kernel spectra made beside its "
+                "chunk, nothing kept).\n\n" + mem_md + "\n")
         if png:
             f.write(f"\n![time against kernel size]({os.path.basename(png)})\n")
     print(f"\nwrote {base}.json, .md" + (", .png" if png else "") + f" in {meta['seconds']} s")

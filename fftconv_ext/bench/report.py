@@ -78,6 +78,11 @@ def summary(rows: List[dict]) -> Dict[str, object]:
         out["memory: worst forward extra / output, cached spectrum"] = max(m["cached_extra_over_output"] for m in mem)
         out["memory: worst forward extra / output, first call (spectrum computed)"] = max(
             m["first_call_extra_over_output"] for m in mem)
+        if all("cache_off_extra_over_output" in m for m in mem):
+            out["memory: worst forward extra / output, first call less the cache entry it keeps"] = max(
+                m["first_call_transient_over_output"] for m in mem)
+            out["memory: worst forward extra / output, cache off (set_cache_limit(0))"] = max(
+                m["cache_off_extra_over_output"] for m in mem)
     return out
 
 
@@ -98,15 +103,22 @@ def auto_markdown(rows: List[dict]) -> str:
 
 
 def memory_markdown(rows: List[dict]) -> str:
-    lines = ["| layer | output MiB | extra, cached spectrum (MiB, x output) | extra, first call (MiB, x output) |",
-             "|---|---|---|---|"]
+    lines = ["| layer | output MiB | extra, cached spectrum (MiB, x output) | extra, first call (MiB, x output) "
+             "| of which kept in the cache (MiB) | extra, cache off (MiB, x output) |",
+             "|---|---|---|---|---|---|"]
+
+    def cell(m, key):
+        if f"{key}_bytes" not in m:
+            return "–"
+        return f"{m[f'{key}_bytes'] / 2**20:.2f} ({m[f'{key}_over_output']:.2f}x)"
     for r in rows:
         m = r.get("memory")
         if not m:
             continue
-        lines.append(f"| {r['name']} | {m['output_bytes'] / 2**20:.2f} | {m['cached_extra_bytes'] / 2**20:.2f} "
-                     f"({m['cached_extra_over_output']:.2f}x) | {m['first_call_extra_bytes'] / 2**20:.2f} "
-                     f"({m['first_call_extra_over_output']:.2f}x) |")
+        kept = m.get("first_call_cache_entry_bytes")
+        lines.append(f"| {r['name']} | {m['output_bytes'] / 2**20:.2f} | {cell(m, 'cached_extra')} | "
+                     f"{cell(m, 'first_call_extra')} | " + (f"{kept / 2**20:.2f}" if kept is not None else "–")
+                     + f" | {cell(m, 'cache_off_extra')} |")
     return "\n".join(lines)
 
 

@@ -26,6 +26,18 @@ int64_t chunk_bytes() {
   return bytes;
 }
 
+// The chunk budget of a call writing out_bytes: half the above when a chunk's
+// kernel spectra are made beside it (cache off), so the two together take what
+// a chunk takes with the cache on; and at most the output spread over the
+// threads, so that on small outputs all the threads' chunks together stay
+// within the output's size (issue 3 bounds a forward's extra memory by twice
+// the output). kMinPlanes in choose_chunk still applies.
+int64_t chunk_bytes(const KernelSpectrumSource& spectra, int64_t out_bytes, int64_t threads) {
+  constexpr int64_t kMinChunkBytes = int64_t(64) << 10;
+  const int64_t bytes = spectra.made_per_block() ? chunk_bytes() / 2 : chunk_bytes();
+  return std::min(bytes, std::max(kMinChunkBytes, out_bytes / std::max<int64_t>(threads, 1)));
+}
+
 // Below this many spectrum values in a call, waking the thread team costs more
 // than it saves (measured: ~200 us for a tiny problem): run the chunks serially.
 constexpr int64_t kParallelMinWork = int64_t(1) << 16;
@@ -87,11 +99,11 @@ at::Tensor chunk_inverse(at::Tensor spec, const ConvPlan2d& p, int64_t count, in
   return cpu::inverse_rows(std::move(spec), count, step, p.w.n_fft);
 }
 
-// Y = S X (forward) or X = S^H Y (adjoint) for the planes of one chunk (rule 6).
+// Y = S X (forward) or X = S^H Y (adjoint) for the planes of one chunk (rule
+// 6); spec holds the kernel spectra of the chunk's ng groups.
 template <typename T>
 void spectral_multiply_chunk(const Complex<T>* in, const Complex<T>* spec, Complex<T>* out,
-                             const ConvPlan2d& p, int64_t nb, int64_t g0, int64_t ng,
-                             bool adjoint) {
+                             const ConvPlan2d& p, int64_t nb, int64_t ng, bool adjoint) {
   const int64_t spg = adjoint ? p.opg : p.cpg;  // planes summed per output
   const int64_t dpg = adjoint ? p.cpg : p.opg;  // outputs per group
   const int64_t nf = p.n_freq;
@@ -100,7 +112,7 @@ void spectral_multiply_chunk(const Complex<T>* in, const Complex<T>* spec, Compl
       const Complex<T>* x0 = in + (b * ng + g) * spg * nf;
       for (int64_t q = 0; q < dpg; ++q) {
         Complex<T>* y = out + ((b * ng + g) * dpg + q) * nf;
-        const int64_t s_base = spectrum_plane(g0 + g, q, 0, p.cpg, p.opg, adjoint);
+        const int64_t s_base = spectrum_plane(g, q, 0, p.cpg, p.opg, adjoint);
         const int64_t s_step = spectrum_plane_step(p.cpg, adjoint);
         for (int64_t k = 0; k < spg; ++k) {
           const Complex<T>* x = x0 + k * nf;
@@ -190,8 +202,10 @@ void store_weight_taps(at::Tensor acc, T* gw_ptr, const ConvPlan2d& p, int64_t g
 
 // Forward (adjoint == false): src = input, dst = output, crop every stride.
 // Input gradient (adjoint == true): src = grad_output, dst = grad_input.
+// Chunks run group block by group block (batch blocks inner), so a worker
+// fetches a group block's kernel spectra once for all its batch blocks.
 template <typename T>
-void run_pipeline(const at::Tensor& src, const at::Tensor& spec, const T* bias, at::Tensor& dst,
+void run_pipeline(const at::Tensor& src, const KernelSpectrumSource& spectra, const T* bias, at::Tensor& dst,
                   const ConvPlan2d& p, bool adjoint) {
   const PlaneSource s = adjoint ? output_side(p) : input_side(p);
   const int64_t dpg = adjoint ? p.cpg : p.opg;
@@ -202,26 +216,32 @@ void run_pipeline(const at::Tensor& src, const at::Tensor& spec, const T* bias, 
   const int64_t step_w = adjoint ? 1 : p.w.stride;
   const int64_t n_w = p.w.n_fft;
 
-  const ChunkShape cs = choose_chunk(p, 2 * sizeof(T), chunk_bytes(), at::get_num_threads());
+  const int64_t threads = at::get_num_threads();
+  const int64_t out_bytes = dst.numel() * static_cast<int64_t>(sizeof(T));
+  const ChunkShape cs = choose_chunk(p, 2 * sizeof(T), chunk_bytes(spectra, out_bytes, threads), threads);
   const int64_t n_bb = (p.batch + cs.batch_block - 1) / cs.batch_block;
   const int64_t n_gb = (p.groups + cs.group_block - 1) / cs.group_block;
   const T* src_ptr = src.data_ptr<T>();
   T* dst_ptr = dst.data_ptr<T>();
-  const Complex<T>* spec_ptr = as_complex<T>(spec);
   const auto real_opts = src.options();
 
   at::parallel_for(0, n_bb * n_gb, parallel_grain(p, n_bb * n_gb), [&](int64_t begin, int64_t end) {
+    at::Tensor kspec;  // the current group block's kernel spectra
+    int64_t kspec_g0 = -1;
     for (int64_t chunk = begin; chunk < end; ++chunk) {
-      const int64_t b0 = (chunk / n_gb) * cs.batch_block;
-      const int64_t g0 = (chunk % n_gb) * cs.group_block;
+      const int64_t g0 = (chunk / n_bb) * cs.group_block;
+      const int64_t b0 = (chunk % n_bb) * cs.batch_block;
       const int64_t nb = std::min(cs.batch_block, p.batch - b0);
       const int64_t ng = std::min(cs.group_block, p.groups - g0);
+      if (g0 != kspec_g0) {
+        kspec = spectra.groups(g0, ng);
+        kspec_g0 = g0;
+      }
       at::Tensor x = chunk_spectra<T>(src_ptr, s, p, b0, nb, g0, ng, real_opts);
       // Depthwise: one product per frequency, computed in place (one buffer fewer).
       const bool in_place = p.cpg == 1 && p.opg == 1;
       at::Tensor y = in_place ? x : at::empty({nb * ng * dpg, p.n_freq_w, p.h.n_fft}, x.options());
-      spectral_multiply_chunk<T>(as_complex<T>(x), spec_ptr, as_complex_mut<T>(y), p, nb, g0, ng,
-                                 adjoint);
+      spectral_multiply_chunk<T>(as_complex<T>(x), as_complex<T>(kspec), as_complex_mut<T>(y), p, nb, ng, adjoint);
       x.reset();
       at::Tensor r = chunk_inverse(std::move(y), p, out_h, step_h);
       store_chunk<T>(r.data_ptr<T>(), dst_ptr, bias, b0, nb, g0, ng, dpg, dst_c, out_h, out_w, n_w, step_w);
@@ -266,10 +286,11 @@ void grad_weight_pipeline(const at::Tensor& input, const at::Tensor& grad_out, a
 // declines (returns false) when there are too few groups to keep the threads
 // busy; the caller then runs the two pipelines.
 template <typename T>
-bool fused_backward(const at::Tensor& input, const at::Tensor& grad_out, const at::Tensor& spec, at::Tensor& gin,
-                    at::Tensor& gw, const ConvPlan2d& p) {
+bool fused_backward(const at::Tensor& input, const at::Tensor& grad_out, const KernelSpectrumSource& spectra,
+                    at::Tensor& gin, at::Tensor& gw, const ConvPlan2d& p) {
   const int64_t threads = at::get_num_threads();
-  const ChunkShape cs = choose_chunk(p, 2 * sizeof(T), chunk_bytes(), threads);
+  const int64_t gin_bytes = gin.numel() * static_cast<int64_t>(sizeof(T));
+  const ChunkShape cs = choose_chunk(p, 2 * sizeof(T), chunk_bytes(spectra, gin_bytes, threads), threads);
   int64_t gb = cs.group_block;
   while (gb > 1 && (p.groups + gb - 1) / gb < 2 * threads) gb = (gb + 1) / 2;
   const int64_t n_gb = (p.groups + gb - 1) / gb;
@@ -281,7 +302,6 @@ bool fused_backward(const at::Tensor& input, const at::Tensor& grad_out, const a
   const T* g_ptr = grad_out.data_ptr<T>();
   T* gin_ptr = gin.data_ptr<T>();
   T* gw_ptr = gw.data_ptr<T>();
-  const Complex<T>* spec_ptr = as_complex<T>(spec);
   const auto real_opts = input.options();
   const auto cplx_opts = real_opts.dtype(c10::toComplexType(input.scalar_type()));
 
@@ -290,6 +310,7 @@ bool fused_backward(const at::Tensor& input, const at::Tensor& grad_out, const a
       const int64_t g0 = gchunk * gb;
       const int64_t ng = std::min(gb, p.groups - g0);
       at::Tensor acc = at::zeros({ng * p.opg * p.cpg, p.n_freq_w, p.h.n_fft}, cplx_opts);
+      const at::Tensor kspec = spectra.groups(g0, ng);
       for (int64_t b0 = 0; b0 < p.batch; b0 += bb) {
         const int64_t nb = std::min(bb, p.batch - b0);
         at::Tensor G = chunk_spectra<T>(g_ptr, gs, p, b0, nb, g0, ng, real_opts);
@@ -299,7 +320,7 @@ bool fused_backward(const at::Tensor& input, const at::Tensor& grad_out, const a
         }
         const bool in_place = p.cpg == 1 && p.opg == 1;
         at::Tensor y = in_place ? G : at::empty({nb * ng * p.cpg, p.n_freq_w, p.h.n_fft}, cplx_opts);
-        spectral_multiply_chunk<T>(as_complex<T>(G), spec_ptr, as_complex_mut<T>(y), p, nb, g0, ng,
+        spectral_multiply_chunk<T>(as_complex<T>(G), as_complex<T>(kspec), as_complex_mut<T>(y), p, nb, ng,
                                    /*adjoint=*/true);
         G.reset();
         at::Tensor r = chunk_inverse(std::move(y), p, p.h.in_len, 1);
@@ -318,9 +339,9 @@ struct CpuDriver {
     explicit Guard(at::Device) {}
   };
   template <typename T>
-  static void pipeline(const at::Tensor& src, const at::Tensor& spec, const T* bias, at::Tensor& dst,
+  static void pipeline(const at::Tensor& src, const KernelSpectrumSource& spectra, const T* bias, at::Tensor& dst,
                        const ConvPlan2d& p, bool adjoint) {
-    run_pipeline<T>(src, spec, bias, dst, p, adjoint);
+    run_pipeline<T>(src, spectra, bias, dst, p, adjoint);
   }
   template <typename T>
   static void grad_weight(const at::Tensor& input, const at::Tensor& grad_out, at::Tensor& gw,
@@ -328,9 +349,9 @@ struct CpuDriver {
     grad_weight_pipeline<T>(input, grad_out, gw, p);
   }
   template <typename T>
-  static bool backward(const at::Tensor& input, const at::Tensor& grad_out, const at::Tensor& spec, at::Tensor& gin,
-                       at::Tensor& gw, const ConvPlan2d& p) {
-    return fused_backward<T>(input, grad_out, spec, gin, gw, p);
+  static bool backward(const at::Tensor& input, const at::Tensor& grad_out, const KernelSpectrumSource& spectra,
+                       at::Tensor& gin, at::Tensor& gw, const ConvPlan2d& p) {
+    return fused_backward<T>(input, grad_out, spectra, gin, gw, p);
   }
 };
 

@@ -304,9 +304,10 @@ struct CudaDriver {
   static constexpr at::DeviceType device_type = at::kCUDA;
   using Guard = c10::cuda::CUDAGuard;
   template <typename T>
-  static void pipeline(const at::Tensor& src, const at::Tensor& spec, const T* bias, at::Tensor& dst,
+  static void pipeline(const at::Tensor& src, const KernelSpectrumSource& spectra, const T* bias, at::Tensor& dst,
                        const ConvPlan2d& p, bool adjoint) {
-    run_pipeline<T>(src, spec, bias, dst, p, adjoint);
+    // Whole spectra: the CUDA blocks are large, and memory there is not the constraint.
+    run_pipeline<T>(src, spectra.whole(), bias, dst, p, adjoint);
   }
   template <typename T>
   static void grad_weight(const at::Tensor& input, const at::Tensor& grad_out, at::Tensor& gw,
@@ -315,7 +316,7 @@ struct CudaDriver {
   }
   // No fused backward on CUDA yet: backward_entry runs the two pipelines.
   template <typename T>
-  static bool backward(const at::Tensor&, const at::Tensor&, const at::Tensor&, at::Tensor&, at::Tensor&,
+  static bool backward(const at::Tensor&, const at::Tensor&, const KernelSpectrumSource&, at::Tensor&, at::Tensor&,
                        const ConvPlan2d&) {
     return false;
   }
