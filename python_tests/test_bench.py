@@ -183,3 +183,17 @@ def test_summary_takes_auto_ratios_from_the_dedicated_timing():
     s = summary([row])
     assert s["auto: worst time / min(fft, direct)"] == pytest.approx(1.3)
     assert "sweep R16 k3" not in auto_markdown([row])
+
+
+def test_summary_holds_us_to_the_fastest_composition_variant():
+    from fftconv_ext.bench.report import summary
+
+    def row(k, ours, variants):
+        fwd = {"fftconv_ext": {"median_ms": ours}}
+        fwd.update({name: {"median_ms": ms} for name, ms in variants.items()})
+        return {"suite": "sweep", "name": f"sweep R16 k{k}", "kernel": k, "input": [2, 384, 16, 16],
+                "forward": fwd, "backward": {}}
+    rows = [row(13, 1.0, {"best torch.fft": 8.0, "best torch.fft whole batch": 2.0}),
+            row(31, 1.0, {"best torch.fft": 4.0, "best torch.fft 2-D": 3.0, "best torch.fft whole batch": 9.0})]
+    s = summary(rows)
+    assert s["sweep k>=13: geomean speedup vs best torch.fft"] == pytest.approx((2.0 * 3.0) ** 0.5)

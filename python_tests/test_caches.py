@@ -160,3 +160,25 @@ def test_cache_off_and_on_agree_bitwise_on_a_cached_call():
     fftconv_ext.set_cache_limit(32)
     on = fft_conv2d(x, w, padding=3, groups=4)
     assert rel_err(off, on) <= 1e-14
+
+
+def test_weight_turned_non_finite_after_caching_takes_the_fallback():
+    # a cache hit skips the weight's finiteness check; a changed weight must not hit
+    x, w = _problem()
+    _check(x, w)
+    w = w.clone()
+    _check(x, w)
+    w[1, 0, 2, 2] = float("nan")
+    y = fft_conv2d(x, w, padding=3, groups=4)
+    ref = F.conv2d(x, w, padding=3, groups=4)
+    assert torch.equal(torch.isnan(y), torch.isnan(ref))
+    assert rel_err(y.nan_to_num(), ref.nan_to_num()) <= 1e-10
+
+
+def test_signed_zero_is_a_new_weight_not_a_wrong_one():
+    x, w = _problem()
+    w = w.clone()
+    w[0, 0, 0, 0] = 0.0
+    _check(x, w)
+    w[0, 0, 0, 0] = -0.0  # bitwise different, same values: recomputed, same answer
+    _check(x, w)

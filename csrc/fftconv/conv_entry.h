@@ -55,9 +55,10 @@ at::Tensor forward_entry(const at::Tensor& input, const at::Tensor& weight, cons
   if (out.numel() == 0) return out;
   if (p.c_in == 0) return bias_c.defined() ? out.copy_(bias_c.view({1, -1, 1, 1}).expand_as(out)) : out.zero_();
   // (on CUDA the finiteness check synchronises with the device: correctness first)
-  if (!all_finite(input) || !all_finite(weight)) return direct_forward(input, weight, bias_c, a);
+  if (!all_finite(input)) return direct_forward(input, weight, bias_c, a);
+  const KernelSpectrumSource spectra(weight, p);  // checks the weight's finiteness too
+  if (!spectra.weight_finite()) return direct_forward(input, weight, bias_c, a);
   const at::Tensor x = input.contiguous();
-  const KernelSpectrumSource spectra(weight, p);
   AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "fftconv_forward", [&] {
     Driver::template pipeline<scalar_t>(x, spectra, bias_c.defined() ? bias_c.data_ptr<scalar_t>() : nullptr, out,
                                         p, /*adjoint=*/false);
@@ -76,9 +77,10 @@ at::Tensor grad_input_entry(const at::Tensor& grad_output, const at::Tensor& wei
   at::Tensor gin = at::empty(input_size, grad_output.options());
   if (gin.numel() == 0) return gin;
   if (p.c_out == 0) return gin.zero_();
-  if (!all_finite(grad_output) || !all_finite(weight)) return direct_grad_input(grad_output, weight, input_size, a);
-  const at::Tensor g = grad_output.contiguous();
+  if (!all_finite(grad_output)) return direct_grad_input(grad_output, weight, input_size, a);
   const KernelSpectrumSource spectra(weight, p);
+  if (!spectra.weight_finite()) return direct_grad_input(grad_output, weight, input_size, a);
+  const at::Tensor g = grad_output.contiguous();
   AT_DISPATCH_FLOATING_TYPES(grad_output.scalar_type(), "fftconv_grad_input", [&] {
     Driver::template pipeline<scalar_t>(g, spectra, nullptr, gin, p, /*adjoint=*/true);
   });
@@ -120,16 +122,17 @@ std::tuple<at::Tensor, at::Tensor> backward_entry(const at::Tensor& grad_output,
   const ConvPlan2d p = plan_from_shapes(input.sizes(), weight.sizes(), a);
   check_grad_output(grad_output, p);
   const bool plain = input.numel() > 0 && weight.numel() > 0 && p.batch > 0 && p.c_out > 0 &&
-                     all_finite(grad_output) && all_finite(input) && all_finite(weight);
-  if (plain) {
+                     all_finite(grad_output) && all_finite(input);
+  const std::optional<KernelSpectrumSource> spectra =
+      plain ? std::optional<KernelSpectrumSource>(std::in_place, weight, p) : std::nullopt;
+  if (spectra && spectra->weight_finite()) {
     at::Tensor gin = at::empty(input.sizes(), input.options());
     at::Tensor gw = at::zeros(weight.sizes(), input.options());
     const at::Tensor x = input.contiguous();
     const at::Tensor g = grad_output.contiguous();
-    const KernelSpectrumSource spectra(weight, p);
     AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "fftconv_backward", [&] {
-      if (!Driver::template backward<scalar_t>(x, g, spectra, gin, gw, p)) {  // the two pipelines instead
-        Driver::template pipeline<scalar_t>(g, spectra, nullptr, gin, p, /*adjoint=*/true);
+      if (!Driver::template backward<scalar_t>(x, g, *spectra, gin, gw, p)) {  // the two pipelines instead
+        Driver::template pipeline<scalar_t>(g, *spectra, nullptr, gin, p, /*adjoint=*/true);
         Driver::template grad_weight<scalar_t>(x, g, gw, p);
       }
     });

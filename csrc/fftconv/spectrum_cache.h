@@ -2,9 +2,9 @@
 // the spectrum of an unchanged weight, and the backward pass reuses the
 // forward's. Thread-safe, LRU-bounded.
 //
-// An entry is valid when the weight's values are bitwise those the spectrum
-// was made from: an exact comparison with a stored copy, O(weight), tiny next
-// to the transforms. Nothing can make it stale, edits through `.data` (which
+// An entry is valid when the weight's values are those the spectrum was made
+// from: an exact comparison with a stored copy (bitwise on the CPU), O(weight),
+// small next to the transforms. Nothing can make it stale, edits through `.data` (which
 // bump no version counter; torch.autograd.gradcheck perturbs that way)
 // included. On CUDA the comparison synchronises with the device, as the
 // finiteness check of every call already does.
@@ -25,9 +25,16 @@ at::Tensor cached_kernel_spectrum(const at::Tensor& weight, const ConvPlan2d& pl
 // gets there, so no spectrum larger than a chunk's is ever live: the forward's
 // peak memory stays within a small multiple of the chunk size at the price of
 // transforming the kernel on every call.
+//
+// Also the weight's finiteness check: a cached spectrum was made from finite
+// values, so a cache hit needs no second pass over the weight. When
+// weight_finite() is false nothing was made or cached, and the caller must
+// take the direct fallback.
 class KernelSpectrumSource {
  public:
   KernelSpectrumSource(const at::Tensor& weight, const ConvPlan2d& plan);
+
+  bool weight_finite() const { return weight_finite_; }
 
   // Spectra of groups [g0, g0 + ng): (ng * opg, cpg, ...) in the device's
   // layout (kernel_spectrum.h); a view of the whole spectrum when cached.
@@ -44,6 +51,7 @@ class KernelSpectrumSource {
  private:
   at::Tensor weight_;
   ConvPlan2d plan_;
+  bool weight_finite_ = false;
   mutable at::Tensor whole_;
 };
 
