@@ -75,6 +75,16 @@ inline ChunkShape choose_chunk(const ConvPlan2d& p, int64_t bytes_per_freq, int6
       break;
     }
   }
+  // Blocks of equal size, and as many chunks as a multiple of the threads
+  // where the groups allow: otherwise the thread with the last, partial
+  // block finishes early and the other's last chunk runs alone (measured
+  // ~8% on 384 groups in blocks of 52 over 2 threads).
+  int64_t n_gb = ceil_div(p.groups, gb);
+  const int64_t n_bb = ceil_div(p.batch, bb);
+  if (min_chunks > 1)
+    while ((n_gb * n_bb) % min_chunks != 0 && n_gb < p.groups) ++n_gb;
+  gb = ceil_div(p.groups, n_gb);
+  bb = ceil_div(p.batch, n_bb);
   return {bb, gb};
 }
 
