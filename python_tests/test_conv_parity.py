@@ -247,3 +247,38 @@ def test_dropped_taps_shrink_the_transform():
     x, w, b = _case(1, 2, 2, (14, 14), (31, 31), 2)
     assert rel_err(fft_conv2d(x, w, b, padding=15, groups=2),
                    reference_conv(x, w, b, padding=15, groups=2)) <= TOL64
+
+
+_MULTIPLY_CHECK = """
+import torch, torch.nn.functional as F, fftconv_ext
+torch.manual_seed(0)
+for dtype, tol in ((torch.float64, 1e-12), (torch.float32, 1e-5)):
+    x = torch.randn(3, 40, 21, 18, dtype=dtype, requires_grad=True)
+    w = torch.randn(40, 1, 9, 7, dtype=dtype, requires_grad=True)
+    y = fftconv_ext.conv2d(x, w, padding=(4, 3), groups=40, algo="fft")
+    xd, wd = x.detach().double().requires_grad_(), w.detach().double().requires_grad_()
+    ref = F.conv2d(xd, wd, padding=(4, 3), groups=40)
+    g = torch.randn_like(ref)
+    got = torch.autograd.grad(y, (x, w), g.to(dtype))
+    want = torch.autograd.grad(ref, (xd, wd), g)
+    for a, e in ((y, ref),) + tuple(zip(got, want)):
+        err = ((a.double() - e).norm() / e.norm()).item()
+        assert err <= tol, (dtype, err)
+print("ok")
+"""
+
+
+@pytest.mark.parametrize("baseline", [False, True])
+def test_depthwise_multiply_loops_match_reference(baseline):
+    # The depthwise spectral multiply has a baseline loop and an AVX2+FMA one
+    # chosen at run time (once per process); FFTCONV_CPU_BASELINE=1 forces the
+    # baseline one, so both are checked on a machine that has AVX2.
+    import os
+    import subprocess
+    import sys
+    env = {k: v for k, v in os.environ.items() if k != "FFTCONV_CPU_BASELINE"}
+    if baseline:
+        env["FFTCONV_CPU_BASELINE"] = "1"
+    r = subprocess.run([sys.executable, "-c", _MULTIPLY_CHECK], env=env, capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0 and "ok" in r.stdout, r.stderr[-2000:]

@@ -101,9 +101,58 @@ at::Tensor chunk_inverse(at::Tensor spec, const ConvPlan2d& p, int64_t count, in
 
 // Y = S X (forward) or X = S^H Y (adjoint) for the planes of one chunk (rule
 // 6); spec holds the kernel spectra of the chunk's ng groups.
+// Depthwise, in place: x[f] *= s[f] (or conj(s[f])) over n values. Its own
+// loop with restrict pointers because the general one below reads and writes
+// the same buffer, which keeps the compiler from vectorising it (measured: the
+// multiply and crop were 10% of a 2x384x16x16 k31 call).
+//
+// The build targets baseline x86-64 (SSE2), where a complex product costs a
+// handful of shuffles per two values; on CPUs with AVX2 and FMA the same loop,
+// compiled for them, runs instead (chosen once at run time).
+template <typename T, bool kAdjoint>
+void multiply_loop(Complex<T>* __restrict__ x, const Complex<T>* __restrict__ s, int64_t n) {
+#pragma omp simd
+  for (int64_t f = 0; f < n; ++f) x[f] = kAdjoint ? cmul_conj(x[f], s[f]) : cmul(x[f], s[f]);
+}
+
+#if defined(__GNUC__) && defined(__x86_64__)
+template <typename T, bool kAdjoint>
+__attribute__((target("avx2,fma"))) void multiply_loop_avx2(Complex<T>* __restrict__ x,
+                                                             const Complex<T>* __restrict__ s, int64_t n) {
+#pragma omp simd
+  for (int64_t f = 0; f < n; ++f) x[f] = kAdjoint ? cmul_conj(x[f], s[f]) : cmul(x[f], s[f]);
+}
+
+// FFTCONV_CPU_BASELINE=1 forces the baseline loops (so tests can cover them here).
+bool cpu_has_avx2_fma() {
+  static const bool yes = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+                          std::getenv("FFTCONV_CPU_BASELINE") == nullptr;
+  return yes;
+}
+#endif
+
+template <typename T, bool kAdjoint>
+void multiply_in_place(Complex<T>* x, const Complex<T>* s, int64_t n) {
+#if defined(__GNUC__) && defined(__x86_64__)
+  if (cpu_has_avx2_fma()) return multiply_loop_avx2<T, kAdjoint>(x, s, n);
+#endif
+  multiply_loop<T, kAdjoint>(x, s, n);
+}
+
 template <typename T>
 void spectral_multiply_chunk(const Complex<T>* in, const Complex<T>* spec, Complex<T>* out,
                              const ConvPlan2d& p, int64_t nb, int64_t ng, bool adjoint) {
+  if (in == out && p.cpg == 1 && p.opg == 1) {  // depthwise: batch b's planes pair with spec's ng planes
+    for (int64_t b = 0; b < nb; ++b) {
+      Complex<T>* x = out + b * ng * p.n_freq;
+      if (adjoint) {
+        multiply_in_place<T, true>(x, spec, ng * p.n_freq);
+      } else {
+        multiply_in_place<T, false>(x, spec, ng * p.n_freq);
+      }
+    }
+    return;
+  }
   const int64_t spg = adjoint ? p.opg : p.cpg;  // planes summed per output
   const int64_t dpg = adjoint ? p.cpg : p.opg;  // outputs per group
   const int64_t nf = p.n_freq;
@@ -157,9 +206,15 @@ void store_chunk(const T* rp, T* dst_ptr, const T* bias, int64_t b0, int64_t nb,
     const T bias_c = bias ? bias[c] : T(0);
     const T* plane = rp + q * out_h * n_w;
     T* o = dst_ptr + (b * dst_c + c) * out_h * out_w;
-    for (int64_t i = 0; i < out_h; ++i)
-      for (int64_t j = 0; j < out_w; ++j)
-        o[i * out_w + j] = crop_store_value(plane, n_w, int64_t(1), step_w, i, j, bias_c);
+    for (int64_t i = 0; i < out_h; ++i) {
+      if (step_w == 1) {  // a constant column step: a vectorisable row copy
+        for (int64_t j = 0; j < out_w; ++j)
+          o[i * out_w + j] = crop_store_value(plane, n_w, int64_t(1), int64_t(1), i, j, bias_c);
+      } else {
+        for (int64_t j = 0; j < out_w; ++j)
+          o[i * out_w + j] = crop_store_value(plane, n_w, int64_t(1), step_w, i, j, bias_c);
+      }
+    }
   }
 }
 
