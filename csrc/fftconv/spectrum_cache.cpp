@@ -3,6 +3,9 @@
 #include <c10/core/TensorImpl.h>
 #include <c10/util/intrusive_ptr.h>
 
+#include <ATen/Parallel.h>
+
+#include <atomic>
 #include <cstring>
 #include <list>
 #include <mutex>
@@ -64,8 +67,17 @@ std::vector<int64_t> make_key(const at::Tensor& w, const ConvPlan2d& p) {
 // matched sizes, strides and dtype.
 bool same_values(const at::Tensor& stored, const at::Tensor& weight) {
   if (weight.is_cpu() && weight.is_contiguous() && stored.is_contiguous()) {
-    const size_t bytes = static_cast<size_t>(weight.numel()) * weight.element_size();
-    return bytes == 0 || std::memcmp(stored.data_ptr(), weight.data_ptr(), bytes) == 0;
+    // in parallel slices: on a small layer the serial compare of a 1.5 MB
+    // weight was ~5% of a two-thread call
+    const int64_t bytes = weight.numel() * static_cast<int64_t>(weight.element_size());
+    const char* a = static_cast<const char*>(stored.data_ptr());
+    const char* b = static_cast<const char*>(weight.data_ptr());
+    std::atomic<bool> same{true};
+    at::parallel_for(0, bytes, int64_t(256) << 10, [&](int64_t begin, int64_t end) {
+      if (same.load(std::memory_order_relaxed) && std::memcmp(a + begin, b + begin, end - begin) != 0)
+        same.store(false, std::memory_order_relaxed);
+    });
+    return same.load();
   }
   return at::equal(stored, weight);
 }

@@ -20,9 +20,12 @@ at::Tensor forward_spectra(at::Tensor real, int64_t n_h) {
     const C* in = reinterpret_cast<const C*>(spec.data_ptr());
     C* out = reinterpret_cast<C*>(cols.data_ptr());
     for (int64_t q = 0; q < planes; ++q)
-      for (int64_t f = 0; f < nfw; ++f)
-        for (int64_t r = 0; r < n_h; ++r)
-          out[(q * nfw + f) * n_h + r] = transpose_pad_value(in + q * rows * nfw, rows, nfw, f, r);
+      for (int64_t f = 0; f < nfw; ++f) {
+        C* col = out + (q * nfw + f) * n_h;
+        // data rows, then the zero rows: two branch-free loops
+        for (int64_t r = 0; r < rows; ++r) col[r] = transpose_pad_value(in + q * rows * nfw, rows, nfw, f, r);
+        for (int64_t r = rows; r < n_h; ++r) col[r] = C{scalar_t(0), scalar_t(0)};
+      }
   });
   spec.reset();
   return at::_fft_c2c(cols, {2}, /*normalization=*/0, /*forward=*/true).contiguous();
