@@ -228,15 +228,28 @@ def _next_smooth(n):
     return n
 
 
+def _fft_length(n):
+    """The planner's length: _next_smooth(n), or the next even 2,3,5-smooth size
+    when _next_smooth(n) has a factor 7 and that one is at most 3% longer."""
+    m = _next_smooth(n)
+    if m % 7:
+        return m
+    alt = _next_smooth(m + 1)
+    while alt % 7 == 0:
+        alt = _next_smooth(alt + 1)
+    return alt if 100 * alt <= 103 * m else m
+
+
 @pytest.mark.parametrize("h", [14, 31, 56, 57, 64])
 def test_alias_free_length_for_same_padding(h):
     """Rule 1: with 'same' padding and k <= H the operator transforms
-    next_fast_even(H + k//2) points per axis, not the textbook H + k - 1."""
+    about H + k//2 points per axis (next_fast_even, see _fft_length), not the
+    textbook H + k - 1."""
     for k in range(3, h + 1, 2):
         n = fftconv_ext._C.fft_shape([1, 1, 1, h], [1, 1, 1, k], [1, 1], [0, 0, k // 2, k // 2],
                                         [1, 1], 1, False)[1]
-        assert n == _next_smooth(h + k // 2)
-        assert n <= _next_smooth(h + k - 1)
+        assert n == _fft_length(h + k // 2)
+        assert n <= _fft_length(h + k - 1)
 
 
 def test_dropped_taps_shrink_the_transform():

@@ -41,6 +41,21 @@ FFTCONV_HD int64_t next_fast_even_size(int64_t n) {
   return m;
 }
 
+// The FFT length the planner uses for at least n points: the smallest even
+// fast size, unless it has a factor 7 and an even size of 2, 3 and 5 only is
+// at most 3% longer. A radix-7 pass costs more per point than 3% more points
+// (measured with MKL, 2x384x64x64, k=13: 72 points 9.2 ms, 70 points 10.3 ms;
+// at 42, 48 is 14% longer and slower, so 42 stays).
+FFTCONV_HD int64_t fft_length(int64_t n) {
+  const int64_t m = next_fast_even_size(n);
+  if (m <= 1 || m % 7 != 0) return m;
+  int64_t alt = m;
+  do {
+    alt = next_fast_even_size(alt + 1);
+  } while (alt % 7 == 0);
+  return 100 * alt <= 103 * m ? alt : m;
+}
+
 FFTCONV_HD int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
 FFTCONV_HD int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 
@@ -92,8 +107,7 @@ struct AxisPlan {
 
 // Plan one axis for zero padding (circular=false) or circular padding
 // (circular=true; requires pad_l + pad_r <= dilation*(kernel-1) so that the
-// dense outputs fit in one period). `fast` rounds n_fft up to an even
-// 2,3,5,7-smooth size.
+// dense outputs fit in one period). `fast` rounds n_fft up to fft_length().
 FFTCONV_HD AxisPlan make_axis_plan(int64_t in_len, int64_t kernel, int64_t pad_l, int64_t pad_r,
                                    int64_t stride, int64_t dilation, bool circular,
                                    bool fast = true) {
@@ -121,7 +135,7 @@ FFTCONV_HD AxisPlan make_axis_plan(int64_t in_len, int64_t kernel, int64_t pad_l
     p.tap_begin = 0;
     p.tap_count = 0;
     p.shift = 0;
-    p.n_fft = fast ? next_fast_even_size(max64(in_len, p.dense_len)) : max64(in_len, p.dense_len);
+    p.n_fft = fast ? fft_length(max64(in_len, p.dense_len)) : max64(in_len, p.dense_len);
     if (p.n_fft < 1) p.n_fft = 1;
     return p;
   }
@@ -132,7 +146,7 @@ FFTCONV_HD AxisPlan make_axis_plan(int64_t in_len, int64_t kernel, int64_t pad_l
   const int64_t reach_r = last_read - (in_len - 1);
   int64_t n = alias_free_length(in_len, p.dense_len, p.shift, reach_r);
   n = max64(n, (p.tap_count - 1) * dilation + 1);  // distinct slots for every tap
-  p.n_fft = fast ? next_fast_even_size(n) : n;
+  p.n_fft = fast ? fft_length(n) : n;
   return p;
 }
 

@@ -30,6 +30,18 @@ static void test_fast_sizes() {
     EXPECT(next_fast_even_size(n) == m);
   }
   EXPECT(next_fast_even_size(1) == 1);
+  // fft_length: the even fast size, or a 7-free one at most 3% longer
+  for (int64_t n = 2; n < 5000; ++n) {
+    const int64_t m = next_fast_even_size(n);
+    int64_t alt = m + 1;
+    while (!brute_fast(alt) || alt % 2 || alt % 7 == 0) ++alt;
+    const int64_t want = (m % 7 == 0 && 100 * alt <= 103 * m) ? alt : m;
+    EXPECT(fft_length(n) == want);
+    EXPECT(fft_length(n) >= n);
+  }
+  EXPECT(fft_length(70) == 72);
+  EXPECT(fft_length(42) == 42);
+  EXPECT(fft_length(98) == 100);
   EXPECT(next_fast_size(71) == 72);
   EXPECT(next_fast_size(86) == 90);
 }
