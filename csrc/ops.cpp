@@ -192,6 +192,8 @@ PYBIND11_MODULE(_C, m) {
         py::arg("input_size"), py::arg("weight_size"), py::arg("stride"), py::arg("padding"),
         py::arg("dilation"), py::arg("groups"), py::arg("circular"));
   m.def("set_cache_limit", &fftconv::set_cache_limit, py::arg("entries"));
+  m.def("_set_spectrum_cache_limit", &fftconv::set_spectrum_cache_limit, py::arg("entries"),
+        "The kernel-spectrum cache's limit alone (the benchmark's cache-off memory measurement).");
   m.def("clear_caches", &fftconv::clear_caches);
   m.def("cache_info", &fftconv::cache_info, "(limit, cached spectra, cached cuFFT plans)");
 #ifdef FFTCONV_WITH_CUDA

@@ -29,8 +29,15 @@ def built_with_cuda() -> bool:
 
 def set_cache_limit(entries: int) -> None:
     """Bound the kernel-spectrum cache (and, on CUDA builds, the cuFFT plan cache)
-    to ``entries`` entries each, least recently used first out. 0 disables caching.
-    Default: 32 spectra, 64 plans."""
+    to ``entries`` entries each, least recently used first out. Default: 32 spectra,
+    64 plans.
+
+    0 disables caching: nothing outlives a call, and on the CPU each block of
+    channel groups gets its kernel spectra made beside its chunk, so a forward
+    call's extra memory stays within about its output's size (with the cache on, a
+    first call also leaves the padded kernel spectrum behind, which on small
+    outputs can be several times the output). The price is a kernel transform
+    on every call."""
     if isinstance(entries, bool) or not isinstance(entries, int) or entries < 0:
         raise ValueError(f"set_cache_limit: entries must be a non-negative int, got {entries!r}")
     _C.set_cache_limit(entries)

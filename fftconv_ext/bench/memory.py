@@ -42,20 +42,21 @@ def forward_memory(x: torch.Tensor, w: torch.Tensor, pad: int, groups: int) -> D
     the cache), and with the cache off (set_cache_limit(0): each group block's
     kernel spectra made beside its chunk, nothing kept)."""
     import fftconv_ext
+    from fftconv_ext import _C
     limit = fftconv_ext.cache_info()["limit"]
     fftconv_ext.clear_caches()
 
     def call():
         with torch.no_grad():
             return fftconv_ext.conv2d(x, w, padding=pad, groups=groups, algo="fft")
-    try:
-        fftconv_ext.set_cache_limit(max(limit, 1))
+    try:  # the spectrum cache's limit only (set_cache_limit would resize the cuFFT plan cache too)
+        _C._set_spectrum_cache_limit(max(limit, 1))
         first = peak_allocated_bytes(call, x.device)
         again = peak_allocated_bytes(call, x.device)
-        fftconv_ext.set_cache_limit(0)
+        _C._set_spectrum_cache_limit(0)
         off = peak_allocated_bytes(call, x.device)
     finally:
-        fftconv_ext.set_cache_limit(limit)
+        _C._set_spectrum_cache_limit(limit)
     out = first["out"]
     return {"output_bytes": out,
             "first_call_extra_bytes": first["peak"] - out, "first_call_extra_over_output": (first["peak"] - out) / out,
