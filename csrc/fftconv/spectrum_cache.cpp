@@ -122,13 +122,6 @@ at::Tensor make_cached_spectrum(const at::Tensor& weight, const ConvPlan2d& plan
 
 }  // namespace
 
-at::Tensor cached_kernel_spectrum(const at::Tensor& weight, const ConvPlan2d& plan) {
-  if (spectrum_cache_limit() == 0) return kernel_spectrum(weight, plan);
-  std::vector<int64_t> key = make_key(weight, plan);
-  at::Tensor spec = find_cached_spectrum(weight, key);
-  return spec.defined() ? spec : make_cached_spectrum(weight, plan, std::move(key));
-}
-
 KernelSpectrumSource::KernelSpectrumSource(const at::Tensor& weight, const ConvPlan2d& plan)
     : weight_(weight), plan_(plan) {
   const bool caching = spectrum_cache_limit() > 0;

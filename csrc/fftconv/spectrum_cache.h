@@ -16,8 +16,6 @@
 
 namespace fftconv {
 
-at::Tensor cached_kernel_spectrum(const at::Tensor& weight, const ConvPlan2d& plan);
-
 // Where one call's pipelines get the kernel spectrum. With the cache on (the
 // default) it is the whole cached spectrum, made on a first call. With the
 // cache off (limit 0) nothing outlives the call, and a pipeline that works
