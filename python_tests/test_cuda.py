@@ -128,6 +128,26 @@ def test_cached_spectrum_never_stale_after_data_edit(grad_enabled):
     assert rel_err(y.detach(), F.conv2d(x, w.detach(), padding=3, groups=4)) <= 1e-10
 
 
+@pytest.mark.parametrize("xs,ws,stride,padding,dilation,groups", CASES)
+def test_cache_off_matches_cudnn_with_gradients(xs, ws, stride, padding, dilation, groups):
+    # with the spectrum cache off the CUDA driver makes the whole spectrum per call (spectrum_cache.h)
+    limit = fftconv_ext.cache_info()["limit"]
+    fftconv_ext._C._set_spectrum_cache_limit(0)
+    try:
+        g = torch.Generator(device="cuda").manual_seed(5)
+        x = torch.randn(*xs, generator=g, dtype=torch.float64, device="cuda", requires_grad=True)
+        w = torch.randn(*ws, generator=g, dtype=torch.float64, device="cuda", requires_grad=True)
+        y = fft_conv2d(x, w, stride=stride, padding=padding, dilation=dilation, groups=groups)
+        ref = F.conv2d(x, w, stride=stride, padding=padding, dilation=dilation, groups=groups)
+        assert rel_err(y, ref) <= 1e-10
+        gy = torch.randn_like(ref)
+        for a, e in zip(torch.autograd.grad(y, (x, w), gy), torch.autograd.grad(ref, (x, w), gy)):
+            assert rel_err(a, e) <= 1e-10
+        assert fftconv_ext.cache_info()["spectra"] == 0
+    finally:
+        fftconv_ext._C._set_spectrum_cache_limit(limit)
+
+
 def test_fourier_mix_and_conv_on_a_fresh_thread():
     # a thread whose first CUDA work is a cuFFT execution has no current context until one is bound
     import threading
