@@ -109,18 +109,23 @@ at::Tensor chunk_inverse(at::Tensor spec, const ConvPlan2d& p, int64_t count, in
 // The build targets baseline x86-64 (SSE2), where a complex product costs a
 // handful of shuffles per two values; on CPUs with AVX2 and FMA the same loop,
 // compiled for them, runs instead (chosen once at run time).
+#if defined(__GNUC__)
+#define FFTCONV_ALWAYS_INLINE inline __attribute__((always_inline))
+#else
+#define FFTCONV_ALWAYS_INLINE inline
+#endif
+
+// The loop, inlined into each caller so that it is compiled for the caller's target.
 template <typename T, bool kAdjoint>
-void multiply_loop(Complex<T>* __restrict__ x, const Complex<T>* __restrict__ s, int64_t n) {
+FFTCONV_ALWAYS_INLINE void multiply_loop(Complex<T>* __restrict__ x, const Complex<T>* __restrict__ s, int64_t n) {
 #pragma omp simd
   for (int64_t f = 0; f < n; ++f) x[f] = kAdjoint ? cmul_conj(x[f], s[f]) : cmul(x[f], s[f]);
 }
 
 #if defined(__GNUC__) && defined(__x86_64__)
 template <typename T, bool kAdjoint>
-__attribute__((target("avx2,fma"))) void multiply_loop_avx2(Complex<T>* __restrict__ x,
-                                                             const Complex<T>* __restrict__ s, int64_t n) {
-#pragma omp simd
-  for (int64_t f = 0; f < n; ++f) x[f] = kAdjoint ? cmul_conj(x[f], s[f]) : cmul(x[f], s[f]);
+__attribute__((target("avx2,fma"))) void multiply_loop_avx2(Complex<T>* x, const Complex<T>* s, int64_t n) {
+  multiply_loop<T, kAdjoint>(x, s, n);
 }
 
 // FFTCONV_CPU_BASELINE=1 forces the baseline loops (so tests can cover them here).
