@@ -182,3 +182,10 @@ def test_signed_zero_is_a_new_weight_not_a_wrong_one():
     _check(x, w)
     w[0, 0, 0, 0] = -0.0  # bitwise different, same values: recomputed, same answer
     _check(x, w)
+
+
+def test_bad_spectrum_cache_limit_is_a_python_error():
+    # the benchmark's spectrum-only setter checks its argument like set_cache_limit does
+    with pytest.raises(RuntimeError, match="non-negative"):
+        fftconv_ext._C._set_spectrum_cache_limit(-1)
+    assert fftconv_ext.cache_info()["limit"] == 32
