@@ -197,3 +197,27 @@ def test_summary_holds_us_to_the_fastest_composition_variant():
             row(31, 1.0, {"best torch.fft": 4.0, "best torch.fft 2-D": 3.0, "best torch.fft whole batch": 9.0})]
     s = summary(rows)
     assert s["sweep k>=13: geomean speedup vs best torch.fft"] == pytest.approx((2.0 * 3.0) ** 0.5)
+
+
+def test_paired_summary_uses_the_fastest_variants_same_round_ratio():
+    from fftconv_ext.bench.report import summary
+
+    def row(k, paired, variants):
+        fwd = {"fftconv_ext": {"median_ms": 1.0, "paired_ratio_vs": paired}}
+        fwd.update({name: {"median_ms": ms} for name, ms in variants.items()})
+        return {"suite": "sweep", "name": f"sweep R16 k{k}", "kernel": k, "input": [2, 384, 16, 16],
+                "forward": fwd, "backward": {}}
+    # the whole-batch variant is the faster one on the first layer, the chunked one on the second:
+    # each layer's paired ratio is taken against that variant, not the other
+    rows = [row(13, {"best torch.fft": 0.1, "best torch.fft whole batch": 0.5},
+                {"best torch.fft": 8.0, "best torch.fft whole batch": 2.0}),
+            row(31, {"best torch.fft": 0.25, "best torch.fft whole batch": 0.01},
+                {"best torch.fft": 4.0, "best torch.fft whole batch": 9.0})]
+    s = summary(rows)
+    assert s["sweep k>=13: geomean paired speedup vs best torch.fft"] == pytest.approx((2.0 * 4.0) ** 0.5)
+    # a layer without a paired ratio (the variant left the rounds): no paired summary at all
+    del rows[1]["forward"]["fftconv_ext"]["paired_ratio_vs"]["best torch.fft"]
+    assert "sweep k>=13: geomean paired speedup vs best torch.fft" not in summary(rows)
+    # k < 13 layers do not count
+    rows[1]["kernel"] = 7
+    assert summary(rows)["sweep k>=13: geomean paired speedup vs best torch.fft"] == pytest.approx(2.0)

@@ -35,7 +35,7 @@ import torch.nn.functional as F
 import fftconv_ext
 from . import impls as impl_registry
 from .memory import forward_memory
-from .report import auto_markdown, markdown, memory_markdown, plot, summary
+from .report import COMPOSITION_VARIANTS, auto_markdown, markdown, memory_markdown, plot, summary
 from .timing import time_call, time_interleaved
 
 SWEEP_K_FULL = (3, 5, 7, 9, 13, 17, 21, 27, 31)
@@ -122,8 +122,9 @@ def run(device, suites, full, quick, progress=True):
                 row["forward"][impl] = {"error": type(e).__name__, "message": str(e)[:200]}
         with torch.no_grad():  # the checking call above was the warm-up
             pairs = [("fftconv_ext auto", "fftconv_ext"), ("fftconv_ext auto", "F.conv2d")]
+            main_pairs = pairs + [("fftconv_ext", v) for v in COMPOSITION_VARIANTS if v in fns]
             for impl, t in time_interleaved(fns, device, warmup=0, rounds=300, max_seconds=budget,
-                                            paired=pairs).items():
+                                            paired=main_pairs).items():
                 row["forward"][impl].update(t)
             # auto against its two paths alone: at the fast layers the few microseconds auto adds
             # are what is measured, and the big allocations of the other baselines in the same
