@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "fftconv/conv_ops.h"
+#include "fftconv/cpu/lane_pipeline.h"
 #include "fftconv/fourier_mix.h"
 #include "fftconv/spectrum_cache.h"
 #ifdef FFTCONV_WITH_CUDA
@@ -115,6 +116,14 @@ std::vector<int64_t> fft_shape(at::IntArrayRef input_size, at::IntArrayRef weigh
   return {p.h.n_fft, p.w.n_fft};
 }
 
+// Whether the CPU's lane pipeline takes a problem (with its kernel spectrum
+// cached): a test hook, so that tests of that pipeline cannot pass vacuously.
+bool lane_pipeline_applies(at::IntArrayRef input_size, at::IntArrayRef weight_size, at::IntArrayRef stride,
+                           at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups, bool circular) {
+  return cpu::lane_pipeline_applies(
+      plan_from_shapes(input_size, weight_size, parse_conv_args(stride, padding, dilation, groups, circular)));
+}
+
 void set_cache_limit(int64_t entries) {
   set_spectrum_cache_limit(entries);
 #ifdef FFTCONV_WITH_CUDA
@@ -191,6 +200,10 @@ PYBIND11_MODULE(_C, m) {
   m.def("fft_shape", &fftconv::fft_shape, "(n_fft_h, n_fft_w) used for a conv2d problem.",
         py::arg("input_size"), py::arg("weight_size"), py::arg("stride"), py::arg("padding"),
         py::arg("dilation"), py::arg("groups"), py::arg("circular"));
+  m.def("_lane_pipeline_applies", &fftconv::lane_pipeline_applies,
+        "Whether the CPU lane pipeline takes a conv2d problem (a test hook).", py::arg("input_size"),
+        py::arg("weight_size"), py::arg("stride"), py::arg("padding"), py::arg("dilation"), py::arg("groups"),
+        py::arg("circular"));
   m.def("set_cache_limit", &fftconv::set_cache_limit, py::arg("entries"));
   m.def("_set_spectrum_cache_limit", &fftconv::set_spectrum_cache_limit, py::arg("entries"),
         "The kernel-spectrum cache's limit alone (the benchmark's cache-off memory measurement).");

@@ -117,11 +117,19 @@ FFTCONV_HD int64_t spectrum_plane(int64_t g, int64_t q, int64_t k, int64_t cpg, 
 // Plane stride between consecutive summands k in the kernel spectrum.
 FFTCONV_HD int64_t spectrum_plane_step(int64_t cpg, bool adjoint) { return adjoint ? cpg : 1; }
 
-// Crop + bias: output element (i, j) of a plane reads buffer slot
-// (i*stride_h, j*stride_w) of a real plane with row length n_cols.
+// Crop + bias: output element j of a row reads slot j * col_step of the
+// buffer row (the stride; the CPU's lane pipeline reads one lane of a row of
+// vectors, col_step = the lane count).
+template <typename T, typename I>
+FFTCONV_HD T crop_store_value(const T* buf_row, I col_step, I j, T bias) {
+  return buf_row[j * col_step] + bias;
+}
+
+// Output element (i, j) of a plane reads buffer slot (i*stride_h, j*stride_w)
+// of a real plane with row length n_cols.
 template <typename T, typename I>
 FFTCONV_HD T crop_store_value(const T* buf_plane, I n_cols, I stride_h, I stride_w, I i, I j, T bias) {
-  return buf_plane[(i * stride_h) * n_cols + j * stride_w] + bias;
+  return crop_store_value(buf_plane + (i * stride_h) * n_cols, stride_w, j, bias);
 }
 
 // Gradient of the weight: tap (th, tw) of the kept window reads the circular

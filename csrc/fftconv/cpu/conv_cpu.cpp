@@ -12,6 +12,7 @@
 #include "../conv_entry.h"
 #include "../pointwise.h"
 #include "fft_backend.h"
+#include "lane_pipeline.h"
 
 namespace fftconv {
 namespace {
@@ -401,6 +402,7 @@ struct CpuDriver {
   template <typename T>
   static void pipeline(const at::Tensor& src, const KernelSpectrumSource& spectra, const T* bias, at::Tensor& dst,
                        const ConvPlan2d& p, bool adjoint) {
+    if (cpu::lane_pipeline<T>(src, spectra, bias, dst, p, adjoint)) return;  // small depthwise planes
     run_pipeline<T>(src, spectra, bias, dst, p, adjoint);
   }
   template <typename T>

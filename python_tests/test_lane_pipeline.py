@@ -1,0 +1,170 @@
+"""The CPU lane pipeline (csrc/fftconv/cpu/lane_pipeline.h): depthwise, stride-1
+problems on small planes, a group of planes per vector. Every case first checks
+that the pipeline takes the problem (so no test passes through the other
+pipeline unnoticed), then compares forward and input gradient with the float64
+reference, and with the chunked pipeline (FFTCONV_CPU_LANES=0)."""
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given
+from hypothesis import strategies as st
+
+import fftconv_ext
+from conftest import rel_err
+
+TOL64, TOL32 = 1e-12, 2e-6
+
+
+def _applies(x_shape, w_shape, padding, dilation=(1, 1), stride=(1, 1), circular=False):
+    groups = x_shape[1] // w_shape[1]
+    return fftconv_ext._C._lane_pipeline_applies(list(x_shape), list(w_shape), list(stride), list(padding),
+                                                 list(dilation), groups, circular)
+
+
+def _pad4(padding):
+    ph, pw = padding
+    return [ph, ph, pw, pw]
+
+
+class _LanesOff:
+    """FFTCONV_CPU_LANES=0 for the duration (read by the operator on every call)."""
+
+    def __enter__(self):
+        self.old = os.environ.get("FFTCONV_CPU_LANES")
+        os.environ["FFTCONV_CPU_LANES"] = "0"
+
+    def __exit__(self, *exc):
+        if self.old is None:
+            os.environ.pop("FFTCONV_CPU_LANES", None)
+        else:
+            os.environ["FFTCONV_CPU_LANES"] = self.old
+
+
+# (batch, channels, H, W, kernel, padding, dilation): transform lengths with
+# factors 2, 3, 5 and 7, planes not a multiple of the lane count, one-row planes,
+# even and non-square kernels, kernels larger than the map, asymmetric shapes
+CASES = [
+    (2, 8, 16, 16, (31, 31), (15, 15), (1, 1)),    # n = 32
+    (3, 5, 16, 16, (13, 13), (6, 6), (1, 1)),      # n = 24, 15 planes
+    (1, 7, 20, 22, (9, 9), (4, 4), (1, 1)),        # n = 24 x 26 -> 24 x 28 (a radix 7)
+    (2, 3, 9, 9, (5, 5), (2, 2), (1, 1)),          # n = 12 x 12 -> 12 (radix 3), 6 planes
+    (1, 4, 7, 12, (4, 6), (1, 2), (2, 1)),         # even kernels, dilation
+    (2, 6, 14, 14, (31, 31), (15, 15), (1, 1)),    # taps dropped (rule 2)
+    (1, 9, 5, 36, (3, 7), (1, 3), (1, 1)),         # rectangular, n_w = 40 (radix 5)
+    (2, 4, 1, 50, (1, 9), (0, 4), (1, 1)),         # one-row planes (n_h = 1)
+    (1, 2, 30, 30, (7, 7), (0, 0), (1, 1)),        # 'valid'
+]
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("n, c, h, w, k, pad, dil", CASES)
+def test_forward_and_input_gradient_match_reference(n, c, h, w, k, pad, dil, dtype):
+    assert _applies((n, c, h, w), (c, 1) + k, _pad4(pad), dil)
+    g = torch.Generator().manual_seed(n * 1000 + c * 10 + h)
+    x = torch.randn(n, c, h, w, generator=g, dtype=torch.float64)
+    wt = torch.randn(c, 1, *k, generator=g, dtype=torch.float64)
+    b = torch.randn(c, generator=g, dtype=torch.float64)
+    ref = F.conv2d(x, wt, b, padding=pad, dilation=dil, groups=c)
+    go = torch.randn(ref.shape, generator=g, dtype=torch.float64)
+    ref_gin = torch.nn.grad.conv2d_input(x.shape, wt, go, padding=pad, dilation=dil, groups=c)
+    tol = TOL64 if dtype == torch.float64 else TOL32
+    args = ([1, 1], _pad4(pad), list(dil), c, False)
+    y = torch.ops.fftconv.conv2d_forward(x.to(dtype), wt.to(dtype), b.to(dtype), *args)
+    gin = torch.ops.fftconv.conv2d_grad_input(go.to(dtype), wt.to(dtype), list(x.shape), *args)
+    assert y.dtype == dtype and gin.dtype == dtype
+    assert rel_err(y, ref) <= tol
+    assert rel_err(gin, ref_gin) <= tol
+    with _LanesOff():  # the chunked pipeline agrees
+        y_off = torch.ops.fftconv.conv2d_forward(x.to(dtype), wt.to(dtype), b.to(dtype), *args)
+        gin_off = torch.ops.fftconv.conv2d_grad_input(go.to(dtype), wt.to(dtype), list(x.shape), *args)
+    assert rel_err(y, y_off) <= 2 * tol and rel_err(gin, gin_off) <= 2 * tol
+
+
+def test_circular_padding_and_autograd_through_the_lanes():
+    # circular: n = H exactly (12 and 10: radices 3 and 5), no padding at all
+    x = torch.randn(2, 5, 12, 10, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(5, 1, 5, 3, dtype=torch.float64, requires_grad=True)
+    assert _applies(x.shape, w.shape, [2, 2, 1, 1], circular=True)
+    y = fftconv_ext.conv2d(x, w, padding=(2, 1), groups=5, padding_mode="circular", algo="fft")
+    ref = F.conv2d(F.pad(x, (1, 1, 2, 2), mode="circular"), w, groups=5)
+    assert rel_err(y, ref) <= TOL64
+    assert torch.autograd.gradcheck(
+        lambda a, b: fftconv_ext.conv2d(a, b, padding=(2, 1), groups=5, padding_mode="circular", algo="fft"),
+        (x, w))
+
+
+def test_problems_it_declines():
+    assert not _applies((1, 4, 16, 16), (4, 1, 3, 3), [1] * 4, stride=(2, 2))   # stride
+    assert not _applies((1, 4, 16, 16), (8, 1, 3, 3), [1] * 4)                   # two outputs per group
+    assert not _applies((1, 4, 16, 16), (4, 4, 3, 3), [1] * 4)                   # dense
+    assert not _applies((1, 2, 300, 300), (2, 1, 3, 3), [1] * 4)                 # planes too large
+    assert not _applies((1, 2, 11, 11), (2, 1, 3, 3), [1] * 4, circular=True)   # length 11
+
+
+def test_cache_off_takes_the_chunked_pipeline_and_agrees():
+    x = torch.randn(2, 8, 16, 16, dtype=torch.float64)
+    w = torch.randn(8, 1, 13, 13, dtype=torch.float64)
+    y_on = fftconv_ext.conv2d(x, w, padding=6, groups=8, algo="fft")
+    limit = fftconv_ext.cache_info()["limit"]
+    fftconv_ext.set_cache_limit(0)
+    try:
+        y_off = fftconv_ext.conv2d(x, w, padding=6, groups=8, algo="fft")
+    finally:
+        fftconv_ext.set_cache_limit(limit)
+    assert rel_err(y_on, y_off) <= TOL64
+    assert rel_err(y_on, F.conv2d(x, w, padding=6, groups=8)) <= TOL64
+
+
+@given(st.data())
+def test_hypothesis_lanes(data):
+    n = data.draw(st.integers(1, 3))
+    c = data.draw(st.integers(1, 11))
+    h = data.draw(st.integers(1, 40))
+    w = data.draw(st.integers(1, 40))
+    kh = data.draw(st.integers(1, 2 * h + 3))
+    kw = data.draw(st.integers(1, 2 * w + 3))
+    ph = data.draw(st.integers(0, kh - 1))
+    pw = data.draw(st.integers(0, kw - 1))
+    if h + 2 * ph < kh or w + 2 * pw < kw:
+        return
+    x = torch.randn(n, c, h, w, dtype=torch.float64)
+    wt = torch.randn(c, 1, kh, kw, dtype=torch.float64)
+    b = torch.randn(c, dtype=torch.float64)
+    y = fftconv_ext.conv2d(x, wt, b, padding=(ph, pw), groups=c, algo="fft")
+    assert rel_err(y, F.conv2d(x, wt, b, padding=(ph, pw), groups=c)) <= TOL64
+
+
+_BASELINE_CHECK = """
+import torch, torch.nn.functional as F, fftconv_ext
+torch.manual_seed(0)
+for dtype, tol in ((torch.float64, 1e-12), (torch.float32, 2e-6)):
+    x = torch.randn(3, 13, 20, 18, dtype=torch.float64)
+    w = torch.randn(13, 1, 9, 7, dtype=torch.float64)
+    args = ([1, 1], [4, 4, 3, 3], [1, 1], 13, False)
+    assert fftconv_ext._C._lane_pipeline_applies(list(x.shape), list(w.shape), *args)
+    ref = F.conv2d(x, w, padding=(4, 3), groups=13)
+    g = torch.randn_like(ref)
+    ref_gin = torch.nn.grad.conv2d_input(x.shape, w, g, padding=(4, 3), groups=13)
+    y = torch.ops.fftconv.conv2d_forward(x.to(dtype), w.to(dtype), None, *args)
+    gin = torch.ops.fftconv.conv2d_grad_input(g.to(dtype), w.to(dtype), list(x.shape), *args)
+    for a, e in ((y, ref), (gin, ref_gin)):
+        err = ((a.double() - e).norm() / e.norm()).item()
+        assert err <= tol, (dtype, err)
+print("ok")
+"""
+
+
+@pytest.mark.parametrize("baseline", [False, True])
+def test_both_instruction_set_builds(baseline):
+    # The lane pipeline is built for baseline x86-64 and for AVX2+FMA, chosen at
+    # run time once per process; FFTCONV_CPU_BASELINE=1 forces the first.
+    env = {k: v for k, v in os.environ.items() if k not in ("FFTCONV_CPU_BASELINE", "FFTCONV_CPU_LANES")}
+    if baseline:
+        env["FFTCONV_CPU_BASELINE"] = "1"
+    r = subprocess.run([sys.executable, "-c", _BASELINE_CHECK], env=env, capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0 and "ok" in r.stdout, r.stderr[-2000:]
