@@ -175,10 +175,33 @@ constexpr int64_t kParallelMinWork = int64_t(1) << 16;
 
 }  // namespace
 
+// Bytes of a thread's work buffers (process_groups): S and the kernel spectra
+// (2 x 2 x n_h x nfw vectors), the data rows, four transform buffers; 32-byte
+// vectors for float and double alike.
+int64_t lane_work_bytes(const ConvPlan2d& p) {
+  const int64_t nf = p.h.n_fft * p.n_freq_w, m_w = p.w.n_fft / 2;
+  const int64_t rows = std::max(p.h.in_len, p.h.out_len);
+  return (4 * nf + 2 * rows * m_w + 4 * std::max(p.h.n_fft, m_w + 1)) * 32;
+}
+
+// A thread's buffers stay within about half an L2 (larger planes measured no
+// faster than the chunked pipeline), and all threads' together within the
+// output's size (issue 3's bound on a forward's extra memory is twice the
+// output; small calls get the chunked pipeline's floor, kMinWorkBytes).
+constexpr int64_t kMaxWorkBytes = int64_t(512) << 10;
+constexpr int64_t kMinWorkBytes = int64_t(256) << 10;
+
 bool lane_pipeline_applies(const ConvPlan2d& p) {
-  return p.cpg == 1 && p.opg == 1 && p.h.stride == 1 && p.w.stride == 1 && p.w.n_fft % 2 == 0 &&
-         p.w.n_fft <= lanes::kMaxLength && lanes::supported_length(p.w.n_fft / 2) &&
-         lanes::supported_length(p.h.n_fft);
+  if (!(p.cpg == 1 && p.opg == 1 && p.h.stride == 1 && p.w.stride == 1 && p.w.n_fft % 2 == 0 &&
+        p.w.n_fft <= lanes::kMaxLength && lanes::supported_length(p.w.n_fft / 2) &&
+        lanes::supported_length(p.h.n_fft)))
+    return false;
+  const int64_t work = lane_work_bytes(p);
+  const int64_t groups = (p.batch * p.c_in + 7) / 8;
+  const int64_t threads = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), groups));
+  // smaller of output and input gradient, float32
+  const int64_t out_bytes = p.batch * p.c_in * std::min(p.h.out_len * p.w.out_len, p.h.in_len * p.w.in_len) * 4;
+  return work <= kMaxWorkBytes && work * threads <= std::max(out_bytes, kMinWorkBytes);
 }
 
 template <typename T>
