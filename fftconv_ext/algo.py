@@ -44,9 +44,28 @@ def _device_name(device: torch.device) -> str:
     return f"{platform.processor() or platform.machine()}"
 
 
+_build: Optional[str] = None
+
+
+def build_id() -> str:
+    """Identity of the compiled operator (size and modification time of its
+    library): a rebuilt operator may be faster or slower, so choices measured
+    with another build are not reused."""
+    global _build
+    if _build is None:
+        from . import _C
+        try:
+            st = os.stat(_C.__file__)
+            _build = f"{st.st_size}-{st.st_mtime_ns}"
+        except (OSError, AttributeError):
+            _build = "unknown"
+    return _build
+
+
 def problem_key(device: torch.device, dtype: torch.dtype, x_shape: tuple, w_shape: tuple, args: tuple) -> str:
     threads = torch.get_num_threads() if device.type == "cpu" else 0
-    return "|".join(map(str, (_device_name(device), torch.__version__, threads, dtype, x_shape, w_shape, args)))
+    return "|".join(map(str, (_device_name(device), torch.__version__, build_id(), threads, dtype, x_shape,
+                              w_shape, args)))
 
 
 def _load() -> None:

@@ -51,6 +51,22 @@ def test_auto_measures_once_and_persists(tmp_path, monkeypatch):
     assert algo_mod._memory[key] == choice
 
 
+def test_choices_of_another_build_are_measured_again(tmp_path, monkeypatch):
+    # a rebuilt operator (other library file) may be faster: its problems are keyed apart
+    monkeypatch.setenv("FFTCONV_CACHE_DIR", str(tmp_path))
+    x = torch.randn(2, 16, 24, 24)
+    w = torch.randn(16, 1, 9, 9)
+    fftconv_ext.conv2d(x, w, padding=4, groups=16)
+    algo_mod.clear_memory()
+    monkeypatch.setattr(algo_mod, "_build", "another-build")
+    calls = []
+    monkeypatch.setattr(algo_mod, "_time_once", lambda fn, dev: calls.append(1) or 0.0)
+    fftconv_ext.conv2d(x, w, padding=4, groups=16)
+    assert calls, "a choice stored by another build was reused"
+    with open(os.path.join(tmp_path, "algo.json")) as f:
+        assert len(json.load(f)) == 2
+
+
 def test_lopsided_problems_are_not_measured(monkeypatch):
     calls = []
     monkeypatch.setattr(algo_mod, "_time_once", lambda fn, dev: calls.append(1) or 0.0)
