@@ -183,6 +183,15 @@ def test_summary_takes_auto_ratios_from_the_dedicated_timing():
     s = summary([row])
     assert s["auto: worst time / min(fft, direct)"] == pytest.approx(1.3)
     assert "sweep R16 k3" not in auto_markdown([row])
+    # a large-kernel layer: direct (1400 ms) kept its main-round time, auto timed with the FFT path
+    big = {"suite": "models", "name": "SLaK-T s1", "kernel": 51, "input": [4, 96, 56, 56], "backward": {},
+           "forward": {"fftconv_ext auto": t(10.8), "fftconv_ext": t(9.4), "F.conv2d": t(1400.0)},
+           "auto_check": {"fftconv_ext auto": t(9.5, {"fftconv_ext": 1.02}), "fftconv_ext": t(9.3),
+                          "F.conv2d": {"median_ms": 1400.0, "from_main_rounds": True}}}
+    s = summary([big])
+    assert s["auto: worst time / min(fft, direct)"] == pytest.approx(9.5 / 9.3)
+    assert s["auto: worst paired ratio to the faster path"] == pytest.approx(1.02)
+    assert "| SLaK-T s1 | 9.500 | 9.300 | 1400.000* |" in auto_markdown([big])
 
 
 def test_summary_holds_us_to_the_fastest_composition_variant():

@@ -106,18 +106,18 @@ def summary(rows: List[dict]) -> Dict[str, object]:
 
 
 def auto_markdown(rows: List[dict]) -> str:
-    """auto against its two paths, timed alone (three-way interleaved rounds) on the layers
-    where both paths are cheap."""
+    """auto against its two paths, timed alone (interleaved rounds) on the layers where a
+    path is cheap; a path marked * kept its time from the main rounds (over 20 ms)."""
     lines = ["| layer | auto ms | fft ms | direct ms | auto / faster (medians) | auto / faster (paired) |",
              "|---|---|---|---|---|---|"]
     for r in rows:
         t = r.get("auto_check")
         if not t:
             continue
-        a, f, d = (t[n]["median_ms"] for n in ("fftconv_ext auto", "fftconv_ext", "F.conv2d"))
+        a, f, d = (f"{t[n]['median_ms']:.3f}" + ("*" if t[n].get("from_main_rounds") else "")
+                   for n in ("fftconv_ext auto", "fftconv_ext", "F.conv2d"))
         medians, pr = _auto_vs_faster(t)
-        lines.append(f"| {r['name']} | {a:.3f} | {f:.3f} | {d:.3f} | {medians:.3f} | "
-                     + (f"{pr:.3f} |" if pr else "– |"))
+        lines.append(f"| {r['name']} | {a} | {f} | {d} | {medians:.3f} | " + (f"{pr:.3f} |" if pr else "– |"))
     return "\n".join(lines)
 
 
