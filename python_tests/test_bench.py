@@ -230,3 +230,32 @@ def test_paired_summary_uses_the_fastest_variants_same_round_ratio():
     # k < 13 layers do not count
     rows[1]["kernel"] = 7
     assert summary(rows)["sweep k>=13: geomean paired speedup vs best torch.fft"] == pytest.approx(2.0)
+
+
+def test_run_end_to_end_on_a_small_layer(monkeypatch):
+    # The whole per-layer loop (checks, main rounds, auto's own timing, backward, memory) on
+    # one small layer; direct convolution slowed past the 20 ms line, so that auto's own
+    # timing keeps its main-round time (the large-kernel case).
+    import time as _time
+    import fftconv_ext.bench.__main__ as bench_main
+    from fftconv_ext.bench import impls
+    from fftconv_ext.bench.report import auto_markdown, summary
+
+    def slow_direct(x, w, b, pad, groups):
+        fn = impls._torch_direct(x, w, b, pad, groups)
+
+        def call():
+            _time.sleep(0.021)
+            return fn()
+        return call
+    monkeypatch.setitem(impls.FORWARD, "F.conv2d", slow_direct)
+    monkeypatch.setattr(bench_main, "layers",
+                        lambda suites, full, device: [("sweep", "sweep R8 k13", (1, 8, 8, 8), 13)])
+    rows, names = bench_main.run(torch.device("cpu"), ["sweep"], full=False, quick=False, progress=False)
+    (row,) = rows
+    for impl in ("fftconv_ext", "fftconv_ext auto", "F.conv2d", "best torch.fft"):
+        assert row["forward"][impl]["median_ms"] > 0 and row["forward"][impl]["rel_err"] < 1e-5
+    check = row["auto_check"]
+    assert check["F.conv2d"].get("from_main_rounds") and "paired_ratio_vs" in check["fftconv_ext auto"]
+    assert "sweep R8 k13" in auto_markdown(rows) and "auto: worst time / min(fft, direct)" in summary(rows)
+    assert row["backward"]["fftconv_ext"]["median_ms"] > 0 and row["memory"]

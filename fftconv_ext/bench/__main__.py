@@ -137,9 +137,9 @@ def run(device, suites, full, quick, progress=True):
             if all(n in fns for n in trio) and cheap:
                 check = time_interleaved({n: fns[n] for n in (trio[0], *cheap)}, device, warmup=1, rounds=2000,
                                          max_seconds=budget, paired=[p for p in pairs if p[1] in cheap])
-                for n in trio[1:]:
-                    if n not in check:
-                        check[n] = {"median_ms": row["forward"][n]["median_ms"], "from_main_rounds": True}
+                for path in trio[1:]:
+                    if path not in check:
+                        check[path] = {"median_ms": row["forward"][path]["median_ms"], "from_main_rounds": True}
                 row["auto_check"] = check
         steps = {}
         grad = torch.randn((n,) + tuple(ref.shape[1:]), generator=gen).to(device)
