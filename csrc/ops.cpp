@@ -117,10 +117,11 @@ std::vector<int64_t> fft_shape(at::IntArrayRef input_size, at::IntArrayRef weigh
 }
 
 // Whether the CPU's lane pipeline takes a problem (with its kernel spectrum
-// cached): a test hook, so that tests of that pipeline cannot pass vacuously.
-bool lane_pipeline_applies(at::IntArrayRef input_size, at::IntArrayRef weight_size, at::IntArrayRef stride,
+// cached), and how (cpu::lane_pipeline_mode): a test hook, so that tests of
+// that pipeline cannot pass vacuously.
+int64_t lane_pipeline_mode(at::IntArrayRef input_size, at::IntArrayRef weight_size, at::IntArrayRef stride,
                            at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups, bool circular) {
-  return cpu::lane_pipeline_applies(
+  return cpu::lane_pipeline_mode(
       plan_from_shapes(input_size, weight_size, parse_conv_args(stride, padding, dilation, groups, circular)));
 }
 
@@ -200,8 +201,9 @@ PYBIND11_MODULE(_C, m) {
   m.def("fft_shape", &fftconv::fft_shape, "(n_fft_h, n_fft_w) used for a conv2d problem.",
         py::arg("input_size"), py::arg("weight_size"), py::arg("stride"), py::arg("padding"),
         py::arg("dilation"), py::arg("groups"), py::arg("circular"));
-  m.def("_lane_pipeline_applies", &fftconv::lane_pipeline_applies,
-        "Whether the CPU lane pipeline takes a conv2d problem (a test hook).", py::arg("input_size"),
+  m.def("_lane_pipeline_mode", &fftconv::lane_pipeline_mode,
+        "0: the CPU lane pipeline declines a conv2d problem; 1, 2: it takes it, gathering kernel spectra "
+        "whole or by column (a test hook).", py::arg("input_size"),
         py::arg("weight_size"), py::arg("stride"), py::arg("padding"), py::arg("dilation"), py::arg("groups"),
         py::arg("circular"));
   m.def("set_cache_limit", &fftconv::set_cache_limit, py::arg("entries"));

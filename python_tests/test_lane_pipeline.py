@@ -19,10 +19,15 @@ from conftest import rel_err
 TOL64, TOL32 = 1e-12, 2e-6
 
 
-def _applies(x_shape, w_shape, padding, dilation=(1, 1), stride=(1, 1), circular=False):
+def _mode(x_shape, w_shape, padding, dilation=(1, 1), stride=(1, 1), circular=False):
+    """0: the lane pipeline declines; 1: takes it, kernel spectra gathered whole; 2: by column."""
     groups = x_shape[1] // w_shape[1]
-    return fftconv_ext._C._lane_pipeline_applies(list(x_shape), list(w_shape), list(stride), list(padding),
-                                                 list(dilation), groups, circular)
+    return fftconv_ext._C._lane_pipeline_mode(list(x_shape), list(w_shape), list(stride), list(padding),
+                                              list(dilation), groups, circular)
+
+
+def _applies(*args, **kwargs):
+    return _mode(*args, **kwargs) != 0
 
 
 def _pad4(padding):
@@ -57,13 +62,14 @@ CASES = [
     (1, 9, 5, 36, (3, 7), (1, 3), (1, 1)),         # rectangular, n_w = 40 (radix 5)
     (2, 4, 1, 50, (1, 9), (0, 4), (1, 1)),         # one-row planes (n_h = 1)
     (1, 2, 30, 30, (7, 7), (0, 0), (1, 1)),        # 'valid'
+    (4, 16, 56, 56, (31, 31), (15, 15), (1, 1)),   # n = 72: kernel spectra gathered by column
 ]
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("n, c, h, w, k, pad, dil", CASES)
 def test_forward_and_input_gradient_match_reference(n, c, h, w, k, pad, dil, dtype):
-    assert _applies((n, c, h, w), (c, 1) + k, _pad4(pad), dil)
+    assert _mode((n, c, h, w), (c, 1) + k, _pad4(pad), dil) == (2 if h == 56 else 1)
     g = torch.Generator().manual_seed(n * 1000 + c * 10 + h)
     x = torch.randn(n, c, h, w, generator=g, dtype=torch.float64)
     wt = torch.randn(c, 1, *k, generator=g, dtype=torch.float64)
@@ -141,19 +147,23 @@ def test_hypothesis_lanes(data):
 _BASELINE_CHECK = """
 import torch, torch.nn.functional as F, fftconv_ext
 torch.manual_seed(0)
-for dtype, tol in ((torch.float64, 1e-12), (torch.float32, 2e-6)):
-    x = torch.randn(3, 13, 20, 18, dtype=torch.float64)
-    w = torch.randn(13, 1, 9, 7, dtype=torch.float64)
-    args = ([1, 1], [4, 4, 3, 3], [1, 1], 13, False)
-    assert fftconv_ext._C._lane_pipeline_applies(list(x.shape), list(w.shape), *args)
-    ref = F.conv2d(x, w, padding=(4, 3), groups=13)
-    g = torch.randn_like(ref)
-    ref_gin = torch.nn.grad.conv2d_input(x.shape, w, g, padding=(4, 3), groups=13)
-    y = torch.ops.fftconv.conv2d_forward(x.to(dtype), w.to(dtype), None, *args)
-    gin = torch.ops.fftconv.conv2d_grad_input(g.to(dtype), w.to(dtype), list(x.shape), *args)
-    for a, e in ((y, ref), (gin, ref_gin)):
-        err = ((a.double() - e).norm() / e.norm()).item()
-        assert err <= tol, (dtype, err)
+torch.set_num_threads(2)
+# (shape, kernel, padding, the lane pipeline's mode: 1 kernel spectra gathered whole, 2 by column)
+for (n, c, h, w), (kh, kw), (ph, pw), mode in (((3, 13, 20, 18), (9, 7), (4, 3), 1),
+                                              ((4, 16, 56, 56), (31, 31), (15, 15), 2)):
+    for dtype, tol in ((torch.float64, 1e-12), (torch.float32, 2e-6)):
+        x = torch.randn(n, c, h, w, dtype=torch.float64)
+        wt = torch.randn(c, 1, kh, kw, dtype=torch.float64)
+        args = ([1, 1], [ph, ph, pw, pw], [1, 1], c, False)
+        assert fftconv_ext._C._lane_pipeline_mode(list(x.shape), list(wt.shape), *args) == mode
+        ref = F.conv2d(x, wt, padding=(ph, pw), groups=c)
+        g = torch.randn_like(ref)
+        ref_gin = torch.nn.grad.conv2d_input(x.shape, wt, g, padding=(ph, pw), groups=c)
+        y = torch.ops.fftconv.conv2d_forward(x.to(dtype), wt.to(dtype), None, *args)
+        gin = torch.ops.fftconv.conv2d_grad_input(g.to(dtype), wt.to(dtype), list(x.shape), *args)
+        for a, e in ((y, ref), (gin, ref_gin)):
+            err = ((a.double() - e).norm() / e.norm()).item()
+            assert err <= tol, (dtype, mode, err)
 print("ok")
 """
 

@@ -40,6 +40,7 @@ struct LaneCall {
   int64_t src_h, src_w, dst_h, dst_w;
   int64_t n_h, m_w, nfw;  // n_w = 2 m_w
   bool adjoint;
+  bool whole_kernel;  // the group's kernel spectra gathered at once (small planes) or a column at a time
   lanes::Plan<T> fwd_w, inv_w, fwd_h, inv_h;  // W: half-length complex transforms
   std::vector<T> rot_re, rot_im;              // e^{-2 pi i k / n_w}, k <= m_w
 };
@@ -51,36 +52,51 @@ FFTCONV_LANE_INLINE void process_groups(const LaneCall<T>& c, int64_t begin, int
   const int64_t n_h = c.n_h, m_w = c.m_w, nfw = c.nfw, nf = n_h * nfw;
   const int64_t longest = std::max(n_h, m_w + 1);
   const int64_t xsize = c.src_h * m_w;
-  // S (real, imaginary), the group's kernel spectra and data rows in lane layout,
-  // two transform and two scratch buffers; counted as a PyTorch allocation like
-  // the other pipelines' chunks
+  const int64_t ksize = c.whole_kernel ? nf : longest;
+  // S (real, imaginary), the group's data rows in lane layout, its kernel spectra
+  // (all or one column), two transform and two scratch buffers; counted as a
+  // PyTorch allocation like the other pipelines' chunks
   at::Tensor work =
-      at::empty({(4 * nf + 2 * xsize + 4 * longest) * static_cast<int64_t>(sizeof(V))}, at::kByte);
+      at::empty({(2 * nf + 2 * xsize + 2 * ksize + 4 * longest) * static_cast<int64_t>(sizeof(V))}, at::kByte);
   V* Sr = reinterpret_cast<V*>(work.data_ptr());
   V* Si = Sr + nf;
-  V* Kr = Si + nf;  // kernel spectrum value (f, h) of every lane at Kr[f * n_h + h]
-  V* Ki = Kr + nf;
-  V* Xr = Ki + nf;  // data row h: even samples at Xr[h * m_w + m], odd ones at Xi
+  V* Xr = Si + nf;  // data row h: even samples at Xr[h * m_w + m], odd ones at Xi
   V* Xi = Xr + xsize;
-  V* ar = Xi + xsize;
+  V* Kr = Xi + xsize;  // kernel spectrum value (f, h) of every lane at Kr[f * n_h + h] (whole) or Kr[h]
+  V* Ki = Kr + ksize;
+  V* ar = Ki + ksize;
   V* ai = ar + longest;
   V* br = ai + longest;
   V* bi = br + longest;
   const V zero = V{} * T(0);
+  T* kr_t = reinterpret_cast<T*>(Kr);
+  T* ki_t = reinterpret_cast<T*>(Ki);
 
   for (int64_t group = begin; group < end; ++group) {
     const int64_t q0 = group * L;
     const int64_t nl = std::min(L, c.planes - q0);  // lanes in use; the others stay zero
+    const Complex<T>* ks[L];
+    for (int64_t l = 0; l < nl; ++l) ks[l] = c.kspec + ((q0 + l) % c.channels) * nf;
+    // kernel spectra (f, h) for f in [f0, f0 + nf_) into lane layout (scalar stores)
+    const auto gather_kernel = [&](int64_t f0, int64_t count) {
+      for (int64_t l = 0; l < nl; ++l) {
+        const Complex<T>* k = ks[l] + f0 * n_h;
+        for (int64_t i = 0; i < count * n_h; ++i) {
+          kr_t[i * L + l] = k[i].re;
+          ki_t[i * L + l] = k[i].im;
+        }
+      }
+    };
 
-    // 0. the group's data and kernel spectra into lane layout, lane by lane
-    // (scalar stores, all done before any vector load reads them back)
+    // 0. the group's data rows (and, for small planes, kernel spectra) into lane
+    // layout, lane by lane: scalar stores, all done before any vector load reads
+    // them back (a vector load right after the scalar stores that build it
+    // stalls on store forwarding)
     T* xr_t = reinterpret_cast<T*>(Xr);
     T* xi_t = reinterpret_cast<T*>(Xi);
-    T* kr_t = reinterpret_cast<T*>(Kr);
-    T* ki_t = reinterpret_cast<T*>(Ki);
     if (nl < L) {
       std::fill(Xr, Xr + 2 * xsize, zero);
-      std::fill(Kr, Kr + 2 * nf, zero);
+      std::fill(Kr, Kr + 2 * ksize, zero);
     }
     for (int64_t l = 0; l < nl; ++l) {
       const T* plane = c.src + (q0 + l) * c.src_h * c.src_w;
@@ -91,12 +107,8 @@ FFTCONV_LANE_INLINE void process_groups(const LaneCall<T>& c, int64_t begin, int
           xi_t[(h * m_w + m) * L + l] = pad_load_value(row, c.src_w, int64_t(1), 2 * m + 1);
         }
       }
-      const Complex<T>* k = c.kspec + ((q0 + l) % c.channels) * nf;
-      for (int64_t i = 0; i < nf; ++i) {
-        kr_t[i * L + l] = k[i].re;
-        ki_t[i * L + l] = k[i].im;
-      }
     }
+    if (c.whole_kernel) gather_kernel(0, nfw);
 
     // 1. rows along W (data rows only)
     for (int64_t h = 0; h < c.src_h; ++h) {
@@ -108,11 +120,14 @@ FFTCONV_LANE_INLINE void process_groups(const LaneCall<T>& c, int64_t begin, int
 
     // 2. columns along H: forward, product, inverse
     for (int64_t f = 0; f < nfw; ++f) {
+      // larger planes: the column's kernel spectra now, before the forward
+      // transform that gives those stores time to land
+      if (!c.whole_kernel) gather_kernel(f, 1);
+      const V* kr = c.whole_kernel ? Kr + f * n_h : Kr;
+      const V* ki = c.whole_kernel ? Ki + f * n_h : Ki;
       for (int64_t h = 0; h < c.src_h; ++h) ar[h] = Sr[h * nfw + f], ai[h] = Si[h * nfw + f];
       for (int64_t h = c.src_h; h < n_h; ++h) ar[h] = zero, ai[h] = zero;  // the zero rows (rule 4)
       lanes::fft(c.fwd_h, ar, ai, br, bi);
-      const V* kr = Kr + f * n_h;
-      const V* ki = Ki + f * n_h;
       for (int64_t h = 0; h < n_h; ++h) {
         const Complex<V> x{ar[h], ai[h]}, k{kr[h], ki[h]};
         const Complex<V> y = c.adjoint ? cmul_conj(x, k) : cmul(x, k);
@@ -175,14 +190,20 @@ constexpr int64_t kParallelMinWork = int64_t(1) << 16;
 
 }  // namespace
 
-// Bytes of a thread's work buffers (process_groups): S and the kernel spectra
-// (2 x 2 x n_h x nfw vectors), the data rows, four transform buffers; 32-byte
-// vectors for float and double alike.
-int64_t lane_work_bytes(const ConvPlan2d& p) {
+// Bytes of a thread's work buffers (process_groups): S (2 x n_h x nfw vectors),
+// the data rows, the kernel spectra (all, or a column when whole_kernel is
+// false) and four transform buffers; 32-byte vectors for float and double alike.
+int64_t lane_work_bytes(const ConvPlan2d& p, bool whole_kernel) {
   const int64_t nf = p.h.n_fft * p.n_freq_w, m_w = p.w.n_fft / 2;
-  const int64_t rows = std::max(p.h.in_len, p.h.out_len);
-  return (4 * nf + 2 * rows * m_w + 4 * std::max(p.h.n_fft, m_w + 1)) * 32;
+  const int64_t rows = std::max(p.h.in_len, p.h.out_len), longest = std::max(p.h.n_fft, m_w + 1);
+  return (2 * nf + 2 * rows * m_w + 2 * (whole_kernel ? nf : longest) + 4 * longest) * 32;
 }
+
+// The group's kernel spectra are gathered at once while the buffers stay this
+// small (16x16 and 32x32 planes: measured faster), a column at a time above
+// (56x56 and 64x64: faster, and half the buffers).
+constexpr int64_t kWholeKernelBytes = int64_t(256) << 10;
+bool gathers_whole_kernel(const ConvPlan2d& p) { return lane_work_bytes(p, true) <= kWholeKernelBytes; }
 
 // A thread's buffers stay within about half an L2 (larger planes measured no
 // faster than the chunked pipeline), and all threads' together within the
@@ -196,12 +217,16 @@ bool lane_pipeline_applies(const ConvPlan2d& p) {
         p.w.n_fft <= lanes::kMaxLength && lanes::supported_length(p.w.n_fft / 2) &&
         lanes::supported_length(p.h.n_fft)))
     return false;
-  const int64_t work = lane_work_bytes(p);
+  const int64_t work = lane_work_bytes(p, gathers_whole_kernel(p));
   const int64_t groups = (p.batch * p.c_in + 7) / 8;
   const int64_t threads = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), groups));
   // smaller of output and input gradient, float32
   const int64_t out_bytes = p.batch * p.c_in * std::min(p.h.out_len * p.w.out_len, p.h.in_len * p.w.in_len) * 4;
   return work <= kMaxWorkBytes && work * threads <= std::max(out_bytes, kMinWorkBytes);
+}
+
+int lane_pipeline_mode(const ConvPlan2d& p) {
+  return !lane_pipeline_applies(p) ? 0 : gathers_whole_kernel(p) ? 1 : 2;
 }
 
 template <typename T>
@@ -224,6 +249,7 @@ bool lane_pipeline(const at::Tensor& src, const KernelSpectrumSource& spectra, c
   c.m_w = p.w.n_fft / 2;
   c.nfw = p.n_freq_w;
   c.adjoint = adjoint;
+  c.whole_kernel = gathers_whole_kernel(p);
   c.fwd_w = lanes::Plan<T>(c.m_w, -1);
   c.inv_w = lanes::Plan<T>(c.m_w, +1);
   c.fwd_h = lanes::Plan<T>(c.n_h, -1);

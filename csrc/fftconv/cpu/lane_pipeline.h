@@ -28,5 +28,9 @@ bool lane_pipeline(const at::Tensor& src, const KernelSpectrumSource& spectra, c
 // Whether lane_pipeline takes problems of this plan (with a cached spectrum).
 bool lane_pipeline_applies(const ConvPlan2d& p);
 
+// How it gathers a group's kernel spectra for this plan: 1 all at once (small
+// planes), 2 a column at a time; 0 when it does not take the problem.
+int lane_pipeline_mode(const ConvPlan2d& p);
+
 }  // namespace cpu
 }  // namespace fftconv
