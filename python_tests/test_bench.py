@@ -164,6 +164,30 @@ def test_paired_ratio_compares_within_rounds(monkeypatch):
     assert r["a"]["paired_ratio_vs"]["b"] == pytest.approx(2.0, rel=0.01)
 
 
+def test_lockstep_keeps_every_median_on_the_same_rounds(monkeypatch):
+    # "a" (slow) uses its budget in the first rounds, during a slow spell; without
+    # lockstep "b" is timed on alone after the spell and its median looks 10x better
+    from fftconv_ext.bench import timing
+    clock = [0.0]
+    monkeypatch.setattr(timing.time, "perf_counter", lambda: clock[0])
+
+    def run(lockstep):
+        costs = iter([10.0] * 40 + [1.0] * 10000)
+
+        def make(cost):
+            def fn():
+                clock[0] += cost * next(costs)
+            return fn
+        return timing.time_interleaved({"a": make(4e-3), "b": make(1e-3)}, torch.device("cpu"), warmup=0,
+                                       rounds=500, max_seconds=0.5, paired=[("a", "b")], lockstep=lockstep)
+    loose, locked = run(False), run(True)
+    assert loose["b"]["repeats"] > loose["a"]["repeats"]
+    assert loose["a"]["median_ms"] / loose["b"]["median_ms"] > 10      # the artefact
+    assert locked["a"]["repeats"] == locked["b"]["repeats"]
+    assert locked["a"]["median_ms"] / locked["b"]["median_ms"] == pytest.approx(4.0)
+    assert locked["a"]["paired_ratio_vs"]["b"] == pytest.approx(4.0)
+
+
 def test_summary_takes_auto_ratios_from_the_dedicated_timing():
     from fftconv_ext.bench.report import auto_markdown, summary
 

@@ -136,7 +136,8 @@ def run(device, suites, full, quick, progress=True):
             cheap = [n for n in trio[1:] if n in fns and row["forward"][n]["median_ms"] < 20]
             if all(n in fns for n in trio) and cheap:
                 check = time_interleaved({n: fns[n] for n in (trio[0], *cheap)}, device, warmup=1, rounds=2000,
-                                         max_seconds=budget, paired=[p for p in pairs if p[1] in cheap])
+                                         max_seconds=budget, paired=[p for p in pairs if p[1] in cheap],
+                                         lockstep=True)
                 for path in trio[1:]:
                     if path not in check:
                         check[path] = {"median_ms": row["forward"][path]["median_ms"], "from_main_rounds": True}

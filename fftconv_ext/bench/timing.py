@@ -41,7 +41,8 @@ def time_call(fn: Callable[[], object], device: torch.device, warmup: int = 2, r
 
 def time_interleaved(fns: Dict[str, Callable[[], object]], device: torch.device, warmup: int = 1,
                      rounds: int = 25, max_seconds: float = 1.0,
-                     paired: Sequence[Tuple[str, str]] = ()) -> Dict[str, Dict[str, float]]:
+                     paired: Sequence[Tuple[str, str]] = (),
+                     lockstep: bool = False) -> Dict[str, Dict[str, float]]:
     """Time several implementations of one problem in round-robin.
 
     Each round calls every implementation once, in a shuffled order, so a slow
@@ -54,6 +55,12 @@ def time_interleaved(fns: Dict[str, Callable[[], object]], device: torch.device,
     measured in the same round (result[a]["paired_ratio_vs"][b]), a statistic
     that a slow spell of the machine affects much less than the ratio of the
     two medians.
+
+    lockstep=True: no implementation leaves early; the rounds stop for all once
+    one has used max_seconds (each keeping at least 3 samples), so every median
+    covers the same rounds. Otherwise a fast implementation timed on after a
+    slow one left could have its median from a quieter spell of the machine than
+    the other's (seen: auto 3.2x "slower" than the path it ran, paired 1.02x).
     """
     for fn in fns.values():
         for _ in range(warmup):
@@ -65,6 +72,10 @@ def time_interleaved(fns: Dict[str, Callable[[], object]], device: torch.device,
     order = random.Random(0)
     for rnd in range(rounds):
         active = [n for n in fns if len(samples[n]) < 3 or spent[n] < max_seconds]
+        if lockstep and len(active) < len(fns) and all(len(samples[n]) >= 3 for n in fns):
+            break
+        if lockstep:
+            active = list(fns)
         if not active:
             break
         order.shuffle(active)  # no implementation always runs right after the same other one
