@@ -137,3 +137,29 @@ def test_fast_path_never_skips_the_checks():
     assert torch.equal(fftconv_ext.conv2d(x, w, padding=[2, 2], groups=4), ref)
     algo_mod.clear_memory()
     assert algo_mod.plans == {}
+
+
+def test_near_ties_get_more_rounds_and_a_slow_spell_does_not_decide(monkeypatch):
+    # fft takes 1.1 units, direct 1.0, but the machine is 3x slower during the
+    # first calls: a choice from the first timing of each would pick fft. The
+    # same-round ratios see through the spell; the near tie gets the extra rounds.
+    spell = iter([3.0] * 4 + [1.0] * 1000)
+
+    def fake_time(fn, device):
+        return fn() * next(spell)
+    monkeypatch.setattr(algo_mod, "_time_once", fake_time)
+    calls = {"fft": 0, "direct": 0}
+
+    def run(name, cost):
+        def fn():
+            calls[name] += 1
+            return cost
+        return fn
+    choice = algo_mod._measure(run("fft", 1.1), run("direct", 1.0), torch.device("cpu"))
+    assert choice == "direct"
+    n = 1 + algo_mod._ROUNDS + algo_mod._TIE_ROUNDS  # warm-up + rounds + tie rounds
+    assert calls == {"fft": n, "direct": n}
+    # a clear case stops after the first rounds
+    calls.update(fft=0, direct=0)
+    assert algo_mod._measure(run("fft", 0.2), run("direct", 1.0), torch.device("cpu")) == "fft"
+    assert calls == {"fft": 1 + algo_mod._ROUNDS, "direct": 1 + algo_mod._ROUNDS}
