@@ -188,8 +188,6 @@ bool lanes_disabled() {
 // Below this many spectrum values in a call, waking the thread team costs more than it saves.
 constexpr int64_t kParallelMinWork = int64_t(1) << 16;
 
-}  // namespace
-
 // Bytes of a thread's work buffers (process_groups): S (2 x n_h x nfw vectors),
 // the data rows, the kernel spectra (all, or a column when whole_kernel is
 // false) and four transform buffers; 32-byte vectors for float and double alike.
@@ -205,12 +203,15 @@ int64_t lane_work_bytes(const ConvPlan2d& p, bool whole_kernel) {
 constexpr int64_t kWholeKernelBytes = int64_t(256) << 10;
 bool gathers_whole_kernel(const ConvPlan2d& p) { return lane_work_bytes(p, true) <= kWholeKernelBytes; }
 
-// A thread's buffers stay within about half an L2 (larger planes measured no
-// faster than the chunked pipeline), and all threads' together within the
-// output's size (issue 3's bound on a forward's extra memory is twice the
-// output; small calls get the chunked pipeline's floor, kMinWorkBytes).
+// A thread's buffers stay within about half an L2 (64x64 planes fit; larger
+// ones were not measured and take the chunked pipeline), and all threads'
+// together within the output's size (issue 3's bound on a forward's extra
+// memory is twice the output; small calls get a floor, kMinWorkBytes, as the
+// chunked pipeline's chunks do).
 constexpr int64_t kMaxWorkBytes = int64_t(512) << 10;
 constexpr int64_t kMinWorkBytes = int64_t(256) << 10;
+
+}  // namespace
 
 bool lane_pipeline_applies(const ConvPlan2d& p) {
   if (!(p.cpg == 1 && p.opg == 1 && p.h.stride == 1 && p.w.stride == 1 && p.w.n_fft % 2 == 0 &&
