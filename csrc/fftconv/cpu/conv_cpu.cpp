@@ -11,6 +11,7 @@
 
 #include "../conv_entry.h"
 #include "../pointwise.h"
+#include "cpu_dispatch.h"
 #include "fft_backend.h"
 #include "lane_pipeline.h"
 
@@ -37,15 +38,6 @@ int64_t chunk_bytes(const KernelSpectrumSource& spectra, int64_t out_bytes, int6
   constexpr int64_t kMinChunkBytes = int64_t(64) << 10;
   const int64_t bytes = spectra.made_per_block() ? chunk_bytes() / 2 : chunk_bytes();
   return std::min(bytes, std::max(kMinChunkBytes, out_bytes / std::max<int64_t>(threads, 1)));
-}
-
-// Below this many spectrum values in a call, waking the thread team costs more
-// than it saves (measured: ~200 us for a tiny problem): run the chunks serially.
-constexpr int64_t kParallelMinWork = int64_t(1) << 16;
-
-int64_t parallel_grain(const ConvPlan2d& p, int64_t chunks) {
-  const int64_t work = p.batch * (p.c_in + p.c_out) * p.n_freq;
-  return work < kParallelMinWork ? std::max<int64_t>(chunks, 1) : 1;
 }
 
 // One side of the correlation as a source of planes: the input (forward) or
@@ -128,19 +120,12 @@ template <typename T, bool kAdjoint>
 __attribute__((target("avx2,fma"))) void multiply_loop_avx2(Complex<T>* x, const Complex<T>* s, int64_t n) {
   multiply_loop<T, kAdjoint>(x, s, n);
 }
-
-// FFTCONV_CPU_BASELINE=1 forces the baseline loops (so tests can cover them here).
-bool cpu_has_avx2_fma() {
-  static const bool yes = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-                          std::getenv("FFTCONV_CPU_BASELINE") == nullptr;
-  return yes;
-}
 #endif
 
 template <typename T, bool kAdjoint>
 void multiply_in_place(Complex<T>* x, const Complex<T>* s, int64_t n) {
 #if defined(__GNUC__) && defined(__x86_64__)
-  if (cpu_has_avx2_fma()) return multiply_loop_avx2<T, kAdjoint>(x, s, n);
+  if (cpu::cpu_has_avx2_fma()) return multiply_loop_avx2<T, kAdjoint>(x, s, n);
 #endif
   multiply_loop<T, kAdjoint>(x, s, n);
 }
@@ -286,7 +271,7 @@ void run_pipeline(const at::Tensor& src, const KernelSpectrumSource& spectra, co
   T* dst_ptr = dst.data_ptr<T>();
   const auto real_opts = src.options();
 
-  at::parallel_for(0, n_bb * n_gb, parallel_grain(p, n_bb * n_gb), [&](int64_t begin, int64_t end) {
+  at::parallel_for(0, n_bb * n_gb, cpu::parallel_grain(p, n_bb * n_gb), [&](int64_t begin, int64_t end) {
     at::Tensor kspec;  // the current group block's kernel spectra
     int64_t kspec_g0 = -1;
     for (int64_t chunk = begin; chunk < end; ++chunk) {
@@ -323,7 +308,7 @@ void grad_weight_pipeline(const at::Tensor& input, const at::Tensor& grad_out, a
   T* gw_ptr = gw.data_ptr<T>();
   const auto real_opts = input.options();
 
-  at::parallel_for(0, n_gb, parallel_grain(p, n_gb), [&](int64_t begin, int64_t end) {
+  at::parallel_for(0, n_gb, cpu::parallel_grain(p, n_gb), [&](int64_t begin, int64_t end) {
     for (int64_t gchunk = begin; gchunk < end; ++gchunk) {
       const int64_t g0 = gchunk * cs.group_block;
       const int64_t ng = std::min(cs.group_block, p.groups - g0);
@@ -355,7 +340,7 @@ bool fused_backward(const at::Tensor& input, const at::Tensor& grad_out, const K
   int64_t gb = cs.group_block;
   while (gb > 1 && (p.groups + gb - 1) / gb < 2 * threads) gb = (gb + 1) / 2;
   const int64_t n_gb = (p.groups + gb - 1) / gb;
-  const int64_t grain = parallel_grain(p, n_gb);
+  const int64_t grain = cpu::parallel_grain(p, n_gb);
   if (threads > 1 && grain == 1 && n_gb < threads) return false;
   const int64_t bb = std::min(p.batch, std::max<int64_t>(1, cs.batch_block * cs.group_block / gb));
   const PlaneSource xs = input_side(p), gs = output_side(p);

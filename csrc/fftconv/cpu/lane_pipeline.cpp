@@ -20,6 +20,7 @@
 #include <cstdlib>
 
 #include "../pointwise.h"
+#include "cpu_dispatch.h"
 #include "lane_fft.h"
 
 #if defined(__GNUC__) && !defined(__clang__)
@@ -169,13 +170,6 @@ template <typename T>
 __attribute__((target("avx2,fma"))) void process_groups_avx2(const LaneCall<T>& c, int64_t begin, int64_t end) {
   process_groups<T>(c, begin, end);
 }
-
-// FFTCONV_CPU_BASELINE=1 forces the baseline build (so tests can cover it here).
-bool use_avx2() {
-  static const bool yes = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-                          std::getenv("FFTCONV_CPU_BASELINE") == nullptr;
-  return yes;
-}
 #endif
 
 // FFTCONV_CPU_LANES=0 turns the lane pipeline off (read on every call, so that
@@ -184,9 +178,6 @@ bool lanes_disabled() {
   const char* v = std::getenv("FFTCONV_CPU_LANES");
   return v != nullptr && v[0] == '0';
 }
-
-// Below this many spectrum values in a call, waking the thread team costs more than it saves.
-constexpr int64_t kParallelMinWork = int64_t(1) << 16;
 
 // Bytes of a thread's work buffers (process_groups): S (2 x n_h x nfw vectors),
 // the data rows, the kernel spectra (all, or a column when whole_kernel is
@@ -219,7 +210,7 @@ bool lane_pipeline_applies(const ConvPlan2d& p) {
         lanes::supported_length(p.h.n_fft)))
     return false;
   const int64_t work = lane_work_bytes(p, gathers_whole_kernel(p));
-  const int64_t groups = (p.batch * p.c_in + 7) / 8;
+  const int64_t groups = (p.batch * p.c_in + lanes::Lanes<float>::count - 1) / lanes::Lanes<float>::count;
   const int64_t threads = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), groups));
   // smaller of output and input gradient, float32
   const int64_t out_bytes = p.batch * p.c_in * std::min(p.h.out_len * p.w.out_len, p.h.in_len * p.w.in_len) * 4;
@@ -262,10 +253,9 @@ bool lane_pipeline(const at::Tensor& src, const KernelSpectrumSource& spectra, c
   }
   constexpr int64_t L = lanes::Lanes<T>::count;
   const int64_t groups = (c.planes + L - 1) / L;
-  const int64_t grain = c.planes * p.n_freq < kParallelMinWork ? std::max<int64_t>(groups, 1) : 1;
-  at::parallel_for(0, groups, grain, [&](int64_t begin, int64_t end) {
+  at::parallel_for(0, groups, parallel_grain(p, groups), [&](int64_t begin, int64_t end) {
 #if defined(__GNUC__) && defined(__x86_64__)
-    if (use_avx2()) return process_groups_avx2<T>(c, begin, end);
+    if (cpu_has_avx2_fma()) return process_groups_avx2<T>(c, begin, end);
 #endif
     process_groups_baseline<T>(c, begin, end);
   });
