@@ -178,3 +178,19 @@ def test_both_instruction_set_builds(baseline):
     r = subprocess.run([sys.executable, "-c", _BASELINE_CHECK], env=env, capture_output=True, text=True,
                        timeout=300)
     assert r.returncode == 0 and "ok" in r.stdout, r.stderr[-2000:]
+
+
+def test_bad_input_on_a_lane_problem_raises_and_inputs_stay_unmodified():
+    # the checks run before any pipeline: the same errors whichever pipeline would run
+    x = torch.randn(2, 8, 16, 16)
+    w = torch.randn(8, 1, 13, 13)
+    assert _applies(x.shape, w.shape, [6] * 4)
+    with pytest.raises(ValueError, match="weight"):
+        fftconv_ext.conv2d(x, torch.randn(8, 2, 13, 13), padding=6, groups=8, algo="fft")
+    with pytest.raises((TypeError, ValueError, RuntimeError), match="dtype|float"):
+        fftconv_ext.conv2d(x.to(torch.int32), w, padding=6, groups=8, algo="fft")
+    with pytest.raises((TypeError, ValueError, RuntimeError), match="dtype|float"):
+        fftconv_ext.conv2d(x, w.double(), padding=6, groups=8, algo="fft")
+    x0, w0 = x.clone(), w.clone()
+    fftconv_ext.conv2d(x, w, padding=6, groups=8, algo="fft")
+    assert torch.equal(x, x0) and torch.equal(w, w0)
