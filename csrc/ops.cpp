@@ -8,6 +8,7 @@
 #include "fftconv/conv_ops.h"
 #include "fftconv/cpu/lane_pipeline.h"
 #include "fftconv/fourier_mix.h"
+#include "fftconv/small_plane_emulation.h"
 #include "fftconv/spectrum_cache.h"
 #ifdef FFTCONV_WITH_CUDA
 #include "fftconv/cuda/plan_cache.h"
@@ -125,6 +126,23 @@ int64_t lane_pipeline_mode(at::IntArrayRef input_size, at::IntArrayRef weight_si
       plan_from_shapes(input_size, weight_size, parse_conv_args(stride, padding, dilation, groups, circular)));
 }
 
+// The fused small-plane CUDA kernel's lengths for a problem (empty: it does
+// not take it) and its phases run on the host: test hooks, so that the CPU
+// tests check the kernel without a GPU.
+std::vector<int64_t> small_plane_lengths(at::IntArrayRef input_size, at::IntArrayRef weight_size,
+                                         at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation,
+                                         int64_t groups, bool circular) {
+  return small_plane::fused_lengths(
+      plan_from_shapes(input_size, weight_size, parse_conv_args(stride, padding, dilation, groups, circular)));
+}
+at::Tensor small_plane_emulate(const at::Tensor& src, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
+                               at::IntArrayRef input_size, at::IntArrayRef stride, at::IntArrayRef padding,
+                               at::IntArrayRef dilation, int64_t groups, bool circular, bool adjoint, bool reverse) {
+  const ConvPlan2d p =
+      plan_from_shapes(input_size, weight.sizes(), parse_conv_args(stride, padding, dilation, groups, circular));
+  return small_plane::emulate_fused(src, weight, bias, p, adjoint, reverse);
+}
+
 void set_cache_limit(int64_t entries) {
   set_spectrum_cache_limit(entries);
 #ifdef FFTCONV_WITH_CUDA
@@ -206,6 +224,16 @@ PYBIND11_MODULE(_C, m) {
         "whole or by column (a test hook).", py::arg("input_size"),
         py::arg("weight_size"), py::arg("stride"), py::arg("padding"), py::arg("dilation"), py::arg("groups"),
         py::arg("circular"));
+  m.def("_small_plane_lengths", &fftconv::small_plane_lengths,
+        "(n_h, n_w) of the fused small-plane CUDA kernel for a conv2d problem, or [] when it does not take "
+        "it (a test hook).", py::arg("input_size"), py::arg("weight_size"), py::arg("stride"), py::arg("padding"),
+        py::arg("dilation"), py::arg("groups"), py::arg("circular"));
+  m.def("_small_plane_emulate", &fftconv::small_plane_emulate,
+        "The fused small-plane CUDA kernel's output computed on the host by running its phases (a test hook). "
+        "src is the input, or the output gradient when adjoint.",
+        py::arg("src"), py::arg("weight"), py::arg("bias"), py::arg("input_size"), py::arg("stride"),
+        py::arg("padding"), py::arg("dilation"), py::arg("groups"), py::arg("circular"), py::arg("adjoint"),
+        py::arg("reverse") = false);
   m.def("set_cache_limit", &fftconv::set_cache_limit, py::arg("entries"));
   m.def("_set_spectrum_cache_limit", &fftconv::set_spectrum_cache_limit, py::arg("entries"),
         "The kernel-spectrum cache's limit alone (the benchmark's cache-off memory measurement).");

@@ -8,6 +8,8 @@
 //   template <typename T> static void pipeline(src, spectra, const T* bias, dst, plan, adjoint);
 //   template <typename T> static void grad_weight(input, grad_output, grad_weight, plan);
 //   template <typename T> static bool backward(input, grad_output, spectra, grad_input, grad_weight, plan);
+//   static ConvPlan2d plan_for(plan, dtype);  // the plan the pipelines run (transform lengths
+//                                             // a driver's kernel prefers), made before the spectrum
 //     (both gradients from one pass over the output gradient's spectra; false
 //      when the driver has no such pass or it would not pay, see backward_entry)
 // where spectra is the call's KernelSpectrumSource (spectrum_cache.h).
@@ -43,7 +45,7 @@ at::Tensor forward_entry(const at::Tensor& input, const at::Tensor& weight, cons
   check_operand(input, input, "input", Driver::device_type);
   check_operand(weight, input, "weight", Driver::device_type);
   const typename Driver::Guard guard(input.device());
-  const ConvPlan2d p = plan_from_shapes(input.sizes(), weight.sizes(), a);
+  const ConvPlan2d p = Driver::plan_for(plan_from_shapes(input.sizes(), weight.sizes(), a), input.scalar_type());
   at::Tensor bias_c;
   if (bias.has_value() && bias->defined()) {
     check_operand(*bias, input, "bias", Driver::device_type);
@@ -72,7 +74,7 @@ at::Tensor grad_input_entry(const at::Tensor& grad_output, const at::Tensor& wei
   check_operand(grad_output, grad_output, "grad_output", Driver::device_type);
   check_operand(weight, grad_output, "weight", Driver::device_type);
   const typename Driver::Guard guard(grad_output.device());
-  const ConvPlan2d p = plan_from_shapes(input_size, weight.sizes(), a);
+  const ConvPlan2d p = Driver::plan_for(plan_from_shapes(input_size, weight.sizes(), a), grad_output.scalar_type());
   check_grad_output(grad_output, p);
   at::Tensor gin = at::empty(input_size, grad_output.options());
   if (gin.numel() == 0) return gin;
@@ -119,7 +121,7 @@ std::tuple<at::Tensor, at::Tensor> backward_entry(const at::Tensor& grad_output,
   check_operand(weight, input, "weight", Driver::device_type);
   check_operand(grad_output, input, "grad_output", Driver::device_type);
   const typename Driver::Guard guard(input.device());
-  const ConvPlan2d p = plan_from_shapes(input.sizes(), weight.sizes(), a);
+  const ConvPlan2d p = Driver::plan_for(plan_from_shapes(input.sizes(), weight.sizes(), a), input.scalar_type());
   check_grad_output(grad_output, p);
   const bool plain = input.numel() > 0 && weight.numel() > 0 && p.batch > 0 && p.c_out > 0 &&
                      all_finite(grad_output) && all_finite(input);

@@ -384,6 +384,7 @@ struct CpuDriver {
   struct Guard {
     explicit Guard(at::Device) {}
   };
+  static ConvPlan2d plan_for(const ConvPlan2d& p, at::ScalarType) { return p; }  // the planner's lengths
   template <typename T>
   static void pipeline(const at::Tensor& src, const KernelSpectrumSource& spectra, const T* bias, at::Tensor& dst,
                        const ConvPlan2d& p, bool adjoint) {

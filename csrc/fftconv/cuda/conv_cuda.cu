@@ -21,6 +21,8 @@
 #include "../conv_entry.h"
 #include "../pointwise.h"
 #include "plan_cache.h"
+#include "small_plane_launch.h"
+#include "../small_plane_fused.h"
 
 namespace fftconv {
 namespace {
@@ -303,10 +305,17 @@ void grad_weight_pipeline(const at::Tensor& input, const at::Tensor& grad_out, a
 struct CudaDriver {
   static constexpr at::DeviceType device_type = at::kCUDA;
   using Guard = c10::cuda::CUDAGuard;
+  // With the fused small-plane kernel on, float32 plans it would take after
+  // raising their lengths to compiled ones get those lengths.
+  static ConvPlan2d plan_for(const ConvPlan2d& p, at::ScalarType dtype) {
+    return dtype == at::kFloat && small_plane::enabled() ? small_plane::pad_plan_lengths(p) : p;
+  }
   template <typename T>
   static void pipeline(const at::Tensor& src, const KernelSpectrumSource& spectra, const T* bias, at::Tensor& dst,
                        const ConvPlan2d& p, bool adjoint) {
     // Whole spectra: the CUDA blocks are large, and memory there is not the constraint.
+    if constexpr (std::is_same<T, float>::value)
+      if (small_plane::enabled() && small_plane::run_fused(src, spectra.whole(), bias, dst, p, adjoint)) return;
     run_pipeline<T>(src, spectra.whole(), bias, dst, p, adjoint);
   }
   template <typename T>

@@ -1,0 +1,23 @@
+// Launcher of the fused small-plane kernel (../small_plane_fused.h).
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include "../conv_plan.h"
+
+namespace fftconv {
+namespace small_plane {
+
+// FFTCONV_CUDA_FUSED=1 turns the kernel on (read per call). Off by default
+// until it has been measured on a GPU against the cuFFT pipeline.
+bool enabled();
+
+// Runs the forward (adjoint: the input gradient) of a float32 problem the
+// kernel takes (applies(p); p's lengths from pad_plan_lengths), with the
+// whole kernel spectrum in the CUDA layout, and returns true; false, touching
+// nothing, otherwise.
+bool run_fused(const at::Tensor& src, const at::Tensor& spectrum, const float* bias, at::Tensor& dst,
+               const ConvPlan2d& p, bool adjoint);
+
+}  // namespace small_plane
+}  // namespace fftconv

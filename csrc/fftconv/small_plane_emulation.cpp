@@ -1,0 +1,87 @@
+// The fused small-plane CUDA kernel (small_plane_fused.h) run on the host,
+// block by block, each phase's items one after the other: the same functions
+// the kernel's threads call, so the CPU tests check the kernel's indexing and
+// transforms without a GPU. Test hooks only; the CPU's own pipelines are
+// conv_cpu.cpp and lane_pipeline.cpp.
+#include "small_plane_emulation.h"
+
+#include <limits>
+#include <vector>
+
+#include "kernel_spectrum.h"
+#include "small_plane_fused.h"
+
+namespace fftconv {
+namespace small_plane {
+namespace {
+
+// Items 0..n-1, in reverse when `reverse`: the results must not depend on the
+// order (threads of a phase run in any order), which a race would break.
+template <typename F>
+void for_items(int n, bool reverse, F&& f) {
+  for (int k = 0; k < n; ++k) f(reverse ? n - 1 - k : k);
+}
+
+template <typename T, int NH, int NW>
+void emulate(const Geometry& g, const T* src, const Complex<T>* spec, const T* bias, T* dst, bool reverse) {
+  using K = Kernel<T, NH, NW>;
+  // Shared memory starts as NaN, so that a read of a slot no phase wrote shows in the output.
+  const T nan = std::numeric_limits<T>::quiet_NaN();
+  std::vector<Complex<T>> shared(static_cast<size_t>(K::shared_elements(g)));
+  for (int64_t blk = 0; blk < g.blocks(); ++blk) {
+    std::fill(shared.begin(), shared.end(), Complex<T>{nan, nan});
+    int64_t c, b0;
+    int count;
+    K::block_planes(g, blk, c, b0, count);
+    Complex<T>* s = shared.data();
+    for_items(K::kTwiddles, reverse, [&](int i) { K::fill_twiddle(i, s); });
+    for_items(K::load_items(g, count), reverse, [&](int i) { K::load(g, src, blk, i, s); });
+    for_items(K::row_items(g, count), reverse, [&](int i) { K::rows_forward(g, i, s); });
+    for_items(K::column_items(count), reverse, [&](int i) { K::columns(g, spec, blk, i, s); });
+    for_items(K::out_row_items(g, count), reverse, [&](int i) { K::rows_inverse(g, i, s); });
+    for_items(K::store_items(g, count), reverse, [&](int i) { K::store(g, bias, dst, blk, i, s); });
+  }
+}
+
+}  // namespace
+
+std::vector<int64_t> fused_lengths(const ConvPlan2d& p) {
+  const ConvPlan2d q = pad_plan_lengths(p);
+  if (!applies(q)) return {};
+  return {q.h.n_fft, q.w.n_fft};
+}
+
+at::Tensor emulate_fused(const at::Tensor& src, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
+                         const ConvPlan2d& plan, bool adjoint, bool reverse) {
+  TORCH_CHECK(src.device().is_cpu() && weight.device().is_cpu(), "fftconv: the emulation runs on CPU tensors");
+  TORCH_CHECK(src.scalar_type() == weight.scalar_type() &&
+                  (src.scalar_type() == at::kFloat || src.scalar_type() == at::kDouble),
+              "fftconv: the emulation takes float32 or float64 operands of one dtype");
+  const ConvPlan2d p = pad_plan_lengths(plan);
+  TORCH_CHECK(applies(p), "fftconv: the fused small-plane kernel does not take this problem");
+  const int64_t src_h = adjoint ? p.h.out_len : p.h.in_len, src_w = adjoint ? p.w.out_len : p.w.in_len;
+  const int64_t channels = adjoint ? p.c_in : p.c_out;
+  TORCH_CHECK(src.dim() == 4 && src.size(0) == p.batch && src.size(1) == channels && src.size(2) == src_h &&
+                  src.size(3) == src_w,
+              "fftconv: the emulation's source has shape ", src.sizes());
+  // The CUDA layout of the kernel spectrum: row-major planes (channels, 1, n_h, n_w/2+1).
+  const at::Tensor spec = kernel_spectrum(weight.contiguous(), p).transpose(2, 3).contiguous();
+  const at::Tensor x = src.contiguous();
+  at::Tensor b;
+  if (bias.has_value() && bias->defined()) b = bias->contiguous();
+  at::Tensor dst = at::empty({p.batch, channels, adjoint ? p.h.in_len : p.h.out_len,
+                              adjoint ? p.w.in_len : p.w.out_len},
+                             src.options());
+  AT_DISPATCH_FLOATING_TYPES(src.scalar_type(), "fftconv_small_plane_emulate", [&] {
+    with_lengths(p.h.n_fft, p.w.n_fft, [&](auto L) {
+      constexpr int NH = decltype(L)::h, NW = decltype(L)::w;
+      const Geometry g = Kernel<scalar_t, NH, NW>::geometry(p, adjoint);
+      emulate<scalar_t, NH, NW>(g, x.data_ptr<scalar_t>(), reinterpret_cast<const Complex<scalar_t>*>(spec.data_ptr()),
+                                b.defined() ? b.data_ptr<scalar_t>() : nullptr, dst.data_ptr<scalar_t>(), reverse);
+    });
+  });
+  return dst;
+}
+
+}  // namespace small_plane
+}  // namespace fftconv
