@@ -2,10 +2,14 @@
 # GPU check for a lent H100/H200 (torch 2.11 + nvcc 13.0 there, no network):
 # build for sm_90 (unless an sm_90 build for this torch and Python was carried
 # along and imports), run the CUDA tests, the quick benchmark against cuDNN and
-# torch.fft, a kernel profile of the target layer, and fourier_mix against torch.fft.
-# Writes at most 8 files under $OUT (what the device tool brings back):
+# torch.fft, a kernel profile of the target layer, fourier_mix against torch.fft,
+# and the fused small-plane kernel (FFTCONV_CUDA_FUSED=1): its A/B against the
+# cuFFT pipeline and the quick benchmark again with it on.
+# Writes under $OUT (what the device tool brings back):
 #   gpu_check.log  build.log  cuda_tests.xml  <gpu>.json/.md/.png  gpu_extra.json
-# Every stage has its own time limit, so the whole check ends inside 8 minutes.
+#   gpu_fused_ab.json  fused/<gpu>.json/.md/.png
+# Every stage has its own time limit, so with a carried build the whole check
+# ends inside 8 minutes (a build there adds up to 5).
 #
 #   OUT=/some/dir bash bench/gpu_check.sh
 set -uo pipefail
@@ -38,18 +42,22 @@ fi
 python3 -c "import fftconv_ext; print('CUDA kernels built:', fftconv_ext.built_with_cuda())" || exit 1
 
 stamp "== CUDA tests =="
-timeout 150 python3 -m pytest -q -p no:cacheprovider --rootdir=. -o addopts="" --timeout 60 --tb=short -rfEs \
+timeout 120 python3 -m pytest -q -p no:cacheprovider --rootdir=. -o addopts="" --timeout 60 --tb=short -rfEs \
   python_tests/test_cuda.py python_tests/test_errors.py python_tests/test_bench.py \
+  python_tests/test_small_plane_fused.py \
   --junitxml="$OUT/cuda_tests.xml" 2>&1 | tail -60
 
 stamp "== kernel profile of the target layer =="
-timeout 45 python3 bench/gpu_profile.py --json /tmp/gpu_profile.json
+timeout 30 python3 bench/gpu_profile.py --json /tmp/gpu_profile.json
+
+stamp "== fused small-plane kernel: A/B against the cuFFT pipeline, the composition, cuDNN =="
+timeout 60 python3 bench/gpu_fused_ab.py --json "$OUT/gpu_fused_ab.json"
 
 stamp "== quick benchmark =="
-timeout 150 python3 -m fftconv_ext.bench --device cuda --quick --no-progress --out "$OUT"
+timeout 120 python3 -m fftconv_ext.bench --device cuda --quick --no-progress --out "$OUT"
 
 stamp "== fourier_mix vs torch.fft.fft2(x).real =="
-timeout 45 python3 - <<'PY'
+timeout 30 python3 - <<'PY'
 import json, os, torch
 from fftconv_ext.bench.fit import fit_markdown, run_fourier_mix
 rows = run_fourier_mix(torch.device("cuda"))
@@ -63,4 +71,6 @@ with open(os.path.join(os.environ["OUT"], "gpu_extra.json"), "w") as f:
     json.dump(extra, f, indent=1)
 print(fit_markdown(rows, [], 12).split("### FiT-Base")[0])
 PY
+stamp "== quick benchmark with the fused kernel on =="
+FFTCONV_CUDA_FUSED=1 timeout 100 python3 -m fftconv_ext.bench --device cuda --quick --no-progress --out "$OUT/fused"
 stamp "done"

@@ -1,0 +1,75 @@
+"""A/B of the fused small-plane CUDA kernel (FFTCONV_CUDA_FUSED=1) against the
+cuFFT pipeline it replaces, cuDNN and the best torch.fft composition, on the
+layer sweep's depthwise 'same' layers (B=32, 384 channels), in interleaved
+rounds (medians, and same-round ratios). Decides whether the kernel becomes
+the default; run by bench/gpu_check.sh.
+
+    python bench/gpu_fused_ab.py [--json out.json] [--batch 32] [--channels 384]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+
+import torch
+import torch.nn.functional as F
+
+import fftconv_ext
+from fftconv_ext.bench.baselines import BestFFTComposition
+from fftconv_ext.bench.timing import time_interleaved
+
+LAYERS = [(16, 7), (16, 13), (16, 31), (32, 7), (32, 13), (32, 31), (64, 7), (64, 31)]
+
+
+def _ours(fused: bool, x, w, b, pad):
+    def run():
+        os.environ["FFTCONV_CUDA_FUSED"] = "1" if fused else "0"  # read by the operator on every call
+        return fftconv_ext.conv2d(x, w, b, padding=pad, groups=x.shape[1], algo="fft")
+    return run
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--json", default=None)
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--channels", type=int, default=384)
+    args = ap.parse_args()
+    dev = torch.device("cuda")
+    torch.manual_seed(0)
+    rows = []
+    print(f"{'layer':>14} {'lengths':>9} {'fused':>8} {'cuFFT':>8} {'compos.':>8} {'cuDNN':>8} "
+          f"{'vs cuFFT':>8} {'vs comp':>8} {'vs cuDNN':>8} {'rel err':>8}")
+    for r, k in LAYERS:
+        x = torch.randn(args.batch, args.channels, r, r, device=dev)
+        w = torch.randn(args.channels, 1, k, k, device=dev)
+        b = torch.randn(args.channels, device=dev)
+        pad = k // 2
+        lengths = tuple(fftconv_ext._C._small_plane_lengths(list(x.shape), list(w.shape), [1, 1], [pad] * 4,
+                                                            [1, 1], args.channels, False))
+        best = BestFFTComposition()
+        fns = {"fused": _ours(True, x, w, b, pad), "cufft": _ours(False, x, w, b, pad),
+               "composition": lambda: best(x, w, b, pad),
+               "cudnn": lambda: F.conv2d(x, w, b, padding=pad, groups=args.channels)}
+        ref = F.conv2d(x.double(), w.double(), b.double(), padding=pad, groups=args.channels)
+        y = fns["fused"]()
+        err = ((y.double() - ref).norm() / ref.norm()).item()
+        t = time_interleaved(fns, dev, warmup=2, rounds=30, max_seconds=1.0, lockstep=True,
+                             paired=[("fused", "cufft"), ("fused", "composition"), ("fused", "cudnn")])
+        pr = t["fused"]["paired_ratio_vs"]
+        row = {"layer": f"{args.batch}x{args.channels}x{r}x{r} k{k}", "lengths": list(lengths),
+               "median_ms": {n: v["median_ms"] for n, v in t.items()},
+               "speedup_paired": {n: 1.0 / v for n, v in pr.items()}, "rel_err": err}
+        rows.append(row)
+        m = row["median_ms"]
+        print(f"{'R%d k%d' % (r, k):>14} {'x'.join(map(str, lengths)) or 'declined':>9} {m['fused']:8.3f} "
+              f"{m['cufft']:8.3f} {m['composition']:8.3f} {m['cudnn']:8.3f} {1 / pr['cufft']:8.2f} "
+              f"{1 / pr['composition']:8.2f} {1 / pr['cudnn']:8.2f} {err:8.1e}")
+    os.environ.pop("FFTCONV_CUDA_FUSED", None)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"device": torch.cuda.get_device_name(), "torch": torch.__version__, "rows": rows}, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
