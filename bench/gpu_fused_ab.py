@@ -65,10 +65,24 @@ def main() -> None:
         print(f"{'R%d k%d' % (r, k):>14} {'x'.join(map(str, lengths)) or 'declined':>9} {m['fused']:8.3f} "
               f"{m['cufft']:8.3f} {m['composition']:8.3f} {m['cudnn']:8.3f} {1 / pr['cufft']:8.2f} "
               f"{1 / pr['composition']:8.2f} {1 / pr['cudnn']:8.2f} {err:8.1e}")
+    # Shared memory per block (planes per block) on the target layer: the default is a guess until measured.
+    x = torch.randn(args.batch, args.channels, 32, 32, device=dev)
+    w = torch.randn(args.channels, 1, 31, 31, device=dev)
+    sweep = {}
+    for kb in (8, 16, 24, 32, 48, 96):
+        def run(kb=kb):
+            os.environ["FFTCONV_CUDA_FUSED_SHARED_KB"] = str(kb)
+            return _ours(True, x, w, None, 15)()
+        sweep[f"{kb} KB"] = run
+    t = time_interleaved(sweep, dev, warmup=2, rounds=20, max_seconds=0.5, lockstep=True)
+    shared = {n: v["median_ms"] for n, v in t.items()}
+    print("R32 k31, shared memory per block:", ", ".join(f"{n}: {v:.3f} ms" for n, v in shared.items()))
     os.environ.pop("FFTCONV_CUDA_FUSED", None)
+    os.environ.pop("FFTCONV_CUDA_FUSED_SHARED_KB", None)
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"device": torch.cuda.get_device_name(), "torch": torch.__version__, "rows": rows}, f, indent=1)
+            json.dump({"device": torch.cuda.get_device_name(), "torch": torch.__version__, "rows": rows,
+                       "shared_sweep_r32_k31": shared}, f, indent=1)
 
 
 if __name__ == "__main__":

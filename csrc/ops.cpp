@@ -137,10 +137,11 @@ std::vector<int64_t> small_plane_lengths(at::IntArrayRef input_size, at::IntArra
 }
 at::Tensor small_plane_emulate(const at::Tensor& src, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
                                at::IntArrayRef input_size, at::IntArrayRef stride, at::IntArrayRef padding,
-                               at::IntArrayRef dilation, int64_t groups, bool circular, bool adjoint, bool reverse) {
+                               at::IntArrayRef dilation, int64_t groups, bool circular, bool adjoint, bool reverse,
+                               int64_t shared_bytes) {
   const ConvPlan2d p =
       plan_from_shapes(input_size, weight.sizes(), parse_conv_args(stride, padding, dilation, groups, circular));
-  return small_plane::emulate_fused(src, weight, bias, p, adjoint, reverse);
+  return small_plane::emulate_fused(src, weight, bias, p, adjoint, reverse, shared_bytes);
 }
 
 void set_cache_limit(int64_t entries) {
@@ -233,7 +234,7 @@ PYBIND11_MODULE(_C, m) {
         "src is the input, or the output gradient when adjoint.",
         py::arg("src"), py::arg("weight"), py::arg("bias"), py::arg("input_size"), py::arg("stride"),
         py::arg("padding"), py::arg("dilation"), py::arg("groups"), py::arg("circular"), py::arg("adjoint"),
-        py::arg("reverse") = false);
+        py::arg("reverse") = false, py::arg("shared_bytes") = 0);
   m.def("set_cache_limit", &fftconv::set_cache_limit, py::arg("entries"));
   m.def("_set_spectrum_cache_limit", &fftconv::set_spectrum_cache_limit, py::arg("entries"),
         "The kernel-spectrum cache's limit alone (the benchmark's cache-off memory measurement).");

@@ -93,6 +93,19 @@ def test_geometries(case, dtype):
     _check(x_shape, k, padding, dilation, dtype=dtype, bias=dtype == torch.float64)
 
 
+def test_planes_per_block_do_not_change_results():
+    """Blocks of 1 plane, the default, and a whole 11-element batch (a partial last block in between)."""
+    torch.manual_seed(2)
+    x = torch.randn(11, 3, 20, 20, dtype=torch.float64)
+    w = torch.randn(3, 1, 9, 9, dtype=torch.float64)
+    b = torch.randn(3, dtype=torch.float64)
+    args = (w, b, list(x.shape), [1, 1], [4] * 4, [1, 1], 3, False, False, False)
+    outs = [fftconv_ext._C._small_plane_emulate(x, *args, shared_bytes=kb << 10) for kb in (2, 12, 24, 200)]
+    assert rel_err(outs[0], F.conv2d(x, w, b, padding=4, groups=3)) < TOL64
+    for y in outs[1:]:
+        assert torch.equal(y, outs[0])
+
+
 def test_circular_padding_at_a_compiled_period():
     torch.manual_seed(1)
     x = torch.randn(2, 3, 16, 32, dtype=torch.float64)

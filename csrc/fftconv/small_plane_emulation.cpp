@@ -52,7 +52,7 @@ std::vector<int64_t> fused_lengths(const ConvPlan2d& p) {
 }
 
 at::Tensor emulate_fused(const at::Tensor& src, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
-                         const ConvPlan2d& plan, bool adjoint, bool reverse) {
+                         const ConvPlan2d& plan, bool adjoint, bool reverse, int64_t shared_bytes) {
   TORCH_CHECK(src.device().is_cpu() && weight.device().is_cpu(), "fftconv: the emulation runs on CPU tensors");
   TORCH_CHECK(src.scalar_type() == weight.scalar_type() &&
                   (src.scalar_type() == at::kFloat || src.scalar_type() == at::kDouble),
@@ -75,7 +75,7 @@ at::Tensor emulate_fused(const at::Tensor& src, const at::Tensor& weight, const 
   AT_DISPATCH_FLOATING_TYPES(src.scalar_type(), "fftconv_small_plane_emulate", [&] {
     with_lengths(p.h.n_fft, p.w.n_fft, [&](auto L) {
       constexpr int NH = decltype(L)::h, NW = decltype(L)::w;
-      const Geometry g = Kernel<scalar_t, NH, NW>::geometry(p, adjoint);
+      const Geometry g = Kernel<scalar_t, NH, NW>::geometry(p, adjoint, shared_bytes > 0 ? shared_bytes : kSharedBytes);
       emulate<scalar_t, NH, NW>(g, x.data_ptr<scalar_t>(), reinterpret_cast<const Complex<scalar_t>*>(spec.data_ptr()),
                                 b.defined() ? b.data_ptr<scalar_t>() : nullptr, dst.data_ptr<scalar_t>(), reverse);
     });

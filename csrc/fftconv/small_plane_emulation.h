@@ -17,9 +17,9 @@ std::vector<int64_t> fused_lengths(const ConvPlan2d& p);
 
 // The kernel's output for src (the input; the output gradient when adjoint),
 // computed on the host by running its phases block by block (items in
-// reverse order when `reverse`).
+// reverse order when `reverse`), blocks sized for shared_bytes (0: the default).
 at::Tensor emulate_fused(const at::Tensor& src, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
-                         const ConvPlan2d& plan, bool adjoint, bool reverse);
+                         const ConvPlan2d& plan, bool adjoint, bool reverse, int64_t shared_bytes);
 
 }  // namespace small_plane
 }  // namespace fftconv

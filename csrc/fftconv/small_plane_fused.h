@@ -39,8 +39,8 @@ inline int fused_length(int64_t n) {
   return 0;
 }
 
-// Threads per block and the shared memory a block may use (planes per block
-// follow from it).
+// Threads per block and the shared memory a block may use by default (planes
+// per block follow from it; the GPU check sweeps it, see run_fused).
 constexpr int kThreads = 128;
 constexpr int64_t kSharedBytes = 24 << 10;
 
@@ -95,7 +95,7 @@ struct Kernel {
     return kTwiddles + int64_t(g.planes_per_block) * plane_elements(g);
   }
 
-  static Geometry geometry(const ConvPlan2d& p, bool adjoint) {
+  static Geometry geometry(const ConvPlan2d& p, bool adjoint, int64_t shared_bytes = kSharedBytes) {
     Geometry g;
     g.batch = p.batch;
     g.channels = adjoint ? p.c_in : p.c_out;
@@ -105,7 +105,7 @@ struct Kernel {
     g.dst_w = static_cast<int>(adjoint ? p.w.in_len : p.w.out_len);
     g.buf_rows = g.src_h > g.dst_h ? g.src_h : g.dst_h;
     const int64_t plane_bytes = plane_elements(g) * int64_t(sizeof(Complex<T>));
-    int64_t planes = (kSharedBytes - kTwiddles * int64_t(sizeof(Complex<T>))) / plane_bytes;
+    int64_t planes = (shared_bytes - kTwiddles * int64_t(sizeof(Complex<T>))) / plane_bytes;
     planes = planes > p.batch ? p.batch : planes;
     planes = planes < 1 ? 1 : planes;
     // Split the batch evenly (16 at most 7 a block: 6, 6, 4, not 7, 7, 2): less shared memory a block.

@@ -47,6 +47,16 @@ bool enabled() {
   return v != nullptr && std::strcmp(v, "1") == 0;
 }
 
+namespace {
+// Shared memory a block may use: FFTCONV_CUDA_FUSED_SHARED_KB (the GPU
+// check's sweep, read per call) or the default.
+int64_t shared_budget() {
+  const char* v = std::getenv("FFTCONV_CUDA_FUSED_SHARED_KB");
+  const long kb = v != nullptr ? std::strtol(v, nullptr, 10) : 0;
+  return kb > 0 && kb <= 200 ? int64_t(kb) << 10 : kSharedBytes;
+}
+}  // namespace
+
 bool run_fused(const at::Tensor& src, const at::Tensor& spectrum, const float* bias, at::Tensor& dst,
                const ConvPlan2d& p, bool adjoint) {
   if (!applies(p)) return false;
@@ -54,7 +64,7 @@ bool run_fused(const at::Tensor& src, const at::Tensor& spectrum, const float* b
   with_lengths(p.h.n_fft, p.w.n_fft, [&](auto lengths) {
     constexpr int NH = decltype(lengths)::h, NW = decltype(lengths)::w;
     using K = Kernel<float, NH, NW>;
-    const Geometry g = K::geometry(p, adjoint);
+    const Geometry g = K::geometry(p, adjoint, shared_budget());
     if (g.blocks() > INT_MAX) return;  // beyond one grid: the cuFFT pipeline
     const int64_t bytes = K::shared_elements(g) * int64_t(sizeof(Complex<float>));
     auto kernel = fused_small_plane_kernel<NH, NW>;
