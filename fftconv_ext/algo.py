@@ -63,10 +63,20 @@ def build_id() -> str:
     return _build
 
 
+# Environment switches that select among the operator's own pipelines (read
+# by it on every call): a choice measured under one setting says nothing
+# about another.
+PIPELINE_SWITCHES = ("FFTCONV_CPU_LANES", "FFTCONV_CPU_BASELINE", "FFTCONV_CUDA_FUSED", "FFTCONV_CUDA_FUSED_SHARED_KB")
+
+
+def pipeline_switches() -> str:
+    return ",".join(os.environ.get(name, "") for name in PIPELINE_SWITCHES)
+
+
 def problem_key(device: torch.device, dtype: torch.dtype, x_shape: tuple, w_shape: tuple, args: tuple) -> str:
     threads = torch.get_num_threads() if device.type == "cpu" else 0
-    return "|".join(map(str, (_device_name(device), torch.__version__, build_id(), threads, dtype, x_shape,
-                              w_shape, args)))
+    return "|".join(map(str, (_device_name(device), torch.__version__, build_id(), pipeline_switches(), threads,
+                              dtype, x_shape, w_shape, args)))
 
 
 def _load() -> None:
@@ -189,7 +199,7 @@ def choose(x: torch.Tensor, w: torch.Tensor, args: tuple, geometry: tuple,
     x_shape, w_shape = tuple(x.shape), tuple(w.shape)
     if _is_tracing(x):
         return _static_choice(x.device, x.dtype, x_shape, w_shape, args, geometry)
-    fast_key = (x.device, x.dtype, x_shape, w_shape, args, torch.get_num_threads())
+    fast_key = (x.device, x.dtype, x_shape, w_shape, args, torch.get_num_threads(), pipeline_switches())
     hit = _fast.get(fast_key)
     if hit is not None:
         return hit

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from . import _C, _ops  # noqa: F401  (_ops registers fake kernels and autograd)
-from .algo import ALGOS, _is_tracing, choose
+from .algo import ALGOS, _is_tracing, choose, pipeline_switches
 from .algo import plans as _plans
 
 __all__ = ["conv1d", "conv2d", "ConvArgumentError", "ALGOS"]
@@ -121,7 +121,7 @@ def _plan_key(input, weight, bias, stride, padding, dilation, groups, padding_mo
     try:
         key = (dim, type(input), input.shape, input.dtype, input.device, type(weight), weight.shape, weight.dtype,
                weight.device, None if bias is None else (type(bias), bias.shape, bias.dtype, bias.device),
-               stride, padding, dilation, groups, padding_mode, torch.get_num_threads())
+               stride, padding, dilation, groups, padding_mode, torch.get_num_threads(), pipeline_switches())
         hash(key)
         return key
     except (TypeError, AttributeError):  # unhashable arguments (lists) or non-tensors: no fast path

@@ -67,6 +67,23 @@ def test_choices_of_another_build_are_measured_again(tmp_path, monkeypatch):
         assert len(json.load(f)) == 2
 
 
+@pytest.mark.parametrize("switch,value", [("FFTCONV_CPU_LANES", "0"), ("FFTCONV_CUDA_FUSED", "1")])
+def test_choices_under_another_pipeline_switch_are_measured_again(tmp_path, monkeypatch, switch, value):
+    # the switches pick the operator's pipeline per call, so they change its speed: keyed apart
+    monkeypatch.setenv("FFTCONV_CACHE_DIR", str(tmp_path))
+    monkeypatch.delenv(switch, raising=False)
+    x = torch.randn(2, 16, 24, 24)
+    w = torch.randn(16, 1, 9, 9)
+    fftconv_ext.conv2d(x, w, padding=4, groups=16)
+    calls = []
+    monkeypatch.setattr(algo_mod, "_time_once", lambda fn, dev: calls.append(1) or 0.0)
+    fftconv_ext.conv2d(x, w, padding=4, groups=16)
+    assert calls == []  # same setting: the stored choice
+    monkeypatch.setenv(switch, value)
+    fftconv_ext.conv2d(x, w, padding=4, groups=16)
+    assert calls, "a choice measured under another pipeline switch was reused"
+
+
 def test_lopsided_problems_are_not_measured(monkeypatch):
     calls = []
     monkeypatch.setattr(algo_mod, "_time_once", lambda fn, dev: calls.append(1) or 0.0)
