@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 
 import torch
 from torch.profiler import ProfilerActivity, profile
@@ -48,14 +49,17 @@ def main() -> None:
     b = torch.randn(c, generator=g).cuda()
     out = {}
     with torch.no_grad():
-        for name in ("fftconv_ext", "best torch.fft", "best torch.fft 2-D", "F.conv2d"):
-            fn = impls.FORWARD[name](x, w, b, k // 2, c)
+        for name in ("fftconv_ext", "fftconv_ext fused", "best torch.fft", "best torch.fft 2-D", "F.conv2d"):
+            # "fused": the fused small-plane kernel (FFTCONV_CUDA_FUSED=1, read per call)
+            os.environ["FFTCONV_CUDA_FUSED"] = "1" if name.endswith("fused") else "0"
+            fn = impls.FORWARD[name.replace(" fused", "")](x, w, b, k // 2, c)
             rows = kernel_table(fn)
             out[name] = rows
             total = sum(r["us_per_rep"] for r in rows)
             print(f"\n{name}: {total:.1f} us of CUDA kernels per call ({args.shape}, k {k})")
             for r in rows[:10]:
                 print(f"  {r['us_per_rep']:9.1f} us  x{r['calls_per_rep']:<5.1f} {r['kernel']}")
+    os.environ.pop("FFTCONV_CUDA_FUSED", None)
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"shape": [n, c, h, w_], "kernel": k, "device": torch.cuda.get_device_name(),
