@@ -34,8 +34,9 @@ def main() -> None:
     ap.add_argument("--json", default=None)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--channels", type=int, default=384)
+    ap.add_argument("--device", default="cuda", help="cpu: a dry run of this script (the switch has no effect there)")
     args = ap.parse_args()
-    dev = torch.device("cuda")
+    dev = torch.device(args.device)
     torch.manual_seed(0)
     rows = []
     print(f"{'layer':>14} {'lengths':>9} {'fused':>8} {'cuFFT':>8} {'compos.':>8} {'cuDNN':>8} "
@@ -68,11 +69,12 @@ def main() -> None:
     # Shared memory per block (planes per block) on the target layer: the default is a guess until measured.
     x = torch.randn(args.batch, args.channels, 32, 32, device=dev)
     w = torch.randn(args.channels, 1, 31, 31, device=dev)
+    b = None
     sweep = {}
     for kb in (8, 16, 24, 32, 48, 96):
         def run(kb=kb):
             os.environ["FFTCONV_CUDA_FUSED_SHARED_KB"] = str(kb)
-            return _ours(True, x, w, None, 15)()
+            return _ours(True, x, w, b, 15)()
         sweep[f"{kb} KB"] = run
     t = time_interleaved(sweep, dev, warmup=2, rounds=20, max_seconds=0.5, lockstep=True)
     shared = {n: v["median_ms"] for n, v in t.items()}
@@ -81,7 +83,8 @@ def main() -> None:
     os.environ.pop("FFTCONV_CUDA_FUSED_SHARED_KB", None)
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"device": torch.cuda.get_device_name(), "torch": torch.__version__, "rows": rows,
+            name = torch.cuda.get_device_name() if dev.type == "cuda" else "cpu"
+            json.dump({"device": name, "torch": torch.__version__, "rows": rows,
                        "shared_sweep_r32_k31": shared}, f, indent=1)
 
 

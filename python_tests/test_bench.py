@@ -1,6 +1,7 @@
 """The benchmark's own pieces: every baseline computes the layer it claims to
 (against F.conv2d in float64), and the FiT worker reports what it measured."""
 import json
+import os
 import subprocess
 import sys
 
@@ -283,3 +284,18 @@ def test_run_end_to_end_on_a_small_layer(monkeypatch):
     assert check["F.conv2d"].get("from_main_rounds") and "paired_ratio_vs" in check["fftconv_ext auto"]
     assert "sweep R8 k13" in auto_markdown(rows) and "auto: worst time / min(fft, direct)" in summary(rows)
     assert row["backward"]["fftconv_ext"]["median_ms"] > 0 and row["memory"]
+
+
+def test_gpu_fused_ab_script_runs(tmp_path):
+    # bench/gpu_fused_ab.py runs only on a lent GPU: a dry run on the CPU (where the switch it
+    # toggles does nothing) proves the script itself before device time is spent on it.
+    out = tmp_path / "ab.json"
+    script = os.path.join(os.path.dirname(__file__), "..", "bench", "gpu_fused_ab.py")
+    subprocess.run([sys.executable, script, "--device", "cpu", "--batch", "1", "--channels", "2",
+                    "--json", str(out)], check=True, capture_output=True, timeout=300)
+    data = json.loads(out.read_text())
+    rows = {r["layer"]: r for r in data["rows"]}
+    assert rows["1x2x32x32 k31"]["lengths"] == [48, 48] and rows["1x2x64x64 k31"]["lengths"] == []
+    assert all(r["rel_err"] < 1e-5 and set(r["speedup_paired"]) == {"cufft", "composition", "cudnn"}
+               for r in data["rows"])
+    assert len(data["shared_sweep_r32_k31"]) == 6
