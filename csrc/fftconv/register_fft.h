@@ -100,6 +100,19 @@ FFTCONV_HD Complex<T> twiddle(const Complex<T>* tw, int k) {
   return INV ? Complex<T>{w.re, -w.im} : w;
 }
 
+// a times twiddle k of a table of n (conjugated for the inverse). After
+// unrolling k and n are constants, so the trivial twiddles (1, -i, -1, +i:
+// all of a transform's last pass, the first butterfly of every pass) cost
+// no multiply and no load.
+template <typename T, bool INV>
+FFTCONV_HD Complex<T> rotate(Complex<T> a, const Complex<T>* tw, int k, int n) {
+  if (k == 0) return a;
+  if (4 * k == n) return quarter_turn<T, INV>(a);  // exp(-i pi / 2) = -i
+  if (2 * k == n) return {-a.re, -a.im};
+  if (4 * k == 3 * n) return quarter_turn<T, !INV>(a);  // exp(-3 i pi / 2) = +i
+  return cmul(a, twiddle<T, INV>(tw, k));
+}
+
 // The passes over sub-transforms of length M with stride S between the
 // interleaved sub-sequences (M = N, S = 1 first), recursively down to M = 1.
 template <typename T, int N, int M, int S, int TS, bool INV>
@@ -118,7 +131,7 @@ struct StockhamPasses {
         y[q + S * R * p] = a[0];
         FFTCONV_UNROLL
         for (int u = 1; u < R; ++u)  // exp(sign 2 pi i p u / M) = table slot p u (N / M) TS
-          y[q + S * (R * p + u)] = cmul(a[u], twiddle<T, INV>(tw, p * u * (N / M) * TS));
+          y[q + S * (R * p + u)] = rotate<T, INV>(a[u], tw, p * u * (N / M) * TS, N * TS);
       }
     }
     FFTCONV_UNROLL
