@@ -126,6 +126,16 @@ int64_t lane_pipeline_mode(at::IntArrayRef input_size, at::IntArrayRef weight_si
       plan_from_shapes(input_size, weight_size, parse_conv_args(stride, padding, dilation, groups, circular)));
 }
 
+// Whether the CPU's lane backward takes a problem (both gradients, or the
+// weight gradient alone), and how (cpu::lane_backward_mode): a test hook.
+int64_t lane_backward_mode(at::IntArrayRef input_size, at::IntArrayRef weight_size, at::IntArrayRef stride,
+                           at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups, bool circular,
+                           bool input_grad, bool float64) {
+  return cpu::lane_backward_mode(
+      plan_from_shapes(input_size, weight_size, parse_conv_args(stride, padding, dilation, groups, circular)),
+      input_grad, float64);
+}
+
 // The fused small-plane CUDA kernel's lengths for a problem (empty: it does
 // not take it) and its phases run on the host: test hooks, so that the CPU
 // tests check the kernel without a GPU.
@@ -225,6 +235,12 @@ PYBIND11_MODULE(_C, m) {
         "whole or by column (a test hook).", py::arg("input_size"),
         py::arg("weight_size"), py::arg("stride"), py::arg("padding"), py::arg("dilation"), py::arg("groups"),
         py::arg("circular"));
+  m.def("_lane_backward_mode", &fftconv::lane_backward_mode,
+        "0: the CPU lane backward declines a float32 (float64) conv2d problem; 1, 2: it takes it, gathering "
+        "kernel spectra whole or by column (a test hook). input_grad: both gradients, else the weight gradient "
+        "alone.",
+        py::arg("input_size"), py::arg("weight_size"), py::arg("stride"), py::arg("padding"), py::arg("dilation"),
+        py::arg("groups"), py::arg("circular"), py::arg("input_grad"), py::arg("float64") = false);
   m.def("_small_plane_lengths", &fftconv::small_plane_lengths,
         "(n_h, n_w) of the fused small-plane CUDA kernel for a conv2d problem, or [] when it does not take "
         "it (a test hook).", py::arg("input_size"), py::arg("weight_size"), py::arg("stride"), py::arg("padding"),

@@ -159,9 +159,14 @@ for (n, c, h, w), (kh, kw), (ph, pw), mode in (((3, 13, 20, 18), (9, 7), (4, 3),
         ref = F.conv2d(x, wt, padding=(ph, pw), groups=c)
         g = torch.randn_like(ref)
         ref_gin = torch.nn.grad.conv2d_input(x.shape, wt, g, padding=(ph, pw), groups=c)
+        ref_gw = torch.nn.grad.conv2d_weight(x, wt.shape, g, padding=(ph, pw), groups=c)
         y = torch.ops.fftconv.conv2d_forward(x.to(dtype), wt.to(dtype), None, *args)
         gin = torch.ops.fftconv.conv2d_grad_input(g.to(dtype), wt.to(dtype), list(x.shape), *args)
-        for a, e in ((y, ref), (gin, ref_gin)):
+        # the lane backward (both gradients at once) too
+        assert fftconv_ext._C._lane_backward_mode(list(x.shape), list(wt.shape), *args, True,
+                                                  dtype == torch.float64) != 0
+        gin2, gw = torch.ops.fftconv.conv2d_backward(g.to(dtype), x.to(dtype), wt.to(dtype), *args)
+        for a, e in ((y, ref), (gin, ref_gin), (gin2, ref_gin), (gw, ref_gw)):
             err = ((a.double() - e).norm() / e.norm()).item()
             assert err <= tol, (dtype, mode, err)
 print("ok")
@@ -170,8 +175,8 @@ print("ok")
 
 @pytest.mark.parametrize("baseline", [False, True])
 def test_both_instruction_set_builds(baseline):
-    # The lane pipeline is built for baseline x86-64 and for AVX2+FMA, chosen at
-    # run time once per process; FFTCONV_CPU_BASELINE=1 forces the first.
+    # The lane pipeline and the lane backward are built for baseline x86-64 and for
+    # AVX2+FMA, chosen at run time once per process; FFTCONV_CPU_BASELINE=1 forces the first.
     env = {k: v for k, v in os.environ.items() if k not in ("FFTCONV_CPU_BASELINE", "FFTCONV_CPU_LANES")}
     if baseline:
         env["FFTCONV_CPU_BASELINE"] = "1"

@@ -394,11 +394,13 @@ struct CpuDriver {
   template <typename T>
   static void grad_weight(const at::Tensor& input, const at::Tensor& grad_out, at::Tensor& gw,
                           const ConvPlan2d& p) {
+    if (cpu::lane_backward<T>(input, grad_out, nullptr, nullptr, gw, p)) return;  // small depthwise planes
     grad_weight_pipeline<T>(input, grad_out, gw, p);
   }
   template <typename T>
   static bool backward(const at::Tensor& input, const at::Tensor& grad_out, const KernelSpectrumSource& spectra,
                        at::Tensor& gin, at::Tensor& gw, const ConvPlan2d& p) {
+    if (cpu::lane_backward<T>(input, grad_out, &spectra, &gin, gw, p)) return true;
     return fused_backward<T>(input, grad_out, spectra, gin, gw, p);
   }
 };
