@@ -4,6 +4,7 @@
 #include <ATen/ATen.h>
 
 #include "../conv_plan.h"
+#include "../small_plane_fused.h"
 
 namespace fftconv {
 namespace small_plane {
@@ -18,6 +19,12 @@ bool enabled();
 // nothing, otherwise.
 bool run_fused(const at::Tensor& src, const at::Tensor& spectrum, const float* bias, at::Tensor& dst,
                const ConvPlan2d& p, bool adjoint);
+
+// The kernel for lengths (NH, NW) on the current stream; instantiated for the
+// compiled lengths in small_plane_h*.cu.
+template <int NH, int NW>
+void launch_fused(const Geometry& g, const float* src, const Complex<float>* spectrum, const float* bias,
+                  float* dst);
 
 }  // namespace small_plane
 }  // namespace fftconv
