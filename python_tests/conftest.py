@@ -41,6 +41,21 @@ def reference_conv(x, w, b=None, stride=1, padding=0, dilation=1, groups=1, padd
         return m(x.double())
 
 
+class LanesOff:
+    """FFTCONV_CPU_LANES=0 for the duration (read by the operator on every call):
+    the CPU's chunked pipelines instead of the lane ones."""
+
+    def __enter__(self):
+        self.old = os.environ.get("FFTCONV_CPU_LANES")
+        os.environ["FFTCONV_CPU_LANES"] = "0"
+
+    def __exit__(self, *exc):
+        if self.old is None:
+            os.environ.pop("FFTCONV_CPU_LANES", None)
+        else:
+            os.environ["FFTCONV_CPU_LANES"] = self.old
+
+
 def fft_conv2d(*args, **kwargs):
     """fftconv_ext.conv2d forced onto the FFT operator (algo='auto' might pick F.conv2d)."""
     import fftconv_ext

@@ -4,7 +4,6 @@ small planes, a group of channels per vector over the whole batch. Every case
 first checks that it takes the problem (so no test passes through the chunked
 backward unnoticed), then compares with float64 autograd through F.conv2d and
 with the chunked backward (FFTCONV_CPU_LANES=0)."""
-import os
 
 import pytest
 import torch
@@ -13,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import fftconv_ext
-from conftest import rel_err
+from conftest import LanesOff, rel_err
 
 TOL64, TOL32 = 1e-12, 3e-6
 
@@ -24,18 +23,6 @@ def _mode(x_shape, w_shape, padding, dilation=(1, 1), stride=(1, 1), circular=Fa
     return fftconv_ext._C._lane_backward_mode(list(x_shape), list(w_shape), list(stride), list(padding),
                                               list(dilation), groups, circular, input_grad,
                                               dtype == torch.float64)
-
-
-class _LanesOff:
-    def __enter__(self):
-        self.old = os.environ.get("FFTCONV_CPU_LANES")
-        os.environ["FFTCONV_CPU_LANES"] = "0"
-
-    def __exit__(self, *exc):
-        if self.old is None:
-            os.environ.pop("FFTCONV_CPU_LANES", None)
-        else:
-            os.environ["FFTCONV_CPU_LANES"] = self.old
 
 
 def _reference_grads(x, w, go, padding, dilation, circular=False):
@@ -85,7 +72,7 @@ def test_both_gradients_and_the_weight_gradient_alone(n, c, h, w, k, pad, dil, m
     assert rel_err(gin, ref_gin) <= tol
     assert rel_err(gw, ref_gw) <= tol
     assert rel_err(gw_alone, ref_gw) <= tol
-    with _LanesOff():  # the chunked backward agrees
+    with LanesOff():  # the chunked backward agrees
         gin_off, gw_off = torch.ops.fftconv.conv2d_backward(go, x, wt, *args)
     assert rel_err(gin, gin_off) <= 2 * tol and rel_err(gw, gw_off) <= 2 * tol
 

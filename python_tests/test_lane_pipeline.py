@@ -14,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import fftconv_ext
-from conftest import rel_err
+from conftest import LanesOff, rel_err
 
 TOL64, TOL32 = 1e-12, 2e-6
 
@@ -33,20 +33,6 @@ def _applies(*args, **kwargs):
 def _pad4(padding):
     ph, pw = padding
     return [ph, ph, pw, pw]
-
-
-class _LanesOff:
-    """FFTCONV_CPU_LANES=0 for the duration (read by the operator on every call)."""
-
-    def __enter__(self):
-        self.old = os.environ.get("FFTCONV_CPU_LANES")
-        os.environ["FFTCONV_CPU_LANES"] = "0"
-
-    def __exit__(self, *exc):
-        if self.old is None:
-            os.environ.pop("FFTCONV_CPU_LANES", None)
-        else:
-            os.environ["FFTCONV_CPU_LANES"] = self.old
 
 
 # (batch, channels, H, W, kernel, padding, dilation): transform lengths with
@@ -84,7 +70,7 @@ def test_forward_and_input_gradient_match_reference(n, c, h, w, k, pad, dil, dty
     assert y.dtype == dtype and gin.dtype == dtype
     assert rel_err(y, ref) <= tol
     assert rel_err(gin, ref_gin) <= tol
-    with _LanesOff():  # the chunked pipeline agrees
+    with LanesOff():  # the chunked pipeline agrees
         y_off = torch.ops.fftconv.conv2d_forward(x.to(dtype), wt.to(dtype), b.to(dtype), *args)
         gin_off = torch.ops.fftconv.conv2d_grad_input(go.to(dtype), wt.to(dtype), list(x.shape), *args)
     assert rel_err(y, y_off) <= 2 * tol and rel_err(gin, gin_off) <= 2 * tol

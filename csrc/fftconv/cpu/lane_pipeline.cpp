@@ -356,27 +356,38 @@ FFTCONV_LANE_INLINE void backward_groups(const LaneBackward<T>& c, int64_t begin
   }
 }
 
-// Each task loop compiled twice: baseline x86-64 and AVX2+FMA, chosen at run time.
+// The task loops, each compiled twice: baseline x86-64 and AVX2+FMA (the
+// force-inlined stages take the target of the function they land in), chosen
+// at run time.
 template <typename T>
-void process_groups_baseline(const LaneCall<T>& c, int64_t begin, int64_t end) {
+FFTCONV_LANE_INLINE void run_groups(const LaneCall<T>& c, int64_t begin, int64_t end) {
   process_groups<T>(c, begin, end);
 }
 template <typename T>
-void backward_groups_baseline(const LaneBackward<T>& c, int64_t begin, int64_t end) {
+FFTCONV_LANE_INLINE void run_groups(const LaneBackward<T>& c, int64_t begin, int64_t end) {
   backward_groups<T>(c, begin, end);
 }
-
+template <typename Call>
+void run_groups_baseline(const Call& c, int64_t begin, int64_t end) {
+  run_groups(c, begin, end);
+}
 #if defined(__GNUC__) && defined(__x86_64__)
-template <typename T>
-__attribute__((target("avx2,fma"))) void process_groups_avx2(const LaneCall<T>& c, int64_t begin, int64_t end) {
-  process_groups<T>(c, begin, end);
-}
-template <typename T>
-__attribute__((target("avx2,fma"))) void backward_groups_avx2(const LaneBackward<T>& c, int64_t begin,
-                                                               int64_t end) {
-  backward_groups<T>(c, begin, end);
+template <typename Call>
+__attribute__((target("avx2,fma"))) void run_groups_avx2(const Call& c, int64_t begin, int64_t end) {
+  run_groups(c, begin, end);
 }
 #endif
+
+// Tasks [0, tasks) of a call, in parallel.
+template <typename Call>
+void run_parallel(const Call& c, const ConvPlan2d& p, int64_t tasks) {
+  at::parallel_for(0, tasks, parallel_grain(p, tasks), [&](int64_t begin, int64_t end) {
+#if defined(__GNUC__) && defined(__x86_64__)
+    if (cpu_has_avx2_fma()) return run_groups_avx2(c, begin, end);
+#endif
+    run_groups_baseline(c, begin, end);
+  });
+}
 
 // FFTCONV_CPU_LANES=0 turns the lane pipeline off (read on every call, so that
 // tests and benchmarks can compare the two pipelines in one process).
@@ -498,13 +509,7 @@ bool lane_backward(const at::Tensor& input, const at::Tensor& grad_out, const Ke
   c.pw = p.w;
   c.whole_kernel = backward_gathers_whole_kernel(p, input_grad);
   c.t = &t;
-  const int64_t groups = (p.c_in + L - 1) / L;
-  at::parallel_for(0, groups, parallel_grain(p, groups), [&](int64_t begin, int64_t end) {
-#if defined(__GNUC__) && defined(__x86_64__)
-    if (cpu_has_avx2_fma()) return backward_groups_avx2<T>(c, begin, end);
-#endif
-    backward_groups_baseline<T>(c, begin, end);
-  });
+  run_parallel(c, p, (p.c_in + L - 1) / L);
   return true;
 }
 
@@ -534,13 +539,7 @@ bool lane_pipeline(const at::Tensor& src, const KernelSpectrumSource& spectra, c
   c.whole_kernel = gathers_whole_kernel(p);
   c.t = &t;
   constexpr int64_t L = lanes::Lanes<T>::count;
-  const int64_t groups = (c.planes + L - 1) / L;
-  at::parallel_for(0, groups, parallel_grain(p, groups), [&](int64_t begin, int64_t end) {
-#if defined(__GNUC__) && defined(__x86_64__)
-    if (cpu_has_avx2_fma()) return process_groups_avx2<T>(c, begin, end);
-#endif
-    process_groups_baseline<T>(c, begin, end);
-  });
+  run_parallel(c, p, (c.planes + L - 1) / L);
   return true;
 }
 
