@@ -154,6 +154,16 @@ at::Tensor small_plane_emulate(const at::Tensor& src, const at::Tensor& weight, 
   return small_plane::emulate_fused(src, weight, bias, p, adjoint, reverse, shared_bytes);
 }
 
+std::tuple<at::Tensor, at::Tensor> small_plane_emulate_backward(
+    const at::Tensor& grad_out, const at::Tensor& input, const at::Tensor& weight, at::IntArrayRef stride,
+    at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups, bool circular, bool input_grad, bool reverse,
+    int64_t shared_bytes, int64_t target_blocks) {
+  const ConvPlan2d p =
+      plan_from_shapes(input.sizes(), weight.sizes(), parse_conv_args(stride, padding, dilation, groups, circular));
+  return small_plane::emulate_fused_backward(grad_out, input, weight, p, input_grad, reverse, shared_bytes,
+                                             target_blocks);
+}
+
 void set_cache_limit(int64_t entries) {
   set_spectrum_cache_limit(entries);
 #ifdef FFTCONV_WITH_CUDA
@@ -251,6 +261,12 @@ PYBIND11_MODULE(_C, m) {
         py::arg("src"), py::arg("weight"), py::arg("bias"), py::arg("input_size"), py::arg("stride"),
         py::arg("padding"), py::arg("dilation"), py::arg("groups"), py::arg("circular"), py::arg("adjoint"),
         py::arg("reverse") = false, py::arg("shared_bytes") = 0);
+  m.def("_small_plane_emulate_backward", &fftconv::small_plane_emulate_backward,
+        "(grad_input or None, grad_weight) of the fused small-plane CUDA backward computed on the host by "
+        "running its phases (a test hook).",
+        py::arg("grad_output"), py::arg("input"), py::arg("weight"), py::arg("stride"), py::arg("padding"),
+        py::arg("dilation"), py::arg("groups"), py::arg("circular"), py::arg("input_grad"),
+        py::arg("reverse") = false, py::arg("shared_bytes") = 0, py::arg("target_blocks") = 528);
   m.def("set_cache_limit", &fftconv::set_cache_limit, py::arg("entries"));
   m.def("_set_spectrum_cache_limit", &fftconv::set_spectrum_cache_limit, py::arg("entries"),
         "The kernel-spectrum cache's limit alone (the benchmark's cache-off memory measurement).");

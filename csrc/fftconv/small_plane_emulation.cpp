@@ -5,10 +5,13 @@
 // conv_cpu.cpp and lane_pipeline.cpp.
 #include "small_plane_emulation.h"
 
+#include <algorithm>
 #include <limits>
+#include <tuple>
 #include <vector>
 
 #include "kernel_spectrum.h"
+#include "small_plane_backward.h"
 #include "small_plane_fused.h"
 
 namespace fftconv {
@@ -40,6 +43,42 @@ void emulate(const Geometry& g, const T* src, const Complex<T>* spec, const T* b
     for_items(K::column_items(count), reverse, [&](int i) { K::columns(g, spec, blk, i, s); });
     for_items(K::out_row_items(g, count), reverse, [&](int i) { K::rows_inverse(g, i, s); });
     for_items(K::store_items(g, count), reverse, [&](int i) { K::store(g, bias, dst, blk, i, s); });
+  }
+}
+
+template <typename T, int NH, int NW>
+void emulate_backward(const BackwardGeometry& g, const T* x, const T* grad_out, const Complex<T>* spec, T* gin,
+                      T* gw, bool reverse) {
+  using K = BackwardKernel<T, NH, NW>;
+  const T nan = std::numeric_limits<T>::quiet_NaN();
+  std::vector<Complex<T>> shared(static_cast<size_t>(K::shared_elements(g)));
+  std::vector<Complex<T>> partial(static_cast<size_t>(g.blocks() * K::kAcc), Complex<T>{nan, nan});
+  for (int64_t blk = 0; blk < g.blocks(); ++blk) {  // launch 1
+    std::fill(shared.begin(), shared.end(), Complex<T>{nan, nan});
+    Complex<T>* s = shared.data();
+    int64_t c, b_begin, b_end;
+    K::block_batch(g, blk, c, b_begin, b_end);
+    for_items(K::kTwiddles, reverse, [&](int i) { K::fill_twiddle(i, s); });
+    for_items(K::kAcc, reverse, [&](int i) { K::zero_acc(i, s); });
+    for (int64_t b0 = b_begin; b0 < b_end; b0 += g.planes_per_round) {
+      const int count = static_cast<int>(std::min<int64_t>(g.planes_per_round, b_end - b0));
+      for_items(K::load_items(g, count), reverse, [&](int i) { K::load(g, x, grad_out, c, b0, count, i, s); });
+      for_items(K::row_items(g, count), reverse, [&](int i) { K::rows_forward(g, count, i, s); });
+      for_items(K::column_items(count), reverse, [&](int i) { K::columns(g, spec, c, i, s); });
+      for_items(K::kAcc, reverse, [&](int i) { K::accumulate(g, count, i, s); });
+      for_items(K::gin_row_items(g, count), reverse, [&](int i) { K::gin_rows(g, i, s); });
+      for_items(K::store_items(g, count), reverse, [&](int i) { K::store_gin(g, gin, c, b0, i, s); });
+    }
+    for_items(K::kAcc, reverse, [&](int i) { K::write_partial(blk, i, partial.data(), s); });
+  }
+  std::vector<Complex<T>> taps_shared(static_cast<size_t>(K::taps_shared_elements()));
+  for (int64_t c = 0; c < g.channels; ++c) {  // launch 2
+    std::fill(taps_shared.begin(), taps_shared.end(), Complex<T>{nan, nan});
+    Complex<T>* s = taps_shared.data();
+    for_items(K::kTwiddles, reverse, [&](int i) { K::fill_twiddle(i, s); });
+    for_items(K::kAcc, reverse, [&](int i) { K::sum_partials(g, partial.data(), c, i, s); });
+    for_items(K::kFreqW, reverse, [&](int i) { K::correlation_columns(i, s); });
+    for_items(static_cast<int>(g.ph.tap_count), reverse, [&](int i) { K::taps(g, gw, c, i, s); });
   }
 }
 
@@ -81,6 +120,41 @@ at::Tensor emulate_fused(const at::Tensor& src, const at::Tensor& weight, const 
     });
   });
   return dst;
+}
+
+std::tuple<at::Tensor, at::Tensor> emulate_fused_backward(const at::Tensor& grad_out, const at::Tensor& input,
+                                                          const at::Tensor& weight, const ConvPlan2d& plan,
+                                                          bool input_grad, bool reverse, int64_t shared_bytes,
+                                                          int64_t target_blocks) {
+  TORCH_CHECK(input.device().is_cpu() && weight.device().is_cpu() && grad_out.device().is_cpu(),
+              "fftconv: the emulation runs on CPU tensors");
+  TORCH_CHECK(input.scalar_type() == weight.scalar_type() && input.scalar_type() == grad_out.scalar_type() &&
+                  (input.scalar_type() == at::kFloat || input.scalar_type() == at::kDouble),
+              "fftconv: the emulation takes float32 or float64 operands of one dtype");
+  const ConvPlan2d p = pad_plan_lengths(plan);
+  TORCH_CHECK(applies(p), "fftconv: the fused small-plane kernel does not take this problem");
+  TORCH_CHECK(input.dim() == 4 && input.size(0) == p.batch && input.size(1) == p.c_in &&
+                  input.size(2) == p.h.in_len && input.size(3) == p.w.in_len,
+              "fftconv: the emulation's input has shape ", input.sizes());
+  TORCH_CHECK(grad_out.dim() == 4 && grad_out.size(0) == p.batch && grad_out.size(1) == p.c_out &&
+                  grad_out.size(2) == p.h.out_len && grad_out.size(3) == p.w.out_len,
+              "fftconv: the emulation's grad_output has shape ", grad_out.sizes());
+  const at::Tensor spec = kernel_spectrum(weight.contiguous(), p).transpose(2, 3).contiguous();
+  const at::Tensor x = input.contiguous(), go = grad_out.contiguous();
+  at::Tensor gin = input_grad ? at::empty_like(x) : at::Tensor();
+  at::Tensor gw = at::zeros_like(weight);
+  AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "fftconv_small_plane_emulate_backward", [&] {
+    with_lengths(p.h.n_fft, p.w.n_fft, [&](auto L) {
+      constexpr int NH = decltype(L)::h, NW = decltype(L)::w;
+      const BackwardGeometry g = BackwardKernel<scalar_t, NH, NW>::geometry(
+          p, input_grad, shared_bytes > 0 ? shared_bytes : kBackwardSharedBytes, target_blocks);
+      emulate_backward<scalar_t, NH, NW>(g, x.data_ptr<scalar_t>(), go.data_ptr<scalar_t>(),
+                                         reinterpret_cast<const Complex<scalar_t>*>(spec.data_ptr()),
+                                         input_grad ? gin.data_ptr<scalar_t>() : nullptr, gw.data_ptr<scalar_t>(),
+                                         reverse);
+    });
+  });
+  return {gin, gw};
 }
 
 }  // namespace small_plane

@@ -5,6 +5,7 @@
 #include <ATen/ATen.h>
 
 #include <optional>
+#include <tuple>
 #include <vector>
 
 #include "conv_plan.h"
@@ -20,6 +21,14 @@ std::vector<int64_t> fused_lengths(const ConvPlan2d& p);
 // reverse order when `reverse`), blocks sized for shared_bytes (0: the default).
 at::Tensor emulate_fused(const at::Tensor& src, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
                          const ConvPlan2d& plan, bool adjoint, bool reverse, int64_t shared_bytes);
+
+// Both gradients (input_grad; else an undefined first tensor) of the fused
+// backward (small_plane_backward.h), on the host; blocks sized for
+// shared_bytes (0: the default) and about target_blocks of them.
+std::tuple<at::Tensor, at::Tensor> emulate_fused_backward(const at::Tensor& grad_out, const at::Tensor& input,
+                                                          const at::Tensor& weight, const ConvPlan2d& plan,
+                                                          bool input_grad, bool reverse, int64_t shared_bytes,
+                                                          int64_t target_blocks);
 
 }  // namespace small_plane
 }  // namespace fftconv

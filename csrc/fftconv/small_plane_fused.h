@@ -43,6 +43,9 @@ inline int fused_length(int64_t n) {
 // per block follow from it; the GPU check sweeps it, see run_fused).
 constexpr int kThreads = 128;
 constexpr int64_t kSharedBytes = 24 << 10;
+// The backward's blocks hold two buffers a plane and an accumulator: the
+// most a block gets without opting in (2 planes a round at 48 x 48).
+constexpr int64_t kBackwardSharedBytes = 48 << 10;
 
 // Whether the kernel takes this plan as it is (lengths already compiled ones).
 inline bool applies(const ConvPlan2d& p) {
@@ -79,6 +82,69 @@ struct Geometry {
 
   int64_t blocks() const { return channels * blocks_per_channel; }
 };
+
+// ---- per-thread stages, shared by the forward and the backward kernels ------
+// A buffer row holds NW/2+1 complex values: a row of up to NW real samples
+// (as T, at its start), then their half spectrum, in place.
+
+// The `width` samples at the start of `row`, zero-padded to NW, transformed
+// along W; the half spectrum replaces them.
+template <typename T, int NW>
+FFTCONV_HD void row_forward(Complex<T>* row, int width, const Complex<T>* tw_w) {
+  const T* values = reinterpret_cast<const T*>(row);
+  T x[NW];
+  FFTCONV_UNROLL
+  for (int m = 0; m < NW; ++m) x[m] = pad_load_value(values, width, 1, m);
+  Complex<T> X[NW / 2 + 1];
+  regfft::real_forward<T, NW>(x, X, tw_w);
+  FFTCONV_UNROLL
+  for (int f = 0; f <= NW / 2; ++f) row[f] = X[f];
+}
+
+// The half spectrum in `row` back along W; its first `width` samples replace it (as T).
+template <typename T, int NW>
+FFTCONV_HD void row_inverse(Complex<T>* row, int width, const Complex<T>* tw_w) {
+  Complex<T> X[NW / 2 + 1];
+  FFTCONV_UNROLL
+  for (int f = 0; f <= NW / 2; ++f) X[f] = row[f];
+  T x[NW];
+  regfft::real_inverse<T, NW>(X, x, tw_w);
+  T* out = reinterpret_cast<T*>(row);
+  FFTCONV_UNROLL
+  for (int j = 0; j < NW; ++j)
+    if (j < width) out[j] = x[j];
+}
+
+// a <- the column col[h * stride], h < rows (zero below), transformed along H.
+template <typename T, int NH>
+FFTCONV_HD void column_forward(const Complex<T>* col, int stride, int rows, Complex<T>* a, const Complex<T>* tw_h) {
+  FFTCONV_UNROLL
+  for (int h = 0; h < NH; ++h) a[h] = h < rows ? col[h * stride] : Complex<T>{T(0), T(0)};
+  regfft::fft<T, NH>(a, tw_h);
+}
+
+// a back along H; rows below `keep` into col[i * stride].
+template <typename T, int NH>
+FFTCONV_HD void column_inverse(Complex<T>* a, Complex<T>* col, int stride, int keep, const Complex<T>* tw_h) {
+  regfft::fft<T, NH, 1, true>(a, tw_h);
+  FFTCONV_UNROLL
+  for (int i = 0; i < NH; ++i)
+    if (i < keep) col[i * stride] = a[i];
+}
+
+// Slot of sample e of a contiguous plane `width` wide in a buffer of rows of NW/2+1 complex.
+template <typename T, int NW>
+FFTCONV_HD T* buffer_sample(Complex<T>* buffer, int width, int e) {
+  const int r = e / width;
+  return reinterpret_cast<T*>(buffer + r * (NW / 2 + 1)) + (e - r * width);
+}
+
+// Twiddle tables at the start of shared memory: exp(-2 pi i k / NH), k < NH,
+// then exp(-2 pi i k / NW), k < NW (item < NH + NW).
+template <typename T, int NH, int NW>
+FFTCONV_HD void fill_twiddle(int item, Complex<T>* shared) {
+  shared[item] = item < NH ? regfft::unit_root<T>(item, NH) : regfft::unit_root<T>(item - NH, NW);
+}
 
 template <typename T, int NH, int NW>
 struct Kernel {
@@ -132,19 +198,16 @@ struct Kernel {
 
   // Phase 0: the twiddle tables (kTwiddles items) and the block's input planes,
   // element by element so that global reads are coalesced (count * src_h * src_w items).
-  FFTCONV_HD static void fill_twiddle(int item, Complex<T>* shared) {
-    shared[item] = item < NH ? regfft::unit_root<T>(item, NH) : regfft::unit_root<T>(item - NH, NW);
-  }
+  FFTCONV_HD static void fill_twiddle(int item, Complex<T>* shared) { small_plane::fill_twiddle<T, NH, NW>(item, shared); }
   FFTCONV_HD static int load_items(const Geometry& g, int count) { return count * g.src_h * g.src_w; }
   FFTCONV_HD static void load(const Geometry& g, const T* src, int64_t blk, int item, Complex<T>* shared) {
     int64_t c, b0;
     int count;
     block_planes(g, blk, c, b0, count);
     const int per_plane = g.src_h * g.src_w;
-    const int q = item / per_plane, e = item - q * per_plane, r = e / g.src_w, m = e - r * g.src_w;
-    const T* plane = src + ((b0 + q) * g.channels + c) * int64_t(per_plane);
-    T* row = reinterpret_cast<T*>(plane_buffer(g, shared, q) + r * kFreqW);
-    row[m] = plane[e];
+    const int q = item / per_plane, e = item - q * per_plane;
+    *buffer_sample<T, NW>(plane_buffer(g, shared, q), g.src_w, e) =
+        src[((b0 + q) * g.channels + c) * int64_t(per_plane) + e];
   }
 
   // Phase 1: real transform along W of row r of plane q (item q * src_h + r),
@@ -152,15 +215,7 @@ struct Kernel {
   FFTCONV_HD static int row_items(const Geometry& g, int count) { return count * g.src_h; }
   FFTCONV_HD static void rows_forward(const Geometry& g, int item, Complex<T>* shared) {
     const int q = item / g.src_h, r = item - q * g.src_h;
-    Complex<T>* row = plane_buffer(g, shared, q) + r * kFreqW;
-    const T* values = reinterpret_cast<const T*>(row);
-    T x[NW];
-    FFTCONV_UNROLL
-    for (int m = 0; m < NW; ++m) x[m] = pad_load_value(values, g.src_w, 1, m);
-    Complex<T> X[kFreqW];
-    regfft::real_forward<T, NW>(x, X, shared + NH);
-    FFTCONV_UNROLL
-    for (int f = 0; f < kFreqW; ++f) row[f] = X[f];
+    row_forward<T, NW>(plane_buffer(g, shared, q) + r * kFreqW, g.src_w, shared + NH);
   }
 
   // Phase 2: column f of plane q (item q * kFreqW + f): transform along H
@@ -176,15 +231,10 @@ struct Kernel {
     Complex<T>* col = plane_buffer(g, shared, q) + f;
     const Complex<T>* s = spectrum + c * int64_t(NH * kFreqW) + f;  // (channels, NH, kFreqW), row-major planes
     Complex<T> a[NH];
-    FFTCONV_UNROLL
-    for (int h = 0; h < NH; ++h) a[h] = h < g.src_h ? col[h * kFreqW] : Complex<T>{T(0), T(0)};
-    regfft::fft<T, NH>(a, shared);
+    column_forward<T, NH>(col, kFreqW, g.src_h, a, shared);
     FFTCONV_UNROLL
     for (int h = 0; h < NH; ++h) a[h] = g.adjoint ? cmul_conj(a[h], s[h * kFreqW]) : cmul(a[h], s[h * kFreqW]);
-    regfft::fft<T, NH, 1, true>(a, shared);
-    FFTCONV_UNROLL
-    for (int i = 0; i < NH; ++i)
-      if (i < g.dst_h) col[i * kFreqW] = a[i];
+    column_inverse<T, NH>(a, col, kFreqW, g.dst_h, shared);
   }
 
   // Phase 3: inverse real transform along W of output row i of plane q (item
@@ -192,16 +242,7 @@ struct Kernel {
   FFTCONV_HD static int out_row_items(const Geometry& g, int count) { return count * g.dst_h; }
   FFTCONV_HD static void rows_inverse(const Geometry& g, int item, Complex<T>* shared) {
     const int q = item / g.dst_h, i = item - q * g.dst_h;
-    Complex<T>* row = plane_buffer(g, shared, q) + i * kFreqW;
-    Complex<T> X[kFreqW];
-    FFTCONV_UNROLL
-    for (int f = 0; f < kFreqW; ++f) X[f] = row[f];
-    T x[NW];
-    regfft::real_inverse<T, NW>(X, x, shared + NH);
-    T* out = reinterpret_cast<T*>(row);
-    FFTCONV_UNROLL
-    for (int j = 0; j < NW; ++j)
-      if (j < g.dst_w) out[j] = x[j];
+    row_inverse<T, NW>(plane_buffer(g, shared, q) + i * kFreqW, g.dst_w, shared + NH);
   }
 
   // Phase 4: crop + bias into dst, element by element (coalesced writes;
