@@ -51,7 +51,7 @@ stamp "== kernel profile of the target layer =="
 timeout 30 python3 bench/gpu_profile.py --json /tmp/gpu_profile.json
 
 stamp "== fused small-plane kernel: A/B against the cuFFT pipeline, the composition, cuDNN =="
-timeout 60 python3 bench/gpu_fused_ab.py --json "$OUT/gpu_fused_ab.json"
+timeout 90 python3 bench/gpu_fused_ab.py --json "$OUT/gpu_fused_ab.json"
 
 stamp "== quick benchmark =="
 timeout 120 python3 -m fftconv_ext.bench --device cuda --quick --no-progress --out "$OUT"

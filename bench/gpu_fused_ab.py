@@ -22,11 +22,24 @@ from fftconv_ext.bench.timing import time_interleaved
 LAYERS = [(16, 7), (16, 13), (16, 31), (32, 7), (32, 13), (32, 31), (64, 7), (64, 31)]
 
 
-def _ours(fused: bool, x, w, b, pad):
-    def run():
+def _ours(fused: bool, pad):
+    def conv(x, w, b):
         os.environ["FFTCONV_CUDA_FUSED"] = "1" if fused else "0"  # read by the operator on every call
         return fftconv_ext.conv2d(x, w, b, padding=pad, groups=x.shape[1], algo="fft")
+    return conv
+
+
+def _with_backward(conv, x, w, b):
+    """conv's forward and both gradients through autograd (the backward the layer trains with)."""
+    xs, ws, bs = (t.detach().requires_grad_() for t in (x, w, b))
+    gy = torch.randn_like(conv(x, w, b))
+
+    def run():
+        return torch.autograd.grad(conv(xs, ws, bs), (xs, ws, bs), gy)
     return run
+
+
+PAIRS = [("fused", "cufft"), ("fused", "composition"), ("fused", "cudnn")]
 
 
 def main() -> None:
@@ -35,13 +48,16 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--channels", type=int, default=384)
     ap.add_argument("--device", default="cuda", help="cpu: a dry run of this script (the switch has no effect there)")
+    ap.add_argument("--layers", default=",".join(f"{r}:{k}" for r, k in LAYERS),
+                    help="R:k pairs, comma-separated (default: %(default)s)")
     args = ap.parse_args()
+    layers = [tuple(int(v) for v in item.split(":")) for item in args.layers.split(",")]
     dev = torch.device(args.device)
     torch.manual_seed(0)
     rows = []
-    print(f"{'layer':>14} {'lengths':>9} {'fused':>8} {'cuFFT':>8} {'compos.':>8} {'cuDNN':>8} "
+    print(f"{'layer':>14} {'pass':>8} {'lengths':>9} {'fused':>8} {'cuFFT':>8} {'compos.':>8} {'cuDNN':>8} "
           f"{'vs cuFFT':>8} {'vs comp':>8} {'vs cuDNN':>8} {'rel err':>8}")
-    for r, k in LAYERS:
+    for r, k in layers:
         x = torch.randn(args.batch, args.channels, r, r, device=dev)
         w = torch.randn(args.channels, 1, k, k, device=dev)
         b = torch.randn(args.channels, device=dev)
@@ -49,23 +65,36 @@ def main() -> None:
         lengths = tuple(fftconv_ext._C._small_plane_lengths(list(x.shape), list(w.shape), [1, 1], [pad] * 4,
                                                             [1, 1], args.channels, False))
         best = BestFFTComposition()
-        fns = {"fused": _ours(True, x, w, b, pad), "cufft": _ours(False, x, w, b, pad),
-               "composition": lambda: best(x, w, b, pad),
-               "cudnn": lambda: F.conv2d(x, w, b, padding=pad, groups=args.channels)}
-        ref = F.conv2d(x.double(), w.double(), b.double(), padding=pad, groups=args.channels)
-        y = fns["fused"]()
-        err = ((y.double() - ref).norm() / ref.norm()).item()
-        t = time_interleaved(fns, dev, warmup=2, rounds=30, max_seconds=1.0, lockstep=True,
-                             paired=[("fused", "cufft"), ("fused", "composition"), ("fused", "cudnn")])
-        pr = t["fused"]["paired_ratio_vs"]
-        row = {"layer": f"{args.batch}x{args.channels}x{r}x{r} k{k}", "lengths": list(lengths),
-               "median_ms": {n: v["median_ms"] for n, v in t.items()},
-               "speedup_paired": {n: 1.0 / v for n, v in pr.items()}, "rel_err": err}
-        rows.append(row)
-        m = row["median_ms"]
-        print(f"{'R%d k%d' % (r, k):>14} {'x'.join(map(str, lengths)) or 'declined':>9} {m['fused']:8.3f} "
-              f"{m['cufft']:8.3f} {m['composition']:8.3f} {m['cudnn']:8.3f} {1 / pr['cufft']:8.2f} "
-              f"{1 / pr['composition']:8.2f} {1 / pr['cudnn']:8.2f} {err:8.1e}")
+        convs = {"fused": _ours(True, pad), "cufft": _ours(False, pad),
+                 "composition": lambda x_, w_, b_: best(x_, w_, b_, pad),
+                 "cudnn": lambda x_, w_, b_: F.conv2d(x_, w_, b_, padding=pad, groups=args.channels)}
+        # errors against float64 autograd, on two batch elements (float64 convolutions are slow on a GPU)
+        x2 = x[:2].detach().requires_grad_()
+        ws, bs = w.detach().requires_grad_(), b.detach().requires_grad_()
+        xd, wd, bd = (t.detach().double().requires_grad_() for t in (x2, w, b))
+        ref = F.conv2d(xd, wd, bd, padding=pad, groups=args.channels)
+        y2 = convs["fused"](x2, ws, bs)
+        gy = torch.randn_like(ref)
+        errors = {"forward": ((y2.double() - ref).norm() / ref.norm()).item(),
+                  "fwd+bwd": max(((g.double() - e).norm() / e.norm()).item() for g, e in
+                                 zip(torch.autograd.grad(y2, (x2, ws, bs), gy.float()),
+                                     torch.autograd.grad(ref, (xd, wd, bd), gy)))}
+        for kind in ("forward", "fwd+bwd"):
+            err = errors[kind]
+            if kind == "forward":
+                fns = {n: (lambda conv=conv: conv(x, w, b)) for n, conv in convs.items()}
+            else:
+                fns = {n: _with_backward(conv, x, w, b) for n, conv in convs.items()}
+            t = time_interleaved(fns, dev, warmup=2, rounds=30, max_seconds=1.0, lockstep=True, paired=PAIRS)
+            pr = t["fused"]["paired_ratio_vs"]
+            row = {"layer": f"{args.batch}x{args.channels}x{r}x{r} k{k}", "pass": kind, "lengths": list(lengths),
+                   "median_ms": {n: v["median_ms"] for n, v in t.items()},
+                   "speedup_paired": {n: 1.0 / v for n, v in pr.items()}, "rel_err": err}
+            rows.append(row)
+            m = row["median_ms"]
+            print(f"{'R%d k%d' % (r, k):>14} {kind:>8} {'x'.join(map(str, lengths)) or 'declined':>9} "
+                  f"{m['fused']:8.3f} {m['cufft']:8.3f} {m['composition']:8.3f} {m['cudnn']:8.3f} "
+                  f"{1 / pr['cufft']:8.2f} {1 / pr['composition']:8.2f} {1 / pr['cudnn']:8.2f} {err:8.1e}")
     # Shared memory per block (planes per block) on the target layer: the default is a guess until measured.
     x = torch.randn(args.batch, args.channels, 32, 32, device=dev)
     w = torch.randn(args.channels, 1, 31, 31, device=dev)
@@ -74,7 +103,7 @@ def main() -> None:
     for kb in (8, 16, 24, 32, 48, 96):
         def run(kb=kb):
             os.environ["FFTCONV_CUDA_FUSED_SHARED_KB"] = str(kb)
-            return _ours(True, x, w, b, 15)()
+            return _ours(True, 15)(x, w, b)
         sweep[f"{kb} KB"] = run
     t = time_interleaved(sweep, dev, warmup=2, rounds=20, max_seconds=0.5, lockstep=True)
     shared = {n: v["median_ms"] for n, v in t.items()}

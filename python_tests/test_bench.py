@@ -292,10 +292,12 @@ def test_gpu_fused_ab_script_runs(tmp_path):
     out = tmp_path / "ab.json"
     script = os.path.join(os.path.dirname(__file__), "..", "bench", "gpu_fused_ab.py")
     subprocess.run([sys.executable, script, "--device", "cpu", "--batch", "1", "--channels", "2",
-                    "--json", str(out)], check=True, capture_output=True, timeout=300)
+                    "--layers", "32:31,64:31", "--json", str(out)], check=True, capture_output=True, timeout=300)
     data = json.loads(out.read_text())
-    rows = {r["layer"]: r for r in data["rows"]}
-    assert rows["1x2x32x32 k31"]["lengths"] == [48, 48] and rows["1x2x64x64 k31"]["lengths"] == []
+    rows = {(r["layer"], r["pass"]): r for r in data["rows"]}
+    assert set(rows) == {(layer, kind) for layer in ("1x2x32x32 k31", "1x2x64x64 k31")
+                         for kind in ("forward", "fwd+bwd")}
+    assert rows["1x2x32x32 k31", "forward"]["lengths"] == [48, 48] and rows["1x2x64x64 k31", "forward"]["lengths"] == []
     assert all(r["rel_err"] < 1e-5 and set(r["speedup_paired"]) == {"cufft", "composition", "cudnn"}
                for r in data["rows"])
     assert len(data["shared_sweep_r32_k31"]) == 6

@@ -195,3 +195,108 @@ def test_cuda_kernel_float64_keeps_the_cufft_pipeline(monkeypatch):
     w = torch.randn(3, 1, 9, 9, device="cuda", dtype=torch.float64)
     y = fftconv_ext.conv2d(x, w, padding=4, groups=3, algo="fft")
     assert rel_err(y, F.conv2d(x, w, padding=4, groups=3)) < TOL64
+
+
+# ---- the fused backward (small_plane_backward.h) ------------------------------
+
+
+def _emulate_backward(go, x, w, padding, dilation=(1, 1), circular=False, input_grad=True, reverse=False,
+                      shared_bytes=0, target_blocks=528):
+    return fftconv_ext._C._small_plane_emulate_backward(go, x, w, [1, 1], list(padding), list(dilation), x.shape[1],
+                                                        circular, input_grad, reverse, shared_bytes, target_blocks)
+
+
+def _check_backward(x_shape, k, padding, dilation=(1, 1), dtype=torch.float64, circular=False, seed=0, **kw):
+    torch.manual_seed(seed)
+    c = x_shape[1]
+    x = torch.randn(x_shape, dtype=dtype)
+    w = torch.randn(c, 1, *k, dtype=dtype)
+    assert _lengths(x_shape, w.shape, padding, dilation, circular=circular), "the fused kernel must take this problem"
+    xd, wd = x.double().requires_grad_(), w.double().requires_grad_()
+    pad = (padding[2], padding[3], padding[0], padding[1])
+    y = F.conv2d(F.pad(xd, pad, mode="circular" if circular else "constant"), wd, dilation=dilation, groups=c)
+    go = torch.randn(y.shape, dtype=dtype)
+    ref_gin, ref_gw = torch.autograd.grad(y, (xd, wd), go.double())
+    tol = TOL64 if dtype == torch.float64 else TOL32
+    x0, w0, g0 = x.clone(), w.clone(), go.clone()
+    gin, gw = _emulate_backward(go, x, w, padding, dilation, circular, **kw)
+    assert torch.equal(x, x0) and torch.equal(w, w0) and torch.equal(go, g0)
+    assert gin.dtype == dtype and gw.dtype == dtype
+    assert rel_err(gin, ref_gin) < tol and rel_err(gw, ref_gw) < tol
+    _, gw_alone = _emulate_backward(go, x, w, padding, dilation, circular, input_grad=False, **kw)
+    assert torch.equal(gw_alone, gw)  # the same sums in the same order
+    # threads of a phase in any order; the partial sums are added in block order whatever the order of blocks
+    gin_r, gw_r = _emulate_backward(go, x, w, padding, dilation, circular, reverse=True, **kw)
+    assert torch.equal(gin_r, gin) and torch.equal(gw_r, gw)
+    return gin, gw
+
+
+@pytest.mark.parametrize("nh", LENGTHS)
+@pytest.mark.parametrize("nw", LENGTHS)
+def test_backward_every_compiled_length_pair(nh, nw):
+    (h, kh), (w, kw) = AXIS_FOR_LENGTH[nh], AXIS_FOR_LENGTH[nw]
+    _check_backward((3, 2, h, w), (kh, kw), (kh // 2, kh // 2, kw // 2, kw // 2))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("case", [
+    ((4, 3, 32, 32), (31, 31), (15, 15, 15, 15), (1, 1)),   # the GPU target layer, scaled down: n = 48
+    ((13, 3, 16, 16), (7, 7), (3, 3, 3, 3), (1, 1)),        # batch over several rounds and blocks
+    ((2, 3, 20, 27), (5, 5), (2, 2, 2, 2), (2, 2)),         # dilation, non-square plane
+    ((1, 2, 12, 30), (4, 6), (1, 2, 3, 2), (1, 1)),         # even kernels, asymmetric padding
+    ((2, 2, 24, 24), (9, 9), (0, 0, 0, 0), (1, 1)),         # valid: output smaller than the input
+    ((2, 2, 10, 10), (3, 3), (6, 6, 6, 6), (1, 1)),         # output larger than the input
+    ((2, 2, 14, 14), (31, 31), (15, 15, 15, 15), (1, 1)),   # taps dropped (rule 2)
+])
+def test_backward_geometries(case, dtype):
+    x_shape, k, padding, dilation = case
+    _check_backward(x_shape, k, padding, dilation, dtype=dtype)
+
+
+def test_backward_circular_padding():
+    _check_backward((3, 2, 16, 32), (5, 7), (2, 2, 3, 3), circular=True)
+
+
+@pytest.mark.parametrize("shared_kb,target_blocks", [(2, 1), (2, 1000), (48, 4), (200, 1), (48, 528)])
+def test_backward_blocks_and_rounds_do_not_change_results_beyond_rounding(shared_kb, target_blocks):
+    """One plane a round or all at once, one block per channel or one per round: the same gradients."""
+    gin, gw = _check_backward((11, 3, 20, 20), (9, 9), (4, 4, 4, 4), shared_bytes=shared_kb << 10,
+                              target_blocks=target_blocks, seed=3)
+    gin0, gw0 = _check_backward((11, 3, 20, 20), (9, 9), (4, 4, 4, 4), seed=3)
+    assert torch.equal(gin, gin0)  # per-plane work: bitwise
+    assert rel_err(gw, gw0) < 1e-14  # sums over the batch in another grouping
+
+
+@given(st.integers(1, 5), st.integers(1, 3), st.integers(2, 64), st.integers(1, 64), st.integers(1, 31),
+       st.integers(1, 31), st.integers(0, 16), st.integers(0, 16), st.integers(1, 3), st.integers(0, 1000),
+       st.integers(1, 64))
+def test_backward_search(n, c, h, w, kh, kw, ph, pw, d, seed, target_blocks):
+    padding = (ph, ph // 2, pw, pw // 2)
+    if (h + ph + ph // 2 - d * (kh - 1) - 1 < 0) or (w + pw + pw // 2 - d * (kw - 1) - 1 < 0):
+        return
+    if not _lengths((n, c, h, w), (c, 1, kh, kw), padding, (d, d)):
+        return
+    _check_backward((n, c, h, w), (kh, kw), padding, (d, d), seed=seed, target_blocks=target_blocks)
+
+
+@requires_cuda
+@pytest.mark.parametrize("nh", LENGTHS)
+@pytest.mark.parametrize("nw", LENGTHS)
+def test_cuda_backward_every_length_pair(nh, nw, monkeypatch):
+    # both gradients through conv2d_backward, and the weight gradient alone
+    monkeypatch.setenv("FFTCONV_CUDA_FUSED", "1")
+    (h, kh), (w, kw) = AXIS_FOR_LENGTH[nh], AXIS_FOR_LENGTH[nw]
+    torch.manual_seed(1)
+    x = torch.randn(9, 5, h, w, device="cuda")
+    wt = torch.randn(5, 1, kh, kw, device="cuda")
+    pad = [kh // 2, kh // 2, kw // 2, kw // 2]
+    y = F.conv2d(x.double(), wt.double(), padding=(kh // 2, kw // 2), groups=5)
+    go = torch.randn(y.shape, device="cuda")
+    args = ([1, 1], pad, [1, 1], 5, False)
+    gin, gw = torch.ops.fftconv.conv2d_backward(go, x, wt, *args)
+    gw_alone = torch.ops.fftconv.conv2d_grad_weight(go, x, list(wt.shape), *args)
+    rx = torch.nn.grad.conv2d_input(x.shape, wt.double(), go.double(), padding=(kh // 2, kw // 2), groups=5)
+    rw = torch.nn.grad.conv2d_weight(x.double(), wt.shape, go.double(), padding=(kh // 2, kw // 2), groups=5)
+    assert rel_err(gin, rx) < TOL32 and rel_err(gw, rw) < 1e-5 and rel_err(gw_alone, rw) < 1e-5
+    # deterministic: the partial sums are added in a fixed order
+    assert torch.equal(torch.ops.fftconv.conv2d_backward(go, x, wt, *args)[1], gw)
