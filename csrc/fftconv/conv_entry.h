@@ -95,7 +95,7 @@ at::Tensor grad_weight_entry(const at::Tensor& grad_output, const at::Tensor& in
   check_operand(input, input, "input", Driver::device_type);
   check_operand(grad_output, input, "grad_output", Driver::device_type);
   const typename Driver::Guard guard(input.device());
-  const ConvPlan2d p = plan_from_shapes(input.sizes(), weight_size, a);
+  const ConvPlan2d p = Driver::plan_for(plan_from_shapes(input.sizes(), weight_size, a), input.scalar_type());
   check_grad_output(grad_output, p);
   at::Tensor gw = at::zeros(weight_size, input.options());
   if (gw.numel() == 0 || p.batch == 0) return gw;

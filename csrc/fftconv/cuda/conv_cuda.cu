@@ -321,12 +321,17 @@ struct CudaDriver {
   template <typename T>
   static void grad_weight(const at::Tensor& input, const at::Tensor& grad_out, at::Tensor& gw,
                           const ConvPlan2d& p) {
+    if constexpr (std::is_same<T, float>::value)
+      if (small_plane::enabled() && small_plane::run_fused_backward(input, grad_out, nullptr, nullptr, gw, p)) return;
     grad_weight_pipeline<T>(input, grad_out, gw, p);
   }
-  // No fused backward on CUDA yet: backward_entry runs the two pipelines.
+  // Both gradients in one pass: the fused small-plane backward where it is on
+  // and applies; otherwise backward_entry runs the two pipelines.
   template <typename T>
-  static bool backward(const at::Tensor&, const at::Tensor&, const KernelSpectrumSource&, at::Tensor&, at::Tensor&,
-                       const ConvPlan2d&) {
+  static bool backward(const at::Tensor& input, const at::Tensor& grad_out, const KernelSpectrumSource& spectra,
+                       at::Tensor& gin, at::Tensor& gw, const ConvPlan2d& p) {
+    if constexpr (std::is_same<T, float>::value)
+      return small_plane::enabled() && small_plane::run_fused_backward(input, grad_out, &spectra.whole(), &gin, gw, p);
     return false;
   }
 };

@@ -3,6 +3,8 @@
 // for; float64 runs the cuFFT pipeline).
 #include "small_plane_launch.h"
 
+#include <ATen/cuda/CUDAContext.h>
+
 #include <climits>
 #include <cstdlib>
 #include <cstring>
@@ -37,6 +39,28 @@ bool run_fused(const at::Tensor& src, const at::Tensor& spectrum, const float* b
     if (g.blocks() > INT_MAX) return;  // beyond one grid: the cuFFT pipeline
     launch_fused<NH, NW>(g, src.data_ptr<float>(), reinterpret_cast<const Complex<float>*>(spectrum.data_ptr()),
                          bias, dst.data_ptr<float>());
+    launched = true;
+  });
+  return launched;
+}
+
+bool run_fused_backward(const at::Tensor& input, const at::Tensor& grad_out, const at::Tensor* spectrum,
+                        at::Tensor* gin, at::Tensor& grad_weight, const ConvPlan2d& p) {
+  if (!applies(p) || (gin != nullptr && spectrum == nullptr)) return false;
+  bool launched = false;
+  with_lengths(p.h.n_fft, p.w.n_fft, [&](auto lengths) {
+    constexpr int NH = decltype(lengths)::h, NW = decltype(lengths)::w;
+    using K = BackwardKernel<float, NH, NW>;
+    // about four blocks per multiprocessor in all
+    const int64_t target = 4 * int64_t(at::cuda::getCurrentDeviceProperties()->multiProcessorCount);
+    const BackwardGeometry g = K::geometry(p, gin != nullptr, kBackwardSharedBytes, target);
+    if (g.blocks() > INT_MAX) return;
+    at::Tensor partial = at::empty({g.blocks() * K::kAcc * 2}, input.options());
+    launch_fused_backward<NH, NW>(
+        g, input.data_ptr<float>(), grad_out.data_ptr<float>(),
+        gin != nullptr ? reinterpret_cast<const Complex<float>*>(spectrum->data_ptr()) : nullptr,
+        gin != nullptr ? gin->data_ptr<float>() : nullptr, grad_weight.data_ptr<float>(),
+        reinterpret_cast<Complex<float>*>(partial.data_ptr()));
     launched = true;
   });
   return launched;

@@ -4,6 +4,7 @@
 #include <ATen/ATen.h>
 
 #include "../conv_plan.h"
+#include "../small_plane_backward.h"
 #include "../small_plane_fused.h"
 
 namespace fftconv {
@@ -20,11 +21,21 @@ bool enabled();
 bool run_fused(const at::Tensor& src, const at::Tensor& spectrum, const float* bias, at::Tensor& dst,
                const ConvPlan2d& p, bool adjoint);
 
-// The kernel for lengths (NH, NW) on the current stream; instantiated for the
-// compiled lengths in small_plane_h*.cu.
+// Both gradients (input gradient when `gin` is non-null) with the fused
+// backward (../small_plane_backward.h) of a float32 problem it takes; the
+// weight gradient must be zero. `spectrum` is needed only for the input
+// gradient. Returns false, touching nothing, when it does not take it.
+bool run_fused_backward(const at::Tensor& input, const at::Tensor& grad_out, const at::Tensor* spectrum,
+                        at::Tensor* gin, at::Tensor& grad_weight, const ConvPlan2d& p);
+
+// The kernels for lengths (NH, NW) on the current stream; instantiated for
+// the compiled lengths in small_plane_h*.cu.
 template <int NH, int NW>
 void launch_fused(const Geometry& g, const float* src, const Complex<float>* spectrum, const float* bias,
                   float* dst);
+template <int NH, int NW>
+void launch_fused_backward(const BackwardGeometry& g, const float* x, const float* grad_out,
+                           const Complex<float>* spectrum, float* gin, float* grad_weight, Complex<float>* partial);
 
 }  // namespace small_plane
 }  // namespace fftconv
