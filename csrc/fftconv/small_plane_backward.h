@@ -143,11 +143,15 @@ struct BackwardKernel {
     const int q = item / kFreqW, f = item - q * kFreqW;
     Complex<T>* xc = x_buffer(g, shared, q) + f;
     Complex<T>* gc = g_buffer(g, shared, q) + f;
-    Complex<T> a[NH], b[NH];
-    column_forward<T, NH>(xc, kFreqW, g.in_h, a, shared);
+    // One column in registers at a time (two would spill at n_h = 64): X's
+    // transform goes back to its buffer and is read again for the product.
+    Complex<T> b[NH];
+    column_forward<T, NH>(xc, kFreqW, g.in_h, b, shared);
+    FFTCONV_UNROLL
+    for (int h = 0; h < NH; ++h) xc[h * kFreqW] = b[h];
     column_forward<T, NH>(gc, kFreqW, g.out_h, b, shared);
     FFTCONV_UNROLL
-    for (int h = 0; h < NH; ++h) xc[h * kFreqW] = cmul_conj(a[h], b[h]);
+    for (int h = 0; h < NH; ++h) xc[h * kFreqW] = cmul_conj(xc[h * kFreqW], b[h]);
     if (!g.input_grad) return;
     const Complex<T>* s = spectrum + c * int64_t(kAcc) + f;  // (channels, NH, kFreqW)
     FFTCONV_UNROLL
