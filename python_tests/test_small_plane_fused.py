@@ -300,3 +300,26 @@ def test_cuda_backward_every_length_pair(nh, nw, monkeypatch):
     assert rel_err(gin, rx) < TOL32 and rel_err(gw, rw) < 1e-5 and rel_err(gw_alone, rw) < 1e-5
     # deterministic: the partial sums are added in a fixed order
     assert torch.equal(torch.ops.fftconv.conv2d_backward(go, x, wt, *args)[1], gw)
+
+
+@requires_cuda
+def test_cuda_fused_opcheck_and_memory(monkeypatch):
+    monkeypatch.setenv("FFTCONV_CUDA_FUSED", "1")
+    x = torch.randn(3, 4, 20, 20, device="cuda", requires_grad=True)
+    w = torch.randn(4, 1, 9, 9, device="cuda", requires_grad=True)
+    b = torch.randn(4, device="cuda", requires_grad=True)
+    args = ([1, 1], [4, 4, 4, 4], [1, 1], 4, False)
+    assert _lengths(x.shape, w.shape, args[1]) == (32, 32)
+    torch.library.opcheck(torch.ops.fftconv.conv2d_forward.default, (x, w, b, *args))
+    # no memory kept across calls beyond the cached kernel spectrum (the backward's partial sums included)
+    fftconv_ext.clear_caches()
+    torch.cuda.synchronize()
+    base = torch.cuda.memory_allocated()
+    for _ in range(3):
+        y = fftconv_ext.conv2d(x, w, b, padding=4, groups=4, algo="fft")
+        y.sum().backward()
+    del y
+    x.grad = w.grad = b.grad = None
+    fftconv_ext.clear_caches()
+    torch.cuda.synchronize()
+    assert torch.cuda.memory_allocated() == base
