@@ -39,10 +39,10 @@ inline int fused_length(int64_t n) {
   return 0;
 }
 
-// Threads per block and the shared memory a block may use by default (planes
-// per block follow from it; the GPU check sweeps it, see run_fused).
+// Threads per block, and the shared memory a block may use by default: the
+// most it gets without opting in (the GPU check sweeps it, see run_fused).
 constexpr int kThreads = 128;
-constexpr int64_t kSharedBytes = 24 << 10;
+constexpr int64_t kSharedBytes = 48 << 10;
 // The backward's blocks hold two buffers a plane and an accumulator: the
 // most a block gets without opting in (2 planes a round at 48 x 48).
 constexpr int64_t kBackwardSharedBytes = 48 << 10;
@@ -171,9 +171,17 @@ struct Kernel {
     g.dst_w = static_cast<int>(adjoint ? p.w.in_len : p.w.out_len);
     g.buf_rows = g.src_h > g.dst_h ? g.src_h : g.dst_h;
     const int64_t plane_bytes = plane_elements(g) * int64_t(sizeof(Complex<T>));
-    int64_t planes = (shared_bytes - kTwiddles * int64_t(sizeof(Complex<T>))) / plane_bytes;
-    planes = planes > p.batch ? p.batch : planes;
-    planes = planes < 1 ? 1 : planes;
+    int64_t most = (shared_bytes - kTwiddles * int64_t(sizeof(Complex<T>))) / plane_bytes;
+    most = most > p.batch ? p.batch : most;
+    // Within the budget, the planes per block that leave the fewest idle
+    // threads in the column phase (the heaviest: a thread per column of every
+    // plane, in passes of kThreads), the fewest planes among equals (more blocks).
+    int64_t planes = 1, best_idle = 1, best_total = 1;  // idle share of the best so far: best_idle / best_total
+    for (int64_t n = 1; n <= most; ++n) {
+      const int64_t items = n * kFreqW, total = (items + kThreads - 1) / kThreads * kThreads;
+      if (n == 1 || (total - items) * best_total < best_idle * total)
+        planes = n, best_idle = total - items, best_total = total;
+    }
     // Split the batch evenly (16 at most 7 a block: 6, 6, 4, not 7, 7, 2): less shared memory a block.
     const int64_t chunks = (p.batch + planes - 1) / planes;
     g.planes_per_block = static_cast<int>((p.batch + chunks - 1) / chunks);
