@@ -6,10 +6,10 @@
 # and the fused small-plane kernel (FFTCONV_CUDA_FUSED=1): its A/B against the
 # cuFFT pipeline and the quick benchmark again with it on.
 # Writes under $OUT (what the device tool brings back):
-#   gpu_check.log  build.log  cuda_tests.xml  <gpu>.json/.md/.png  gpu_extra.json
+#   gpu_check.log  build.log  cuda_tests.xml  cuda_tests_fused.xml  <gpu>.json/.md/.png  gpu_extra.json
 #   gpu_fused_ab.json  fused/<gpu>.json/.md/.png
-# Every stage has its own time limit, so with a carried build the whole check
-# ends inside 8 minutes (a build there adds up to 5).
+# Every stage has its own time limit; with a carried build the whole check
+# takes about 4 minutes (at most 10; a build there adds up to 5).
 #
 #   OUT=/some/dir bash bench/gpu_check.sh
 set -uo pipefail
@@ -46,6 +46,10 @@ timeout 120 python3 -m pytest -q -p no:cacheprovider --rootdir=. -o addopts="" -
   python_tests/test_cuda.py python_tests/test_errors.py python_tests/test_bench.py \
   python_tests/test_small_plane_fused.py \
   --junitxml="$OUT/cuda_tests.xml" 2>&1 | tail -60
+
+stamp "== CUDA tests again with the fused small-plane kernels on (float32 depthwise parity through them) =="
+FFTCONV_CUDA_FUSED=1 timeout 90 python3 -m pytest -q -p no:cacheprovider --rootdir=. -o addopts="" --timeout 60 \
+  --tb=short -rfEs python_tests/test_cuda.py --junitxml="$OUT/cuda_tests_fused.xml" 2>&1 | tail -30
 
 stamp "== kernel profile of the target layer =="
 timeout 30 python3 bench/gpu_profile.py --json /tmp/gpu_profile.json
