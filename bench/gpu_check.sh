@@ -9,7 +9,7 @@
 #   gpu_check.log  build.log  cuda_tests.xml  cuda_tests_fused.xml  <gpu>.json/.md/.png  gpu_extra.json
 #   gpu_fused_ab.json  fused/<gpu>.json/.md/.png
 # Every stage has its own time limit; with a carried build the whole check
-# takes about 4 minutes (at most 10; a build there adds up to 5).
+# takes about 4 minutes and at most 8 (a build there adds up to 5).
 #
 #   OUT=/some/dir bash bench/gpu_check.sh
 set -uo pipefail
@@ -42,23 +42,23 @@ fi
 python3 -c "import fftconv_ext; print('CUDA kernels built:', fftconv_ext.built_with_cuda())" || exit 1
 
 stamp "== CUDA tests =="
-timeout 120 python3 -m pytest -q -p no:cacheprovider --rootdir=. -o addopts="" --timeout 60 --tb=short -rfEs \
+timeout 100 python3 -m pytest -q -p no:cacheprovider --rootdir=. -o addopts="" --timeout 60 --tb=short -rfEs \
   python_tests/test_cuda.py python_tests/test_errors.py python_tests/test_bench.py \
   python_tests/test_small_plane_fused.py \
   --junitxml="$OUT/cuda_tests.xml" 2>&1 | tail -60
 
 stamp "== CUDA tests again with the fused small-plane kernels on (float32 depthwise parity through them) =="
-FFTCONV_CUDA_FUSED=1 timeout 90 python3 -m pytest -q -p no:cacheprovider --rootdir=. -o addopts="" --timeout 60 \
+FFTCONV_CUDA_FUSED=1 timeout 60 python3 -m pytest -q -p no:cacheprovider --rootdir=. -o addopts="" --timeout 60 \
   --tb=short -rfEs python_tests/test_cuda.py --junitxml="$OUT/cuda_tests_fused.xml" 2>&1 | tail -30
 
 stamp "== kernel profile of the target layer =="
 timeout 30 python3 bench/gpu_profile.py --json /tmp/gpu_profile.json
 
 stamp "== fused small-plane kernel: A/B against the cuFFT pipeline, the composition, cuDNN =="
-timeout 90 python3 bench/gpu_fused_ab.py --json "$OUT/gpu_fused_ab.json"
+timeout 75 python3 bench/gpu_fused_ab.py --json "$OUT/gpu_fused_ab.json"
 
 stamp "== quick benchmark =="
-timeout 120 python3 -m fftconv_ext.bench --device cuda --quick --no-progress --out "$OUT"
+timeout 100 python3 -m fftconv_ext.bench --device cuda --quick --no-progress --out "$OUT"
 
 stamp "== fourier_mix vs torch.fft.fft2(x).real =="
 timeout 30 python3 - <<'PY'
@@ -76,5 +76,5 @@ with open(os.path.join(os.environ["OUT"], "gpu_extra.json"), "w") as f:
 print(fit_markdown(rows, [], 12).split("### FiT-Base")[0])
 PY
 stamp "== quick benchmark with the fused kernel on =="
-FFTCONV_CUDA_FUSED=1 timeout 100 python3 -m fftconv_ext.bench --device cuda --quick --no-progress --out "$OUT/fused"
+FFTCONV_CUDA_FUSED=1 timeout 80 python3 -m fftconv_ext.bench --device cuda --quick --no-progress --out "$OUT/fused"
 stamp "done"
