@@ -8,10 +8,11 @@
 //   template <typename T> static void pipeline(src, spectra, const T* bias, dst, plan, adjoint);
 //   template <typename T> static void grad_weight(input, grad_output, grad_weight, plan);
 //   template <typename T> static bool backward(input, grad_output, spectra, grad_input, grad_weight, plan);
-//   static ConvPlan2d plan_for(plan, dtype);  // the plan the pipelines run (transform lengths
-//                                             // a driver's kernel prefers), made before the spectrum
 //     (both gradients from one pass over the output gradient's spectra; false
 //      when the driver has no such pass or it would not pay, see backward_entry)
+//   static ConvPlan2d plan_for(plan, dtype);
+//     (the plan the pipelines run: the planner's, or with the transform lengths
+//      a driver's kernel is compiled for; made before the kernel spectrum)
 // where spectra is the call's KernelSpectrumSource (spectrum_cache.h).
 #pragma once
 
