@@ -52,6 +52,7 @@ struct BackwardKernel {
     return kTwiddles + kAcc + int64_t(g.planes_per_round) * plane_elements(g);
   }
   FFTCONV_HD static Complex<T>* acc(Complex<T>* shared) { return shared + kTwiddles; }
+  FFTCONV_HD static const Complex<T>* acc(const Complex<T>* shared) { return shared + kTwiddles; }
   FFTCONV_HD static Complex<T>* x_buffer(const BackwardGeometry& g, Complex<T>* shared, int q) {
     return shared + kTwiddles + kAcc + q * plane_elements(g);
   }
@@ -224,7 +225,7 @@ struct BackwardKernel {
   // its kept taps, scaled by 1 / (NH NW), into the weight gradient.
   FFTCONV_HD static void taps(const BackwardGeometry& g, T* grad_weight, int64_t c, int th,
                               const Complex<T>* shared) {
-    const Complex<T>* row = acc(const_cast<Complex<T>*>(shared)) + tap_slot(g.ph, th) * kFreqW;
+    const Complex<T>* row = acc(shared) + tap_slot(g.ph, th) * kFreqW;
     Complex<T> X[kFreqW];
     FFTCONV_UNROLL
     for (int f = 0; f < kFreqW; ++f) X[f] = row[f];

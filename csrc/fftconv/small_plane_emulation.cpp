@@ -6,6 +6,7 @@
 #include "small_plane_emulation.h"
 
 #include <algorithm>
+#include <initializer_list>
 #include <limits>
 #include <tuple>
 #include <vector>
@@ -90,21 +91,42 @@ std::vector<int64_t> fused_lengths(const ConvPlan2d& p) {
   return {q.h.n_fft, q.w.n_fft};
 }
 
-at::Tensor emulate_fused(const at::Tensor& src, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
-                         const ConvPlan2d& plan, bool adjoint, bool reverse, int64_t shared_bytes) {
-  TORCH_CHECK(src.device().is_cpu() && weight.device().is_cpu(), "fftconv: the emulation runs on CPU tensors");
-  TORCH_CHECK(src.scalar_type() == weight.scalar_type() &&
-                  (src.scalar_type() == at::kFloat || src.scalar_type() == at::kDouble),
-              "fftconv: the emulation takes float32 or float64 operands of one dtype");
+namespace {
+
+// What both emulations check: CPU tensors of one dtype, float32 or float64, and
+// a problem the kernels take. Returns the plan they run (lengths raised).
+ConvPlan2d emulation_plan(std::initializer_list<at::Tensor> operands, const ConvPlan2d& plan) {
+  const at::ScalarType dtype = operands.begin()->scalar_type();
+  for (const at::Tensor& t : operands) {
+    TORCH_CHECK(t.device().is_cpu(), "fftconv: the emulation runs on CPU tensors, got one on ", t.device());
+    TORCH_CHECK(t.scalar_type() == dtype && (dtype == at::kFloat || dtype == at::kDouble),
+                "fftconv: the emulation takes float32 or float64 operands of one dtype");
+  }
   const ConvPlan2d p = pad_plan_lengths(plan);
   TORCH_CHECK(applies(p), "fftconv: the fused small-plane kernel does not take this problem");
-  const int64_t src_h = adjoint ? p.h.out_len : p.h.in_len, src_w = adjoint ? p.w.out_len : p.w.in_len;
+  return p;
+}
+
+void check_planes(const at::Tensor& t, const char* name, int64_t batch, int64_t channels, int64_t h, int64_t w) {
+  TORCH_CHECK(t.dim() == 4 && t.size(0) == batch && t.size(1) == channels && t.size(2) == h && t.size(3) == w,
+              "fftconv: the emulation's ", name, " must have shape (", batch, ", ", channels, ", ", h, ", ", w,
+              "), got ", t.sizes());
+}
+
+// The kernel spectrum in the CUDA layout: row-major planes (channels, 1, n_h, n_w/2+1).
+at::Tensor cuda_layout_spectrum(const at::Tensor& weight, const ConvPlan2d& p) {
+  return kernel_spectrum(weight.contiguous(), p).transpose(2, 3).contiguous();
+}
+
+}  // namespace
+
+at::Tensor emulate_fused(const at::Tensor& src, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
+                         const ConvPlan2d& plan, bool adjoint, bool reverse, int64_t shared_bytes) {
+  const ConvPlan2d p = emulation_plan({src, weight}, plan);
   const int64_t channels = adjoint ? p.c_in : p.c_out;
-  TORCH_CHECK(src.dim() == 4 && src.size(0) == p.batch && src.size(1) == channels && src.size(2) == src_h &&
-                  src.size(3) == src_w,
-              "fftconv: the emulation's source has shape ", src.sizes());
-  // The CUDA layout of the kernel spectrum: row-major planes (channels, 1, n_h, n_w/2+1).
-  const at::Tensor spec = kernel_spectrum(weight.contiguous(), p).transpose(2, 3).contiguous();
+  check_planes(src, "source", p.batch, channels, adjoint ? p.h.out_len : p.h.in_len,
+               adjoint ? p.w.out_len : p.w.in_len);
+  const at::Tensor spec = cuda_layout_spectrum(weight, p);
   const at::Tensor x = src.contiguous();
   at::Tensor b;
   if (bias.has_value() && bias->defined()) b = bias->contiguous();
@@ -126,20 +148,10 @@ std::tuple<at::Tensor, at::Tensor> emulate_fused_backward(const at::Tensor& grad
                                                           const at::Tensor& weight, const ConvPlan2d& plan,
                                                           bool input_grad, bool reverse, int64_t shared_bytes,
                                                           int64_t target_blocks) {
-  TORCH_CHECK(input.device().is_cpu() && weight.device().is_cpu() && grad_out.device().is_cpu(),
-              "fftconv: the emulation runs on CPU tensors");
-  TORCH_CHECK(input.scalar_type() == weight.scalar_type() && input.scalar_type() == grad_out.scalar_type() &&
-                  (input.scalar_type() == at::kFloat || input.scalar_type() == at::kDouble),
-              "fftconv: the emulation takes float32 or float64 operands of one dtype");
-  const ConvPlan2d p = pad_plan_lengths(plan);
-  TORCH_CHECK(applies(p), "fftconv: the fused small-plane kernel does not take this problem");
-  TORCH_CHECK(input.dim() == 4 && input.size(0) == p.batch && input.size(1) == p.c_in &&
-                  input.size(2) == p.h.in_len && input.size(3) == p.w.in_len,
-              "fftconv: the emulation's input has shape ", input.sizes());
-  TORCH_CHECK(grad_out.dim() == 4 && grad_out.size(0) == p.batch && grad_out.size(1) == p.c_out &&
-                  grad_out.size(2) == p.h.out_len && grad_out.size(3) == p.w.out_len,
-              "fftconv: the emulation's grad_output has shape ", grad_out.sizes());
-  const at::Tensor spec = kernel_spectrum(weight.contiguous(), p).transpose(2, 3).contiguous();
+  const ConvPlan2d p = emulation_plan({grad_out, input, weight}, plan);
+  check_planes(input, "input", p.batch, p.c_in, p.h.in_len, p.w.in_len);
+  check_planes(grad_out, "grad_output", p.batch, p.c_out, p.h.out_len, p.w.out_len);
+  const at::Tensor spec = cuda_layout_spectrum(weight, p);
   const at::Tensor x = input.contiguous(), go = grad_out.contiguous();
   at::Tensor gin = input_grad ? at::empty_like(x) : at::Tensor();
   at::Tensor gw = at::zeros_like(weight);

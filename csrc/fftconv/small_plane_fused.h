@@ -201,6 +201,9 @@ struct Kernel {
   FFTCONV_HD static Complex<T>* plane_buffer(const Geometry& g, Complex<T>* shared, int q) {
     return shared + kTwiddles + q * plane_elements(g);
   }
+  FFTCONV_HD static const Complex<T>* plane_buffer(const Geometry& g, const Complex<T>* shared, int q) {
+    return shared + kTwiddles + q * plane_elements(g);
+  }
 
   // ---- the phases; each takes items [0, count) -------------------------------
 
@@ -263,7 +266,7 @@ struct Kernel {
     block_planes(g, blk, c, b0, count);
     const int per_plane = g.dst_h * g.dst_w;
     const int q = item / per_plane, e = item - q * per_plane, i = e / g.dst_w, j = e - i * g.dst_w;
-    const T* row = reinterpret_cast<const T*>(plane_buffer(g, const_cast<Complex<T>*>(shared), q) + i * kFreqW);
+    const T* row = reinterpret_cast<const T*>(plane_buffer(g, shared, q) + i * kFreqW);
     dst[((b0 + q) * g.channels + c) * int64_t(per_plane) + e] = crop_store_value(row, 1, j, bias ? bias[c] : T(0));
   }
 };
