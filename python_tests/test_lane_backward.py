@@ -150,3 +150,24 @@ def test_hypothesis_lane_backward(data):
     gin, gw = torch.ops.fftconv.conv2d_backward(go, x, wt, [1, 1], pad, list(dil), c, False)
     ref_gin, ref_gw = _reference_grads(x, wt, go, pad, dil)
     assert rel_err(gin, ref_gin) <= TOL64 and rel_err(gw, ref_gw) <= TOL64
+
+
+def test_bad_input_on_a_lane_backward_problem_raises_and_inputs_stay_unmodified():
+    # the entry's checks run before any pipeline: the same errors whichever backward would run
+    x = torch.randn(2, 16, 16, 16)
+    w = torch.randn(16, 1, 13, 13)
+    go = torch.randn(2, 16, 16, 16)
+    args = ([1, 1], [6] * 4, [1, 1], 16, False)
+    assert _mode(x.shape, w.shape, [6] * 4) != 0
+    with pytest.raises(RuntimeError, match="grad_output has shape"):
+        torch.ops.fftconv.conv2d_backward(torch.randn(2, 16, 15, 16), x, w, *args)
+    with pytest.raises(RuntimeError, match="grad_output dtype"):
+        torch.ops.fftconv.conv2d_backward(go.double(), x, w, *args)
+    with pytest.raises(RuntimeError, match="weight dtype"):
+        torch.ops.fftconv.conv2d_backward(go, x, w.double(), *args)
+    with pytest.raises(RuntimeError, match="float32 or float64"):
+        torch.ops.fftconv.conv2d_grad_weight(go.int(), x.int(), list(w.shape), *args)
+    x0, w0, g0 = x.clone(), w.clone(), go.clone()
+    torch.ops.fftconv.conv2d_backward(go, x, w, *args)
+    torch.ops.fftconv.conv2d_grad_weight(go, x, list(w.shape), *args)
+    assert torch.equal(x, x0) and torch.equal(w, w0) and torch.equal(go, g0)

@@ -323,3 +323,17 @@ def test_cuda_fused_opcheck_and_memory(monkeypatch):
     fftconv_ext.clear_caches()
     torch.cuda.synchronize()
     assert torch.cuda.memory_allocated() == base
+
+
+def test_emulation_hooks_reject_bad_operands():
+    x = torch.randn(2, 3, 16, 16, dtype=torch.float64)
+    w = torch.randn(3, 1, 5, 5, dtype=torch.float64)
+    go = torch.randn(2, 3, 16, 16, dtype=torch.float64)
+    with pytest.raises(RuntimeError, match="source must have shape"):
+        _emulate(torch.randn(2, 3, 15, 16, dtype=torch.float64), w, None, x.shape, (2, 2, 2, 2))
+    with pytest.raises(RuntimeError, match="one dtype"):
+        _emulate(x.float(), w, None, x.shape, (2, 2, 2, 2))
+    with pytest.raises(RuntimeError, match="grad_output must have shape"):
+        _emulate_backward(go[:, :, :15], x, w, (2, 2, 2, 2))
+    with pytest.raises(RuntimeError, match="one dtype"):
+        _emulate_backward(go.int(), x, w, (2, 2, 2, 2))
