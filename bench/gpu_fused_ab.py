@@ -22,9 +22,11 @@ from fftconv_ext.bench.timing import time_interleaved
 LAYERS = [(16, 7), (16, 13), (16, 31), (32, 7), (32, 13), (32, 31), (64, 7), (64, 31)]
 
 
-def _ours(fused: bool, pad):
+def _ours(fused: bool, pad, device_checks: bool = True):
     def conv(x, w, b):
-        os.environ["FFTCONV_CUDA_FUSED"] = "1" if fused else "0"  # read by the operator on every call
+        # read by the operator on every call
+        os.environ["FFTCONV_CUDA_FUSED"] = "1" if fused else "0"
+        os.environ["FFTCONV_DEVICE_CHECKS"] = "1" if device_checks else "0"
         return fftconv_ext.conv2d(x, w, b, padding=pad, groups=x.shape[1], algo="fft")
     return conv
 
@@ -39,7 +41,9 @@ def _with_backward(conv, x, w, b):
     return run
 
 
-PAIRS = [("fused", "cufft"), ("fused", "composition"), ("fused", "cudnn")]
+# "host checks": the finiteness and weight checks read back by the host (a wait for the
+# device every call) instead of flagged on the device (csrc/fftconv/device_checks.h)
+PAIRS = [("fused", "cufft"), ("fused", "composition"), ("fused", "cudnn"), ("fused", "host checks")]
 
 
 def main() -> None:
@@ -56,7 +60,7 @@ def main() -> None:
     torch.manual_seed(0)
     rows = []
     print(f"{'layer':>14} {'pass':>8} {'lengths':>9} {'fused':>8} {'cuFFT':>8} {'compos.':>8} {'cuDNN':>8} "
-          f"{'vs cuFFT':>8} {'vs comp':>8} {'vs cuDNN':>8} {'rel err':>8}")
+          f"{'vs cuFFT':>8} {'vs comp':>8} {'vs cuDNN':>8} {'vs host':>8} {'rel err':>8}")
     for r, k in layers:
         x = torch.randn(args.batch, args.channels, r, r, device=dev)
         w = torch.randn(args.channels, 1, k, k, device=dev)
@@ -65,7 +69,7 @@ def main() -> None:
         lengths = tuple(fftconv_ext._C._small_plane_lengths(list(x.shape), list(w.shape), [1, 1], [pad] * 4,
                                                             [1, 1], args.channels, False))
         best = BestFFTComposition()
-        convs = {"fused": _ours(True, pad), "cufft": _ours(False, pad),
+        convs = {"fused": _ours(True, pad), "cufft": _ours(False, pad), "host checks": _ours(True, pad, False),
                  "composition": lambda x_, w_, b_: best(x_, w_, b_, pad),
                  "cudnn": lambda x_, w_, b_: F.conv2d(x_, w_, b_, padding=pad, groups=args.channels)}
         # errors against float64 autograd, on two batch elements (float64 convolutions are slow on a GPU)
@@ -94,7 +98,8 @@ def main() -> None:
             m = row["median_ms"]
             print(f"{'R%d k%d' % (r, k):>14} {kind:>8} {'x'.join(map(str, lengths)) or 'declined':>9} "
                   f"{m['fused']:8.3f} {m['cufft']:8.3f} {m['composition']:8.3f} {m['cudnn']:8.3f} "
-                  f"{1 / pr['cufft']:8.2f} {1 / pr['composition']:8.2f} {1 / pr['cudnn']:8.2f} {err:8.1e}")
+                  f"{1 / pr['cufft']:8.2f} {1 / pr['composition']:8.2f} {1 / pr['cudnn']:8.2f} "
+                  f"{1 / pr['host checks']:8.2f} {err:8.1e}")
     # Shared memory per block (planes per block) on the target layer: the default is a guess until measured.
     x = torch.randn(args.batch, args.channels, 32, 32, device=dev)
     w = torch.randn(args.channels, 1, 31, 31, device=dev)
@@ -110,6 +115,7 @@ def main() -> None:
     print("R32 k31, shared memory per block:", ", ".join(f"{n}: {v:.3f} ms" for n, v in shared.items()))
     os.environ.pop("FFTCONV_CUDA_FUSED", None)
     os.environ.pop("FFTCONV_CUDA_FUSED_SHARED_KB", None)
+    os.environ.pop("FFTCONV_DEVICE_CHECKS", None)
     if args.json:
         with open(args.json, "w") as f:
             name = torch.cuda.get_device_name() if dev.type == "cuda" else "cpu"

@@ -272,6 +272,9 @@ PYBIND11_MODULE(_C, m) {
         "The kernel-spectrum cache's limit alone (the benchmark's cache-off memory measurement).");
   m.def("clear_caches", &fftconv::clear_caches);
   m.def("cache_info", &fftconv::cache_info, "(limit, cached spectra, cached cuFFT plans)");
+  m.def("_spectrum_cache_unchecked_hits", &fftconv::spectrum_cache_unchecked_hits,
+        "Forward calls that found their spectrum without comparing values and checked on the device "
+        "(a test hook).");
 #ifdef FFTCONV_WITH_CUDA
   // Test hooks: how cuFFT failures surface (issue: errors name status and size).
   m.def("_cufft_check", [](int status, const std::string& what, int64_t n, int64_t batch, int64_t n_outer) {

@@ -66,9 +66,10 @@ def build_id() -> str:
 # Environment switches that select among the operator's own pipelines (read
 # by it on every call): a choice measured under one setting says nothing
 # about another.
-PIPELINE_SWITCHES = ("FFTCONV_CPU_LANES", "FFTCONV_CPU_BASELINE", "FFTCONV_CUDA_FUSED", "FFTCONV_CUDA_FUSED_SHARED_KB")
+PIPELINE_SWITCHES = ("FFTCONV_CPU_LANES", "FFTCONV_CPU_BASELINE", "FFTCONV_CUDA_FUSED", "FFTCONV_CUDA_FUSED_SHARED_KB",
+                     "FFTCONV_DEVICE_CHECKS")
 # os.environ's own dict where it has one (POSIX: encoded keys and values; every
-# os.environ assignment updates it): ~0.3 us for the four lookups, against ~3.5 us
+# os.environ assignment updates it): ~0.3 us for the five lookups, against ~3.5 us
 # through os.environ.get, on a per-call path that costs ~15 us in all.
 _ENV_DATA = getattr(os.environ, "_data", None) if os.name == "posix" else None
 _SWITCH_KEYS = tuple(os.environ.encodekey(k) for k in PIPELINE_SWITCHES) if _ENV_DATA is not None else ()

@@ -13,16 +13,24 @@
 //   static ConvPlan2d plan_for(plan, dtype);
 //     (the plan the pipelines run: the planner's, or with the transform lengths
 //      a driver's kernel is compiled for; made before the kernel spectrum)
+//   static constexpr bool device_checks_by_default;
+//   static void flag(a, b, flag);   (flag <- 1 where flags_element(a, b, i), device_checks.h)
+//   static void direct_where_flagged(flag, problem, x, w, bias, out);
+//     (out <- the direct correlation when flag is set, nothing otherwise;
+//      both on the device's stream, the host never reads the flag)
 // where spectra is the call's KernelSpectrumSource (spectrum_cache.h).
 #pragma once
 
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 
+#include <cstdlib>
+#include <cstring>
 #include <optional>
 #include <tuple>
 
 #include "conv_ops.h"
+#include "device_checks.h"
 #include "direct_fallback.h"
 #include "spectrum_cache.h"
 
@@ -38,6 +46,59 @@ inline void check_operand(const at::Tensor& t, const at::Tensor& like, const cha
               " must be float32 or float64, got ", t.scalar_type());
   TORCH_CHECK(t.scalar_type() == like.scalar_type(), "fftconv: ", name, " dtype ", t.scalar_type(),
               " does not match ", like.scalar_type());
+}
+
+// Whether forward calls check on the device (device_checks.h):
+// FFTCONV_DEVICE_CHECKS=1 on, =0 off (read per call), else the driver's default
+// (on for CUDA, where a host check waits for the device; off on the CPU, where
+// it does not, and the tests turn it on).
+inline bool device_checks_on(bool driver_default) {
+  const char* v = std::getenv("FFTCONV_DEVICE_CHECKS");
+  if (v == nullptr || *v == '\0') return driver_default;
+  return std::strcmp(v, "0") != 0;
+}
+
+inline DirectProblem direct_problem(const ConvPlan2d& p, const ConvArgs& a) {
+  DirectProblem d;
+  d.batch = p.batch;
+  d.c_in = p.c_in;
+  d.c_out = p.c_out;
+  d.groups = p.groups;
+  d.in_h = p.h.in_len;
+  d.in_w = p.w.in_len;
+  d.out_h = p.h.out_len;
+  d.out_w = p.w.out_len;
+  d.kernel_h = p.kernel_h;
+  d.kernel_w = p.kernel_w;
+  d.stride_h = a.stride[0];
+  d.stride_w = a.stride[1];
+  d.dilation_h = a.dilation[0];
+  d.dilation_w = a.dilation[1];
+  d.pad_top = a.padding[0];
+  d.pad_left = a.padding[2];
+  d.circular = a.circular;
+  return d;
+}
+
+// The forward with its checks on the device, when the weight's spectrum is
+// cached for this tensor at its version (device_checks.h); false, touching
+// nothing, otherwise.
+template <typename Driver>
+bool forward_checked_on_device(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& bias,
+                               at::Tensor& out, const ConvPlan2d& p, const ConvArgs& a) {
+  at::Tensor stored;
+  const std::optional<KernelSpectrumSource> spectra = KernelSpectrumSource::unchecked_hit(weight, p, stored);
+  if (!spectra) return false;
+  const at::Tensor x = input.contiguous(), w = weight.contiguous(), s = stored.contiguous();
+  at::Tensor flag = at::zeros({1}, input.options().dtype(at::kInt));
+  Driver::flag(x, nullptr, flag);
+  Driver::flag(w, &s, flag);
+  AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "fftconv_forward", [&] {
+    Driver::template pipeline<scalar_t>(x, *spectra, bias.defined() ? bias.data_ptr<scalar_t>() : nullptr, out, p,
+                                        /*adjoint=*/false);
+  });
+  Driver::direct_where_flagged(flag, direct_problem(p, a), x, w, bias, out);
+  return true;
 }
 
 template <typename Driver>
@@ -57,7 +118,10 @@ at::Tensor forward_entry(const at::Tensor& input, const at::Tensor& weight, cons
   at::Tensor out = at::empty({p.batch, p.c_out, p.h.out_len, p.w.out_len}, input.options());
   if (out.numel() == 0) return out;
   if (p.c_in == 0) return bias_c.defined() ? out.copy_(bias_c.view({1, -1, 1, 1}).expand_as(out)) : out.zero_();
-  // (on CUDA the finiteness check synchronises with the device: correctness first)
+  if (device_checks_on(Driver::device_checks_by_default) &&
+      forward_checked_on_device<Driver>(input, weight, bias_c, out, p, a))
+    return out;
+  // (on CUDA these checks wait for the device: the first call of a weight, or checks off)
   if (!all_finite(input)) return direct_forward(input, weight, bias_c, a);
   const KernelSpectrumSource spectra(weight, p);  // checks the weight's finiteness too
   if (!spectra.weight_finite()) return direct_forward(input, weight, bias_c, a);

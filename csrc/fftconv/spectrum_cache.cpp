@@ -25,6 +25,7 @@ struct Entry {
   // The weight tensor it was made for: when that tensor's values change (a
   // training step), its new spectrum replaces this entry instead of joining it.
   c10::weak_intrusive_ptr<c10::TensorImpl> owner{c10::intrusive_ptr<c10::TensorImpl>()};
+  int64_t version = -1;  // owner's version counter then (-1: an inference tensor, which has none)
 };
 
 struct SpectrumCache {
@@ -36,6 +37,13 @@ struct SpectrumCache {
     while (static_cast<int64_t>(entries.size()) > limit) entries.pop_back();
   }
 };
+
+std::atomic<int64_t> unchecked_hits{0};
+
+// A tensor's version counter, or -1 for inference tensors (they have none).
+int64_t version_of(const at::Tensor& t) {
+  return t.is_inference() ? -1 : static_cast<int64_t>(t.unsafeGetTensorImpl()->version_counter().current_version());
+}
 
 SpectrumCache& cache() {
   static SpectrumCache* c = new SpectrumCache();  // outlives static teardown
@@ -92,6 +100,10 @@ at::Tensor find_cached_spectrum(const at::Tensor& weight, const std::vector<int6
   std::lock_guard<std::mutex> lock(c.mutex);
   for (auto it = c.entries.begin(); it != c.entries.end(); ++it) {
     if (matches(*it, weight, key)) {
+      // Same values, checked: an owner whose version moved on (an in-place op that left
+      // the values as they were) may take unchecked hits again from here.
+      auto alive = it->owner.lock();
+      if (alive && alive.get() == weight.unsafeGetTensorImpl()) it->version = version_of(weight);
       c.entries.splice(c.entries.begin(), c.entries, it);
       return c.entries.front().spectrum;
     }
@@ -109,6 +121,7 @@ at::Tensor make_cached_spectrum(const at::Tensor& weight, const ConvPlan2d& plan
   e.values = weight.detach().clone();
   e.owner = c10::weak_intrusive_ptr<c10::TensorImpl>(
       c10::intrusive_ptr<c10::TensorImpl>::reclaim_copy(weight.unsafeGetTensorImpl()));
+  e.version = version_of(weight);
   std::lock_guard<std::mutex> lock(c.mutex);
   c.entries.remove_if([&](const Entry& old) {  // this weight's stale spectrum (same geometry)
     if (old.key != key) return false;
@@ -136,6 +149,27 @@ KernelSpectrumSource::KernelSpectrumSource(const at::Tensor& weight, const ConvP
   }
   weight_finite_ = all_finite(weight);
   if (weight_finite_ && caching) whole_ = make_cached_spectrum(weight, plan, std::move(key));
+}
+
+std::optional<KernelSpectrumSource> KernelSpectrumSource::unchecked_hit(const at::Tensor& weight,
+                                                                      const ConvPlan2d& plan, at::Tensor& stored) {
+  if (spectrum_cache_limit() == 0) return std::nullopt;
+  const int64_t version = version_of(weight);
+  if (version < 0) return std::nullopt;
+  const std::vector<int64_t> key = make_key(weight, plan);
+  SpectrumCache& c = cache();
+  std::lock_guard<std::mutex> lock(c.mutex);
+  for (auto it = c.entries.begin(); it != c.entries.end(); ++it) {
+    if (it->key != key || it->version != version) continue;
+    // The same TensorImpl: the weak reference keeps a dead one's address from being reused.
+    auto alive = it->owner.lock();
+    if (!alive || alive.get() != weight.unsafeGetTensorImpl()) continue;
+    c.entries.splice(c.entries.begin(), c.entries, it);
+    stored = c.entries.front().values;
+    unchecked_hits.fetch_add(1, std::memory_order_relaxed);
+    return KernelSpectrumSource(weight, plan, c.entries.front().spectrum);
+  }
+  return std::nullopt;
 }
 
 at::Tensor KernelSpectrumSource::groups(int64_t g0, int64_t ng) const {
@@ -167,6 +201,8 @@ int64_t spectrum_cache_size() {
   std::lock_guard<std::mutex> lock(c.mutex);
   return static_cast<int64_t>(c.entries.size());
 }
+
+int64_t spectrum_cache_unchecked_hits() { return unchecked_hits.load(); }
 
 void clear_spectrum_cache() {
   SpectrumCache& c = cache();

@@ -12,6 +12,8 @@
 
 #include <ATen/ATen.h>
 
+#include <optional>
+
 #include "conv_plan.h"
 
 namespace fftconv {
@@ -32,6 +34,14 @@ class KernelSpectrumSource {
  public:
   KernelSpectrumSource(const at::Tensor& weight, const ConvPlan2d& plan);
 
+  // The cached spectrum made from this very weight tensor at its current
+  // version counter, found without comparing values (so without waiting for
+  // the device): `stored` gets the copy of the values it was made from, for
+  // the caller to compare on the device (device_checks.h). Empty when there is
+  // no such entry; the constructor above then decides.
+  static std::optional<KernelSpectrumSource> unchecked_hit(const at::Tensor& weight, const ConvPlan2d& plan,
+                                                           at::Tensor& stored);
+
   bool weight_finite() const { return weight_finite_; }
 
   // Spectra of groups [g0, g0 + ng): (ng * opg, cpg, ...) in the device's
@@ -47,6 +57,9 @@ class KernelSpectrumSource {
   bool made_per_block() const { return !whole_.defined(); }
 
  private:
+  KernelSpectrumSource(const at::Tensor& weight, const ConvPlan2d& plan, at::Tensor spectrum)
+      : weight_(weight), plan_(plan), weight_finite_(true), whole_(std::move(spectrum)) {}
+
   at::Tensor weight_;
   ConvPlan2d plan_;
   bool weight_finite_ = false;
@@ -56,6 +69,8 @@ class KernelSpectrumSource {
 void set_spectrum_cache_limit(int64_t entries);
 int64_t spectrum_cache_limit();
 int64_t spectrum_cache_size();
+// Spectra found by unchecked_hit since the process started (a test hook).
+int64_t spectrum_cache_unchecked_hits();
 void clear_spectrum_cache();
 
 }  // namespace fftconv

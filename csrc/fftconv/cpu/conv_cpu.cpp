@@ -10,6 +10,7 @@
 #include <cstdlib>
 
 #include "../conv_entry.h"
+#include "../device_check_ops.h"
 #include "../pointwise.h"
 #include "cpu_dispatch.h"
 #include "fft_backend.h"
@@ -385,6 +386,12 @@ struct CpuDriver {
     explicit Guard(at::Device) {}
   };
   static ConvPlan2d plan_for(const ConvPlan2d& p, at::ScalarType) { return p; }  // the planner's lengths
+  static constexpr bool device_checks_by_default = false;  // a host check costs no wait here
+  static void flag(const at::Tensor& a, const at::Tensor* b, at::Tensor& f) { flag_cpu(a, b, f); }
+  static void direct_where_flagged(const at::Tensor& f, const DirectProblem& d, const at::Tensor& x,
+                                   const at::Tensor& w, const at::Tensor& bias, at::Tensor& out) {
+    direct_where_flagged_cpu(f, d, x, w, bias, out);
+  }
   template <typename T>
   static void pipeline(const at::Tensor& src, const KernelSpectrumSource& spectra, const T* bias, at::Tensor& dst,
                        const ConvPlan2d& p, bool adjoint) {

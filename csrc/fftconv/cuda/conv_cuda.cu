@@ -19,6 +19,7 @@
 #include <type_traits>
 
 #include "../conv_entry.h"
+#include "../device_check_ops.h"
 #include "../pointwise.h"
 #include "plan_cache.h"
 #include "small_plane_launch.h"
@@ -309,6 +310,13 @@ struct CudaDriver {
   // raising their lengths to compiled ones get those lengths.
   static ConvPlan2d plan_for(const ConvPlan2d& p, at::ScalarType dtype) {
     return dtype == at::kFloat && small_plane::enabled() ? small_plane::pad_plan_lengths(p) : p;
+  }
+  // A host check would wait for the device each call (device_checks.h).
+  static constexpr bool device_checks_by_default = true;
+  static void flag(const at::Tensor& a, const at::Tensor* b, at::Tensor& f) { flag_cuda(a, b, f); }
+  static void direct_where_flagged(const at::Tensor& f, const DirectProblem& d, const at::Tensor& x,
+                                   const at::Tensor& w, const at::Tensor& bias, at::Tensor& out) {
+    direct_where_flagged_cuda(f, d, x, w, bias, out);
   }
   template <typename T>
   static void pipeline(const at::Tensor& src, const KernelSpectrumSource& spectra, const T* bias, at::Tensor& dst,

@@ -1,0 +1,252 @@
+"""The forward's checks on the device (csrc/fftconv/device_checks.h): the CUDA forward's
+default, run here on the CPU through FFTCONV_DEVICE_CHECKS=1.
+
+A call whose kernel spectrum is cached for the same weight tensor at its current version
+does not read anything back to the host: it flags NaN/Inf in the input, or weight values
+that changed without a version bump (`.data` edits), on the device, and then recomputes the
+output with a direct correlation. The references are float64 torch.nn.functional.
+"""
+import pytest
+import torch
+import torch.nn.functional as F
+
+import fftconv_ext
+from fftconv_ext import _C
+
+from conftest import fft_conv2d, reference_conv, rel_err, requires_cuda
+
+
+@pytest.fixture
+def device_checks(monkeypatch):
+    monkeypatch.setenv("FFTCONV_DEVICE_CHECKS", "1")
+    fftconv_ext.clear_caches()
+    yield
+    fftconv_ext.clear_caches()
+
+
+def hits():
+    return _C._spectrum_cache_unchecked_hits()
+
+
+# (x shape, w shape, conv kwargs)
+CASES = [
+    ((2, 8, 20, 20), (8, 1, 7, 7), dict(padding=3, groups=8)),                       # depthwise "same"
+    ((2, 6, 17, 23), (4, 3, 5, 3), dict(padding=(2, 1), groups=2)),                  # grouped, mixed kernel
+    ((2, 4, 21, 19), (6, 4, 5, 5), dict(stride=2, padding=2)),                       # dense, strided
+    ((1, 4, 16, 18), (4, 1, 3, 5), dict(dilation=(2, 3), padding=(2, 6), groups=4)),  # dilated
+    ((2, 4, 15, 15), (4, 1, 5, 5), dict(padding="same", groups=4)),                  # odd same
+    ((2, 4, 15, 15), (4, 1, 4, 4), dict(padding="same", groups=4)),                  # even same: asymmetric
+    ((2, 3, 12, 12), (3, 1, 5, 5), dict(padding=2, groups=3, padding_mode="circular")),
+    ((2, 4, 12, 14), (4, 4, 3, 3), dict(padding=0)),                                 # valid
+]
+
+
+def _call(x, w, b, kw):
+    return fft_conv2d(x, w, b, **kw)
+
+
+def _ref(x, w, b, kw):
+    kw = dict(kw)
+    return reference_conv(x, w, b, **kw)
+
+
+@pytest.mark.parametrize("xs,ws,kw", CASES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_hit_takes_the_unchecked_path_and_matches(device_checks, xs, ws, kw, dtype):
+    g = torch.Generator().manual_seed(1)
+    x, w = torch.randn(xs, generator=g, dtype=dtype), torch.randn(ws, generator=g, dtype=dtype)
+    b = torch.randn(ws[0], generator=g, dtype=dtype)
+    ref = _ref(x, w, b, kw)
+    tol = 1e-5 if dtype == torch.float32 else 1e-12
+    h0 = hits()
+    y1 = _call(x, w, b, kw)  # makes and caches the spectrum (checked on the host)
+    assert hits() == h0
+    y2 = _call(x, w, b, kw)  # same tensor, same version: checked on the device
+    assert hits() == h0 + 1
+    assert rel_err(y1, ref) < tol and rel_err(y2, ref) < tol
+    assert torch.equal(y1, y2)
+
+
+@pytest.mark.parametrize("xs,ws,kw", CASES)
+def test_nonfinite_input_lands_where_f_conv2d_puts_it(device_checks, xs, ws, kw):
+    g = torch.Generator().manual_seed(2)
+    x, w = torch.randn(xs, generator=g, dtype=torch.float64), torch.randn(ws, generator=g, dtype=torch.float64)
+    b = torch.randn(ws[0], generator=g, dtype=torch.float64)
+    _call(x, w, b, kw)  # cache the spectrum
+    bad = x.clone()
+    bad[0, 0, 3, 4] = float("nan")
+    bad[-1, -1, -1, 0] = float("inf")
+    bad[0, -1, 0, -1] = float("-inf")
+    before = bad.clone()
+    h0 = hits()
+    y = _call(bad, w, b, kw)
+    assert hits() == h0 + 1, "the call should have taken the device-checked path"
+    ref = _ref(bad, w, b, kw)
+    assert torch.equal(y.isnan(), ref.isnan())
+    assert torch.equal(y.isinf(), ref.isinf())
+    assert torch.equal(y[y.isinf()], ref[ref.isinf()])  # signs of the infinities too
+    fin = ref.isfinite()
+    assert (y[fin] - ref[fin]).abs().max() < 1e-10
+    assert torch.equal(bad.isnan(), before.isnan()) and torch.equal(bad.nan_to_num(), before.nan_to_num())
+    # and the next finite call is back on the FFT path with the right answer
+    assert rel_err(_call(x, w, b, kw), _ref(x, w, b, kw)) < 1e-12
+
+
+@pytest.mark.parametrize("xs,ws,kw", CASES)
+def test_silent_weight_edit_is_caught_on_the_device(device_checks, xs, ws, kw):
+    """`.data` edits bump no version counter: the stale spectrum must not be used."""
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(xs, generator=g, dtype=torch.float64)
+    w = torch.randn(ws, generator=g, dtype=torch.float64, requires_grad=True)
+    _call(x, w, None, kw)
+    v = w._version
+    w.data.mul_(-0.5).add_(0.25)
+    assert w._version == v
+    h0 = hits()
+    y = _call(x, w, None, kw)
+    assert hits() == h0 + 1
+    assert rel_err(y, _ref(x, w.detach(), None, kw)) < 1e-12
+
+
+def test_silent_nonfinite_weight_edit(device_checks):
+    """A NaN written into a cached weight through `.data`: taps on zero padding add
+    nothing (as cuDNN computes), so an output is NaN exactly where a NaN tap meets the input."""
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(2, 4, 12, 12, generator=g, dtype=torch.float64)
+    w = torch.randn(4, 1, 5, 5, generator=g, dtype=torch.float64)
+    _call(x, w, None, dict(padding=2, groups=4))
+    w.data[1, 0, 0, 0] = float("nan")
+    y = _call(x, w, None, dict(padding=2, groups=4))
+    bad_taps = (~w.isfinite()).double()
+    reach = F.conv2d(torch.ones_like(x), bad_taps, padding=2, groups=4) > 0
+    assert torch.equal(y.isnan(), reach)
+    finite_ref = F.conv2d(x, w.nan_to_num(0.0), padding=2, groups=4)
+    assert (y[~reach] - finite_ref[~reach]).abs().max() < 1e-12
+
+
+def test_version_bump_goes_back_to_the_host_check(device_checks):
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(2, 4, 16, 16, generator=g)
+    w = torch.randn(4, 1, 7, 7, generator=g)
+    _call(x, w, None, dict(padding=3, groups=4))
+    h0 = hits()
+    with torch.no_grad():
+        w.mul_(2)  # an optimizer step: the version moves on
+    y = _call(x, w, None, dict(padding=3, groups=4))
+    assert hits() == h0  # new values, checked and cached on the host
+    assert rel_err(y, reference_conv(x, w, padding=3, groups=4)) < 1e-5
+    _call(x, w, None, dict(padding=3, groups=4))
+    assert hits() == h0 + 1
+
+
+def test_other_tensor_with_same_values_is_checked_on_the_host(device_checks):
+    g = torch.Generator().manual_seed(6)
+    x = torch.randn(2, 4, 16, 16, generator=g)
+    w = torch.randn(4, 1, 7, 7, generator=g)
+    _call(x, w, None, dict(padding=3, groups=4))
+    h0 = hits()
+    y = _call(x, w.clone(), None, dict(padding=3, groups=4))
+    assert hits() == h0
+    assert rel_err(y, reference_conv(x, w, padding=3, groups=4)) < 1e-5
+
+
+def test_inference_tensors_and_cache_off(device_checks):
+    g = torch.Generator().manual_seed(7)
+    x = torch.randn(2, 4, 16, 16, generator=g)
+    with torch.inference_mode():
+        w = torch.randn(4, 1, 7, 7, generator=g)
+        h0 = hits()
+        for _ in range(2):
+            y = _call(x, w, None, dict(padding=3, groups=4))
+        assert hits() == h0  # inference tensors have no version counter
+    assert rel_err(y, reference_conv(x, w.clone(), padding=3, groups=4)) < 1e-5
+    w2 = torch.randn(4, 1, 7, 7, generator=g)
+    fftconv_ext.set_cache_limit(0)
+    try:
+        for _ in range(2):
+            y = _call(x, w2, None, dict(padding=3, groups=4))
+        assert hits() == h0
+        assert rel_err(y, reference_conv(x, w2, padding=3, groups=4)) < 1e-5
+    finally:
+        fftconv_ext.set_cache_limit(32)
+
+
+def test_off_by_default_on_cpu(monkeypatch):
+    monkeypatch.delenv("FFTCONV_DEVICE_CHECKS", raising=False)
+    fftconv_ext.clear_caches()
+    x, w = torch.randn(2, 4, 16, 16), torch.randn(4, 1, 7, 7)
+    h0 = hits()
+    for _ in range(3):
+        _call(x, w, None, dict(padding=3, groups=4))
+    assert hits() == h0
+
+
+def test_nn_module_and_gradients(device_checks):
+    """A module's weight is the same tensor every call: the forward hits; the backward is exact."""
+    torch.manual_seed(8)
+    m = fftconv_ext.nn.FFTConv2d(6, 6, 9, padding=4, groups=6, algo="fft").double()
+    x = torch.randn(2, 6, 14, 14, dtype=torch.float64, requires_grad=True)
+    m(x)
+    h0 = hits()
+    y = m(x)
+    assert hits() == h0 + 1
+    y.square().sum().backward()
+    xr = x.detach().clone().requires_grad_()
+    wr = m.weight.detach().clone().requires_grad_()
+    br = m.bias.detach().clone().requires_grad_()
+    F.conv2d(xr, wr, br, padding=4, groups=6).square().sum().backward()
+    for a, r in ((x.grad, xr.grad), (m.weight.grad, wr.grad), (m.bias.grad, br.grad)):
+        assert rel_err(a, r) < 1e-11
+
+
+def test_gradcheck_with_device_checks(device_checks):
+    """gradcheck perturbs the weight in place: every perturbation must reach the output."""
+    g = torch.Generator().manual_seed(9)
+    x = torch.randn(1, 2, 7, 7, generator=g, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(2, 1, 3, 3, generator=g, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(2, generator=g, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda x, w, b: fft_conv2d(x, w, b, padding=1, groups=2), (x, w, b))
+
+
+# ---- CUDA (the default there) -----------------------------------------------------------
+
+@requires_cuda
+def test_cuda_forward_hit_does_not_synchronise(monkeypatch):
+    monkeypatch.delenv("FFTCONV_DEVICE_CHECKS", raising=False)
+    fftconv_ext.clear_caches()
+    x = torch.randn(4, 64, 32, 32, device="cuda")
+    w = torch.randn(64, 1, 31, 31, device="cuda") / 31
+    fft_conv2d(x, w, None, padding=15, groups=64)
+    torch.cuda.synchronize()
+    h0 = hits()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        y = torch.ops.fftconv.conv2d_forward(x, w, None, [1, 1], [15, 15, 15, 15], [1, 1], 64, False)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert hits() == h0 + 1
+    assert rel_err(y.cpu(), reference_conv(x.cpu(), w.cpu(), padding=15, groups=64)) < 1e-5
+
+
+@requires_cuda
+@pytest.mark.parametrize("xs,ws,kw", CASES)
+def test_cuda_nonfinite_input_and_silent_edit(monkeypatch, xs, ws, kw):
+    monkeypatch.delenv("FFTCONV_DEVICE_CHECKS", raising=False)
+    fftconv_ext.clear_caches()
+    g = torch.Generator().manual_seed(10)
+    x, w = torch.randn(xs, generator=g, dtype=torch.float64), torch.randn(ws, generator=g, dtype=torch.float64)
+    xc, wc = x.cuda(), w.cuda()
+    _call(xc, wc, None, kw)
+    bad = x.clone()
+    bad[0, 0, 3, 4] = float("nan")
+    bad[-1, -1, -1, 0] = float("inf")
+    h0 = hits()
+    y = _call(bad.cuda(), wc, None, kw).cpu()
+    assert hits() == h0 + 1
+    ref = _ref(bad, w, None, kw)
+    assert torch.equal(y.isnan(), ref.isnan()) and torch.equal(y.isinf(), ref.isinf())
+    fin = ref.isfinite()
+    assert (y[fin] - ref[fin]).abs().max() < 1e-10
+    wc.data.mul_(-0.5)
+    y = _call(xc, wc, None, kw).cpu()
+    assert rel_err(y, _ref(x, w * -0.5, None, kw)) < 1e-12
