@@ -148,10 +148,10 @@ std::vector<int64_t> small_plane_lengths(at::IntArrayRef input_size, at::IntArra
 at::Tensor small_plane_emulate(const at::Tensor& src, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
                                at::IntArrayRef input_size, at::IntArrayRef stride, at::IntArrayRef padding,
                                at::IntArrayRef dilation, int64_t groups, bool circular, bool adjoint, bool reverse,
-                               int64_t shared_bytes) {
+                               int64_t shared_bytes, const std::optional<at::Tensor>& nonfinite) {
   const ConvPlan2d p =
       plan_from_shapes(input_size, weight.sizes(), parse_conv_args(stride, padding, dilation, groups, circular));
-  return small_plane::emulate_fused(src, weight, bias, p, adjoint, reverse, shared_bytes);
+  return small_plane::emulate_fused(src, weight, bias, p, adjoint, reverse, shared_bytes, nonfinite);
 }
 
 std::tuple<at::Tensor, at::Tensor> small_plane_emulate_backward(
@@ -257,10 +257,11 @@ PYBIND11_MODULE(_C, m) {
         py::arg("dilation"), py::arg("groups"), py::arg("circular"));
   m.def("_small_plane_emulate", &fftconv::small_plane_emulate,
         "The fused small-plane CUDA kernel's output computed on the host by running its phases (a test hook). "
-        "src is the input, or the output gradient when adjoint.",
+        "src is the input, or the output gradient when adjoint. nonfinite (a CPU int32 tensor of one "
+        "element) is set to 1 when the kernel would flag NaN/Inf in src.",
         py::arg("src"), py::arg("weight"), py::arg("bias"), py::arg("input_size"), py::arg("stride"),
         py::arg("padding"), py::arg("dilation"), py::arg("groups"), py::arg("circular"), py::arg("adjoint"),
-        py::arg("reverse") = false, py::arg("shared_bytes") = 0);
+        py::arg("reverse") = false, py::arg("shared_bytes") = 0, py::arg("nonfinite") = py::none());
   m.def("_small_plane_emulate_backward", &fftconv::small_plane_emulate_backward,
         "(grad_input or None, grad_weight) of the fused small-plane CUDA backward computed on the host by "
         "running its phases (a test hook).",

@@ -211,8 +211,11 @@ def test_gradcheck_with_device_checks(device_checks):
 # ---- CUDA (the default there) -----------------------------------------------------------
 
 @requires_cuda
-def test_cuda_forward_hit_does_not_synchronise(monkeypatch):
+@pytest.mark.parametrize("fused", ["0", "1"])
+def test_cuda_forward_hit_does_not_synchronise(monkeypatch, fused):
+    """Under sync debug mode "error" any host wait raises: the op and the Python call around it."""
     monkeypatch.delenv("FFTCONV_DEVICE_CHECKS", raising=False)
+    monkeypatch.setenv("FFTCONV_CUDA_FUSED", fused)
     fftconv_ext.clear_caches()
     x = torch.randn(4, 64, 32, 32, device="cuda")
     w = torch.randn(64, 1, 31, 31, device="cuda") / 31
@@ -222,10 +225,38 @@ def test_cuda_forward_hit_does_not_synchronise(monkeypatch):
     torch.cuda.set_sync_debug_mode("error")
     try:
         y = torch.ops.fftconv.conv2d_forward(x, w, None, [1, 1], [15, 15, 15, 15], [1, 1], 64, False)
+        y2 = fft_conv2d(x, w, None, padding=15, groups=64)
     finally:
         torch.cuda.set_sync_debug_mode("default")
-    assert hits() == h0 + 1
-    assert rel_err(y.cpu(), reference_conv(x.cpu(), w.cpu(), padding=15, groups=64)) < 1e-5
+    assert hits() == h0 + 2
+    ref = reference_conv(x.cpu(), w.cpu(), padding=15, groups=64)
+    assert rel_err(y.cpu(), ref) < 1e-5 and rel_err(y2.cpu(), ref) < 1e-5
+
+
+@requires_cuda
+@pytest.mark.parametrize("fused", ["0", "1"])
+def test_cuda_fused_nonfinite_input(monkeypatch, fused):
+    """float32 depthwise, the layer the fused kernel takes: its load sets the flag."""
+    monkeypatch.delenv("FFTCONV_DEVICE_CHECKS", raising=False)
+    monkeypatch.setenv("FFTCONV_CUDA_FUSED", fused)
+    fftconv_ext.clear_caches()
+    g = torch.Generator().manual_seed(11)
+    x = torch.randn(6, 8, 32, 32, generator=g)
+    w = torch.randn(8, 1, 31, 31, generator=g) / 31
+    wc = w.cuda()
+    fft_conv2d(x.cuda(), wc, None, padding=15, groups=8)
+    for where in ((0, 0, 0, 0), (5, 7, 31, 31), (3, 2, 10, 20)):
+        bad = x.clone()
+        bad[where] = float("nan")
+        h0 = hits()
+        y = fft_conv2d(bad.cuda(), wc, None, padding=15, groups=8).cpu()
+        assert hits() == h0 + 1
+        ref = reference_conv(bad, w, padding=15, groups=8)
+        assert torch.equal(y.isnan(), ref.isnan())
+        fin = ref.isfinite()
+        assert (y[fin].double() - ref[fin]).abs().max() < 1e-4
+    assert rel_err(fft_conv2d(x.cuda(), wc, None, padding=15, groups=8).cpu(),
+                   reference_conv(x, w, padding=15, groups=8)) < 1e-5
 
 
 @requires_cuda

@@ -106,6 +106,31 @@ def test_planes_per_block_do_not_change_results():
         assert torch.equal(y, outs[0])
 
 
+@pytest.mark.parametrize("where", [None, (0, 0, 0, 0), (10, 2, 19, 19), (4, 1, 7, 13)])
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+@pytest.mark.parametrize("adjoint", [False, True])
+def test_load_flags_nonfinite_source(where, value, adjoint):
+    """The load phase sets the device checks' flag (device_checks.h) exactly when the source
+    holds NaN or Inf, wherever it is: first or last element, first or last block."""
+    torch.manual_seed(3)
+    x = torch.randn(11, 3, 20, 20, dtype=torch.float64)
+    if where is not None:
+        x[where] = value
+    w = torch.randn(3, 1, 9, 9, dtype=torch.float64)
+    flag = torch.zeros(1, dtype=torch.int32)
+    fftconv_ext._C._small_plane_emulate(x, w, None, list(x.shape), [1, 1], [4] * 4, [1, 1], 3, False, adjoint,
+                                        shared_bytes=12 << 10, nonfinite=flag)
+    assert flag.item() == (0 if where is None else 1)
+
+
+def test_nonfinite_flag_must_be_one_int32():
+    x, w = torch.randn(2, 3, 20, 20, dtype=torch.float64), torch.randn(3, 1, 9, 9, dtype=torch.float64)
+    for bad in (torch.zeros(1), torch.zeros(2, dtype=torch.int32)):
+        with pytest.raises(RuntimeError, match="nonfinite flag must be a CPU int32 tensor of one element"):
+            fftconv_ext._C._small_plane_emulate(x, w, None, list(x.shape), [1, 1], [4] * 4, [1, 1], 3, False, False,
+                                                nonfinite=bad)
+
+
 def test_circular_padding_at_a_compiled_period():
     torch.manual_seed(1)
     x = torch.randn(2, 3, 16, 32, dtype=torch.float64)

@@ -5,7 +5,9 @@
 // A Driver provides:
 //   static constexpr at::DeviceType device_type;
 //   struct Guard { explicit Guard(at::Device); };            // device guard (no-op on CPU)
-//   template <typename T> static void pipeline(src, spectra, const T* bias, dst, plan, adjoint);
+//   template <typename T> static bool pipeline(src, spectra, const T* bias, dst, plan, adjoint,
+//                                              int* nonfinite = nullptr);
+//     (returns true when it set the device int *nonfinite itself if src holds NaN/Inf)
 //   template <typename T> static void grad_weight(input, grad_output, grad_weight, plan);
 //   template <typename T> static bool backward(input, grad_output, spectra, grad_input, grad_weight, plan);
 //     (both gradients from one pass over the output gradient's spectra; false
@@ -91,12 +93,14 @@ bool forward_checked_on_device(const at::Tensor& input, const at::Tensor& weight
   if (!spectra) return false;
   const at::Tensor x = input.contiguous(), w = weight.contiguous(), s = stored.contiguous();
   at::Tensor flag = at::zeros({1}, input.options().dtype(at::kInt));
-  Driver::flag(x, nullptr, flag);
   Driver::flag(w, &s, flag);
+  bool input_flagged = false;
   AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "fftconv_forward", [&] {
-    Driver::template pipeline<scalar_t>(x, *spectra, bias.defined() ? bias.data_ptr<scalar_t>() : nullptr, out, p,
-                                        /*adjoint=*/false);
+    input_flagged = Driver::template pipeline<scalar_t>(
+        x, *spectra, bias.defined() ? bias.data_ptr<scalar_t>() : nullptr, out, p, /*adjoint=*/false,
+        flag.data_ptr<int>());
   });
+  if (!input_flagged) Driver::flag(x, nullptr, flag);  // a pass of its own
   Driver::direct_where_flagged(flag, direct_problem(p, a), x, w, bias, out);
   return true;
 }

@@ -27,7 +27,8 @@ void for_items(int n, bool reverse, F&& f) {
 }
 
 template <typename T, int NH, int NW>
-void emulate(const Geometry& g, const T* src, const Complex<T>* spec, const T* bias, T* dst, bool reverse) {
+void emulate(const Geometry& g, const T* src, const Complex<T>* spec, const T* bias, T* dst, bool reverse,
+             int32_t* nonfinite) {
   using K = Kernel<T, NH, NW>;
   // Shared memory starts as NaN, so that a read of a slot no phase wrote shows in the output.
   const T nan = std::numeric_limits<T>::quiet_NaN();
@@ -39,7 +40,9 @@ void emulate(const Geometry& g, const T* src, const Complex<T>* spec, const T* b
     K::block_planes(g, blk, c, b0, count);
     Complex<T>* s = shared.data();
     for_items(K::kTwiddles, reverse, [&](int i) { K::fill_twiddle(i, s); });
-    for_items(K::load_items(g, count), reverse, [&](int i) { K::load(g, src, blk, i, s); });
+    bool bad = false;
+    for_items(K::load_items(g, count), reverse, [&](int i) { bad |= !is_finite(K::load(g, src, blk, i, s)); });
+    if (bad && nonfinite != nullptr) *nonfinite = 1;
     for_items(K::row_items(g, count), reverse, [&](int i) { K::rows_forward(g, i, s); });
     for_items(K::column_items(count), reverse, [&](int i) { K::columns(g, spec, blk, i, s); });
     for_items(K::out_row_items(g, count), reverse, [&](int i) { K::rows_inverse(g, i, s); });
@@ -121,8 +124,17 @@ at::Tensor cuda_layout_spectrum(const at::Tensor& weight, const ConvPlan2d& p) {
 }  // namespace
 
 at::Tensor emulate_fused(const at::Tensor& src, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
-                         const ConvPlan2d& plan, bool adjoint, bool reverse, int64_t shared_bytes) {
+                         const ConvPlan2d& plan, bool adjoint, bool reverse, int64_t shared_bytes,
+                         const std::optional<at::Tensor>& nonfinite) {
   const ConvPlan2d p = emulation_plan({src, weight}, plan);
+  int32_t* flag = nullptr;
+  if (nonfinite.has_value() && nonfinite->defined()) {
+    TORCH_CHECK(nonfinite->device().is_cpu() && nonfinite->scalar_type() == at::kInt && nonfinite->numel() == 1 &&
+                    nonfinite->is_contiguous(),
+                "fftconv: the emulation's nonfinite flag must be a CPU int32 tensor of one element, got ",
+                nonfinite->scalar_type(), " of ", nonfinite->sizes(), " on ", nonfinite->device());
+    flag = nonfinite->data_ptr<int32_t>();
+  }
   const int64_t channels = adjoint ? p.c_in : p.c_out;
   check_planes(src, "source", p.batch, channels, adjoint ? p.h.out_len : p.h.in_len,
                adjoint ? p.w.out_len : p.w.in_len);
@@ -138,7 +150,8 @@ at::Tensor emulate_fused(const at::Tensor& src, const at::Tensor& weight, const 
       constexpr int NH = decltype(L)::h, NW = decltype(L)::w;
       const Geometry g = Kernel<scalar_t, NH, NW>::geometry(p, adjoint, shared_bytes > 0 ? shared_bytes : kSharedBytes);
       emulate<scalar_t, NH, NW>(g, x.data_ptr<scalar_t>(), reinterpret_cast<const Complex<scalar_t>*>(spec.data_ptr()),
-                                b.defined() ? b.data_ptr<scalar_t>() : nullptr, dst.data_ptr<scalar_t>(), reverse);
+                                b.defined() ? b.data_ptr<scalar_t>() : nullptr, dst.data_ptr<scalar_t>(), reverse,
+                                flag);
     });
   });
   return dst;

@@ -19,8 +19,11 @@ std::vector<int64_t> fused_lengths(const ConvPlan2d& p);
 // The kernel's output for src (the input; the output gradient when adjoint),
 // computed on the host by running its phases block by block (items in
 // reverse order when `reverse`), blocks sized for shared_bytes (0: the default).
+// `nonfinite` (an int32 CPU tensor of one element, when given) is set to 1 as
+// the kernel sets its device flag: when src holds NaN or Inf.
 at::Tensor emulate_fused(const at::Tensor& src, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
-                         const ConvPlan2d& plan, bool adjoint, bool reverse, int64_t shared_bytes);
+                         const ConvPlan2d& plan, bool adjoint, bool reverse, int64_t shared_bytes,
+                         const std::optional<at::Tensor>& nonfinite = std::nullopt);
 
 // Both gradients (input_grad; else an undefined first tensor) of the fused
 // backward (small_plane_backward.h), on the host; blocks sized for

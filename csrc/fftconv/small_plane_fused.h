@@ -20,6 +20,7 @@
 #include <cstdint>
 
 #include "conv_plan.h"
+#include "device_checks.h"
 #include "pointwise.h"
 #include "register_fft.h"
 
@@ -209,16 +210,18 @@ struct Kernel {
 
   // Phase 0: the twiddle tables (kTwiddles items) and the block's input planes,
   // element by element so that global reads are coalesced (count * src_h * src_w items).
+  // load returns the value, for the device checks' NaN/Inf flag (device_checks.h).
   FFTCONV_HD static void fill_twiddle(int item, Complex<T>* shared) { small_plane::fill_twiddle<T, NH, NW>(item, shared); }
   FFTCONV_HD static int load_items(const Geometry& g, int count) { return count * g.src_h * g.src_w; }
-  FFTCONV_HD static void load(const Geometry& g, const T* src, int64_t blk, int item, Complex<T>* shared) {
+  FFTCONV_HD static T load(const Geometry& g, const T* src, int64_t blk, int item, Complex<T>* shared) {
     int64_t c, b0;
     int count;
     block_planes(g, blk, c, b0, count);
     const int per_plane = g.src_h * g.src_w;
     const int q = item / per_plane, e = item - q * per_plane;
-    *buffer_sample<T, NW>(plane_buffer(g, shared, q), g.src_w, e) =
-        src[((b0 + q) * g.channels + c) * int64_t(per_plane) + e];
+    const T v = src[((b0 + q) * g.channels + c) * int64_t(per_plane) + e];
+    *buffer_sample<T, NW>(plane_buffer(g, shared, q), g.src_w, e) = v;
+    return v;
   }
 
   // Phase 1: real transform along W of row r of plane q (item q * src_h + r),

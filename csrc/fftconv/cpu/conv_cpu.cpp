@@ -393,10 +393,11 @@ struct CpuDriver {
     direct_where_flagged_cpu(f, d, x, w, bias, out);
   }
   template <typename T>
-  static void pipeline(const at::Tensor& src, const KernelSpectrumSource& spectra, const T* bias, at::Tensor& dst,
-                       const ConvPlan2d& p, bool adjoint) {
-    if (cpu::lane_pipeline<T>(src, spectra, bias, dst, p, adjoint)) return;  // small depthwise planes
-    run_pipeline<T>(src, spectra, bias, dst, p, adjoint);
+  static bool pipeline(const at::Tensor& src, const KernelSpectrumSource& spectra, const T* bias, at::Tensor& dst,
+                       const ConvPlan2d& p, bool adjoint, int* /*nonfinite: never flagged here*/ = nullptr) {
+    if (!cpu::lane_pipeline<T>(src, spectra, bias, dst, p, adjoint))  // small depthwise planes
+      run_pipeline<T>(src, spectra, bias, dst, p, adjoint);
+    return false;
   }
   template <typename T>
   static void grad_weight(const at::Tensor& input, const at::Tensor& grad_out, at::Tensor& gw,

@@ -319,12 +319,14 @@ struct CudaDriver {
     direct_where_flagged_cuda(f, d, x, w, bias, out);
   }
   template <typename T>
-  static void pipeline(const at::Tensor& src, const KernelSpectrumSource& spectra, const T* bias, at::Tensor& dst,
-                       const ConvPlan2d& p, bool adjoint) {
+  static bool pipeline(const at::Tensor& src, const KernelSpectrumSource& spectra, const T* bias, at::Tensor& dst,
+                       const ConvPlan2d& p, bool adjoint, int* nonfinite = nullptr) {
     // Whole spectra: the CUDA blocks are large, and memory there is not the constraint.
     if constexpr (std::is_same<T, float>::value)
-      if (small_plane::enabled() && small_plane::run_fused(src, spectra.whole(), bias, dst, p, adjoint)) return;
+      if (small_plane::enabled() && small_plane::run_fused(src, spectra.whole(), bias, dst, p, adjoint, nonfinite))
+        return nonfinite != nullptr;  // its load flagged NaN/Inf: no separate pass over src
     run_pipeline<T>(src, spectra.whole(), bias, dst, p, adjoint);
+    return false;
   }
   template <typename T>
   static void grad_weight(const at::Tensor& input, const at::Tensor& grad_out, at::Tensor& gw,

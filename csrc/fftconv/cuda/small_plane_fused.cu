@@ -30,7 +30,7 @@ int64_t shared_budget() {
 }  // namespace
 
 bool run_fused(const at::Tensor& src, const at::Tensor& spectrum, const float* bias, at::Tensor& dst,
-               const ConvPlan2d& p, bool adjoint) {
+               const ConvPlan2d& p, bool adjoint, int* nonfinite) {
   if (!applies(p)) return false;
   bool launched = false;
   with_lengths(p.h.n_fft, p.w.n_fft, [&](auto lengths) {
@@ -38,7 +38,7 @@ bool run_fused(const at::Tensor& src, const at::Tensor& spectrum, const float* b
     const Geometry g = Kernel<float, NH, NW>::geometry(p, adjoint, shared_budget());
     if (g.blocks() > INT_MAX) return;  // beyond one grid: the cuFFT pipeline
     launch_fused<NH, NW>(g, src.data_ptr<float>(), reinterpret_cast<const Complex<float>*>(spectrum.data_ptr()),
-                         bias, dst.data_ptr<float>());
+                         bias, dst.data_ptr<float>(), nonfinite);
     launched = true;
   });
   return launched;

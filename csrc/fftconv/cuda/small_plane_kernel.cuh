@@ -15,10 +15,11 @@ namespace fftconv {
 namespace small_plane {
 
 // Each phase's items over the block's threads, a barrier between phases.
+// `nonfinite` (may be null) is set when the source holds NaN or Inf.
 template <int NH, int NW>
 __global__ void __launch_bounds__(kThreads)
     fused_small_plane_kernel(Geometry g, const float* __restrict__ src, const Complex<float>* __restrict__ spectrum,
-                             const float* __restrict__ bias, float* __restrict__ dst) {
+                             const float* __restrict__ bias, float* __restrict__ dst, int* __restrict__ nonfinite) {
   using K = Kernel<float, NH, NW>;
   extern __shared__ __align__(16) unsigned char shared_bytes[];
   Complex<float>* shared = reinterpret_cast<Complex<float>*>(shared_bytes);
@@ -28,7 +29,9 @@ __global__ void __launch_bounds__(kThreads)
   K::block_planes(g, blk, c, b0, count);
   const int t = threadIdx.x, nt = blockDim.x;
   for (int i = t; i < K::kTwiddles; i += nt) K::fill_twiddle(i, shared);
-  for (int i = t, n = K::load_items(g, count); i < n; i += nt) K::load(g, src, blk, i, shared);
+  bool bad = false;
+  for (int i = t, n = K::load_items(g, count); i < n; i += nt) bad |= !is_finite(K::load(g, src, blk, i, shared));
+  if (bad && nonfinite != nullptr) *nonfinite = 1;  // every writer stores the same value
   __syncthreads();
   for (int i = t, n = K::row_items(g, count); i < n; i += nt) K::rows_forward(g, i, shared);
   __syncthreads();
@@ -41,13 +44,13 @@ __global__ void __launch_bounds__(kThreads)
 
 template <int NH, int NW>
 void launch_fused(const Geometry& g, const float* src, const Complex<float>* spectrum, const float* bias,
-                  float* dst) {
+                  float* dst, int* nonfinite) {
   const int64_t bytes = Kernel<float, NH, NW>::shared_elements(g) * int64_t(sizeof(Complex<float>));
   auto kernel = fused_small_plane_kernel<NH, NW>;
   if (bytes > (48 << 10))
     C10_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes)));
   kernel<<<static_cast<unsigned>(g.blocks()), kThreads, static_cast<size_t>(bytes),
-           at::cuda::getCurrentCUDAStream()>>>(g, src, spectrum, bias, dst);
+           at::cuda::getCurrentCUDAStream()>>>(g, src, spectrum, bias, dst, nonfinite);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
@@ -124,7 +127,8 @@ void launch_fused_backward(const BackwardGeometry& g, const float* x, const floa
 
 // The launches of one n_h.
 #define FFTCONV_SMALL_PLANE_INSTANTIATE_PAIR(NH, NW)                                                              \
-  template void launch_fused<NH, NW>(const Geometry&, const float*, const Complex<float>*, const float*, float*); \
+  template void launch_fused<NH, NW>(const Geometry&, const float*, const Complex<float>*, const float*, float*, \
+                                     int*);                                                                       \
   template void launch_fused_backward<NH, NW>(const BackwardGeometry&, const float*, const float*,                \
                                               const Complex<float>*, float*, float*, Complex<float>*);
 #define FFTCONV_SMALL_PLANE_INSTANTIATE(NH)     \

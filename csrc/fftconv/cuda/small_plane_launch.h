@@ -17,9 +17,10 @@ bool enabled();
 // Runs the forward (adjoint: the input gradient) of a float32 problem the
 // kernel takes (applies(p); p's lengths from pad_plan_lengths), with the
 // whole kernel spectrum in the CUDA layout, and returns true; false, touching
-// nothing, otherwise.
+// nothing, otherwise. Sets *nonfinite (a device int, when given) if src holds
+// NaN or Inf (device_checks.h).
 bool run_fused(const at::Tensor& src, const at::Tensor& spectrum, const float* bias, at::Tensor& dst,
-               const ConvPlan2d& p, bool adjoint);
+               const ConvPlan2d& p, bool adjoint, int* nonfinite = nullptr);
 
 // Both gradients (input gradient when `gin` is non-null) with the fused
 // backward (../small_plane_backward.h) of a float32 problem it takes; the
@@ -32,7 +33,7 @@ bool run_fused_backward(const at::Tensor& input, const at::Tensor& grad_out, con
 // the compiled lengths in small_plane_h*.cu.
 template <int NH, int NW>
 void launch_fused(const Geometry& g, const float* src, const Complex<float>* spectrum, const float* bias,
-                  float* dst);
+                  float* dst, int* nonfinite);
 template <int NH, int NW>
 void launch_fused_backward(const BackwardGeometry& g, const float* x, const float* grad_out,
                            const Complex<float>* spectrum, float* gin, float* grad_weight, Complex<float>* partial);
