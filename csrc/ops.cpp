@@ -276,6 +276,8 @@ PYBIND11_MODULE(_C, m) {
   m.def("_spectrum_cache_unchecked_hits", &fftconv::spectrum_cache_unchecked_hits,
         "Forward calls that found their spectrum without comparing values and checked on the device "
         "(a test hook).");
+  m.def("_spectrum_cache_silent_edits_seen", &fftconv::spectrum_cache_silent_edits_seen,
+        "Weight edits without a version bump that the device checks reported back (a test hook).");
 #ifdef FFTCONV_WITH_CUDA
   // Test hooks: how cuFFT failures surface (issue: errors name status and size).
   m.def("_cufft_check", [](int status, const std::string& what, int64_t n, int64_t batch, int64_t n_outer) {

@@ -108,6 +108,43 @@ def test_silent_weight_edit_is_caught_on_the_device(device_checks, xs, ws, kw):
     assert rel_err(y, _ref(x, w.detach(), None, kw)) < 1e-12
 
 
+def edits_seen():
+    return _C._spectrum_cache_silent_edits_seen()
+
+
+def test_silently_edited_weight_goes_back_to_host_checks(device_checks):
+    """A tensor seen edited through `.data` takes the host checks for 16 calls, then 32 after
+    the next edit seen, ...: a loop that edits `.data` every step does not flag (and
+    recompute directly) every call."""
+    g = torch.Generator().manual_seed(12)
+    x = torch.randn(2, 4, 16, 16, generator=g, dtype=torch.float64)
+    w = torch.randn(4, 1, 7, 7, generator=g, dtype=torch.float64)
+    kw = dict(padding=3, groups=4)
+    _call(x, w, None, kw)
+    h0, e0 = hits(), edits_seen()
+    w.data.add_(1.0)
+    y = _call(x, w, None, kw)  # device path: flagged, direct, and the flag read back
+    assert hits() == h0 + 1 and edits_seen() == e0
+    assert rel_err(y, _ref(x, w, None, kw)) < 1e-12
+    for _ in range(16):  # the edit is seen: host checks (the first recomputes the spectrum)
+        assert rel_err(_call(x, w, None, kw), _ref(x, w, None, kw)) < 1e-12
+    assert edits_seen() == e0 + 1 and hits() == h0 + 1
+    _call(x, w, None, kw)  # then the device path again
+    assert hits() == h0 + 2
+    # a training loop editing `.data` every step: every output right, few device-path calls
+    h1 = hits()
+    for step in range(100):
+        w.data.mul_(0.99)
+        assert rel_err(_call(x, w, None, kw), _ref(x, w, None, kw)) < 1e-12
+    assert hits() - h1 <= 3  # at the calls where the 32-, 64-call penalties ran out
+    # an untouched tensor of the same shape is not affected
+    w2 = torch.randn(4, 1, 7, 7, generator=g, dtype=torch.float64)
+    _call(x, w2, None, kw)
+    h2 = hits()
+    _call(x, w2, None, kw)
+    assert hits() == h2 + 1
+
+
 def test_silent_nonfinite_weight_edit(device_checks):
     """A NaN written into a cached weight through `.data`: taps on zero padding add
     nothing (as cuDNN computes), so an output is NaN exactly where a NaN tap meets the input."""
@@ -124,11 +161,19 @@ def test_silent_nonfinite_weight_edit(device_checks):
     assert (y[~reach] - finite_ref[~reach]).abs().max() < 1e-12
 
 
+DW = dict(padding=3, groups=4)
+
+
+def _cached_depthwise(seed):
+    """A float32 depthwise problem whose weight's spectrum the first call has cached."""
+    g = torch.Generator().manual_seed(seed)
+    x, w = torch.randn(2, 4, 16, 16, generator=g), torch.randn(4, 1, 7, 7, generator=g)
+    _call(x, w, None, DW)
+    return x, w
+
+
 def test_version_bump_goes_back_to_the_host_check(device_checks):
-    g = torch.Generator().manual_seed(5)
-    x = torch.randn(2, 4, 16, 16, generator=g)
-    w = torch.randn(4, 1, 7, 7, generator=g)
-    _call(x, w, None, dict(padding=3, groups=4))
+    x, w = _cached_depthwise(5)
     h0 = hits()
     with torch.no_grad():
         w.mul_(2)  # an optimizer step: the version moves on
@@ -140,10 +185,7 @@ def test_version_bump_goes_back_to_the_host_check(device_checks):
 
 
 def test_other_tensor_with_same_values_is_checked_on_the_host(device_checks):
-    g = torch.Generator().manual_seed(6)
-    x = torch.randn(2, 4, 16, 16, generator=g)
-    w = torch.randn(4, 1, 7, 7, generator=g)
-    _call(x, w, None, dict(padding=3, groups=4))
+    x, w = _cached_depthwise(6)
     h0 = hits()
     y = _call(x, w.clone(), None, dict(padding=3, groups=4))
     assert hits() == h0
@@ -210,13 +252,17 @@ def test_gradcheck_with_device_checks(device_checks):
 
 # ---- CUDA (the default there) -----------------------------------------------------------
 
-@requires_cuda
-@pytest.mark.parametrize("fused", ["0", "1"])
-def test_cuda_forward_hit_does_not_synchronise(monkeypatch, fused):
-    """Under sync debug mode "error" any host wait raises: the op and the Python call around it."""
+@pytest.fixture(params=["0", "1"], ids=["cufft", "fused"])
+def cuda_default_checks(monkeypatch, request):
+    """CUDA's default checks, with the cuFFT pipeline or the fused small-plane kernel."""
     monkeypatch.delenv("FFTCONV_DEVICE_CHECKS", raising=False)
-    monkeypatch.setenv("FFTCONV_CUDA_FUSED", fused)
+    monkeypatch.setenv("FFTCONV_CUDA_FUSED", request.param)
     fftconv_ext.clear_caches()
+
+
+@requires_cuda
+def test_cuda_forward_hit_does_not_synchronise(cuda_default_checks):
+    """Under sync debug mode "error" any host wait raises: the op and the Python call around it."""
     x = torch.randn(4, 64, 32, 32, device="cuda")
     w = torch.randn(64, 1, 31, 31, device="cuda") / 31
     fft_conv2d(x, w, None, padding=15, groups=64)
@@ -234,12 +280,8 @@ def test_cuda_forward_hit_does_not_synchronise(monkeypatch, fused):
 
 
 @requires_cuda
-@pytest.mark.parametrize("fused", ["0", "1"])
-def test_cuda_fused_nonfinite_input(monkeypatch, fused):
+def test_cuda_fused_nonfinite_input(cuda_default_checks):
     """float32 depthwise, the layer the fused kernel takes: its load sets the flag."""
-    monkeypatch.delenv("FFTCONV_DEVICE_CHECKS", raising=False)
-    monkeypatch.setenv("FFTCONV_CUDA_FUSED", fused)
-    fftconv_ext.clear_caches()
     g = torch.Generator().manual_seed(11)
     x = torch.randn(6, 8, 32, 32, generator=g)
     w = torch.randn(8, 1, 31, 31, generator=g) / 31

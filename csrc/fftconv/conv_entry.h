@@ -17,8 +17,8 @@
 //      a driver's kernel is compiled for; made before the kernel spectrum)
 //   static constexpr bool device_checks_by_default;
 //   static void flag(a, b, flag);   (flag <- 1 where flags_element(a, b, i), device_checks.h)
-//   static void direct_where_flagged(flag, problem, x, w, bias, out);
-//     (out <- the direct correlation when flag is set, nothing otherwise;
+//   static void direct_where_flagged(flags, problem, x, w, bias, out);
+//     (out <- the direct correlation when either of the two flags is set, nothing otherwise;
 //      both on the device's stream, the host never reads the flag)
 // where spectra is the call's KernelSpectrumSource (spectrum_cache.h).
 #pragma once
@@ -92,16 +92,19 @@ bool forward_checked_on_device(const at::Tensor& input, const at::Tensor& weight
   const std::optional<KernelSpectrumSource> spectra = KernelSpectrumSource::unchecked_hit(weight, p, stored);
   if (!spectra) return false;
   const at::Tensor x = input.contiguous(), w = weight.contiguous(), s = stored.contiguous();
-  at::Tensor flag = at::zeros({1}, input.options().dtype(at::kInt));
-  Driver::flag(w, &s, flag);
+  // flags: [0] the input holds NaN/Inf, [1] the weight differs from the stored values
+  at::Tensor flags = at::zeros({2}, input.options().dtype(at::kInt));
+  at::Tensor input_flag = flags.narrow(0, 0, 1), weight_flag = flags.narrow(0, 1, 1);
+  Driver::flag(w, &s, weight_flag);
   bool input_flagged = false;
   AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "fftconv_forward", [&] {
     input_flagged = Driver::template pipeline<scalar_t>(
         x, *spectra, bias.defined() ? bias.data_ptr<scalar_t>() : nullptr, out, p, /*adjoint=*/false,
-        flag.data_ptr<int>());
+        input_flag.data_ptr<int>());
   });
-  if (!input_flagged) Driver::flag(x, nullptr, flag);  // a pass of its own
-  Driver::direct_where_flagged(flag, direct_problem(p, a), x, w, bias, out);
+  if (!input_flagged) Driver::flag(x, nullptr, input_flag);  // a pass of its own
+  Driver::direct_where_flagged(flags, direct_problem(p, a), x, w, bias, out);
+  spectra->report_weight_flag(weight_flag);  // a silent edit sends this tensor back to host checks
   return true;
 }
 

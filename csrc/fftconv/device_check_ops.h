@@ -14,11 +14,11 @@ namespace fftconv {
 void flag_cpu(const at::Tensor& a, const at::Tensor* b, at::Tensor& flag);
 void flag_cuda(const at::Tensor& a, const at::Tensor* b, at::Tensor& flag);
 
-// When flag is set, out <- the direct correlation of x and w (+ bias,
-// undefined for none); otherwise nothing. Contiguous operands.
-void direct_where_flagged_cpu(const at::Tensor& flag, const DirectProblem& d, const at::Tensor& x,
+// When either of the two int32 flags is set, out <- the direct correlation of
+// x and w (+ bias, undefined for none); otherwise nothing. Contiguous operands.
+void direct_where_flagged_cpu(const at::Tensor& flags, const DirectProblem& d, const at::Tensor& x,
                               const at::Tensor& w, const at::Tensor& bias, at::Tensor& out);
-void direct_where_flagged_cuda(const at::Tensor& flag, const DirectProblem& d, const at::Tensor& x,
+void direct_where_flagged_cuda(const at::Tensor& flags, const DirectProblem& d, const at::Tensor& x,
                                const at::Tensor& w, const at::Tensor& bias, at::Tensor& out);
 
 }  // namespace fftconv

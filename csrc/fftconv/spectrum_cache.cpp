@@ -5,9 +5,14 @@
 
 #include <ATen/Parallel.h>
 
+#include <c10/core/Event.h>
+#include <c10/core/impl/VirtualGuardImpl.h>
+
+#include <algorithm>
 #include <atomic>
 #include <cstring>
 #include <list>
+#include <memory>
 #include <mutex>
 #include <tuple>
 #include <vector>
@@ -16,6 +21,62 @@
 #include "kernel_spectrum.h"
 
 namespace fftconv {
+
+// What the device checks (device_checks.h) have told the host about one weight
+// tensor, read back without waiting: the flag "values changed without a
+// version bump" of its last device-checked call, copied to the host
+// asynchronously. A weight seen edited that way (a training loop that
+// updates `.data`) would otherwise flag every call and take the slow direct
+// path each time; instead it goes back to host checks for a number of calls
+// that doubles with every edit seen.
+struct SilentEditWatch {
+  std::mutex mutex;
+  at::Tensor readback;                 // host copy of the last reported flag, or undefined
+  std::unique_ptr<c10::Event> ready;   // recorded after the copy (null: readback is already there)
+  int64_t host_checks_left = 0;        // calls to take the host checks before the device ones again
+  int64_t penalty = 16;                // host-checked calls after the next edit seen
+
+  // Reads a finished readback; true when the device checks may run this call.
+  bool allow_device_checks() {
+    std::lock_guard<std::mutex> lock(mutex);
+    if (readback.defined() && (ready == nullptr || ready->query())) {
+      const bool edited = readback.data_ptr<int32_t>()[0] != 0;
+      readback = at::Tensor();
+      ready.reset();
+      if (edited) {
+        silent_edits_seen().fetch_add(1, std::memory_order_relaxed);
+        host_checks_left = penalty;
+        penalty = std::min<int64_t>(penalty * 2, int64_t(1) << 20);
+      }
+    }
+    if (host_checks_left > 0) {
+      --host_checks_left;
+      return false;
+    }
+    return true;
+  }
+
+  // Starts reading back `flag` (one int on the call's device) unless a read is still out.
+  void report(const at::Tensor& flag) {
+    std::lock_guard<std::mutex> lock(mutex);
+    if (readback.defined()) return;
+    if (flag.is_cpu()) {
+      readback = flag.clone();
+      return;
+    }
+    readback = at::empty({1}, at::TensorOptions().dtype(at::kInt).pinned_memory(true));
+    readback.copy_(flag, /*non_blocking=*/true);
+    ready = std::make_unique<c10::Event>(flag.device().type());
+    const c10::impl::VirtualGuardImpl impl(flag.device().type());
+    ready->record(impl.getStream(flag.device()));
+  }
+
+  static std::atomic<int64_t>& silent_edits_seen() {
+    static std::atomic<int64_t> n{0};
+    return n;
+  }
+};
+
 namespace {
 
 struct Entry {
@@ -26,6 +87,8 @@ struct Entry {
   // training step), its new spectrum replaces this entry instead of joining it.
   c10::weak_intrusive_ptr<c10::TensorImpl> owner{c10::intrusive_ptr<c10::TensorImpl>()};
   int64_t version = -1;  // owner's version counter then (-1: an inference tensor, which has none)
+  // shared by the owner's successive entries (a new spectrum keeps what was seen of the tensor)
+  std::shared_ptr<SilentEditWatch> watch = std::make_shared<SilentEditWatch>();
 };
 
 struct SpectrumCache {
@@ -126,7 +189,9 @@ at::Tensor make_cached_spectrum(const at::Tensor& weight, const ConvPlan2d& plan
   c.entries.remove_if([&](const Entry& old) {  // this weight's stale spectrum (same geometry)
     if (old.key != key) return false;
     auto alive = old.owner.lock();
-    return alive && alive.get() == weight.unsafeGetTensorImpl();
+    if (!alive || alive.get() != weight.unsafeGetTensorImpl()) return false;
+    e.watch = old.watch;
+    return true;
   });
   c.entries.push_front(std::move(e));
   c.trim();
@@ -164,12 +229,19 @@ std::optional<KernelSpectrumSource> KernelSpectrumSource::unchecked_hit(const at
     // The same TensorImpl: the weak reference keeps a dead one's address from being reused.
     auto alive = it->owner.lock();
     if (!alive || alive.get() != weight.unsafeGetTensorImpl()) continue;
+    if (!it->watch->allow_device_checks()) return std::nullopt;
     c.entries.splice(c.entries.begin(), c.entries, it);
     stored = c.entries.front().values;
     unchecked_hits.fetch_add(1, std::memory_order_relaxed);
-    return KernelSpectrumSource(weight, plan, c.entries.front().spectrum);
+    KernelSpectrumSource source(weight, plan, c.entries.front().spectrum);
+    source.watch_ = c.entries.front().watch;
+    return source;
   }
   return std::nullopt;
+}
+
+void KernelSpectrumSource::report_weight_flag(const at::Tensor& flag) const {
+  if (watch_) watch_->report(flag);
 }
 
 at::Tensor KernelSpectrumSource::groups(int64_t g0, int64_t ng) const {
@@ -203,6 +275,7 @@ int64_t spectrum_cache_size() {
 }
 
 int64_t spectrum_cache_unchecked_hits() { return unchecked_hits.load(); }
+int64_t spectrum_cache_silent_edits_seen() { return SilentEditWatch::silent_edits_seen().load(); }
 
 void clear_spectrum_cache() {
   SpectrumCache& c = cache();

@@ -16,7 +16,11 @@
 
 #include "conv_plan.h"
 
+#include <memory>
+
 namespace fftconv {
+
+struct SilentEditWatch;  // spectrum_cache.cpp
 
 // Where one call's pipelines get the kernel spectrum. With the cache on (the
 // default) it is the whole cached spectrum, made on a first call. With the
@@ -39,8 +43,15 @@ class KernelSpectrumSource {
   // the device): `stored` gets the copy of the values it was made from, for
   // the caller to compare on the device (device_checks.h). Empty when there is
   // no such entry; the constructor above then decides.
+  // Also declined, for a while, for a tensor whose values were seen changed
+  // without a version bump (report_weight_flag).
   static std::optional<KernelSpectrumSource> unchecked_hit(const at::Tensor& weight, const ConvPlan2d& plan,
                                                            at::Tensor& stored);
+
+  // After an unchecked hit's call: `flag` (one int32 on the device, set when
+  // the weight's values differed from the stored ones) is read back without
+  // waiting, and a later unchecked_hit of this tensor acts on it.
+  void report_weight_flag(const at::Tensor& flag) const;
 
   bool weight_finite() const { return weight_finite_; }
 
@@ -64,13 +75,16 @@ class KernelSpectrumSource {
   ConvPlan2d plan_;
   bool weight_finite_ = false;
   mutable at::Tensor whole_;
+  std::shared_ptr<SilentEditWatch> watch_;  // unchecked hits only
 };
 
 void set_spectrum_cache_limit(int64_t entries);
 int64_t spectrum_cache_limit();
 int64_t spectrum_cache_size();
-// Spectra found by unchecked_hit since the process started (a test hook).
+// Spectra found by unchecked_hit since the process started, and silent weight
+// edits it learnt of (test hooks).
 int64_t spectrum_cache_unchecked_hits();
+int64_t spectrum_cache_silent_edits_seen();
 void clear_spectrum_cache();
 
 }  // namespace fftconv

@@ -25,9 +25,10 @@ void flag_cpu(const at::Tensor& a, const at::Tensor* b, at::Tensor& flag) {
   if (any.load()) flag.fill_(1);
 }
 
-void direct_where_flagged_cpu(const at::Tensor& flag, const DirectProblem& d, const at::Tensor& x,
+void direct_where_flagged_cpu(const at::Tensor& flags, const DirectProblem& d, const at::Tensor& x,
                               const at::Tensor& w, const at::Tensor& bias, at::Tensor& out) {
-  if (flag.item<int32_t>() == 0) return;
+  const int32_t* f = flags.data_ptr<int32_t>();
+  if (f[0] == 0 && f[1] == 0) return;
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "fftconv_direct_where_flagged", [&] {
     const scalar_t* px = x.data_ptr<scalar_t>();
     const scalar_t* pw = w.data_ptr<scalar_t>();

@@ -29,9 +29,9 @@ __global__ void flag_kernel(const T* __restrict__ a, const T* __restrict__ b, in
 }
 
 template <typename T>
-__global__ void direct_where_flagged_kernel(const int* __restrict__ flag, DirectProblem d, const T* __restrict__ x,
+__global__ void direct_where_flagged_kernel(const int* __restrict__ flags, DirectProblem d, const T* __restrict__ x,
                                             const T* __restrict__ w, const T* __restrict__ bias, T* __restrict__ out) {
-  if (*flag == 0) return;  // the common case: one read per thread
+  if (flags[0] == 0 && flags[1] == 0) return;  // the common case: two reads per thread
   const int64_t n = d.outputs();
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
     out[i] = direct_output(d, x, w, bias, i);
@@ -48,12 +48,12 @@ void flag_cuda(const at::Tensor& a, const at::Tensor* b, at::Tensor& flag) {
   });
 }
 
-void direct_where_flagged_cuda(const at::Tensor& flag, const DirectProblem& d, const at::Tensor& x,
+void direct_where_flagged_cuda(const at::Tensor& flags, const DirectProblem& d, const at::Tensor& x,
                                const at::Tensor& w, const at::Tensor& bias, at::Tensor& out) {
   if (d.outputs() == 0) return;
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "fftconv_direct_where_flagged_cuda", [&] {
     direct_where_flagged_kernel<scalar_t><<<grid_for(d.outputs()), kThreads, 0, at::cuda::getCurrentCUDAStream()>>>(
-        flag.data_ptr<int>(), d, x.data_ptr<scalar_t>(), w.data_ptr<scalar_t>(),
+        flags.data_ptr<int>(), d, x.data_ptr<scalar_t>(), w.data_ptr<scalar_t>(),
         bias.defined() ? bias.data_ptr<scalar_t>() : nullptr, out.data_ptr<scalar_t>());
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
