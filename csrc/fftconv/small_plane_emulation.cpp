@@ -41,12 +41,12 @@ void emulate(const Geometry& g, const T* src, const Complex<T>* spec, const T* b
     Complex<T>* s = shared.data();
     for_items(K::kTwiddles, reverse, [&](int i) { K::fill_twiddle(i, s); });
     bool bad = false;
-    for_items(K::load_items(g, count), reverse, [&](int i) { bad |= !is_finite(K::load(g, src, blk, i, s)); });
+    for_items(K::load_items(g, count), reverse, [&](int i) { bad |= !is_finite(K::load(g, src, c, b0, i, s)); });
     if (bad && nonfinite != nullptr) *nonfinite = 1;
     for_items(K::row_items(g, count), reverse, [&](int i) { K::rows_forward(g, i, s); });
-    for_items(K::column_items(count), reverse, [&](int i) { K::columns(g, spec, blk, i, s); });
+    for_items(K::column_items(count), reverse, [&](int i) { K::columns(g, spec, c, i, s); });
     for_items(K::out_row_items(g, count), reverse, [&](int i) { K::rows_inverse(g, i, s); });
-    for_items(K::store_items(g, count), reverse, [&](int i) { K::store(g, bias, dst, blk, i, s); });
+    for_items(K::store_items(g, count), reverse, [&](int i) { K::store(g, bias, dst, c, b0, i, s); });
   }
 }
 

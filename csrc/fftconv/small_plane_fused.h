@@ -21,6 +21,7 @@
 
 #include "conv_plan.h"
 #include "device_checks.h"
+#include "fast_divide.h"
 #include "pointwise.h"
 #include "register_fft.h"
 
@@ -80,6 +81,8 @@ struct Geometry {
   int planes_per_block;
   int64_t blocks_per_channel;
   bool adjoint;  // multiply by the conjugate spectrum (the input gradient)
+  // the divisions of item numbers into plane, row and column (fast_divide.h)
+  FastDivider src_w_div, dst_w_div, src_h_div, dst_h_div, src_plane_div, dst_plane_div;
 
   int64_t blocks() const { return channels * blocks_per_channel; }
 };
@@ -135,9 +138,10 @@ FFTCONV_HD void column_inverse(Complex<T>* a, Complex<T>* col, int stride, int k
 
 // Slot of sample e of a contiguous plane `width` wide in a buffer of rows of NW/2+1 complex.
 template <typename T, int NW>
-FFTCONV_HD T* buffer_sample(Complex<T>* buffer, int width, int e) {
-  const int r = e / width;
-  return reinterpret_cast<T*>(buffer + r * (NW / 2 + 1)) + (e - r * width);
+FFTCONV_HD T* buffer_sample(Complex<T>* buffer, const FastDivider& width, int e) {
+  int r, j;
+  width.divmod(e, r, j);
+  return reinterpret_cast<T*>(buffer + r * (NW / 2 + 1)) + j;
 }
 
 // Twiddle tables at the start of shared memory: exp(-2 pi i k / NH), k < NH,
@@ -188,6 +192,12 @@ struct Kernel {
     g.planes_per_block = static_cast<int>((p.batch + chunks - 1) / chunks);
     g.blocks_per_channel = chunks;
     g.adjoint = adjoint;
+    g.src_w_div = FastDivider(g.src_w);
+    g.dst_w_div = FastDivider(g.dst_w);
+    g.src_h_div = FastDivider(g.src_h);
+    g.dst_h_div = FastDivider(g.dst_h);
+    g.src_plane_div = FastDivider(int64_t(g.src_h) * g.src_w);
+    g.dst_plane_div = FastDivider(int64_t(g.dst_h) * g.dst_w);
     return g;
   }
 
@@ -211,16 +221,14 @@ struct Kernel {
   // Phase 0: the twiddle tables (kTwiddles items) and the block's input planes,
   // element by element so that global reads are coalesced (count * src_h * src_w items).
   // load returns the value, for the device checks' NaN/Inf flag (device_checks.h).
+  // (c, b0): the block's channel and first batch element (block_planes).
   FFTCONV_HD static void fill_twiddle(int item, Complex<T>* shared) { small_plane::fill_twiddle<T, NH, NW>(item, shared); }
   FFTCONV_HD static int load_items(const Geometry& g, int count) { return count * g.src_h * g.src_w; }
-  FFTCONV_HD static T load(const Geometry& g, const T* src, int64_t blk, int item, Complex<T>* shared) {
-    int64_t c, b0;
-    int count;
-    block_planes(g, blk, c, b0, count);
-    const int per_plane = g.src_h * g.src_w;
-    const int q = item / per_plane, e = item - q * per_plane;
-    const T v = src[((b0 + q) * g.channels + c) * int64_t(per_plane) + e];
-    *buffer_sample<T, NW>(plane_buffer(g, shared, q), g.src_w, e) = v;
+  FFTCONV_HD static T load(const Geometry& g, const T* src, int64_t c, int64_t b0, int item, Complex<T>* shared) {
+    int q, e;
+    g.src_plane_div.divmod(item, q, e);
+    const T v = src[((b0 + q) * g.channels + c) * int64_t(g.src_plane_div.divisor) + e];
+    *buffer_sample<T, NW>(plane_buffer(g, shared, q), g.src_w_div, e) = v;
     return v;
   }
 
@@ -228,7 +236,8 @@ struct Kernel {
   // zero-padded to NW; its half spectrum replaces it.
   FFTCONV_HD static int row_items(const Geometry& g, int count) { return count * g.src_h; }
   FFTCONV_HD static void rows_forward(const Geometry& g, int item, Complex<T>* shared) {
-    const int q = item / g.src_h, r = item - q * g.src_h;
+    int q, r;
+    g.src_h_div.divmod(item, q, r);
     row_forward<T, NW>(plane_buffer(g, shared, q) + r * kFreqW, g.src_w, shared + NH);
   }
 
@@ -236,11 +245,8 @@ struct Kernel {
   // (rows past src_h are zero), times the kernel spectrum (conjugated for the
   // adjoint), inverse along H; rows below dst_h are kept.
   FFTCONV_HD static int column_items(int count) { return count * kFreqW; }
-  FFTCONV_HD static void columns(const Geometry& g, const Complex<T>* spectrum, int64_t blk, int item,
+  FFTCONV_HD static void columns(const Geometry& g, const Complex<T>* spectrum, int64_t c, int item,
                                  Complex<T>* shared) {
-    int64_t c, b0;
-    int count;
-    block_planes(g, blk, c, b0, count);
     const int q = item / kFreqW, f = item - q * kFreqW;
     Complex<T>* col = plane_buffer(g, shared, q) + f;
     const Complex<T>* s = spectrum + c * int64_t(NH * kFreqW) + f;  // (channels, NH, kFreqW), row-major planes
@@ -255,22 +261,22 @@ struct Kernel {
   // q * dst_h + i); its first dst_w values replace it.
   FFTCONV_HD static int out_row_items(const Geometry& g, int count) { return count * g.dst_h; }
   FFTCONV_HD static void rows_inverse(const Geometry& g, int item, Complex<T>* shared) {
-    const int q = item / g.dst_h, i = item - q * g.dst_h;
+    int q, i;
+    g.dst_h_div.divmod(item, q, i);
     row_inverse<T, NW>(plane_buffer(g, shared, q) + i * kFreqW, g.dst_w, shared + NH);
   }
 
   // Phase 4: crop + bias into dst, element by element (coalesced writes;
   // count * dst_h * dst_w items).
   FFTCONV_HD static int store_items(const Geometry& g, int count) { return count * g.dst_h * g.dst_w; }
-  FFTCONV_HD static void store(const Geometry& g, const T* bias, T* dst, int64_t blk, int item,
+  FFTCONV_HD static void store(const Geometry& g, const T* bias, T* dst, int64_t c, int64_t b0, int item,
                                const Complex<T>* shared) {
-    int64_t c, b0;
-    int count;
-    block_planes(g, blk, c, b0, count);
-    const int per_plane = g.dst_h * g.dst_w;
-    const int q = item / per_plane, e = item - q * per_plane, i = e / g.dst_w, j = e - i * g.dst_w;
+    int q, e, i, j;
+    g.dst_plane_div.divmod(item, q, e);
+    g.dst_w_div.divmod(e, i, j);
     const T* row = reinterpret_cast<const T*>(plane_buffer(g, shared, q) + i * kFreqW);
-    dst[((b0 + q) * g.channels + c) * int64_t(per_plane) + e] = crop_store_value(row, 1, j, bias ? bias[c] : T(0));
+    dst[((b0 + q) * g.channels + c) * int64_t(g.dst_plane_div.divisor) + e] =
+        crop_store_value(row, 1, j, bias ? bias[c] : T(0));
   }
 };
 

@@ -30,16 +30,16 @@ __global__ void __launch_bounds__(kThreads)
   const int t = threadIdx.x, nt = blockDim.x;
   for (int i = t; i < K::kTwiddles; i += nt) K::fill_twiddle(i, shared);
   bool bad = false;
-  for (int i = t, n = K::load_items(g, count); i < n; i += nt) bad |= !is_finite(K::load(g, src, blk, i, shared));
+  for (int i = t, n = K::load_items(g, count); i < n; i += nt) bad |= !is_finite(K::load(g, src, c, b0, i, shared));
   if (bad && nonfinite != nullptr) *nonfinite = 1;  // every writer stores the same value
   __syncthreads();
   for (int i = t, n = K::row_items(g, count); i < n; i += nt) K::rows_forward(g, i, shared);
   __syncthreads();
-  for (int i = t, n = K::column_items(count); i < n; i += nt) K::columns(g, spectrum, blk, i, shared);
+  for (int i = t, n = K::column_items(count); i < n; i += nt) K::columns(g, spectrum, c, i, shared);
   __syncthreads();
   for (int i = t, n = K::out_row_items(g, count); i < n; i += nt) K::rows_inverse(g, i, shared);
   __syncthreads();
-  for (int i = t, n = K::store_items(g, count); i < n; i += nt) K::store(g, bias, dst, blk, i, shared);
+  for (int i = t, n = K::store_items(g, count); i < n; i += nt) K::store(g, bias, dst, c, b0, i, shared);
 }
 
 template <int NH, int NW>
