@@ -286,6 +286,20 @@ def test_run_end_to_end_on_a_small_layer(monkeypatch):
     assert row["backward"]["fftconv_ext"]["median_ms"] > 0 and row["memory"]
 
 
+def test_gpu_profile_script_runs(tmp_path):
+    # bench/gpu_profile.py, run by gpu_check.sh on a lent GPU: a dry run on the CPU.
+    out = tmp_path / "profile.json"
+    script = os.path.join(os.path.dirname(__file__), "..", "bench", "gpu_profile.py")
+    subprocess.run([sys.executable, script, "--device", "cpu", "--shape", "1,4,16,16", "--kernel", "7",
+                    "--json", str(out)], check=True, capture_output=True, timeout=300)
+    data = json.loads(out.read_text())
+    assert {"fftconv_ext", "fftconv_ext host checks", "fftconv_ext fused", "best torch.fft", "F.conv2d"} <= \
+        set(data["wall"])
+    for name, w in data["wall"].items():
+        assert w["back_to_back_us"] > 0 and w["single_median_us"] > 0 and w["kernels_us"] > 0, name
+        assert data["kernels"][name], name
+
+
 def test_gpu_fused_ab_script_runs(tmp_path):
     # bench/gpu_fused_ab.py runs only on a lent GPU: a dry run on the CPU (where the switch it
     # toggles does nothing) proves the script itself before device time is spent on it.
