@@ -276,6 +276,9 @@ PYBIND11_MODULE(_C, m) {
   m.def("_spectrum_cache_unchecked_hits", &fftconv::spectrum_cache_unchecked_hits,
         "Forward calls that found their spectrum without comparing values and checked on the device "
         "(a test hook).");
+  m.def("_spectrum_cache_value_comparisons", &fftconv::spectrum_cache_value_comparisons,
+        "Cached weights compared by value with a call's weight (each waits for the device on CUDA; a test "
+        "hook).");
   m.def("_spectrum_cache_silent_edits_seen", &fftconv::spectrum_cache_silent_edits_seen,
         "Weight edits without a version bump that the device checks reported back (a test hook).");
 #ifdef FFTCONV_WITH_CUDA

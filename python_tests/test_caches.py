@@ -81,6 +81,66 @@ def test_training_keeps_one_spectrum_per_weight():
             assert rel_err(c(x), F.conv2d(x, c.weight, c.bias, padding=c.padding, groups=4)) <= 1e-10
 
 
+def _compares():
+    return fftconv_ext._C._spectrum_cache_value_comparisons()
+
+
+def test_training_step_compares_no_cached_values():
+    """Same-shaped layers (another live tensor's entry) and a weight whose version moved on
+    are not compared by value: on CUDA each comparison waits for the device."""
+    fftconv_ext.clear_caches()
+    torch.manual_seed(1)
+    convs = [fftconv_ext.nn.FFTConv2d(4, 4, 7, padding=3, groups=4, algo="fft").double() for _ in range(3)]
+    opt = torch.optim.SGD([p for c in convs for p in c.parameters()], lr=1e-3)
+    x = torch.randn(2, 4, 16, 16, dtype=torch.float64)
+    for _ in range(4):
+        opt.zero_grad()
+        convs[2](convs[1](convs[0](x))).sum().backward()
+        c0 = _compares()
+        opt.step()
+        y = convs[2](convs[1](convs[0](x)))
+        assert _compares() == c0  # the new weights: no comparison with the three stale entries
+        ref = x
+        for c in convs:
+            ref = F.conv2d(ref, c.weight, c.bias, padding=3, groups=4)
+        assert rel_err(y.detach(), ref.detach()) <= 1e-10
+    assert fftconv_ext.cache_info()["spectra"] == 3
+
+
+def test_equal_values_in_two_live_tensors_get_two_entries():
+    fftconv_ext.clear_caches()
+    x, w = _problem()
+    w2 = w.clone()
+    y1, y2 = fft_conv2d(x, w, padding=3, groups=4), fft_conv2d(x, w2, padding=3, groups=4)
+    assert fftconv_ext.cache_info()["spectra"] == 2
+    assert torch.equal(y1, y2)
+
+
+def test_per_call_views_are_found_by_value():
+    """conv1d hands the operator a new view of its weight each call: those entries' owners are
+    dead, and a later view with the same values finds the spectrum by value."""
+    fftconv_ext.clear_caches()
+    torch.manual_seed(2)
+    x = torch.randn(2, 4, 64, dtype=torch.float64)
+    w = torch.randn(4, 1, 15, dtype=torch.float64)
+    c0 = _compares()
+    for _ in range(3):
+        y = fftconv_ext.conv1d(x, w, padding=7, groups=4, algo="fft")
+    assert fftconv_ext.cache_info()["spectra"] == 1
+    assert _compares() == c0 + 2
+    assert rel_err(y, F.conv1d(x, w, padding=7, groups=4)) <= 1e-10
+
+
+def test_in_place_step_that_keeps_values_recomputes_correctly():
+    fftconv_ext.clear_caches()
+    x, w = _problem()
+    y0 = fft_conv2d(x, w, padding=3, groups=4)
+    with torch.no_grad():
+        w.add_(0.0)  # version moves on, values do not
+    assert torch.equal(fft_conv2d(x, w, padding=3, groups=4), y0)
+    assert fftconv_ext.cache_info()["spectra"] == 1
+
+
 def test_cache_limit_bounds_entries_and_zero_disables():
     x, _ = _problem()
     fftconv_ext.set_cache_limit(3)

@@ -241,6 +241,40 @@ def test_nn_module_and_gradients(device_checks):
         assert rel_err(a, r) < 1e-11
 
 
+def _grads(x, w, b, gy, conv):
+    xs, ws, bs = (t.detach().clone().requires_grad_() for t in (x, w, b))
+    return torch.autograd.grad(conv(xs, ws, bs), (xs, ws, bs), gy)
+
+
+@pytest.mark.parametrize("case", ["finite", "nan grad", "inf input", "silent edit"])
+def test_backward_checks_on_the_device(device_checks, case):
+    """The backward takes the forward's spectrum after one read-back of device flags; a NaN/Inf
+    operand or a silent weight edit sends it to the host checks, which handle them exactly."""
+    g = torch.Generator().manual_seed(13)
+    x = torch.randn(2, 4, 14, 14, generator=g, dtype=torch.float64)
+    w = torch.randn(4, 1, 7, 7, generator=g, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(4, generator=g, dtype=torch.float64)
+    gy = torch.randn(2, 4, 14, 14, generator=g, dtype=torch.float64)
+    if case == "nan grad":
+        gy[1, 2, 3, 4] = float("nan")
+    if case == "inf input":
+        x[0, 1, 0, 0] = float("inf")
+    with torch.no_grad():
+        fft_conv2d(torch.zeros_like(x), w, b, padding=3, groups=4)  # caches the spectrum
+    xs = x.clone().requires_grad_()
+    y = fft_conv2d(xs, w, b, padding=3, groups=4)
+    if case == "silent edit":
+        w.data.mul_(-2.0)
+    h0 = hits()
+    got = torch.autograd.grad(y, (xs, w), gy)
+    assert hits() == h0 + 1  # the backward's lookup went through the device checks
+    ref = _grads(x, w.detach(), b, gy, lambda x_, w_, b_: F.conv2d(x_, w_, b_, padding=3, groups=4))
+    for a, r in zip(got, ref):
+        assert torch.equal(a.isnan(), r.isnan()) and torch.equal(a.isinf(), r.isinf())
+        fin = r.isfinite()
+        assert (a[fin] - r[fin]).abs().max() <= 1e-10 * max(1.0, r[fin].abs().max().item())
+
+
 def test_gradcheck_with_device_checks(device_checks):
     """gradcheck perturbs the weight in place: every perturbation must reach the output."""
     g = torch.Generator().manual_seed(9)
@@ -277,6 +311,38 @@ def test_cuda_forward_hit_does_not_synchronise(cuda_default_checks):
     assert hits() == h0 + 2
     ref = reference_conv(x.cpu(), w.cpu(), padding=15, groups=64)
     assert rel_err(y.cpu(), ref) < 1e-5 and rel_err(y2.cpu(), ref) < 1e-5
+
+
+def _syncs(fn):
+    """Host waits for the device during fn, counted through torch's sync debug mode."""
+    import warnings
+    torch.cuda.synchronize()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            fn()
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    return sum("synchroniz" in str(w.message) for w in caught)
+
+
+@requires_cuda
+def test_cuda_training_step_waits_at_most_twice(cuda_default_checks):
+    """After an optimizer step the forward reads back one value (the input's and the new weight's
+    finiteness), the backward one (device flags); inference forwards none."""
+    torch.manual_seed(14)
+    conv = fftconv_ext.nn.FFTConv2d(32, 32, 31, padding=15, groups=32, algo="fft").cuda()
+    opt = torch.optim.SGD(conv.parameters(), lr=1e-3)
+    x = torch.randn(4, 32, 32, 32, device="cuda")
+    conv(x).sum().backward()
+    opt.step()
+    opt.zero_grad()
+    out = {}
+    assert _syncs(lambda: out.setdefault("y", conv(x))) <= 1
+    assert _syncs(lambda: out["y"].sum().backward()) <= 1
+    with torch.no_grad():
+        assert _syncs(lambda: conv(x)) == 0
 
 
 @requires_cuda

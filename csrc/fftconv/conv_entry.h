@@ -128,10 +128,10 @@ at::Tensor forward_entry(const at::Tensor& input, const at::Tensor& weight, cons
   if (device_checks_on(Driver::device_checks_by_default) &&
       forward_checked_on_device<Driver>(input, weight, bias_c, out, p, a))
     return out;
-  // (on CUDA these checks wait for the device: the first call of a weight, or checks off)
-  if (!all_finite(input)) return direct_forward(input, weight, bias_c, a);
-  const KernelSpectrumSource spectra(weight, p);  // checks the weight's finiteness too
-  if (!spectra.weight_finite()) return direct_forward(input, weight, bias_c, a);
+  // The input's and weight's finiteness, in one read-back (on CUDA it waits for the device:
+  // a weight's first call after it changed, or checks off).
+  const KernelSpectrumSource spectra(weight, p, {input});
+  if (!spectra.operands_finite()) return direct_forward(input, weight, bias_c, a);
   const at::Tensor x = input.contiguous();
   AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "fftconv_forward", [&] {
     Driver::template pipeline<scalar_t>(x, spectra, bias_c.defined() ? bias_c.data_ptr<scalar_t>() : nullptr, out,
@@ -151,9 +151,8 @@ at::Tensor grad_input_entry(const at::Tensor& grad_output, const at::Tensor& wei
   at::Tensor gin = at::empty(input_size, grad_output.options());
   if (gin.numel() == 0) return gin;
   if (p.c_out == 0) return gin.zero_();
-  if (!all_finite(grad_output)) return direct_grad_input(grad_output, weight, input_size, a);
-  const KernelSpectrumSource spectra(weight, p);
-  if (!spectra.weight_finite()) return direct_grad_input(grad_output, weight, input_size, a);
+  const KernelSpectrumSource spectra(weight, p, {grad_output});
+  if (!spectra.operands_finite()) return direct_grad_input(grad_output, weight, input_size, a);
   const at::Tensor g = grad_output.contiguous();
   AT_DISPATCH_FLOATING_TYPES(grad_output.scalar_type(), "fftconv_grad_input", [&] {
     Driver::template pipeline<scalar_t>(g, spectra, nullptr, gin, p, /*adjoint=*/true);
@@ -171,13 +170,38 @@ at::Tensor grad_weight_entry(const at::Tensor& grad_output, const at::Tensor& in
   check_grad_output(grad_output, p);
   at::Tensor gw = at::zeros(weight_size, input.options());
   if (gw.numel() == 0 || p.batch == 0) return gw;
-  if (!all_finite(grad_output) || !all_finite(input)) return direct_grad_weight(grad_output, input, weight_size, a);
+  if (!all_finite({grad_output, input})) return direct_grad_weight(grad_output, input, weight_size, a);
   const at::Tensor x = input.contiguous();
   const at::Tensor g = grad_output.contiguous();
   AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "fftconv_grad_weight", [&] {
     Driver::template grad_weight<scalar_t>(x, g, gw, p);
   });
   return gw;
+}
+
+// The backward's spectrum where the device checks are on: the forward's
+// spectrum of this weight tensor at its version, when the device flags no
+// NaN/Inf in the output gradient or the input and no silent weight edit. A
+// backward must read that back before it runs (it has no direct correlation
+// of its own to fall back on inside the stream), but it reads one value where
+// the host checks read two and compare the weight once more. Empty otherwise
+// (the host checks then decide).
+template <typename Driver>
+std::optional<KernelSpectrumSource> backward_spectra_checked_on_device(const at::Tensor& grad_output,
+                                                                       const at::Tensor& input,
+                                                                       const at::Tensor& weight,
+                                                                       const ConvPlan2d& p) {
+  at::Tensor stored;
+  std::optional<KernelSpectrumSource> spectra = KernelSpectrumSource::unchecked_hit(weight, p, stored);
+  if (!spectra) return std::nullopt;
+  at::Tensor flags = at::zeros({2}, input.options().dtype(at::kInt));
+  at::Tensor operand_flag = flags.narrow(0, 0, 1), weight_flag = flags.narrow(0, 1, 1);
+  const at::Tensor w = weight.contiguous(), s = stored.contiguous();
+  Driver::flag(grad_output.contiguous(), nullptr, operand_flag);
+  Driver::flag(input.contiguous(), nullptr, operand_flag);
+  Driver::flag(w, &s, weight_flag);
+  if (flags.sum().item<int64_t>() != 0) return std::nullopt;
+  return spectra;
 }
 
 // Both gradients of the forward op at once. The output gradient's spectra are
@@ -195,11 +219,13 @@ std::tuple<at::Tensor, at::Tensor> backward_entry(const at::Tensor& grad_output,
   const typename Driver::Guard guard(input.device());
   const ConvPlan2d p = Driver::plan_for(plan_from_shapes(input.sizes(), weight.sizes(), a), input.scalar_type());
   check_grad_output(grad_output, p);
-  const bool plain = input.numel() > 0 && weight.numel() > 0 && p.batch > 0 && p.c_out > 0 &&
-                     all_finite(grad_output) && all_finite(input);
-  const std::optional<KernelSpectrumSource> spectra =
-      plain ? std::optional<KernelSpectrumSource>(std::in_place, weight, p) : std::nullopt;
-  if (spectra && spectra->weight_finite()) {
+  const bool plain = input.numel() > 0 && weight.numel() > 0 && p.batch > 0 && p.c_out > 0;
+  std::optional<KernelSpectrumSource> spectra;
+  if (plain && device_checks_on(Driver::device_checks_by_default))
+    spectra = backward_spectra_checked_on_device<Driver>(grad_output, input, weight, p);
+  // else the three operands' finiteness in one read-back (and a value comparison on a hit)
+  if (plain && !spectra) spectra.emplace(weight, p, at::TensorList{grad_output, input});
+  if (spectra && spectra->operands_finite()) {
     at::Tensor gin = at::empty(input.sizes(), input.options());
     at::Tensor gw = at::zeros(weight.sizes(), input.options());
     const at::Tensor x = input.contiguous();

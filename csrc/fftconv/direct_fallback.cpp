@@ -69,6 +69,15 @@ bool all_finite(const at::Tensor& t) {
   return std::isfinite(t.sum().item<double>());
 }
 
+bool all_finite(at::TensorList ts) {
+  at::Tensor total;
+  for (const at::Tensor& t : ts) {
+    if (t.numel() == 0) continue;
+    total = total.defined() ? total + t.sum() : t.sum();
+  }
+  return !total.defined() || std::isfinite(total.item<double>());
+}
+
 at::Tensor direct_forward(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& bias,
                           const ConvArgs& a) {
   const PaddingSplit s = split_padding(a);

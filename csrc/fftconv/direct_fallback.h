@@ -13,6 +13,10 @@ namespace fftconv {
 
 // True when every element is finite (checked through one reduction).
 bool all_finite(const at::Tensor& t);
+// The same for several tensors of one dtype with a single read-back (on CUDA
+// each read-back waits for the device): the sum of their sums is non-finite
+// iff one of them is.
+bool all_finite(at::TensorList ts);
 
 at::Tensor direct_forward(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& bias,
                           const ConvArgs& a);

@@ -102,6 +102,7 @@ struct SpectrumCache {
 };
 
 std::atomic<int64_t> unchecked_hits{0};
+std::atomic<int64_t> value_comparisons{0};
 
 // A tensor's version counter, or -1 for inference tensors (they have none).
 int64_t version_of(const at::Tensor& t) {
@@ -137,6 +138,7 @@ std::vector<int64_t> make_key(const at::Tensor& w, const ConvPlan2d& p) {
 // two (-0.0 vs 0.0 only costs a recomputation), and the key has already
 // matched sizes, strides and dtype.
 bool same_values(const at::Tensor& stored, const at::Tensor& weight) {
+  value_comparisons.fetch_add(1, std::memory_order_relaxed);
   if (weight.is_cpu() && weight.is_contiguous() && stored.is_contiguous()) {
     // in parallel slices: on a small layer the serial compare of a 1.5 MB
     // weight was ~5% of a two-thread call
@@ -153,23 +155,26 @@ bool same_values(const at::Tensor& stored, const at::Tensor& weight) {
   return at::equal(stored, weight);
 }
 
-bool matches(const Entry& e, const at::Tensor& weight, const std::vector<int64_t>& key) {
-  return e.key == key && same_values(e.values, weight);
-}
 
-// The cached spectrum of this weight's values, or an undefined tensor.
+// The cached spectrum of this weight's values, or an undefined tensor. Values
+// are compared only where they can match: not with another live tensor's
+// entry (another layer's weight; two live weights with equal values are rare
+// and only cost a second entry), nor with this tensor's own entry once its
+// version has moved on (an optimizer step). On CUDA every comparison waits for
+// the device, so a training step compares nothing here; the entries of dead
+// tensors (the views conv1d makes per call) are still found by value.
 at::Tensor find_cached_spectrum(const at::Tensor& weight, const std::vector<int64_t>& key) {
   SpectrumCache& c = cache();
   std::lock_guard<std::mutex> lock(c.mutex);
+  const int64_t version = version_of(weight);
   for (auto it = c.entries.begin(); it != c.entries.end(); ++it) {
-    if (matches(*it, weight, key)) {
-      // Same values, checked: an owner whose version moved on (an in-place op that left
-      // the values as they were) may take unchecked hits again from here.
-      auto alive = it->owner.lock();
-      if (alive && alive.get() == weight.unsafeGetTensorImpl()) it->version = version_of(weight);
-      c.entries.splice(c.entries.begin(), c.entries, it);
-      return c.entries.front().spectrum;
-    }
+    if (it->key != key) continue;
+    auto alive = it->owner.lock();
+    if (alive && alive.get() != weight.unsafeGetTensorImpl()) continue;
+    if (alive && it->version != version) continue;
+    if (!same_values(it->values, weight)) continue;
+    c.entries.splice(c.entries.begin(), c.entries, it);
+    return c.entries.front().spectrum;
   }
   return at::Tensor();
 }
@@ -200,20 +205,24 @@ at::Tensor make_cached_spectrum(const at::Tensor& weight, const ConvPlan2d& plan
 
 }  // namespace
 
-KernelSpectrumSource::KernelSpectrumSource(const at::Tensor& weight, const ConvPlan2d& plan)
+KernelSpectrumSource::KernelSpectrumSource(const at::Tensor& weight, const ConvPlan2d& plan,
+                                           at::TensorList operands)
     : weight_(weight), plan_(plan) {
   const bool caching = spectrum_cache_limit() > 0;
   std::vector<int64_t> key;
   if (caching) {
     key = make_key(weight, plan);
     whole_ = find_cached_spectrum(weight, key);
-    if (whole_.defined()) {  // only finite weights are ever cached: no check needed
-      weight_finite_ = true;
+    if (whole_.defined()) {  // only finite weights are ever cached: the operands alone
+      finite_ = all_finite(operands);
+      if (!finite_) whole_ = at::Tensor();
       return;
     }
   }
-  weight_finite_ = all_finite(weight);
-  if (weight_finite_ && caching) whole_ = make_cached_spectrum(weight, plan, std::move(key));
+  std::vector<at::Tensor> all(operands.begin(), operands.end());
+  all.push_back(weight);
+  finite_ = all_finite(all);
+  if (finite_ && caching) whole_ = make_cached_spectrum(weight, plan, std::move(key));
 }
 
 std::optional<KernelSpectrumSource> KernelSpectrumSource::unchecked_hit(const at::Tensor& weight,
@@ -233,7 +242,7 @@ std::optional<KernelSpectrumSource> KernelSpectrumSource::unchecked_hit(const at
     c.entries.splice(c.entries.begin(), c.entries, it);
     stored = c.entries.front().values;
     unchecked_hits.fetch_add(1, std::memory_order_relaxed);
-    KernelSpectrumSource source(weight, plan, c.entries.front().spectrum);
+    KernelSpectrumSource source(Cached{}, weight, plan, c.entries.front().spectrum);
     source.watch_ = c.entries.front().watch;
     return source;
   }
@@ -275,6 +284,7 @@ int64_t spectrum_cache_size() {
 }
 
 int64_t spectrum_cache_unchecked_hits() { return unchecked_hits.load(); }
+int64_t spectrum_cache_value_comparisons() { return value_comparisons.load(); }
 int64_t spectrum_cache_silent_edits_seen() { return SilentEditWatch::silent_edits_seen().load(); }
 
 void clear_spectrum_cache() {

@@ -36,7 +36,9 @@ struct SilentEditWatch;  // spectrum_cache.cpp
 // take the direct fallback.
 class KernelSpectrumSource {
  public:
-  KernelSpectrumSource(const at::Tensor& weight, const ConvPlan2d& plan);
+  // `operands`: the call's other operands, whose finiteness is checked with
+  // the weight's in one read-back (only theirs on a cache hit).
+  KernelSpectrumSource(const at::Tensor& weight, const ConvPlan2d& plan, at::TensorList operands = {});
 
   // The cached spectrum made from this very weight tensor at its current
   // version counter, found without comparing values (so without waiting for
@@ -53,7 +55,9 @@ class KernelSpectrumSource {
   // waiting, and a later unchecked_hit of this tensor acts on it.
   void report_weight_flag(const at::Tensor& flag) const;
 
-  bool weight_finite() const { return weight_finite_; }
+  // False when the weight or an operand holds NaN or Inf: nothing was made or
+  // cached, and the caller must take the direct fallback.
+  bool operands_finite() const { return finite_; }
 
   // Spectra of groups [g0, g0 + ng): (ng * opg, cpg, ...) in the device's
   // layout (kernel_spectrum.h); a view of the whole spectrum when cached.
@@ -68,12 +72,13 @@ class KernelSpectrumSource {
   bool made_per_block() const { return !whole_.defined(); }
 
  private:
-  KernelSpectrumSource(const at::Tensor& weight, const ConvPlan2d& plan, at::Tensor spectrum)
-      : weight_(weight), plan_(plan), weight_finite_(true), whole_(std::move(spectrum)) {}
+  struct Cached {};
+  KernelSpectrumSource(Cached, const at::Tensor& weight, const ConvPlan2d& plan, at::Tensor spectrum)
+      : weight_(weight), plan_(plan), finite_(true), whole_(std::move(spectrum)) {}
 
   at::Tensor weight_;
   ConvPlan2d plan_;
-  bool weight_finite_ = false;
+  bool finite_ = false;
   mutable at::Tensor whole_;
   std::shared_ptr<SilentEditWatch> watch_;  // unchecked hits only
 };
@@ -84,6 +89,7 @@ int64_t spectrum_cache_size();
 // Spectra found by unchecked_hit since the process started, and silent weight
 // edits it learnt of (test hooks).
 int64_t spectrum_cache_unchecked_hits();
+int64_t spectrum_cache_value_comparisons();  // cached weights compared by value with a call's
 int64_t spectrum_cache_silent_edits_seen();
 void clear_spectrum_cache();
 
