@@ -6,8 +6,10 @@
 // from: an exact comparison with a stored copy (bitwise on the CPU), O(weight),
 // small next to the transforms. Nothing can make it stale, edits through `.data` (which
 // bump no version counter; torch.autograd.gradcheck perturbs that way)
-// included. On CUDA the comparison synchronises with the device, as the
-// finiteness check of every call already does.
+// included. On CUDA a comparison read back by the host waits for the device, so
+// the forward of a weight tensor cached at its current version compares on the
+// device instead (unchecked_hit, device_checks.h), and entries that cannot
+// match are not compared at all (find_cached_spectrum).
 #pragma once
 
 #include <ATen/ATen.h>
