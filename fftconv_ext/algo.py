@@ -6,7 +6,10 @@ times both algorithms once on the real inputs, like ``cudnn.benchmark``, and
 remembers the faster one in memory and on disk
 (``$FFTCONV_CACHE_DIR/algo.json``, default ``~/.cache/fftconv_ext``), so later
 calls and later processes pay nothing. Problems where one side does over 30x
-the arithmetic of the other are decided without measuring. Under
+the arithmetic of the other are decided without measuring. A measured choice
+is measured once more at the problem's 32nd call in each process (a timing
+taken while a shared machine was busy can be wrong by several times), and a
+third measurement settles a disagreement. Under
 ``torch.compile`` tracing (no real data to time) the cached choice is used,
 else the arithmetic estimate.
 """
@@ -202,13 +205,17 @@ def _measure(run_fft: Callable[[], torch.Tensor], run_direct: Callable[[], torch
     return "fft" if statistics.median(ratios) <= 1.0 else "direct"
 
 
+def _fast_key(x: torch.Tensor, w_shape: tuple, args: tuple) -> tuple:
+    return (x.device, x.dtype, tuple(x.shape), w_shape, args, torch.get_num_threads(), pipeline_switches())
+
+
 def choose(x: torch.Tensor, w: torch.Tensor, args: tuple, geometry: tuple,
            run_fft: Callable[[], torch.Tensor], run_direct: Callable[[], torch.Tensor]) -> str:
     """'fft' or 'direct' for this problem (see the module docstring)."""
     x_shape, w_shape = tuple(x.shape), tuple(w.shape)
     if _is_tracing(x):
         return _static_choice(x.device, x.dtype, x_shape, w_shape, args, geometry)
-    fast_key = (x.device, x.dtype, x_shape, w_shape, args, torch.get_num_threads(), pipeline_switches())
+    fast_key = _fast_key(x, w_shape, args)
     hit = _fast.get(fast_key)
     if hit is not None:
         return hit
@@ -227,6 +234,30 @@ def choose(x: torch.Tensor, w: torch.Tensor, args: tuple, geometry: tuple,
                 _store(key, hit)
     _fast[fast_key] = hit
     return hit
+
+
+# The call at which a measured choice is measured again (per process; see the module docstring).
+RECHECK_AT = 32
+
+
+def measured(x_shape: tuple, w_shape: tuple, geometry: tuple) -> bool:
+    """Whether choose() decides this problem by measurement (not by arithmetic alone)."""
+    ratio = _ratio(x_shape, w_shape, geometry)
+    return 1.0 / _CLEAR_RATIO < ratio < _CLEAR_RATIO
+
+
+def recheck(x: torch.Tensor, w: torch.Tensor, args: tuple, first: str,
+            run_fft: Callable[[], torch.Tensor], run_direct: Callable[[], torch.Tensor]) -> str:
+    """The choice after measuring once more: `first` if the new measurement agrees, else
+    what a third one says. Remembered in memory and on disk like choose()'s."""
+    with torch.no_grad():
+        second = _measure(run_fft, run_direct, x.device)
+        final = first if second == first else _measure(run_fft, run_direct, x.device)
+    key = problem_key(x.device, x.dtype, tuple(x.shape), tuple(w.shape), args)
+    with _lock:
+        _store(key, final)
+    _fast[_fast_key(x, tuple(w.shape), args)] = final
+    return final
 
 
 def clear_memory() -> None:

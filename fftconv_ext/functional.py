@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from . import _C, _ops  # noqa: F401  (_ops registers fake kernels and autograd)
+from . import algo as _algo
 from .algo import ALGOS, _is_tracing, choose, pipeline_switches
 from .algo import plans as _plans
 
@@ -202,8 +203,32 @@ def _conv_nd(input, weight, bias, stride, padding, dilation, groups, padding_mod
     if key is not None and not _is_tracing(x):
         if len(_plans) >= _MAX_PLANS:
             _plans.clear()
-        _plans[key] = _make_plan(choice, unbatched, stride, padding, pads, dilation, groups, padding_mode, dim, x)
+        plan_args = (unbatched, stride, padding, pads, dilation, groups, padding_mode, dim, x)
+        if algo == "auto" and _algo.measured(tuple(x.shape), tuple(weight.shape), geometry):
+            _plans[key] = _rechecking_plan(key, choice, args, plan_args)
+        else:
+            _plans[key] = _make_plan(choice, *plan_args)
     return y.squeeze(0) if unbatched else y
+
+
+def _rechecking_plan(key, choice, args, plan_args):
+    """The decided call of algo='auto', which at its RECHECK_AT-th call measures the two
+    paths once more (algo.recheck) and hands over to the plan of the final choice."""
+    plans = {c: _make_plan(c, *plan_args) for c in ("fft", "direct")}
+    unbatched = plan_args[0]
+    calls = 1  # the call that made the choice
+
+    def plan(inp, w, b):
+        nonlocal calls
+        calls += 1
+        if calls < _algo.RECHECK_AT:
+            return plans[choice](inp, w, b)
+        xb = inp.unsqueeze(0) if unbatched else inp
+        final = _algo.recheck(xb, w, args, choice, lambda: plans["fft"](inp, w, b),
+                              lambda: plans["direct"](inp, w, b))
+        _plans[key] = plans[final]
+        return plans[final](inp, w, b)
+    return plan
 
 
 def _make_plan(choice, unbatched, stride, padding, pads, dilation, groups, padding_mode, dim, x):

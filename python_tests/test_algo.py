@@ -180,3 +180,51 @@ def test_near_ties_get_more_rounds_and_a_slow_spell_does_not_decide(monkeypatch)
     calls.update(fft=0, direct=0)
     assert algo_mod._measure(run("fft", 0.2), run("direct", 1.0), torch.device("cpu")) == "fft"
     assert calls == {"fft": 1 + algo_mod._ROUNDS, "direct": 1 + algo_mod._ROUNDS}
+
+
+def _fake_measures(monkeypatch, verdicts):
+    """algo._measure replaced by a list of verdicts, consumed in order; returns the calls made."""
+    calls = []
+
+    def fake(run_fft, run_direct, device):
+        calls.append(1)
+        return verdicts[len(calls) - 1]
+    monkeypatch.setattr(algo_mod, "_measure", fake)
+    return calls
+
+
+@pytest.mark.parametrize("verdicts,final", [(["direct", "fft", "fft"], "fft"),
+                                            (["direct", "fft", "direct"], "direct"),
+                                            (["fft", "fft"], "fft")])
+def test_a_measured_choice_is_checked_again_once(tmp_path, monkeypatch, verdicts, final):
+    """A first measurement taken on a busy machine is not kept forever: the RECHECK_AT-th call
+    measures again, a disagreement gets a third measurement, and the result is stored."""
+    monkeypatch.setenv("FFTCONV_CACHE_DIR", str(tmp_path))
+    calls = _fake_measures(monkeypatch, verdicts)
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(2, 16, 24, 24, generator=g, dtype=torch.float64)
+    w = torch.randn(16, 1, 9, 9, generator=g, dtype=torch.float64)
+    ref = reference_conv(x, w, padding=4, groups=16)
+    used = []
+    real_fft = fftconv_ext.functional._fft_conv
+    monkeypatch.setattr(fftconv_ext.functional, "_fft_conv", lambda *a: used.append("fft") or real_fft(*a))
+    for i in range(algo_mod.RECHECK_AT + 20):
+        used.clear()
+        y = fftconv_ext.conv2d(x, w, padding=4, groups=16)
+        assert rel_err(y, ref) <= 1e-10
+        expect = verdicts[0] if i + 1 < algo_mod.RECHECK_AT else final
+        assert ("fft" in used) == (expect == "fft"), i
+        if i + 1 < algo_mod.RECHECK_AT:
+            assert len(calls) == 1
+    assert len(calls) == len(verdicts)  # once per process, then never again
+    with open(os.path.join(tmp_path, "algo.json")) as f:
+        assert list(json.load(f).values()) == [final]
+
+
+def test_arithmetic_choices_are_not_checked_again(monkeypatch):
+    calls = _fake_measures(monkeypatch, [])
+    x = torch.randn(1, 2, 128, 128)
+    w = torch.randn(2, 1, 127, 127)  # the FFT far cheaper by arithmetic
+    for _ in range(algo_mod.RECHECK_AT + 5):
+        fftconv_ext.conv2d(x, w, padding=63, groups=2)
+    assert calls == []
