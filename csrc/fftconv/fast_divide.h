@@ -39,4 +39,13 @@ struct FastDivider {
   }
 };
 
+// The divisions that split an item number of a plane h x w: by w (row, column),
+// by h (plane, row of a per-row item) and by h * w (plane, element).
+struct PlaneDividers {
+  FastDivider w, h, plane;
+
+  PlaneDividers() = default;
+  PlaneDividers(int64_t height, int64_t width) : w(width), h(height), plane(height * width) {}
+};
+
 }  // namespace fftconv

@@ -33,8 +33,7 @@ struct BackwardGeometry {
   bool input_grad;
   AxisPlan ph, pw;
   int64_t kernel_h, kernel_w;
-  // the divisions of item numbers into plane, row and column (fast_divide.h)
-  FastDivider in_w_div, out_w_div, in_h_div, out_h_div, x_plane_div, g_plane_div;
+  PlaneDividers x_div, g_div;  // item numbers of input / output-gradient planes (fast_divide.h)
 
   int64_t blocks() const { return channels * blocks_per_channel; }
 };
@@ -88,12 +87,8 @@ struct BackwardKernel {
     chunks = chunks < 1 ? 1 : chunks > most ? most : chunks;
     g.batch_per_block = (p.batch + chunks - 1) / chunks;
     g.blocks_per_channel = (p.batch + g.batch_per_block - 1) / g.batch_per_block;
-    g.in_w_div = FastDivider(g.in_w);
-    g.out_w_div = FastDivider(g.out_w);
-    g.in_h_div = FastDivider(g.in_h);
-    g.out_h_div = FastDivider(g.out_h);
-    g.x_plane_div = FastDivider(int64_t(g.in_h) * g.in_w);
-    g.g_plane_div = FastDivider(int64_t(g.out_h) * g.out_w);
+    g.x_div = PlaneDividers(g.in_h, g.in_w);
+    g.g_div = PlaneDividers(g.out_h, g.out_w);
     return g;
   }
 
@@ -118,14 +113,14 @@ struct BackwardKernel {
   }
   FFTCONV_HD static void load(const BackwardGeometry& g, const T* x, const T* grad_out, int64_t c, int64_t b0,
                               int count, int item, Complex<T>* shared) {
-    const int x_plane = static_cast<int>(g.x_plane_div.divisor), g_plane = static_cast<int>(g.g_plane_div.divisor);
+    const int x_plane = static_cast<int>(g.x_div.plane.divisor), g_plane = static_cast<int>(g.g_div.plane.divisor);
     int q, e;
     if (item < count * x_plane) {
-      g.x_plane_div.divmod(item, q, e);
-      *buffer_sample<T, NW>(x_buffer(g, shared, q), g.in_w_div, e) = x[((b0 + q) * g.channels + c) * x_plane + e];
+      g.x_div.plane.divmod(item, q, e);
+      *buffer_sample<T, NW>(x_buffer(g, shared, q), g.x_div.w, e) = x[((b0 + q) * g.channels + c) * x_plane + e];
     } else {
-      g.g_plane_div.divmod(item - count * x_plane, q, e);
-      *buffer_sample<T, NW>(g_buffer(g, shared, q), g.out_w_div, e) =
+      g.g_div.plane.divmod(item - count * x_plane, q, e);
+      *buffer_sample<T, NW>(g_buffer(g, shared, q), g.g_div.w, e) =
           grad_out[((b0 + q) * g.channels + c) * g_plane + e];
     }
   }
@@ -135,10 +130,10 @@ struct BackwardKernel {
   FFTCONV_HD static void rows_forward(const BackwardGeometry& g, int count, int item, Complex<T>* shared) {
     int q, r;
     if (item < count * g.in_h) {
-      g.in_h_div.divmod(item, q, r);
+      g.x_div.h.divmod(item, q, r);
       row_forward<T, NW>(x_buffer(g, shared, q) + r * kFreqW, g.in_w, shared + NH);
     } else {
-      g.out_h_div.divmod(item - count * g.in_h, q, r);
+      g.g_div.h.divmod(item - count * g.in_h, q, r);
       row_forward<T, NW>(g_buffer(g, shared, q) + r * kFreqW, g.out_w, shared + NH);
     }
   }
@@ -184,7 +179,7 @@ struct BackwardKernel {
   FFTCONV_HD static int gin_row_items(const BackwardGeometry& g, int count) { return g.input_grad ? count * g.in_h : 0; }
   FFTCONV_HD static void gin_rows(const BackwardGeometry& g, int item, Complex<T>* shared) {
     int q, i;
-    g.in_h_div.divmod(item, q, i);
+    g.x_div.h.divmod(item, q, i);
     row_inverse<T, NW>(g_buffer(g, shared, q) + i * kFreqW, g.in_w, shared + NH);
   }
 
@@ -195,9 +190,9 @@ struct BackwardKernel {
   FFTCONV_HD static void store_gin(const BackwardGeometry& g, T* gin, int64_t c, int64_t b0, int item,
                                    Complex<T>* shared) {
     int q, e;
-    g.x_plane_div.divmod(item, q, e);
-    gin[((b0 + q) * g.channels + c) * int64_t(g.x_plane_div.divisor) + e] =
-        *buffer_sample<T, NW>(g_buffer(g, shared, q), g.in_w_div, e);
+    g.x_div.plane.divmod(item, q, e);
+    gin[((b0 + q) * g.channels + c) * int64_t(g.x_div.plane.divisor) + e] =
+        *buffer_sample<T, NW>(g_buffer(g, shared, q), g.x_div.w, e);
   }
 
   // After the rounds: the accumulator to the block's partial sum (kAcc items).

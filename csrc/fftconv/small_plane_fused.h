@@ -81,8 +81,7 @@ struct Geometry {
   int planes_per_block;
   int64_t blocks_per_channel;
   bool adjoint;  // multiply by the conjugate spectrum (the input gradient)
-  // the divisions of item numbers into plane, row and column (fast_divide.h)
-  FastDivider src_w_div, dst_w_div, src_h_div, dst_h_div, src_plane_div, dst_plane_div;
+  PlaneDividers src_div, dst_div;  // item numbers into plane, row and column (fast_divide.h)
 
   int64_t blocks() const { return channels * blocks_per_channel; }
 };
@@ -192,12 +191,8 @@ struct Kernel {
     g.planes_per_block = static_cast<int>((p.batch + chunks - 1) / chunks);
     g.blocks_per_channel = chunks;
     g.adjoint = adjoint;
-    g.src_w_div = FastDivider(g.src_w);
-    g.dst_w_div = FastDivider(g.dst_w);
-    g.src_h_div = FastDivider(g.src_h);
-    g.dst_h_div = FastDivider(g.dst_h);
-    g.src_plane_div = FastDivider(int64_t(g.src_h) * g.src_w);
-    g.dst_plane_div = FastDivider(int64_t(g.dst_h) * g.dst_w);
+    g.src_div = PlaneDividers(g.src_h, g.src_w);
+    g.dst_div = PlaneDividers(g.dst_h, g.dst_w);
     return g;
   }
 
@@ -226,9 +221,9 @@ struct Kernel {
   FFTCONV_HD static int load_items(const Geometry& g, int count) { return count * g.src_h * g.src_w; }
   FFTCONV_HD static T load(const Geometry& g, const T* src, int64_t c, int64_t b0, int item, Complex<T>* shared) {
     int q, e;
-    g.src_plane_div.divmod(item, q, e);
-    const T v = src[((b0 + q) * g.channels + c) * int64_t(g.src_plane_div.divisor) + e];
-    *buffer_sample<T, NW>(plane_buffer(g, shared, q), g.src_w_div, e) = v;
+    g.src_div.plane.divmod(item, q, e);
+    const T v = src[((b0 + q) * g.channels + c) * int64_t(g.src_div.plane.divisor) + e];
+    *buffer_sample<T, NW>(plane_buffer(g, shared, q), g.src_div.w, e) = v;
     return v;
   }
 
@@ -237,7 +232,7 @@ struct Kernel {
   FFTCONV_HD static int row_items(const Geometry& g, int count) { return count * g.src_h; }
   FFTCONV_HD static void rows_forward(const Geometry& g, int item, Complex<T>* shared) {
     int q, r;
-    g.src_h_div.divmod(item, q, r);
+    g.src_div.h.divmod(item, q, r);
     row_forward<T, NW>(plane_buffer(g, shared, q) + r * kFreqW, g.src_w, shared + NH);
   }
 
@@ -262,7 +257,7 @@ struct Kernel {
   FFTCONV_HD static int out_row_items(const Geometry& g, int count) { return count * g.dst_h; }
   FFTCONV_HD static void rows_inverse(const Geometry& g, int item, Complex<T>* shared) {
     int q, i;
-    g.dst_h_div.divmod(item, q, i);
+    g.dst_div.h.divmod(item, q, i);
     row_inverse<T, NW>(plane_buffer(g, shared, q) + i * kFreqW, g.dst_w, shared + NH);
   }
 
@@ -272,10 +267,10 @@ struct Kernel {
   FFTCONV_HD static void store(const Geometry& g, const T* bias, T* dst, int64_t c, int64_t b0, int item,
                                const Complex<T>* shared) {
     int q, e, i, j;
-    g.dst_plane_div.divmod(item, q, e);
-    g.dst_w_div.divmod(e, i, j);
+    g.dst_div.plane.divmod(item, q, e);
+    g.dst_div.w.divmod(e, i, j);
     const T* row = reinterpret_cast<const T*>(plane_buffer(g, shared, q) + i * kFreqW);
-    dst[((b0 + q) * g.channels + c) * int64_t(g.dst_plane_div.divisor) + e] =
+    dst[((b0 + q) * g.channels + c) * int64_t(g.dst_div.plane.divisor) + e] =
         crop_store_value(row, 1, j, bias ? bias[c] : T(0));
   }
 };
