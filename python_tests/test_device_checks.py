@@ -213,14 +213,20 @@ def test_inference_tensors_and_cache_off(device_checks):
         fftconv_ext.set_cache_limit(32)
 
 
-def test_off_by_default_on_cpu(monkeypatch):
-    monkeypatch.delenv("FFTCONV_DEVICE_CHECKS", raising=False)
+@pytest.mark.parametrize("value", [None, "", "yes", "true", "2"])
+def test_off_by_default_on_cpu(monkeypatch, value):
+    """Only "1" turns the checks on (and "0" off); anything else leaves the device's default."""
+    if value is None:
+        monkeypatch.delenv("FFTCONV_DEVICE_CHECKS", raising=False)
+    else:
+        monkeypatch.setenv("FFTCONV_DEVICE_CHECKS", value)
     fftconv_ext.clear_caches()
     x, w = torch.randn(2, 4, 16, 16), torch.randn(4, 1, 7, 7)
     h0 = hits()
     for _ in range(3):
-        _call(x, w, None, dict(padding=3, groups=4))
+        y = _call(x, w, None, dict(padding=3, groups=4))
     assert hits() == h0
+    assert rel_err(y, reference_conv(x, w, padding=3, groups=4)) < 1e-5
 
 
 def test_nn_module_and_gradients(device_checks):

@@ -51,13 +51,14 @@ inline void check_operand(const at::Tensor& t, const at::Tensor& like, const cha
 }
 
 // Whether forward calls check on the device (device_checks.h):
-// FFTCONV_DEVICE_CHECKS=1 on, =0 off (read per call), else the driver's default
-// (on for CUDA, where a host check waits for the device; off on the CPU, where
-// it does not, and the tests turn it on).
+// FFTCONV_DEVICE_CHECKS=1 on, =0 off (read per call), anything else the
+// driver's default (on for CUDA, where a host check waits for the device; off
+// on the CPU, where it does not, and the tests turn it on).
 inline bool device_checks_on(bool driver_default) {
   const char* v = std::getenv("FFTCONV_DEVICE_CHECKS");
-  if (v == nullptr || *v == '\0') return driver_default;
-  return std::strcmp(v, "0") != 0;
+  if (v != nullptr && std::strcmp(v, "1") == 0) return true;
+  if (v != nullptr && std::strcmp(v, "0") == 0) return false;
+  return driver_default;
 }
 
 inline DirectProblem direct_problem(const ConvPlan2d& p, const ConvArgs& a) {
