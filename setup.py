@@ -7,7 +7,9 @@ Environment:
   TORCH_CUDA_ARCH_LIST    CUDA targets (default "8.0;9.0")
   CUDA_HOME / CUDA_PATH   the toolkit (else /usr/local/cuda, else nvcc's folder)
 
-Build against the torch you will run with: pip install --no-build-isolation .
+The extension is built against the torch installed in the target environment
+(install torch first): `pip install .` finds it from inside pip's isolated build
+environment, and `pip install --no-build-isolation .` uses it directly.
 """
 import glob
 import os
@@ -38,7 +40,41 @@ if _cuda_home and not os.environ.get("CUDA_HOME"):
     # torch.utils.cpp_extension reads CUDA_HOME when imported.
     os.environ["CUDA_HOME"] = _cuda_home
 
-import torch  # noqa: E402
+
+def _import_installed_torch():
+    """The torch of the environment being installed into.
+
+    The extension must be compiled against the torch it will be loaded with: its
+    C++ ABI and its CUDA libraries are those of one build. `pip install .` builds
+    in an isolated environment that hides the target's site-packages; torch is
+    therefore not a build requirement (pip would fetch another one, several GB,
+    and the result would not load next to the user's), and is looked up where
+    this interpreter installs packages instead.
+    """
+    try:
+        import torch
+        return torch
+    except ImportError:
+        pass
+    import site
+    import sysconfig
+    hidden = [sysconfig.get_paths()[k] for k in ("purelib", "platlib")]
+    if site.ENABLE_USER_SITE is not False:
+        hidden.append(site.getusersitepackages())
+    for path in dict.fromkeys(hidden):
+        if os.path.isdir(os.path.join(path, "torch")) and path not in sys.path:
+            sys.path.append(path)  # after the build environment's own packages
+    try:
+        import torch
+        return torch
+    except ImportError as e:
+        raise RuntimeError(
+            "fftconv_ext is compiled against the installed torch, and none was found in "
+            f"{sys.executable}'s environment ({e}). Install torch first (pip install torch), "
+            "then fftconv_ext (pip install .).") from e
+
+
+torch = _import_installed_torch()
 from torch.utils.cpp_extension import BuildExtension, CppExtension, CUDAExtension  # noqa: E402
 
 
