@@ -315,3 +315,32 @@ def test_gpu_fused_ab_script_runs(tmp_path):
     assert all(r["rel_err"] < 1e-5 and set(r["speedup_paired"]) == {"cufft", "composition", "cudnn", "host checks"}
                for r in data["rows"])
     assert len(data["shared_sweep_r32_k31"]) == 6
+
+
+def test_auto_is_past_its_recheck_before_it_is_timed(monkeypatch, tmp_path):
+    # algo='auto' measures a measured choice again at its RECHECK_AT-th call: one-time work
+    # (seconds where direct convolution is slow) that the benchmark does before its timed
+    # rounds, as it does the first-call measurement, so no timed round holds it.
+    import fftconv_ext.bench.__main__ as bench_main
+    from fftconv_ext import algo
+
+    monkeypatch.setenv("FFTCONV_CACHE_DIR", str(tmp_path))  # a fresh choice: measured, then re-checked
+    algo.clear_memory()  # choices and decided calls
+    shape, k = (1, 8, 8, 8), 13
+    geometry = ((8, 8), (k, k), ((k // 2, k // 2), (k // 2, k // 2)), (1, 1), (1, 1))
+    assert algo.measured(shape, (8, 1, k, k), geometry)  # the layer's choice is a measured one
+    rechecks, seen_at_first_timing = [], []
+    real_recheck, real_timing = algo.recheck, bench_main.time_interleaved
+
+    def counting_recheck(*a, **kw):
+        rechecks.append(1)
+        return real_recheck(*a, **kw)
+
+    def timing(*a, **kw):
+        seen_at_first_timing.append(len(rechecks))
+        return real_timing(*a, **kw)
+    monkeypatch.setattr(algo, "recheck", counting_recheck)
+    monkeypatch.setattr(bench_main, "time_interleaved", timing)
+    monkeypatch.setattr(bench_main, "layers", lambda suites, full, device: [("sweep", "sweep R8 k13", shape, k)])
+    bench_main.run(torch.device("cpu"), ["sweep"], full=False, quick=False, progress=False)
+    assert seen_at_first_timing and seen_at_first_timing[0] == 1 and len(rechecks) == 1
