@@ -6,7 +6,8 @@ times both algorithms once on the real inputs, like ``cudnn.benchmark``, and
 remembers the faster one in memory and on disk
 (``$FFTCONV_CACHE_DIR/algo.json``, default ``~/.cache/fftconv_ext``), so later
 calls and later processes pay nothing. Problems where one side does over 30x
-the arithmetic of the other are decided without measuring. A measured choice
+the arithmetic of the other, and kernels of a single tap (1x1), are decided
+without measuring. A measured choice
 is measured once more at the problem's 32nd call in each process (a timing
 taken while a shared machine was busy can be wrong by several times), and a
 third measurement settles a disagreement. Under
@@ -139,6 +140,10 @@ def _ratio(x_shape, w_shape, geometry) -> float:
     """geometry = (spatial, kernel, pads, stride, dilation), one entry per spatial axis."""
     from . import _C
     spatial, kernel, pads, stride, dilation = geometry
+    if math.prod(kernel) == 1:
+        # one tap: the FFT path's spectral product alone does at least the direct
+        # convolution's multiply-adds, before any transform; nothing to measure
+        return 0.0
     lead = 2 - len(spatial)  # 1-D problems are height-1 2-D ones
     fft_shape = _C.fft_shape([1, 1] + [1] * lead + list(spatial), [1, 1] + [1] * lead + list(kernel),
                              [1] * lead + list(stride), [p for lr in [(0, 0)] * lead + list(pads) for p in lr],

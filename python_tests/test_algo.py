@@ -90,6 +90,11 @@ def test_lopsided_problems_are_not_measured(monkeypatch):
     x = torch.randn(1, 2, 64, 64)
     # 1x1 kernel: direct is far cheaper
     fftconv_ext.conv2d(x, torch.randn(2, 1, 1, 1), groups=2)
+    # a dense 1x1 (and 1-tap 1-D) convolution: the spectral product alone matches direct's work,
+    # whatever the estimate of the transforms
+    fftconv_ext.conv2d(torch.randn(2, 64, 28, 28), torch.randn(32, 64, 1, 1))
+    fftconv_ext.conv2d(torch.randn(2, 64, 28, 28), torch.randn(32, 64, 1, 1), stride=2)
+    fftconv_ext.conv1d(torch.randn(2, 64, 300), torch.randn(32, 64, 1))
     # 127x127 kernel on 128x128: the FFT is far cheaper
     fftconv_ext.conv2d(torch.randn(1, 2, 128, 128), torch.randn(2, 1, 127, 127), padding=63, groups=2)
     assert calls == []
