@@ -127,32 +127,62 @@ def _want_cuda():
     return cufft
 
 
+def _sources(folder_filter):
+    """The .cpp files under csrc/ whose folder (relative to csrc/) passes folder_filter."""
+    found = glob.glob("csrc/**/*.cpp", recursive=True)
+    return sorted(f for f in found if folder_filter(os.path.dirname(os.path.relpath(f, "csrc"))))
+
+
+def _is_product(folder):
+    # testing/: the _testing module; tests/: the C++ unit tests (CMake); cuda/: CUDA builds only
+    top = folder.split(os.sep)[0]
+    return top not in ("testing", "tests", "cuda")
+
+
+class _BuildExtension(BuildExtension):
+    """Builds _C first, then links _testing against it (the test hooks call
+    _C's internals; both modules share one copy of its caches and settings)."""
+
+    def build_extensions(self):
+        self.extensions.sort(key=lambda e: e.name != "fftconv_ext._C")
+        super().build_extensions()
+
+    def build_extension(self, ext):
+        if ext.name == "fftconv_ext._testing":
+            core = self.get_ext_fullpath("fftconv_ext._C")
+            ext.library_dirs = list(ext.library_dirs) + [os.path.dirname(os.path.abspath(core))]
+            ext.extra_link_args = list(ext.extra_link_args) + [
+                "-l:" + os.path.basename(core), "-Wl,-rpath,$ORIGIN"]
+        super().build_extension(ext)
+
+
 def _extensions():
-    sources = sorted(glob.glob("csrc/*.cpp") + glob.glob("csrc/fftconv/*.cpp") +
-                     glob.glob("csrc/fftconv/cpu/*.cpp"))
+    include_dirs = [os.path.join(ROOT, "csrc")]
+    sources = _sources(_is_product)
+    testing_sources = _sources(lambda folder: folder == "testing")
     # at::parallel_for is a header template: without OpenMP it compiles to a
     # serial loop in this extension, whatever torch's own thread count.
     cxx_flags = ["-O3", "-fopenmp"]
     link_flags = ["-fopenmp"]
-    include_dirs = []
     cufft = _want_cuda()
     if cufft is None:
-        return [CppExtension("fftconv_ext._C", sources, include_dirs=include_dirs,
-                             extra_compile_args={"cxx": cxx_flags}, extra_link_args=link_flags,
-                             py_limited_api=False)]
+        return [CppExtension(name, srcs, include_dirs=include_dirs, extra_compile_args={"cxx": cxx_flags},
+                             extra_link_args=link_flags, py_limited_api=False)
+                for name, srcs in (("fftconv_ext._C", sources), ("fftconv_ext._testing", testing_sources))]
     inc, lib, link = cufft
     os.environ.setdefault("TORCH_CUDA_ARCH_LIST", "8.0;9.0")
-    sources += sorted(glob.glob("csrc/fftconv/cuda/*.cu") + glob.glob("csrc/fftconv/cuda/*.cpp"))
+    sources += _sources(lambda folder: folder.split(os.sep)[0] == "cuda")
+    sources += sorted(glob.glob("csrc/**/*.cu", recursive=True))
     print(f"fftconv_ext: building with CUDA ({_cuda_home}), cuFFT from {lib}, "
           f"archs {os.environ['TORCH_CUDA_ARCH_LIST']}", file=sys.stderr)
     return [CUDAExtension(
-        "fftconv_ext._C", sources,
+        name, srcs,
         include_dirs=include_dirs + [inc],
         library_dirs=[lib],
         extra_compile_args={"cxx": cxx_flags + ["-DFFTCONV_WITH_CUDA"],
                             "nvcc": ["-O3", "-DFFTCONV_WITH_CUDA"]},
         extra_link_args=link_flags + [link, f"-Wl,-rpath,{lib}"],
-    )]
+    ) for name, srcs in (("fftconv_ext._C", sources), ("fftconv_ext._testing", testing_sources))]
 
 
 setup(
@@ -161,7 +191,7 @@ setup(
     description="Fused FFT convolutions for PyTorch (CPU and CUDA/cuFFT)",
     packages=find_packages(include=["fftconv_ext", "fftconv_ext.*"]),
     ext_modules=_extensions(),
-    cmdclass={"build_ext": BuildExtension},
+    cmdclass={"build_ext": _BuildExtension},
     python_requires=">=3.9",
     install_requires=["torch>=2.4", "numpy"],
     extras_require={

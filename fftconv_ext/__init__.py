@@ -4,11 +4,16 @@
     >>> y = fftconv_ext.conv2d(x, w, padding="same", groups=x.shape[1])
 
 The operators live in ``torch.ops.fftconv``; :mod:`fftconv_ext.functional`
-is the ``torch.nn.functional``-shaped surface over them.
+is the ``torch.nn.functional``-shaped surface over them, :mod:`fftconv_ext.nn`
+the layers, :mod:`fftconv_ext.models` the model definitions and
+:mod:`fftconv_ext.backends` the run-time settings.
 """
+from typing import Optional
+
 import torch  # noqa: F401  (loads libtorch before the extension)
 
 from . import _C  # noqa: F401  (registers torch.ops.fftconv.*)
+from . import backends  # noqa: F401  (settings; reads the FFTCONV_* start-up defaults once)
 from . import _ops  # noqa: F401
 from .functional import ConvArgumentError, conv1d, conv2d
 from . import nn  # noqa: E402
@@ -18,8 +23,17 @@ from .fourier_mix import fourier_mix
 
 __version__ = "0.1.0"
 
-__all__ = ["conv1d", "conv2d", "long_conv1d", "fourier_mix", "ConvArgumentError", "convert", "revert", "nn", "built_with_cuda", "set_cache_limit", "clear_caches",
-           "cache_info", "__version__"]
+__all__ = ["conv1d", "conv2d", "long_conv1d", "fourier_mix", "ConvArgumentError", "convert", "revert", "nn",
+           "models", "backends", "built_with_cuda", "set_cache_limit", "clear_caches", "cache_info", "__version__"]
+
+
+def __getattr__(name):
+    # fftconv_ext.models after `import fftconv_ext`, imported on first use so
+    # that importing the package stays fast
+    if name == "models":
+        import importlib
+        return importlib.import_module(".models", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def built_with_cuda() -> bool:
@@ -27,10 +41,10 @@ def built_with_cuda() -> bool:
     return bool(_C.built_with_cuda())
 
 
-def set_cache_limit(entries: int) -> None:
-    """Bound the kernel-spectrum cache (and, on CUDA builds, the cuFFT plan cache)
-    to ``entries`` entries each, least recently used first out. Default: 32 spectra,
-    64 plans.
+def set_cache_limit(entries: int, *, plans: Optional[int] = None) -> None:
+    """Bound the kernel-spectrum cache to ``entries`` spectra and, on CUDA builds,
+    the cuFFT plan cache to ``plans`` plans (default: ``entries`` too), least
+    recently used first out. Defaults at start: 32 spectra, 64 plans.
 
     0 disables caching: nothing outlives a call, and on the CPU each block of
     channel groups gets its kernel spectra made beside its chunk, so a forward
@@ -40,7 +54,11 @@ def set_cache_limit(entries: int) -> None:
     on every call."""
     if isinstance(entries, bool) or not isinstance(entries, int) or entries < 0:
         raise ValueError(f"set_cache_limit: entries must be a non-negative int, got {entries!r}")
-    _C.set_cache_limit(entries)
+    if plans is None:
+        plans = entries
+    if isinstance(plans, bool) or not isinstance(plans, int) or plans < 0:
+        raise ValueError(f"set_cache_limit: plans must be a non-negative int, got {plans!r}")
+    _C.set_cache_limits(entries, plans)
 
 
 def clear_caches() -> None:

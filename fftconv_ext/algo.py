@@ -4,7 +4,7 @@ and the FFT operator, per problem, by measurement.
 The first call of a problem (shapes, arguments, dtype, device, thread count)
 times both algorithms once on the real inputs, like ``cudnn.benchmark``, and
 remembers the faster one in memory and on disk
-(``$FFTCONV_CACHE_DIR/algo.json``, default ``~/.cache/fftconv_ext``), so later
+(``fftconv_ext.backends.cache_dir``/``algo.json``, default ``~/.cache/fftconv_ext``), so later
 calls and later processes pay nothing. Problems where one side does over 30x
 the arithmetic of the other, and kernels of a single tap (1x1), are decided
 without measuring. A measured choice
@@ -28,19 +28,20 @@ from typing import Callable, Dict, Optional
 
 import torch
 
+from . import backends
+
 ALGOS = ("auto", "fft", "direct")
 _CLEAR_RATIO = 30.0
 
 _lock = threading.Lock()
 _memory: Dict[str, str] = {}      # problem key (str) -> choice, mirrors the disk file
 _fast: Dict[tuple, str] = {}      # the same, keyed by a tuple: the per-call lookup
-plans: Dict[tuple, Callable] = {}  # decided calls of functional.conv1d/conv2d (see _plan_key there)
+decided_calls: Dict[tuple, Callable] = {}  # functional.conv1d/conv2d calls whose path is chosen (see _call_key there)
 _loaded_from: Optional[str] = None
 
 
 def cache_path() -> str:
-    root = os.environ.get("FFTCONV_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "fftconv_ext")
-    return os.path.join(root, "algo.json")
+    return os.path.join(backends.cache_dir, "algo.json")
 
 
 def _device_name(device: torch.device) -> str:
@@ -67,28 +68,15 @@ def build_id() -> str:
     return _build
 
 
-# Environment switches that select among the operator's own pipelines (read
-# by it on every call): a choice measured under one setting says nothing
-# about another.
-PIPELINE_SWITCHES = ("FFTCONV_CPU_LANES", "FFTCONV_CPU_BASELINE", "FFTCONV_CUDA_FUSED", "FFTCONV_CUDA_FUSED_SHARED_KB",
-                     "FFTCONV_DEVICE_CHECKS")
-# os.environ's own dict where it has one (POSIX: encoded keys and values; every
-# os.environ assignment updates it): ~0.3 us for the five lookups, against ~3.5 us
-# through os.environ.get, on a per-call path that costs ~15 us in all.
-_ENV_DATA = getattr(os.environ, "_data", None) if os.name == "posix" else None
-_SWITCH_KEYS = tuple(os.environ.encodekey(k) for k in PIPELINE_SWITCHES) if _ENV_DATA is not None else ()
-
-
-def pipeline_switches() -> tuple:
-    """The switches' current values (None where unset)."""
-    if _ENV_DATA is not None:
-        return tuple(map(_ENV_DATA.get, _SWITCH_KEYS))
-    return tuple(map(os.environ.get, PIPELINE_SWITCHES))
+def settings_version() -> int:
+    """Bumped by every change of fftconv_ext.backends: the in-memory keys of
+    decided calls hold it, so a changed setting is measured anew."""
+    return backends._version
 
 
 def problem_key(device: torch.device, dtype: torch.dtype, x_shape: tuple, w_shape: tuple, args: tuple) -> str:
     threads = torch.get_num_threads() if device.type == "cpu" else 0
-    return "|".join(map(str, (_device_name(device), torch.__version__, build_id(), pipeline_switches(), threads,
+    return "|".join(map(str, (_device_name(device), torch.__version__, build_id(), backends.pipeline_key(), threads,
                               dtype, x_shape, w_shape, args)))
 
 
@@ -211,7 +199,7 @@ def _measure(run_fft: Callable[[], torch.Tensor], run_direct: Callable[[], torch
 
 
 def _fast_key(x: torch.Tensor, w_shape: tuple, args: tuple) -> tuple:
-    return (x.device, x.dtype, tuple(x.shape), w_shape, args, torch.get_num_threads(), pipeline_switches())
+    return (x.device, x.dtype, tuple(x.shape), w_shape, args, torch.get_num_threads(), backends._version)
 
 
 def choose(x: torch.Tensor, w: torch.Tensor, args: tuple, geometry: tuple,
@@ -271,5 +259,5 @@ def clear_memory() -> None:
     with _lock:
         _memory.clear()
         _fast.clear()
-        plans.clear()
+        decided_calls.clear()
         _loaded_from = None

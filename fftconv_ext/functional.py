@@ -14,8 +14,8 @@ import torch.nn.functional as F
 
 from . import _C, _ops  # noqa: F401  (_ops registers fake kernels and autograd)
 from . import algo as _algo
-from .algo import ALGOS, _is_tracing, choose, pipeline_switches
-from .algo import plans as _plans
+from .algo import ALGOS, _is_tracing, choose, settings_version
+from .algo import decided_calls as _decided_calls
 
 __all__ = ["conv1d", "conv2d", "ConvArgumentError", "ALGOS"]
 
@@ -115,14 +115,14 @@ def _resolve_padding(padding, kernel: Sequence[int], stride, dilation, fname: st
 # to the chosen path: the checks, padding resolution and choice cost ~20 us of
 # Python, a fifth of a small direct convolution. Keyed by everything the checks
 # and the choice depend on; never used while tracing.
-_MAX_PLANS = 4096
+_MAX_DECIDED_CALLS = 4096
 
 
-def _plan_key(input, weight, bias, stride, padding, dilation, groups, padding_mode, dim):
+def _call_key(input, weight, bias, stride, padding, dilation, groups, padding_mode, dim):
     try:
         key = (dim, type(input), input.shape, input.dtype, input.device, type(weight), weight.shape, weight.dtype,
                weight.device, None if bias is None else (type(bias), bias.shape, bias.dtype, bias.device),
-               stride, padding, dilation, groups, padding_mode, torch.get_num_threads(), pipeline_switches())
+               stride, padding, dilation, groups, padding_mode, torch.get_num_threads(), settings_version())
         hash(key)
         return key
     except (TypeError, AttributeError):  # unhashable arguments (lists) or non-tensors: no fast path
@@ -134,11 +134,11 @@ def _conv_nd(input, weight, bias, stride, padding, dilation, groups, padding_mod
     if isinstance(algo, str) and not torch.compiler.is_compiling():
         # a call seen before (same shapes, dtypes, devices and arguments, all
         # validated then) skips the checks: ~15 us per call
-        key = _plan_key(input, weight, bias, stride, padding, dilation, groups, padding_mode, dim)
+        key = _call_key(input, weight, bias, stride, padding, dilation, groups, padding_mode, dim)
         key = None if key is None else key + (algo,)
-        plan = _plans.get(key) if key is not None else None
-        if plan is not None:
-            return plan(input, weight, bias)
+        decided = _decided_calls.get(key) if key is not None else None
+        if decided is not None:
+            return decided(input, weight, bias)
     fname = f"conv{dim}d"
     _check_tensors(input, weight, bias, dim, fname)
     stride = _tuple(stride, dim, "stride")
@@ -201,51 +201,51 @@ def _conv_nd(input, weight, bias, stride, padding, dilation, groups, padding_mod
         choice = choose(x, weight, args, geometry, run_fft, run_direct)
         y = run_fft() if choice == "fft" else run_direct()
     if key is not None and not _is_tracing(x):
-        if len(_plans) >= _MAX_PLANS:
-            _plans.clear()
-        plan_args = (unbatched, stride, padding, pads, dilation, groups, padding_mode, dim, x)
+        if len(_decided_calls) >= _MAX_DECIDED_CALLS:
+            _decided_calls.clear()
+        call_args = (unbatched, stride, padding, pads, dilation, groups, padding_mode, dim, x)
         if algo == "auto" and _algo.measured(tuple(x.shape), tuple(weight.shape), geometry):
-            _plans[key] = _rechecking_plan(key, choice, args, plan_args)
+            _decided_calls[key] = _rechecking_call(key, choice, args, call_args)
         else:
-            _plans[key] = _make_plan(choice, *plan_args)
+            _decided_calls[key] = _decided_call(choice, *call_args)
     return y.squeeze(0) if unbatched else y
 
 
-def _rechecking_plan(key, choice, args, plan_args):
+def _rechecking_call(key, choice, args, call_args):
     """The decided call of algo='auto', which at its RECHECK_AT-th call measures the two
-    paths once more (algo.recheck) and hands over to the plan of the final choice."""
-    plans = {c: _make_plan(c, *plan_args) for c in ("fft", "direct")}
-    unbatched = plan_args[0]
+    paths once more (algo.recheck) and hands over to the decided call of the final choice."""
+    paths = {c: _decided_call(c, *call_args) for c in ("fft", "direct")}
+    unbatched = call_args[0]
     calls = 1  # the call that made the choice
 
-    def plan(inp, w, b):
+    def call(inp, w, b):
         nonlocal calls
         calls += 1
         if calls < _algo.RECHECK_AT:
-            return plans[choice](inp, w, b)
+            return paths[choice](inp, w, b)
         xb = inp.unsqueeze(0) if unbatched else inp
-        final = _algo.recheck(xb, w, args, choice, lambda: plans["fft"](inp, w, b),
-                              lambda: plans["direct"](inp, w, b))
-        _plans[key] = plans[final]
-        return plans[final](inp, w, b)
-    return plan
+        final = _algo.recheck(xb, w, args, choice, lambda: paths["fft"](inp, w, b),
+                              lambda: paths["direct"](inp, w, b))
+        _decided_calls[key] = paths[final]
+        return paths[final](inp, w, b)
+    return call
 
 
-def _make_plan(choice, unbatched, stride, padding, pads, dilation, groups, padding_mode, dim, x):
-    """The decided call for later calls with the same arguments (see _plan_key)."""
+def _decided_call(choice, unbatched, stride, padding, pads, dilation, groups, padding_mode, dim, x):
+    """The decided call for later calls with the same arguments (see _call_key)."""
     if choice == "direct" and padding_mode == "zeros" and not unbatched and not (
             x.device.type == "cpu" and x.dtype in _LOW_PRECISION):
         conv = F.conv1d if dim == 1 else F.conv2d
         return lambda inp, w, b: conv(inp, w, b, stride, padding, dilation, groups)
 
-    def plan(inp, w, b):
+    def call(inp, w, b):
         xb = inp.unsqueeze(0) if unbatched else inp
         if choice == "fft":
             y = _fft_conv(xb, w, b, stride, pads, dilation, groups, padding_mode, dim)
         else:
             y = _direct_conv(xb, w, b, stride, padding, pads, dilation, groups, padding_mode, dim)
         return y.squeeze(0) if unbatched else y
-    return plan
+    return call
 
 
 def _direct_conv(x, weight, bias, stride, padding, pads, dilation, groups, padding_mode, dim):
@@ -263,7 +263,7 @@ def _direct_conv(x, weight, bias, stride, padding, pads, dilation, groups, paddi
 
 
 def _fft_conv(x, weight, bias, stride, pads, dilation, groups, padding_mode, dim):
-    """The fused FFT operator, with padding modes resolved (rule 8)."""
+    """The fused FFT operator, with padding modes resolved (docs/design.md §8)."""
     kernel = tuple(weight.shape[2:])
     out_dtype = x.dtype
     if out_dtype in _LOW_PRECISION:  # computed in float32, returned in the input dtype
@@ -277,7 +277,7 @@ def _fft_conv(x, weight, bias, stride, pads, dilation, groups, padding_mode, dim
         native_circular = padding_mode == "circular" and all(
             pl + pr <= d * (k - 1) for (pl, pr), k, d in zip(pads, kernel, dilation))
         if native_circular:
-            circular = True  # rule 8: a circular correlation, no padding at all
+            circular = True  # docs/design.md §8: a circular correlation, no padding at all
         else:
             flat = [p for lr in reversed(pads) for p in lr]
             x = F.pad(x, flat, mode=padding_mode)

@@ -40,7 +40,7 @@ CASES = [
     (2, 16, 16, 16, (13, 13), (6, 6, 6, 6), (1, 1), 1),      # n = 24 (radix 3)
     (3, 13, 20, 22, (9, 9), (4, 4, 4, 4), (1, 1), 1),        # a partial channel group, n_w = 28 (radix 7)
     (1, 16, 7, 12, (4, 6), (1, 2, 3, 2), (2, 1), 1),         # even kernels, asymmetric padding, dilation
-    (2, 16, 14, 14, (31, 31), (15, 15, 15, 15), (1, 1), 1),  # taps dropped (rule 2)
+    (2, 16, 14, 14, (31, 31), (15, 15, 15, 15), (1, 1), 1),  # taps dropped (docs/design.md §2)
     (1, 16, 5, 36, (3, 7), (1, 1, 3, 3), (1, 1), 1),         # n_w = 40 (radix 5)
     (2, 16, 1, 50, (1, 9), (0, 0, 4, 4), (1, 1), 1),         # one-row planes (n_h = 1)
     (1, 16, 30, 30, (7, 7), (0, 0, 0, 0), (1, 1), 1),        # 'valid': output smaller than the input

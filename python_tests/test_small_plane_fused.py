@@ -271,7 +271,7 @@ def test_backward_every_compiled_length_pair(nh, nw):
     ((1, 2, 12, 30), (4, 6), (1, 2, 3, 2), (1, 1)),         # even kernels, asymmetric padding
     ((2, 2, 24, 24), (9, 9), (0, 0, 0, 0), (1, 1)),         # valid: output smaller than the input
     ((2, 2, 10, 10), (3, 3), (6, 6, 6, 6), (1, 1)),         # output larger than the input
-    ((2, 2, 14, 14), (31, 31), (15, 15, 15, 15), (1, 1)),   # taps dropped (rule 2)
+    ((2, 2, 14, 14), (31, 31), (15, 15, 15, 15), (1, 1)),   # taps dropped (docs/design.md §2)
 ])
 def test_backward_geometries(case, dtype):
     x_shape, k, padding, dilation = case

@@ -4,8 +4,8 @@
 
 #include <cmath>
 
-#include "../fftconv/conv_ops.h"
-#include "check.h"
+#include "cpu/conv_cpu.h"
+#include "tests/check.h"
 
 using namespace fftconv;
 

@@ -5,7 +5,7 @@
 #include <cstdio>
 #include <random>
 
-#include "../fftconv/fast_divide.h"
+#include "core/fast_divide.h"
 
 int main() {
   int64_t checked = 0, failed = 0;

@@ -1,13 +1,13 @@
-// Geometry: fast sizes, the alias-free length (rule 1), dropped taps (rule 2),
-// shifted tap slots (rule 3), checked against brute-force direct correlation;
+// Geometry: fast sizes, the alias-free length, dropped taps and
+// shifted tap slots (docs/design.md §1-§3), checked against brute-force direct correlation;
 // 64-bit arithmetic past 2^31.
 #include <cmath>
 #include <cstdint>
 #include <random>
 #include <vector>
 
-#include "../fftconv/geometry.h"
-#include "check.h"
+#include "core/geometry.h"
+#include "tests/check.h"
 
 using namespace fftconv;
 
@@ -61,10 +61,10 @@ static std::vector<double> direct(const std::vector<double>& x, const std::vecto
   return y;
 }
 
-// The same through the plan: x at [0, H) of a zero buffer of n_fft, kept taps
+// The same through the geometry: x at [0, H) of a zero buffer of n_fft, kept taps
 // at their slots, circular correlation, outputs read at i*stride.
 static std::vector<double> via_plan(const std::vector<double>& x, const std::vector<double>& w,
-                                    const AxisPlan& p) {
+                                    const AxisGeometry& p) {
   const int64_t N = p.n_fft;
   std::vector<double> buf(N, 0.0), ker(N, 0.0), y(p.out_len, 0.0);
   for (int64_t m = 0; m < p.in_len; ++m) buf[m] = x[m];
@@ -83,7 +83,7 @@ static void test_alias_free_random(int cases) {
     const int64_t pl = rng() % 25, pr = rng() % 25, s = 1 + rng() % 3, d = 1 + rng() % 3;
     const bool circular = (rng() % 4 == 0);
     if (conv_output_length(H, k, pl, pr, s, d) == 0) continue;
-    AxisPlan p = make_axis_plan(H, k, pl, pr, s, d, circular, /*fast=*/false);
+    AxisGeometry p = make_axis_geometry(H, k, pl, pr, s, d, circular, /*fast=*/false);
     if (circular && p.dense_len > H) continue;  // handled by an explicit pad upstream
     std::vector<double> x(H), w(k);
     for (auto& v : x) v = normal(rng);
@@ -99,7 +99,7 @@ static void test_alias_free_random(int cases) {
     // never larger than the textbook H + k_eff - 1 when padding stays inside the kernel reach
     if (!circular && pl <= d * (k - 1) && pr <= d * (k - 1)) EXPECT(p.n_fft <= H + d * (k - 1));
     // the fast size is alias-free too (any N above the bound is)
-    AxisPlan pf = make_axis_plan(H, k, pl, pr, s, d, circular, /*fast=*/true);
+    AxisGeometry pf = make_axis_geometry(H, k, pl, pr, s, d, circular, /*fast=*/true);
     EXPECT((is_fast_size(pf.n_fft) && (pf.n_fft % 2 == 0 || pf.n_fft == 1)) || circular);
     const auto gotf = via_plan(x, w, pf);
     for (size_t i = 0; i < ref.size(); ++i) EXPECT(std::fabs(ref[i] - gotf[i]) <= 1e-9 * (1 + std::fabs(ref[i])));
@@ -111,13 +111,13 @@ static void test_alias_free_random(int cases) {
 
 static void test_rules_at_known_shapes() {
   // 'same' on 56 with k = 31: 56 + 15 = 71 -> 72; textbook 86 -> 90.
-  AxisPlan p = make_axis_plan(56, 31, 15, 15, 1, 1, false);
+  AxisGeometry p = make_axis_geometry(56, 31, 15, 15, 1, 1, false);
   EXPECT(p.n_fft == 72 && p.tap_count == 31 && p.out_len == 56);
   // 31 taps on a 14-wide map with 'same': only 27 taps can reach the input.
-  AxisPlan q = make_axis_plan(14, 31, 15, 15, 1, 1, false);
+  AxisGeometry q = make_axis_geometry(14, 31, 15, 15, 1, 1, false);
   EXPECT(q.tap_count == 27 && q.tap_begin == 2 && q.n_fft == 28);  // 27 rounded to even
   // circular: the period is the input.
-  AxisPlan c = make_axis_plan(10, 3, 1, 1, 1, 1, true);
+  AxisGeometry c = make_axis_geometry(10, 3, 1, 1, 1, 1, true);
   EXPECT(c.n_fft == 10 && c.shift == 1);
 }
 
@@ -125,7 +125,7 @@ static void test_64bit() {
   const int64_t big = (int64_t(1) << 33) + 5;  // past 2^31 and 2^32
   EXPECT(conv_output_length(big, 31, 15, 15, 1, 1) == big);
   EXPECT(conv_output_length(big, 3, 0, 0, 2, 1) == (big - 3) / 2 + 1);
-  AxisPlan p = make_axis_plan(big, 31, 15, 15, 1, 1, false, /*fast=*/false);
+  AxisGeometry p = make_axis_geometry(big, 31, 15, 15, 1, 1, false, /*fast=*/false);
   EXPECT(p.n_fft == big + 15 && p.dense_len == big);
   EXPECT(tap_slot(p, 0) == big + 15 - 15);  // -15 mod N
   EXPECT(wrap_index(-(int64_t(1) << 40), 7) == ((-(int64_t(1) << 40)) % 7 + 7) % 7);

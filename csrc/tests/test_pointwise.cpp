@@ -3,8 +3,8 @@
 #include <cstdint>
 #include <vector>
 
-#include "../fftconv/pointwise.h"
-#include "check.h"
+#include "core/pointwise.h"
+#include "tests/check.h"
 
 using namespace fftconv;
 
@@ -67,8 +67,8 @@ static void test_crop_and_gather() {
   double buf[8 * 8];
   for (int i = 0; i < 64; ++i) buf[i] = i;
   EXPECT(crop_store_value(buf, 5, 2, 2, 1, 1, 0.5) == buf[2 * 5 + 2] + 0.5);
-  AxisPlan ph = make_axis_plan(4, 3, 1, 1, 1, 1, false, false);
-  AxisPlan pw = make_axis_plan(5, 3, 1, 1, 1, 1, false, false);
+  AxisGeometry ph = make_axis_geometry(4, 3, 1, 1, 1, 1, false, false);
+  AxisGeometry pw = make_axis_geometry(5, 3, 1, 1, 1, 1, false, false);
   // tap 0 sits at slot -1 mod N: the last row/column.
   EXPECT(gather_tap_value(buf, pw.n_fft, ph, pw, 0, 0) == buf[(ph.n_fft - 1) * pw.n_fft + pw.n_fft - 1]);
 }

@@ -5,8 +5,8 @@
 #include <random>
 #include <vector>
 
-#include "../fftconv/register_fft.h"
-#include "check.h"
+#include "core/register_fft.h"
+#include "tests/check.h"
 
 using namespace fftconv;
 

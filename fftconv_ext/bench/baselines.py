@@ -44,7 +44,7 @@ def _next_fast(n: int) -> int:
 
 class BestFFTComposition:
     """The best pure-torch.fft depthwise correlation we know how to write
-    (DESIGN.md §2 rules 1-5), the bar the compiled operator has to clear:
+    (docs/design.md §1-§5), the bar the compiled operator has to clear:
 
     1. smallest alias-free length next_fast(H + pad) per axis, not H + k - 1;
     2. (taps never reaching the input only matter when k > H + pad; not needed at these shapes);
@@ -56,7 +56,7 @@ class BestFFTComposition:
     Planes go through all stages in chunks of `chunk` planes: 32 on CPU (cache
     blocking); on CUDA as many as 256 MiB of spectra hold, since there every chunk
     costs kernel launches and the GPU needs whole batches to fill. ``two_d=True``
-    replaces rule 4 by one 2-D rfft2/irfft2 pair over the padded planes (cuFFT's
+    replaces docs/design.md §4 by one 2-D rfft2/irfft2 pair over the padded planes (cuFFT's
     fused 2-D plans can beat the skipped rows on a GPU); the benchmark times both on
     CUDA and holds us to the faster.
     Stride 1, symmetric zero padding, depthwise (groups == channels == out_channels).

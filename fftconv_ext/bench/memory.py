@@ -49,14 +49,14 @@ def forward_memory(x: torch.Tensor, w: torch.Tensor, pad: int, groups: int) -> D
     def call():
         with torch.no_grad():
             return fftconv_ext.conv2d(x, w, padding=pad, groups=groups, algo="fft")
-    try:  # the spectrum cache's limit only (set_cache_limit would resize the cuFFT plan cache too)
-        _C._set_spectrum_cache_limit(max(limit, 1))
+    try:  # the spectrum cache's limit only (-1: the cuFFT plan cache keeps its limit)
+        _C.set_cache_limits(max(limit, 1), -1)
         first = peak_allocated_bytes(call, x.device)
         again = peak_allocated_bytes(call, x.device)
-        _C._set_spectrum_cache_limit(0)
+        _C.set_cache_limits(0, -1)
         off = peak_allocated_bytes(call, x.device)
     finally:
-        _C._set_spectrum_cache_limit(limit)
+        _C.set_cache_limits(limit, -1)
     out = first["out"]
     return {"output_bytes": out,
             "first_call_extra_bytes": first["peak"] - out, "first_call_extra_over_output": (first["peak"] - out) / out,

@@ -1,4 +1,0 @@
-// The fused small-plane kernels with n_h = 64 (small_plane_kernel.cuh).
-#include "small_plane_kernel.cuh"
-
-FFTCONV_SMALL_PLANE_INSTANTIATE(64)

@@ -1,0 +1,89 @@
+// fftconv_ext._C: importing it loads this library, which registers the
+// torch.ops.fftconv operators (ops.cpp and the backends' TORCH_LIBRARY_IMPL).
+// The Python module itself carries only what the package uses: build
+// information, the FFT lengths (for algo="auto"), the settings and the caches.
+// Test hooks live in fftconv_ext._testing (testing/testing.cpp).
+#include <torch/extension.h>
+
+#include <vector>
+
+#include "conv/arguments.h"
+#include "conv/spectrum_cache.h"
+#include "settings.h"
+#ifdef FFTCONV_WITH_CUDA
+#include "cuda/cufft_plan_cache.h"
+#endif
+#if defined(__GNUC__) && defined(__x86_64__)
+#include "cpu/isa_dispatch.h"
+#endif
+
+namespace fftconv {
+namespace {
+
+bool built_with_cuda() {
+#ifdef FFTCONV_WITH_CUDA
+  return true;
+#else
+  return false;
+#endif
+}
+
+// The instruction-set build of the CPU's vector loops (decided once per process).
+std::string cpu_isa() {
+#if defined(__GNUC__) && defined(__x86_64__)
+  return cpu::cpu_has_avx2_fma() ? "avx2+fma" : "baseline";
+#else
+  return "baseline";
+#endif
+}
+
+// (n_fft_h, n_fft_w) the operator uses for a problem (docs/design.md §1).
+std::vector<int64_t> fft_shape(at::IntArrayRef input_size, at::IntArrayRef weight_size, at::IntArrayRef stride,
+                               at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups, bool circular) {
+  const ConvGeometry2d p =
+      geometry_from_shapes(input_size, weight_size, parse_conv_args(stride, padding, dilation, groups, circular));
+  return {p.h.n_fft, p.w.n_fft};
+}
+
+// spectra: the kernel-spectrum cache's limit; plans: the cuFFT plan cache's (negative: unchanged).
+void set_cache_limits(int64_t spectra, int64_t plans) {
+  set_spectrum_cache_limit(spectra);
+#ifdef FFTCONV_WITH_CUDA
+  if (plans >= 0) cuda::set_plan_cache_limit(plans);
+#else
+  (void)plans;
+#endif
+}
+
+void clear_caches() {
+  clear_spectrum_cache();
+#ifdef FFTCONV_WITH_CUDA
+  cuda::clear_plan_cache();
+#endif
+}
+
+std::vector<int64_t> cache_info() {
+#ifdef FFTCONV_WITH_CUDA
+  const int64_t plans = cuda::plan_cache_size();
+#else
+  const int64_t plans = 0;
+#endif
+  return {spectrum_cache_limit(), spectrum_cache_size(), plans};
+}
+
+}  // namespace
+}  // namespace fftconv
+
+PYBIND11_MODULE(_C, m) {
+  m.def("built_with_cuda", &fftconv::built_with_cuda, "True when the CUDA/cuFFT kernels are compiled in.");
+  m.def("cpu_isa", &fftconv::cpu_isa, "'avx2+fma' or 'baseline': the build of the CPU vector loops that runs.");
+  m.def("fft_shape", &fftconv::fft_shape, "(n_fft_h, n_fft_w) used for a conv2d problem.", py::arg("input_size"),
+        py::arg("weight_size"), py::arg("stride"), py::arg("padding"), py::arg("dilation"), py::arg("groups"),
+        py::arg("circular"));
+  m.def("setting_names", &fftconv::setting_names);
+  m.def("get_setting", &fftconv::get_setting, py::arg("name"));
+  m.def("set_setting", &fftconv::set_setting, py::arg("name"), py::arg("value"));
+  m.def("set_cache_limits", &fftconv::set_cache_limits, py::arg("spectra"), py::arg("plans"));
+  m.def("clear_caches", &fftconv::clear_caches);
+  m.def("cache_info", &fftconv::cache_info, "(spectrum cache limit, cached spectra, cached cuFFT plans)");
+}

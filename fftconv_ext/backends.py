@@ -1,0 +1,184 @@
+"""Run-time settings of the operator, in the style of ``torch.backends.cudnn``.
+
+    >>> import fftconv_ext
+    >>> fftconv_ext.backends.cpu_lanes = False          # for the rest of the process
+    >>> with fftconv_ext.backends.flags(cuda_fused=True):  # for a block
+    ...     y = fftconv_ext.conv2d(x, w, padding="same", groups=x.shape[1])
+
+=========================  ===========================================================  =========
+attribute                  effect                                                        default
+=========================  ===========================================================  =========
+``cpu_lanes``              CPU: depthwise stride-1 small planes take the lane pipeline   ``True``
+                           (docs/design.md §12); ``False``: the chunked pipeline
+``cpu_chunk_bytes``        CPU: spectra bytes per chunk of the chunked pipeline          1 MiB
+``device_checks``          the forward's NaN/Inf and silent-edit checks made on the      ``None``
+                           device without a host wait (docs/design.md §14); ``None``:
+                           the device's default (on for CUDA, off for the CPU)
+``cuda_fused``             CUDA: the fused small-plane kernels (docs/design.md §13).     ``False``
+                           Opt-in: not yet measured on a GPU
+``cuda_fused_shared_kb``   CUDA: shared memory per block of the fused forward kernel     48
+``cache_dir``              where ``algo="auto"`` remembers its choices (``algo.json``)   ``~/.cache/fftconv_ext``
+``cpu_isa``                read-only: ``"avx2+fma"`` or ``"baseline"``, the build of     (detected)
+                           the CPU vector loops that runs
+=========================  ===========================================================  =========
+
+Every default except ``cache_dir`` is what has been measured on that device. The
+environment variables ``FFTCONV_CPU_LANES``, ``FFTCONV_CPU_CHUNK_BYTES``,
+``FFTCONV_DEVICE_CHECKS``, ``FFTCONV_CUDA_FUSED``, ``FFTCONV_CUDA_FUSED_SHARED_KB`` and
+``FFTCONV_CACHE_DIR`` are read once, when the package is imported, as start-up defaults;
+``FFTCONV_CPU_BASELINE=1`` (read once by the compiled code) forces the baseline CPU build.
+Later changes to the environment have no effect: use the attributes.
+
+The settings are process-wide, like ``torch.backends.cudnn``'s; ``flags`` restores the
+previous values on exit, also on an exception.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import types
+from typing import Iterator, Optional
+
+from . import _C
+
+_DEFAULT_CACHE_DIR = os.path.join(os.path.expanduser("~"), ".cache", "fftconv_ext")
+_BOOL_WORDS = {"1": True, "0": False, "true": True, "false": False, "on": True, "off": False}
+
+
+def _check_bool(name: str, value) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"fftconv_ext.backends.{name} must be a bool, got {value!r}")
+    return value
+
+
+def _check_int(name: str, value, lo: int, hi: Optional[int] = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < lo or (hi is not None and value > hi):
+        bound = f"in [{lo}, {hi}]" if hi is not None else f">= {lo}"
+        raise ValueError(f"fftconv_ext.backends.{name} must be an int {bound}, got {value!r}")
+    return int(value)
+
+
+class _Backends(types.ModuleType):
+    """The module's class: attribute access goes to the compiled settings."""
+
+    # the settings version: bumped by every change, so caches of decided calls
+    # (fftconv_ext.algo) key on one int instead of reading every setting per call
+    _version = 0
+
+    def _set(self, name: str, value: int) -> None:
+        _C.set_setting(name, value)
+        type(self)._version += 1
+
+    @property
+    def cpu_lanes(self) -> bool:
+        return bool(_C.get_setting("cpu_lanes"))
+
+    @cpu_lanes.setter
+    def cpu_lanes(self, value: bool) -> None:
+        self._set("cpu_lanes", int(_check_bool("cpu_lanes", value)))
+
+    @property
+    def cpu_chunk_bytes(self) -> int:
+        return int(_C.get_setting("cpu_chunk_bytes"))
+
+    @cpu_chunk_bytes.setter
+    def cpu_chunk_bytes(self, value: int) -> None:
+        self._set("cpu_chunk_bytes", _check_int("cpu_chunk_bytes", value, 4096))
+
+    @property
+    def device_checks(self) -> Optional[bool]:
+        v = _C.get_setting("device_checks")
+        return None if v < 0 else bool(v)
+
+    @device_checks.setter
+    def device_checks(self, value: Optional[bool]) -> None:
+        if value is not None and not isinstance(value, bool):
+            raise TypeError(f"fftconv_ext.backends.device_checks must be None, True or False, got {value!r}")
+        self._set("device_checks", -1 if value is None else int(value))
+
+    @property
+    def cuda_fused(self) -> bool:
+        return bool(_C.get_setting("cuda_fused"))
+
+    @cuda_fused.setter
+    def cuda_fused(self, value: bool) -> None:
+        self._set("cuda_fused", int(_check_bool("cuda_fused", value)))
+
+    @property
+    def cuda_fused_shared_kb(self) -> int:
+        return int(_C.get_setting("cuda_fused_shared_bytes")) >> 10
+
+    @cuda_fused_shared_kb.setter
+    def cuda_fused_shared_kb(self, value: int) -> None:
+        self._set("cuda_fused_shared_bytes", _check_int("cuda_fused_shared_kb", value, 1, 200) << 10)
+
+    _cache_dir = _DEFAULT_CACHE_DIR
+
+    @property
+    def cache_dir(self) -> str:
+        return type(self)._cache_dir
+
+    @cache_dir.setter
+    def cache_dir(self, value) -> None:
+        if not isinstance(value, (str, os.PathLike)) or not str(value):
+            raise TypeError(f"fftconv_ext.backends.cache_dir must be a non-empty path, got {value!r}")
+        type(self)._cache_dir = os.fspath(value)
+        type(self)._version += 1
+
+    @property
+    def cpu_isa(self) -> str:
+        return _C.cpu_isa()
+
+    def pipeline_key(self) -> tuple:
+        """The settings that select among the operator's pipelines: a choice
+        ``algo="auto"`` measured under one of them says nothing about another."""
+        return (self.cpu_lanes, self.cpu_isa, self.cpu_chunk_bytes, self.device_checks, self.cuda_fused,
+                self.cuda_fused_shared_kb)
+
+    @contextlib.contextmanager
+    def flags(self, **settings) -> Iterator[None]:
+        """Set attributes for the duration of a ``with`` block, then restore them.
+
+        ``with fftconv_ext.backends.flags(cpu_lanes=False, device_checks=True): ...``
+        """
+        names = ("cpu_lanes", "cpu_chunk_bytes", "device_checks", "cuda_fused", "cuda_fused_shared_kb",
+                 "cache_dir")
+        unknown = sorted(set(settings) - set(names))
+        if unknown:
+            raise TypeError(f"fftconv_ext.backends.flags: unknown setting(s) {unknown}; expected some of {list(names)}")
+        old = {name: getattr(self, name) for name in settings}
+        try:
+            for name, value in settings.items():
+                setattr(self, name, value)
+            yield
+        finally:
+            for name, value in old.items():
+                setattr(self, name, value)
+
+
+def _read_environment(module: _Backends) -> None:
+    """The FFTCONV_* variables as start-up defaults (read once, here)."""
+    env = os.environ
+
+    def word(var: str) -> Optional[bool]:
+        v = env.get(var)
+        return None if v is None else _BOOL_WORDS.get(v.strip().lower())
+
+    if word("FFTCONV_CPU_LANES") is not None:
+        module.cpu_lanes = word("FFTCONV_CPU_LANES")
+    if env.get("FFTCONV_CPU_CHUNK_BYTES", "").isdigit() and int(env["FFTCONV_CPU_CHUNK_BYTES"]) >= 4096:
+        module.cpu_chunk_bytes = int(env["FFTCONV_CPU_CHUNK_BYTES"])
+    if word("FFTCONV_DEVICE_CHECKS") is not None:
+        module.device_checks = word("FFTCONV_DEVICE_CHECKS")
+    if word("FFTCONV_CUDA_FUSED") is not None:
+        module.cuda_fused = word("FFTCONV_CUDA_FUSED")
+    kb = env.get("FFTCONV_CUDA_FUSED_SHARED_KB", "")
+    if kb.isdigit() and 1 <= int(kb) <= 200:
+        module.cuda_fused_shared_kb = int(kb)
+    if env.get("FFTCONV_CACHE_DIR"):
+        module.cache_dir = env["FFTCONV_CACHE_DIR"]
+
+
+sys.modules[__name__].__class__ = _Backends
+_read_environment(sys.modules[__name__])
