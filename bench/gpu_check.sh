@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# GPU check for a lent H100/H200 (torch 2.11 + nvcc 13.0 there, no network):
+# GPU check for an H100/H200 machine (torch 2.11 + nvcc 13.0 there, no network):
 # build for sm_90 (unless an sm_90 build for this torch and Python was carried
 # along and imports), run the CUDA tests, the quick benchmark against cuDNN and
 # torch.fft, a kernel profile of the target layer, fourier_mix against torch.fft,
-# and the fused small-plane kernel (FFTCONV_CUDA_FUSED=1): its A/B against the
+# and the fused small-plane kernel (FFTCONV_CUDA_FUSED=1, the start-up default of
+# fftconv_ext.backends.cuda_fused): its A/B against the
 # cuFFT pipeline and the quick benchmark again with it on.
-# Writes under $OUT (what the device tool brings back):
+# Writes under $OUT:
 #   gpu_check.log  build.log  cuda_tests.xml  cuda_tests_fused.xml  <gpu>.json/.md/.png  gpu_extra.json
 #   gpu_fused_ab.json  fused/<gpu>.json/.md/.png
 # Every stage has its own time limit; with a carried build the whole check
@@ -32,9 +33,9 @@ fi
 
 stamp "== build (sm_90) =="
 if python3 -c "import fftconv_ext, sys; sys.exit(0 if fftconv_ext.built_with_cuda() else 1)" 2>/dev/null; then
-  echo "using the carried sm_90 build: $(ls fftconv_ext/_C*.so)" | tee "$OUT/build.log"
+  echo "using the carried sm_90 build: $(ls fftconv_ext/_C*.so fftconv_ext/_testing*.so)" | tee "$OUT/build.log"
 else
-  rm -f fftconv_ext/_C*.so
+  rm -f fftconv_ext/_C*.so fftconv_ext/_testing*.so
   FFTCONV_FORCE_CUDA=1 TORCH_CUDA_ARCH_LIST="9.0" MAX_JOBS=16 timeout 300 \
     python3 setup.py build_ext --inplace > "$OUT/build.log" 2>&1
   tail -3 "$OUT/build.log"
@@ -47,26 +48,26 @@ timeout 100 python3 -m pytest -q -p no:cacheprovider --rootdir=. -o addopts="" -
   python_tests/test_small_plane_fused.py python_tests/test_device_checks.py \
   --junitxml="$OUT/cuda_tests.xml" 2>&1 | tail -60
 
-# The device checks (csrc/fftconv/device_checks.h, default on for CUDA) had not run on a GPU
+# The device checks (csrc/nonfinite/device_checks.h, default on for CUDA) had not run on a GPU
 # when this script was written: if their smoke test fails, the rest of the check runs with
 # them off, so that the benchmark still measures the operator.
 stamp "== device checks smoke test =="
 if ! timeout 20 python3 - <<'PY'
-import torch, fftconv_ext
+import torch, fftconv_ext, fftconv_ext._testing
 x = torch.randn(4, 64, 32, 32, device="cuda")
 w = torch.randn(64, 1, 31, 31, device="cuda") / 31
 ref = torch.nn.functional.conv2d(x.double(), w.double(), padding=15, groups=64)
-h0 = fftconv_ext._C._spectrum_cache_unchecked_hits()
+h0 = fftconv_ext._testing.spectrum_cache_unchecked_hits()
 for _ in range(3):
     y = fftconv_ext.conv2d(x, w, padding=15, groups=64, algo="fft")
 torch.cuda.synchronize()
 err = ((y.double() - ref).norm() / ref.norm()).item()
-hits = fftconv_ext._C._spectrum_cache_unchecked_hits() - h0
+hits = fftconv_ext._testing.spectrum_cache_unchecked_hits() - h0
 print(f"device checks: {hits} unchecked hits of 3 calls, rel err {err:.1e}")
 assert hits == 2 and err < 1e-5
 PY
 then
-  echo "!! device checks failed their smoke test: FFTCONV_DEVICE_CHECKS=0 for the rest of this check"
+  echo "!! device checks failed their smoke test: off (FFTCONV_DEVICE_CHECKS=0) for the rest of this check"
   export FFTCONV_DEVICE_CHECKS=0
 fi
 

@@ -16,23 +16,22 @@ import torch
 import torch.nn.functional as F
 
 import fftconv_ext
+import fftconv_ext._testing  # which layers the fused kernel takes (a developer script: test hooks are fine here)
 from fftconv_ext.bench.baselines import BestFFTComposition
 from fftconv_ext.bench.timing import time_interleaved
 
 LAYERS = [(16, 7), (16, 13), (16, 31), (32, 7), (32, 13), (32, 31), (64, 7), (64, 31)]
 
 
-# gpu_check.sh sets FFTCONV_DEVICE_CHECKS=0 when the device checks fail their smoke test:
-# then every variant checks on the host.
-DEVICE_CHECKS_OFF = os.environ.get("FFTCONV_DEVICE_CHECKS") == "0"
+# gpu_check.sh starts this with FFTCONV_DEVICE_CHECKS=0 when the device checks fail their smoke
+# test (a start-up default of fftconv_ext.backends): then every variant checks on the host.
+DEVICE_CHECKS_OFF = fftconv_ext.backends.device_checks is False
 
 
 def _ours(fused: bool, pad, device_checks: bool = True):
     def conv(x, w, b):
-        # read by the operator on every call
-        os.environ["FFTCONV_CUDA_FUSED"] = "1" if fused else "0"
-        os.environ["FFTCONV_DEVICE_CHECKS"] = "1" if device_checks and not DEVICE_CHECKS_OFF else "0"
-        return fftconv_ext.conv2d(x, w, b, padding=pad, groups=x.shape[1], algo="fft")
+        with fftconv_ext.backends.flags(cuda_fused=fused, device_checks=device_checks and not DEVICE_CHECKS_OFF):
+            return fftconv_ext.conv2d(x, w, b, padding=pad, groups=x.shape[1], algo="fft")
     return conv
 
 
@@ -71,7 +70,7 @@ def main() -> None:
         w = torch.randn(args.channels, 1, k, k, device=dev)
         b = torch.randn(args.channels, device=dev)
         pad = k // 2
-        lengths = tuple(fftconv_ext._C._small_plane_lengths(list(x.shape), list(w.shape), [1, 1], [pad] * 4,
+        lengths = tuple(fftconv_ext._testing.small_plane_lengths(list(x.shape), list(w.shape), [1, 1], [pad] * 4,
                                                             [1, 1], args.channels, False))
         best = BestFFTComposition()
         convs = {"fused": _ours(True, pad), "cufft": _ours(False, pad), "host checks": _ours(True, pad, False),
@@ -112,18 +111,12 @@ def main() -> None:
     sweep = {}
     for kb in (8, 16, 24, 32, 48, 96):
         def run(kb=kb):
-            os.environ["FFTCONV_CUDA_FUSED_SHARED_KB"] = str(kb)
-            return _ours(True, 15)(x, w, b)
+            with fftconv_ext.backends.flags(cuda_fused_shared_kb=kb):
+                return _ours(True, 15)(x, w, b)
         sweep[f"{kb} KB"] = run
     t = time_interleaved(sweep, dev, warmup=2, rounds=20, max_seconds=0.5, lockstep=True)
     shared = {n: v["median_ms"] for n, v in t.items()}
     print("R32 k31, shared memory per block:", ", ".join(f"{n}: {v:.3f} ms" for n, v in shared.items()))
-    os.environ.pop("FFTCONV_CUDA_FUSED", None)
-    os.environ.pop("FFTCONV_CUDA_FUSED_SHARED_KB", None)
-    if DEVICE_CHECKS_OFF:
-        os.environ["FFTCONV_DEVICE_CHECKS"] = "0"
-    else:
-        os.environ.pop("FFTCONV_DEVICE_CHECKS", None)
     if args.json:
         with open(args.json, "w") as f:
             name = torch.cuda.get_device_name() if dev.type == "cuda" else "cpu"

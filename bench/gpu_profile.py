@@ -16,6 +16,7 @@ import os
 import torch
 from torch.profiler import ProfilerActivity, profile
 
+import fftconv_ext
 from fftconv_ext.bench import impls
 
 
@@ -83,16 +84,16 @@ def main() -> None:
     w = torch.randn(c, 1, k, k, generator=g).to(dev) / k
     b = torch.randn(c, generator=g).to(dev)
     out, wall = {}, {}
-    # gpu_check.sh sets FFTCONV_DEVICE_CHECKS=0 when the device checks fail their smoke test
-    checks_off = os.environ.get("FFTCONV_DEVICE_CHECKS") == "0"
-    # " fused": the fused small-plane kernel (FFTCONV_CUDA_FUSED=1); " host checks": the
-    # finiteness and weight checks read back by the host (FFTCONV_DEVICE_CHECKS=0); both read per call
+    # gpu_check.sh starts this with FFTCONV_DEVICE_CHECKS=0 when the device checks fail their smoke test
+    checks_off = fftconv_ext.backends.device_checks is False
+    # " fused": the fused small-plane kernel (backends.cuda_fused); " host checks": the
+    # finiteness and weight checks read back by the host (backends.device_checks = False)
     names = ("fftconv_ext", "fftconv_ext host checks", "fftconv_ext fused", "fftconv_ext fused host checks",
              "best torch.fft", "best torch.fft 2-D", "F.conv2d")
     with torch.no_grad():
         for name in names:
-            os.environ["FFTCONV_CUDA_FUSED"] = "1" if " fused" in name else "0"
-            os.environ["FFTCONV_DEVICE_CHECKS"] = "0" if name.endswith("host checks") or checks_off else "1"
+            fftconv_ext.backends.cuda_fused = " fused" in name
+            fftconv_ext.backends.device_checks = not (name.endswith("host checks") or checks_off)
             fn = impls.FORWARD[name.replace(" fused", "").replace(" host checks", "")](x, w, b, k // 2, c)
             if fn is None:  # not on this device ("best torch.fft 2-D" is CUDA's)
                 continue
@@ -105,11 +106,8 @@ def main() -> None:
                   f"back to back, {wall[name]['single_median_us']:.1f} us single ({args.shape}, k {k})")
             for r in rows[:10]:
                 print(f"  {r['us_per_rep']:9.1f} us  x{r['calls_per_rep']:<5.1f} {r['kernel']}")
-    os.environ.pop("FFTCONV_CUDA_FUSED", None)
-    if checks_off:
-        os.environ["FFTCONV_DEVICE_CHECKS"] = "0"
-    else:
-        os.environ.pop("FFTCONV_DEVICE_CHECKS", None)
+    fftconv_ext.backends.cuda_fused = False
+    fftconv_ext.backends.device_checks = False if checks_off else None
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"shape": [n, c, h, w_], "kernel": k,

@@ -17,14 +17,9 @@ from __future__ import annotations
 import torch
 
 from . import _C  # noqa: F401  (loads the library that registers the ops)
+from ._shapes import output_length
 
 _ops = torch.ops.fftconv
-
-
-def _out_len(n: int, k: int, pad_l: int, pad_r: int, stride: int, dilation: int) -> int:
-    span = dilation * (k - 1) + 1
-    padded = n + pad_l + pad_r
-    return 0 if padded < span else (padded - span) // stride + 1
 
 
 def output_size(input_size, weight_size, stride, padding, dilation):
@@ -32,8 +27,8 @@ def output_size(input_size, weight_size, stride, padding, dilation):
     return (
         input_size[0],
         weight_size[0],
-        _out_len(input_size[2], weight_size[2], padding[0], padding[1], stride[0], dilation[0]),
-        _out_len(input_size[3], weight_size[3], padding[2], padding[3], stride[1], dilation[1]),
+        output_length(input_size[2], weight_size[2], padding[0], padding[1], stride[0], dilation[0]),
+        output_length(input_size[3], weight_size[3], padding[2], padding[3], stride[1], dilation[1]),
     )
 
 

@@ -29,6 +29,7 @@ from typing import Callable, Dict, Optional
 import torch
 
 from . import backends
+from ._shapes import output_length
 
 ALGOS = ("auto", "fft", "direct")
 _CLEAR_RATIO = 30.0
@@ -136,7 +137,7 @@ def _ratio(x_shape, w_shape, geometry) -> float:
     fft_shape = _C.fft_shape([1, 1] + [1] * lead + list(spatial), [1, 1] + [1] * lead + list(kernel),
                              [1] * lead + list(stride), [p for lr in [(0, 0)] * lead + list(pads) for p in lr],
                              [1] * lead + list(dilation), 1, False)
-    out_spatial = [(n + pl + pr - d * (k - 1) - 1) // s + 1
+    out_spatial = [output_length(n, k, pl, pr, s, d)
                    for n, (pl, pr), k, d, s in zip(spatial, pads, kernel, dilation, stride)]
     return arithmetic_ratio(x_shape, w_shape, out_spatial, fft_shape)
 

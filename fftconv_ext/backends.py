@@ -43,7 +43,7 @@ from typing import Iterator, Optional
 from . import _C
 
 _DEFAULT_CACHE_DIR = os.path.join(os.path.expanduser("~"), ".cache", "fftconv_ext")
-_BOOL_WORDS = {"1": True, "0": False, "true": True, "false": False, "on": True, "off": False}
+_BOOL_WORDS = {"1": True, "0": False}  # other values leave the default
 
 
 def _check_bool(name: str, value) -> bool:
@@ -59,6 +59,16 @@ def _check_int(name: str, value, lo: int, hi: Optional[int] = None) -> int:
     return int(value)
 
 
+def _switch(name: str, doc: str) -> property:
+    """An on/off setting of the compiled operator as a bool attribute."""
+    def get(self) -> bool:
+        return bool(_C.get_setting(name))
+
+    def set(self, value: bool) -> None:
+        self._set(name, int(_check_bool(name, value)))
+    return property(get, set, doc=doc)
+
+
 class _Backends(types.ModuleType):
     """The module's class: attribute access goes to the compiled settings."""
 
@@ -70,13 +80,7 @@ class _Backends(types.ModuleType):
         _C.set_setting(name, value)
         type(self)._version += 1
 
-    @property
-    def cpu_lanes(self) -> bool:
-        return bool(_C.get_setting("cpu_lanes"))
-
-    @cpu_lanes.setter
-    def cpu_lanes(self, value: bool) -> None:
-        self._set("cpu_lanes", int(_check_bool("cpu_lanes", value)))
+    cpu_lanes = _switch("cpu_lanes", "CPU: small depthwise planes take the lane pipeline.")
 
     @property
     def cpu_chunk_bytes(self) -> int:
@@ -97,13 +101,7 @@ class _Backends(types.ModuleType):
             raise TypeError(f"fftconv_ext.backends.device_checks must be None, True or False, got {value!r}")
         self._set("device_checks", -1 if value is None else int(value))
 
-    @property
-    def cuda_fused(self) -> bool:
-        return bool(_C.get_setting("cuda_fused"))
-
-    @cuda_fused.setter
-    def cuda_fused(self, value: bool) -> None:
-        self._set("cuda_fused", int(_check_bool("cuda_fused", value)))
+    cuda_fused = _switch("cuda_fused", "CUDA: the fused small-plane kernels (opt-in).")
 
     @property
     def cuda_fused_shared_kb(self) -> int:
@@ -163,7 +161,7 @@ def _read_environment(module: _Backends) -> None:
 
     def word(var: str) -> Optional[bool]:
         v = env.get(var)
-        return None if v is None else _BOOL_WORDS.get(v.strip().lower())
+        return None if v is None else _BOOL_WORDS.get(v.strip())
 
     if word("FFTCONV_CPU_LANES") is not None:
         module.cpu_lanes = word("FFTCONV_CPU_LANES")

@@ -16,11 +16,11 @@ from . import _C, _ops  # noqa: F401  (_ops registers fake kernels and autograd)
 from . import algo as _algo
 from .algo import ALGOS, _is_tracing, choose, settings_version
 from .algo import decided_calls as _decided_calls
+from ._shapes import LOW_PRECISION, restore, upcast
 
 __all__ = ["conv1d", "conv2d", "ConvArgumentError", "ALGOS"]
 
 _PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
-_LOW_PRECISION = (torch.float16, torch.bfloat16)
 
 IntOrTuple = Union[int, Sequence[int]]
 
@@ -234,7 +234,7 @@ def _rechecking_call(key, choice, args, call_args):
 def _decided_call(choice, unbatched, stride, padding, pads, dilation, groups, padding_mode, dim, x):
     """The decided call for later calls with the same arguments (see _call_key)."""
     if choice == "direct" and padding_mode == "zeros" and not unbatched and not (
-            x.device.type == "cpu" and x.dtype in _LOW_PRECISION):
+            x.device.type == "cpu" and x.dtype in LOW_PRECISION):
         conv = F.conv1d if dim == 1 else F.conv2d
         return lambda inp, w, b: conv(inp, w, b, stride, padding, dilation, groups)
 
@@ -252,23 +252,20 @@ def _direct_conv(x, weight, bias, stride, padding, pads, dilation, groups, paddi
     """torch's own convolution (cuDNN / oneDNN), with nn.ConvNd's padding modes."""
     conv = F.conv1d if dim == 1 else F.conv2d
     out_dtype = x.dtype
-    if x.device.type == "cpu" and out_dtype in _LOW_PRECISION:  # as the FFT path: float32 inside
-        x, weight = x.float(), weight.float()
-        bias = bias.float() if bias is not None else None
+    if x.device.type == "cpu":  # as the FFT path: float16/bfloat16 computed in float32
+        x, weight, bias = upcast(x, weight, bias)
     if padding_mode != "zeros" and any(p for lr in pads for p in lr):
         x = F.pad(x, [p for lr in reversed(pads) for p in lr], mode=padding_mode)
         padding = 0
     y = conv(x, weight, bias, stride, padding, dilation, groups)
-    return y if y.dtype == out_dtype else y.to(out_dtype)
+    return restore(y, out_dtype)
 
 
 def _fft_conv(x, weight, bias, stride, pads, dilation, groups, padding_mode, dim):
     """The fused FFT operator, with padding modes resolved (docs/design.md §8)."""
     kernel = tuple(weight.shape[2:])
     out_dtype = x.dtype
-    if out_dtype in _LOW_PRECISION:  # computed in float32, returned in the input dtype
-        x, weight = x.float(), weight.float()
-        bias = bias.float() if bias is not None else None
+    x, weight, bias = upcast(x, weight, bias)  # float16/bfloat16: computed in float32
     channels_last = dim == 2 and x.dim() == 4 and not x.is_contiguous() and \
         x.is_contiguous(memory_format=torch.channels_last)
 
@@ -294,7 +291,7 @@ def _fft_conv(x, weight, bias, stride, pads, dilation, groups, padding_mode, dim
         y = y.squeeze(2)
     if channels_last:
         y = y.contiguous(memory_format=torch.channels_last)
-    return y if y.dtype == out_dtype else y.to(out_dtype)
+    return restore(y, out_dtype)
 
 
 def conv2d(input: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] = None,

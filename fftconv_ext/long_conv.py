@@ -8,8 +8,8 @@ import torch
 
 from . import _C, _ops  # noqa: F401  (registers the ops)
 from .functional import ConvArgumentError
+from ._shapes import restore, upcast
 
-_LOW_PRECISION = (torch.float16, torch.bfloat16)
 
 
 def long_conv1d(u: torch.Tensor, k: torch.Tensor, D: Optional[torch.Tensor] = None,
@@ -52,8 +52,5 @@ def long_conv1d(u: torch.Tensor, k: torch.Tensor, D: Optional[torch.Tensor] = No
     if u.device.type == "cuda" and not _C.built_with_cuda():
         raise RuntimeError("long_conv1d: u is on CUDA but fftconv_ext was built without CUDA")
     out_dtype = u.dtype
-    if out_dtype in _LOW_PRECISION:
-        u, k = u.float(), k.float()
-        D = D.float() if D is not None else None
-    y = torch.ops.fftconv.long_conv1d(u, k, D, bool(causal))
-    return y if y.dtype == out_dtype else y.to(out_dtype)
+    u, k, D = upcast(u, k, D)  # float16/bfloat16: computed in float32
+    return restore(torch.ops.fftconv.long_conv1d(u, k, D, bool(causal)), out_dtype)

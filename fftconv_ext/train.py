@@ -27,7 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .models import MODELS
+from .models import TRANSFORMERS, create_model, list_models
 
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR_STD = (0.2470, 0.2435, 0.2616)
@@ -120,7 +120,9 @@ def setup_distributed(device_arg: Optional[str]) -> Tuple[int, int, torch.device
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(prog="python -m fftconv_ext.train", description=__doc__.split("\n")[0])
-    p.add_argument("--model", default="fit_tiny", choices=sorted(MODELS))
+    p.add_argument("--model", default="fit_tiny", choices=list_models(),
+                   help="any of fftconv_ext.models.list_models(); --img-size, --patch-size, --depth, --embed-dim, "
+                        "--mlp-dim and --dropout apply to the transformers (fit_*, vit_*)")
     p.add_argument("--data", default=None, help="cifar-10-batches-py folder; synthetic data when omitted")
     p.add_argument("--synthetic-train", type=int, default=2048, help="synthetic training images")
     p.add_argument("--synthetic-test", type=int, default=512)
@@ -153,12 +155,13 @@ def parse_args(argv=None):
 
 
 def build_model(args) -> torch.nn.Module:
-    kwargs = dict(img_size=args.img_size, patch_size=args.patch_size, num_classes=args.num_classes,
-                  dropout=args.dropout)
-    for key in ("depth", "embed_dim", "mlp_dim"):
-        if getattr(args, key) is not None:
-            kwargs[key] = getattr(args, key)
-    return MODELS[args.model](**kwargs)
+    kwargs = dict(num_classes=args.num_classes)
+    if args.model in TRANSFORMERS:
+        kwargs.update(img_size=args.img_size, patch_size=args.patch_size, dropout=args.dropout)
+        for key in ("depth", "embed_dim", "mlp_dim"):
+            if getattr(args, key) is not None:
+                kwargs[key] = getattr(args, key)
+    return create_model(args.model, **kwargs)
 
 
 @torch.no_grad()

@@ -13,6 +13,8 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 torch.set_num_threads(int(os.environ.get("FFTCONV_TEST_THREADS", "2")))
 
+import fftconv_ext._testing  # noqa: E402,F401  (the test hooks: fftconv_ext._testing.*)
+
 requires_cuda = pytest.mark.skipif(
     not torch.cuda.is_available(), reason="no CUDA GPU on this machine")
 
@@ -41,19 +43,10 @@ def reference_conv(x, w, b=None, stride=1, padding=0, dilation=1, groups=1, padd
         return m(x.double())
 
 
-class LanesOff:
-    """FFTCONV_CPU_LANES=0 for the duration (read by the operator on every call):
-    the CPU's chunked pipelines instead of the lane ones."""
-
-    def __enter__(self):
-        self.old = os.environ.get("FFTCONV_CPU_LANES")
-        os.environ["FFTCONV_CPU_LANES"] = "0"
-
-    def __exit__(self, *exc):
-        if self.old is None:
-            os.environ.pop("FFTCONV_CPU_LANES", None)
-        else:
-            os.environ["FFTCONV_CPU_LANES"] = self.old
+def LanesOff():
+    """The CPU's chunked pipelines instead of the lane ones, for a with block."""
+    import fftconv_ext
+    return fftconv_ext.backends.flags(cpu_lanes=False)
 
 
 def fft_conv2d(*args, **kwargs):
@@ -70,5 +63,5 @@ def fft_conv1d(*args, **kwargs):
 @pytest.fixture(autouse=True)
 def _private_algo_cache(tmp_path, monkeypatch):
     """Keep algo='auto' choices of the tests out of the user's cache folder."""
-    monkeypatch.setenv("FFTCONV_CACHE_DIR", str(tmp_path / "fftconv_cache"))
+    monkeypatch.setattr(fftconv_ext.backends, "cache_dir", str(tmp_path / "fftconv_cache"))
     yield

@@ -31,7 +31,7 @@ def test_every_algo_matches_reference(algo, mode):
 
 
 def test_auto_measures_once_and_persists(tmp_path, monkeypatch):
-    monkeypatch.setenv("FFTCONV_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(fftconv_ext.backends, "cache_dir", str(tmp_path))
     x = torch.randn(2, 16, 24, 24)
     w = torch.randn(16, 1, 9, 9)
     # a problem in the measured band (neither side 30x cheaper by arithmetic)
@@ -53,7 +53,7 @@ def test_auto_measures_once_and_persists(tmp_path, monkeypatch):
 
 def test_choices_of_another_build_are_measured_again(tmp_path, monkeypatch):
     # a rebuilt operator (other library file) may be faster: its problems are keyed apart
-    monkeypatch.setenv("FFTCONV_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(fftconv_ext.backends, "cache_dir", str(tmp_path))
     x = torch.randn(2, 16, 24, 24)
     w = torch.randn(16, 1, 9, 9)
     fftconv_ext.conv2d(x, w, padding=4, groups=16)
@@ -67,11 +67,11 @@ def test_choices_of_another_build_are_measured_again(tmp_path, monkeypatch):
         assert len(json.load(f)) == 2
 
 
-@pytest.mark.parametrize("switch,value", [("FFTCONV_CPU_LANES", "0"), ("FFTCONV_CUDA_FUSED", "1")])
-def test_choices_under_another_pipeline_switch_are_measured_again(tmp_path, monkeypatch, switch, value):
-    # the switches pick the operator's pipeline per call, so they change its speed: keyed apart
-    monkeypatch.setenv("FFTCONV_CACHE_DIR", str(tmp_path))
-    monkeypatch.delenv(switch, raising=False)
+@pytest.mark.parametrize("switch,value", [("cpu_lanes", False), ("cuda_fused", True), ("device_checks", True),
+                                          ("cpu_chunk_bytes", 1 << 18), ("cuda_fused_shared_kb", 96)])
+def test_choices_under_another_pipeline_setting_are_measured_again(tmp_path, monkeypatch, switch, value):
+    # the settings pick the operator's pipeline per call, so they change its speed: keyed apart
+    monkeypatch.setattr(fftconv_ext.backends, "cache_dir", str(tmp_path))
     x = torch.randn(2, 16, 24, 24)
     w = torch.randn(16, 1, 9, 9)
     fftconv_ext.conv2d(x, w, padding=4, groups=16)
@@ -79,9 +79,9 @@ def test_choices_under_another_pipeline_switch_are_measured_again(tmp_path, monk
     monkeypatch.setattr(algo_mod, "_time_once", lambda fn, dev: calls.append(1) or 0.0)
     fftconv_ext.conv2d(x, w, padding=4, groups=16)
     assert calls == []  # same setting: the stored choice
-    monkeypatch.setenv(switch, value)
+    monkeypatch.setattr(fftconv_ext.backends, switch, value)
     fftconv_ext.conv2d(x, w, padding=4, groups=16)
-    assert calls, "a choice measured under another pipeline switch was reused"
+    assert calls, "a choice measured under another pipeline setting was reused"
 
 
 def test_lopsided_problems_are_not_measured(monkeypatch):
@@ -130,7 +130,7 @@ def test_decided_calls_take_the_fast_path_with_the_same_results(forced, monkeypa
     ]
     for x, w, b, kw in cases:
         assert rel_err(fftconv_ext.conv2d(x, w, b, **kw), reference_conv(x, w, b, **kw)) <= 1e-10
-    assert len(algo_mod.plans) == len(cases)
+    assert len(algo_mod.decided_calls) == len(cases)
     monkeypatch.setattr(algo_mod, "choose", lambda *a: pytest.fail("decided calls must not choose again"))
     for x, w, b, kw in cases:
         for _ in range(2):
@@ -144,7 +144,7 @@ def test_fast_path_never_skips_the_checks():
     x = torch.randn(1, 4, 16, 16)
     w = torch.randn(4, 1, 5, 5)
     fftconv_ext.conv2d(x, w, padding=2, groups=4)
-    assert len(algo_mod.plans) == 1
+    assert len(algo_mod.decided_calls) == 1
     # each of these differs from the decided call in something the checks look at
     with pytest.raises(ValueError, match="dtype"):
         fftconv_ext.conv2d(x, w.double(), padding=2, groups=4)
@@ -158,7 +158,7 @@ def test_fast_path_never_skips_the_checks():
     ref = fftconv_ext.conv2d(x, w, padding=2, groups=4)
     assert torch.equal(fftconv_ext.conv2d(x, w, padding=[2, 2], groups=4), ref)
     algo_mod.clear_memory()
-    assert algo_mod.plans == {}
+    assert algo_mod.decided_calls == {}
 
 
 def test_near_ties_get_more_rounds_and_a_slow_spell_does_not_decide(monkeypatch):
@@ -204,7 +204,7 @@ def _fake_measures(monkeypatch, verdicts):
 def test_a_measured_choice_is_checked_again_once(tmp_path, monkeypatch, verdicts, final):
     """A first measurement taken on a busy machine is not kept forever: the RECHECK_AT-th call
     measures again, a disagreement gets a third measurement, and the result is stored."""
-    monkeypatch.setenv("FFTCONV_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(fftconv_ext.backends, "cache_dir", str(tmp_path))
     calls = _fake_measures(monkeypatch, verdicts)
     g = torch.Generator().manual_seed(3)
     x = torch.randn(2, 16, 24, 24, generator=g, dtype=torch.float64)

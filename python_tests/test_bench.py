@@ -9,6 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+import fftconv_ext
 from fftconv_ext.bench import fit, impls
 from fftconv_ext.bench.long import fft_composition
 
@@ -287,7 +288,7 @@ def test_run_end_to_end_on_a_small_layer(monkeypatch):
 
 
 def test_gpu_profile_script_runs(tmp_path):
-    # bench/gpu_profile.py, run by gpu_check.sh on a lent GPU: a dry run on the CPU.
+    # bench/gpu_profile.py, run by gpu_check.sh on a GPU machine: a dry run on the CPU.
     out = tmp_path / "profile.json"
     script = os.path.join(os.path.dirname(__file__), "..", "bench", "gpu_profile.py")
     subprocess.run([sys.executable, script, "--device", "cpu", "--shape", "1,4,16,16", "--kernel", "7",
@@ -301,7 +302,7 @@ def test_gpu_profile_script_runs(tmp_path):
 
 
 def test_gpu_fused_ab_script_runs(tmp_path):
-    # bench/gpu_fused_ab.py runs only on a lent GPU: a dry run on the CPU (where the switch it
+    # bench/gpu_fused_ab.py runs only on a GPU: a dry run on the CPU (where the switch it
     # toggles does nothing) proves the script itself before device time is spent on it.
     out = tmp_path / "ab.json"
     script = os.path.join(os.path.dirname(__file__), "..", "bench", "gpu_fused_ab.py")
@@ -324,7 +325,7 @@ def test_auto_is_past_its_recheck_before_it_is_timed(monkeypatch, tmp_path):
     import fftconv_ext.bench.__main__ as bench_main
     from fftconv_ext import algo
 
-    monkeypatch.setenv("FFTCONV_CACHE_DIR", str(tmp_path))  # a fresh choice: measured, then re-checked
+    monkeypatch.setattr(fftconv_ext.backends, "cache_dir", str(tmp_path))  # a fresh choice: measured, then re-checked
     algo.clear_memory()  # choices and decided calls
     shape, k = (1, 8, 8, 8), 13
     geometry = ((8, 8), (k, k), ((k // 2, k // 2), (k // 2, k // 2)), (1, 1), (1, 1))

@@ -82,7 +82,7 @@ def test_training_keeps_one_spectrum_per_weight():
 
 
 def _compares():
-    return fftconv_ext._C._spectrum_cache_value_comparisons()
+    return fftconv_ext._testing.spectrum_cache_value_comparisons()
 
 
 def test_training_step_compares_no_cached_values():
@@ -245,7 +245,7 @@ def test_signed_zero_is_a_new_weight_not_a_wrong_one():
 
 
 def test_bad_spectrum_cache_limit_is_a_python_error():
-    # the benchmark's spectrum-only setter checks its argument like set_cache_limit does
+    # the spectrum-only setter the benchmark uses checks its argument like set_cache_limit does
     with pytest.raises(RuntimeError, match="non-negative"):
-        fftconv_ext._C._set_spectrum_cache_limit(-1)
+        fftconv_ext._C.set_cache_limits(-1, -1)
     assert fftconv_ext.cache_info()["limit"] == 32

@@ -1,5 +1,5 @@
 """The forward's checks on the device (csrc/fftconv/device_checks.h): the CUDA forward's
-default, run here on the CPU through FFTCONV_DEVICE_CHECKS=1.
+default, run here on the CPU through fftconv_ext.backends.device_checks = True.
 
 A call whose kernel spectrum is cached for the same weight tensor at its current version
 does not read anything back to the host: it flags NaN/Inf in the input, or weight values
@@ -11,21 +11,21 @@ import torch
 import torch.nn.functional as F
 
 import fftconv_ext
-from fftconv_ext import _C
+from fftconv_ext import _testing
 
 from conftest import fft_conv2d, reference_conv, rel_err, requires_cuda
 
 
 @pytest.fixture
 def device_checks(monkeypatch):
-    monkeypatch.setenv("FFTCONV_DEVICE_CHECKS", "1")
+    monkeypatch.setattr(fftconv_ext.backends, "device_checks", True)
     fftconv_ext.clear_caches()
     yield
     fftconv_ext.clear_caches()
 
 
 def hits():
-    return _C._spectrum_cache_unchecked_hits()
+    return _testing.spectrum_cache_unchecked_hits()
 
 
 # (x shape, w shape, conv kwargs)
@@ -109,7 +109,7 @@ def test_silent_weight_edit_is_caught_on_the_device(device_checks, xs, ws, kw):
 
 
 def edits_seen():
-    return _C._spectrum_cache_silent_edits_seen()
+    return _testing.spectrum_cache_silent_edits_seen()
 
 
 def test_silently_edited_weight_goes_back_to_host_checks(device_checks):
@@ -213,13 +213,10 @@ def test_inference_tensors_and_cache_off(device_checks):
         fftconv_ext.set_cache_limit(32)
 
 
-@pytest.mark.parametrize("value", [None, "", "yes", "true", "2"])
-def test_off_by_default_on_cpu(monkeypatch, value):
-    """Only "1" turns the checks on (and "0" off); anything else leaves the device's default."""
-    if value is None:
-        monkeypatch.delenv("FFTCONV_DEVICE_CHECKS", raising=False)
-    else:
-        monkeypatch.setenv("FFTCONV_DEVICE_CHECKS", value)
+def test_off_by_default_on_cpu(monkeypatch):
+    """device_checks=None (the default) leaves the CPU on host checks (the start-up
+    environment variable's parsing is tested in test_backends.py)."""
+    monkeypatch.setattr(fftconv_ext.backends, "device_checks", None)
     fftconv_ext.clear_caches()
     x, w = torch.randn(2, 4, 16, 16), torch.randn(4, 1, 7, 7)
     h0 = hits()
@@ -295,8 +292,8 @@ def test_gradcheck_with_device_checks(device_checks):
 @pytest.fixture(params=["0", "1"], ids=["cufft", "fused"])
 def cuda_default_checks(monkeypatch, request):
     """CUDA's default checks, with the cuFFT pipeline or the fused small-plane kernel."""
-    monkeypatch.delenv("FFTCONV_DEVICE_CHECKS", raising=False)
-    monkeypatch.setenv("FFTCONV_CUDA_FUSED", request.param)
+    monkeypatch.setattr(fftconv_ext.backends, "device_checks", None)
+    monkeypatch.setattr(fftconv_ext.backends, "cuda_fused", request.param == "1")
     fftconv_ext.clear_caches()
 
 
@@ -376,7 +373,7 @@ def test_cuda_fused_nonfinite_input(cuda_default_checks):
 @requires_cuda
 @pytest.mark.parametrize("xs,ws,kw", CASES)
 def test_cuda_nonfinite_input_and_silent_edit(monkeypatch, xs, ws, kw):
-    monkeypatch.delenv("FFTCONV_DEVICE_CHECKS", raising=False)
+    monkeypatch.setattr(fftconv_ext.backends, "device_checks", None)
     fftconv_ext.clear_caches()
     g = torch.Generator().manual_seed(10)
     x, w = torch.randn(xs, generator=g, dtype=torch.float64), torch.randn(ws, generator=g, dtype=torch.float64)

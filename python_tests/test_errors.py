@@ -115,10 +115,10 @@ def test_cufft_errors_name_status_and_problem_size():
     # No GPU needed: the message is built from the status code (CUFFT_ALLOC_FAILED = 2).
     with pytest.raises(RuntimeError, match=r"cuFFT plan creation failed with CUFFT_ALLOC_FAILED \(2\) for 8 "
                                            r"transforms of length 1024"):
-        fftconv_ext._C._cufft_check(2, "plan creation", 1024, 8, 1)
+        fftconv_ext._testing.cufft_check(2, "plan creation", 1024, 8, 1)
     with pytest.raises(RuntimeError, match=r"CUFFT_INVALID_SIZE \(8\) for 3 2-D transforms of 3137 x 768"):
-        fftconv_ext._C._cufft_check(8, "execution", 768, 3, 3137)
-    fftconv_ext._C._cufft_check(0, "execution", 1, 1, 1)  # CUFFT_SUCCESS: no error
+        fftconv_ext._testing.cufft_check(8, "execution", 768, 3, 3137)
+    fftconv_ext._testing.cufft_check(0, "execution", 1, 1, 1)  # CUFFT_SUCCESS: no error
 
 
 def test_joint_backward_op_rejects_bad_operands():

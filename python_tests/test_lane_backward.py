@@ -3,7 +3,7 @@ both gradients, or the weight gradient alone, of depthwise stride-1 problems on
 small planes, a group of channels per vector over the whole batch. Every case
 first checks that it takes the problem (so no test passes through the chunked
 backward unnoticed), then compares with float64 autograd through F.conv2d and
-with the chunked backward (FFTCONV_CPU_LANES=0)."""
+with the chunked backward (backends.cpu_lanes = False)."""
 
 import pytest
 import torch
@@ -20,7 +20,7 @@ TOL64, TOL32 = 1e-12, 3e-6
 def _mode(x_shape, w_shape, padding, dilation=(1, 1), stride=(1, 1), circular=False, input_grad=True,
           dtype=torch.float32):
     groups = x_shape[1] // w_shape[1]
-    return fftconv_ext._C._lane_backward_mode(list(x_shape), list(w_shape), list(stride), list(padding),
+    return fftconv_ext._testing.lane_backward_mode(list(x_shape), list(w_shape), list(stride), list(padding),
                                               list(dilation), groups, circular, input_grad,
                                               dtype == torch.float64)
 

@@ -2,7 +2,7 @@
 problems on small planes, a group of planes per vector. Every case first checks
 that the pipeline takes the problem (so no test passes through the other
 pipeline unnoticed), then compares forward and input gradient with the float64
-reference, and with the chunked pipeline (FFTCONV_CPU_LANES=0)."""
+reference, and with the chunked pipeline (backends.cpu_lanes = False)."""
 import os
 import subprocess
 import sys
@@ -22,7 +22,7 @@ TOL64, TOL32 = 1e-12, 2e-6
 def _mode(x_shape, w_shape, padding, dilation=(1, 1), stride=(1, 1), circular=False):
     """0: the lane pipeline declines; 1: takes it, kernel spectra gathered whole; 2: by column."""
     groups = x_shape[1] // w_shape[1]
-    return fftconv_ext._C._lane_pipeline_mode(list(x_shape), list(w_shape), list(stride), list(padding),
+    return fftconv_ext._testing.lane_pipeline_mode(list(x_shape), list(w_shape), list(stride), list(padding),
                                               list(dilation), groups, circular)
 
 
@@ -131,7 +131,7 @@ def test_hypothesis_lanes(data):
 
 
 _BASELINE_CHECK = """
-import torch, torch.nn.functional as F, fftconv_ext
+import torch, torch.nn.functional as F, fftconv_ext, fftconv_ext._testing
 torch.manual_seed(0)
 torch.set_num_threads(2)
 # (shape, kernel, padding, the lane pipeline's mode: 1 kernel spectra gathered whole, 2 by column)
@@ -141,7 +141,7 @@ for (n, c, h, w), (kh, kw), (ph, pw), mode in (((3, 13, 20, 18), (9, 7), (4, 3),
         x = torch.randn(n, c, h, w, dtype=torch.float64)
         wt = torch.randn(c, 1, kh, kw, dtype=torch.float64)
         args = ([1, 1], [ph, ph, pw, pw], [1, 1], c, False)
-        assert fftconv_ext._C._lane_pipeline_mode(list(x.shape), list(wt.shape), *args) == mode
+        assert fftconv_ext._testing.lane_pipeline_mode(list(x.shape), list(wt.shape), *args) == mode
         ref = F.conv2d(x, wt, padding=(ph, pw), groups=c)
         g = torch.randn_like(ref)
         ref_gin = torch.nn.grad.conv2d_input(x.shape, wt, g, padding=(ph, pw), groups=c)
@@ -149,7 +149,7 @@ for (n, c, h, w), (kh, kw), (ph, pw), mode in (((3, 13, 20, 18), (9, 7), (4, 3),
         y = torch.ops.fftconv.conv2d_forward(x.to(dtype), wt.to(dtype), None, *args)
         gin = torch.ops.fftconv.conv2d_grad_input(g.to(dtype), wt.to(dtype), list(x.shape), *args)
         # the lane backward (both gradients at once) too
-        assert fftconv_ext._C._lane_backward_mode(list(x.shape), list(wt.shape), *args, True,
+        assert fftconv_ext._testing.lane_backward_mode(list(x.shape), list(wt.shape), *args, True,
                                                   dtype == torch.float64) != 0
         gin2, gw = torch.ops.fftconv.conv2d_backward(g.to(dtype), x.to(dtype), wt.to(dtype), *args)
         for a, e in ((y, ref), (gin, ref_gin), (gin2, ref_gin), (gw, ref_gw)):

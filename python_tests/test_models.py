@@ -84,3 +84,18 @@ def test_checkpoint_round_trip(tmp_path):
     again = convnext_tiny(num_classes=10, checkpoint=str(path))
     for a, b in zip(model.state_dict().values(), again.state_dict().values()):
         assert torch.equal(a, b)
+
+
+def test_model_registry_as_in_timm():
+    import fftconv_ext
+    names = fftconv_ext.models.list_models()
+    assert names == sorted(names) and {"fit_tiny", "vit_tiny", "convnext_tiny", "replknet_31b"} <= set(names)
+    assert fftconv_ext.models.list_models("fit_*") == ["fit_base", "fit_small", "fit_tiny"]
+    with pytest.raises(ValueError, match="unknown model 'resnet50'"):
+        fftconv_ext.models.create_model("resnet50")
+    m = fftconv_ext.models.create_model("convnext_tiny", num_classes=5).eval()
+    assert isinstance(m, fftconv_ext.models.ConvNeXt)
+    with torch.no_grad():
+        assert m(torch.randn(1, 3, 64, 64)).shape == (1, 5)
+    fit = fftconv_ext.models.create_model("fit_tiny", num_classes=3, img_size=32, patch_size=8, depth=1)
+    assert fit(torch.randn(2, 3, 32, 32)).shape == (2, 3)

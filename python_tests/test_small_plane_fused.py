@@ -1,12 +1,12 @@
 """The fused small-plane CUDA kernel (csrc/fftconv/small_plane_fused.h).
 
-Its phases are host-and-device functions; `_C._small_plane_emulate` runs them on
+Its phases are host-and-device functions; `_testing.small_plane_emulate` runs them on
 the CPU block by block, item by item, exactly as the kernel's threads would
 (shared memory starting as NaN, so a read of an unwritten slot shows). These
 tests check that emulation against float64 F.conv2d on every compiled pair of
 transform lengths, forward and input gradient, so the kernel's indexing and
 transforms are tested without a GPU. The CUDA tests at the end run the kernel
-itself (FFTCONV_CUDA_FUSED=1) where a GPU is present."""
+itself (backends.cuda_fused = True) where a GPU is present."""
 import pytest
 import torch
 import torch.nn.functional as F
@@ -25,12 +25,12 @@ AXIS_FOR_LENGTH = {16: (10, 5), 32: (20, 9), 48: (32, 31), 64: (40, 21)}
 
 def _lengths(x_shape, w_shape, padding, dilation=(1, 1), stride=(1, 1), circular=False):
     groups = x_shape[1] // w_shape[1]
-    return tuple(fftconv_ext._C._small_plane_lengths(list(x_shape), list(w_shape), list(stride), list(padding),
+    return tuple(fftconv_ext._testing.small_plane_lengths(list(x_shape), list(w_shape), list(stride), list(padding),
                                                      list(dilation), groups, circular))
 
 
 def _emulate(src, w, b, x_shape, padding, dilation=(1, 1), circular=False, adjoint=False, reverse=False):
-    return fftconv_ext._C._small_plane_emulate(src, w, b, list(x_shape), [1, 1], list(padding), list(dilation),
+    return fftconv_ext._testing.small_plane_emulate(src, w, b, list(x_shape), [1, 1], list(padding), list(dilation),
                                                x_shape[1], circular, adjoint, reverse)
 
 
@@ -100,7 +100,7 @@ def test_planes_per_block_do_not_change_results():
     w = torch.randn(3, 1, 9, 9, dtype=torch.float64)
     b = torch.randn(3, dtype=torch.float64)
     args = (w, b, list(x.shape), [1, 1], [4] * 4, [1, 1], 3, False, False, False)
-    outs = [fftconv_ext._C._small_plane_emulate(x, *args, shared_bytes=kb << 10) for kb in (2, 12, 24, 200)]
+    outs = [fftconv_ext._testing.small_plane_emulate(x, *args, shared_bytes=kb << 10) for kb in (2, 12, 24, 200)]
     assert rel_err(outs[0], F.conv2d(x, w, b, padding=4, groups=3)) < TOL64
     for y in outs[1:]:
         assert torch.equal(y, outs[0])
@@ -118,7 +118,7 @@ def test_load_flags_nonfinite_source(where, value, adjoint):
         x[where] = value
     w = torch.randn(3, 1, 9, 9, dtype=torch.float64)
     flag = torch.zeros(1, dtype=torch.int32)
-    fftconv_ext._C._small_plane_emulate(x, w, None, list(x.shape), [1, 1], [4] * 4, [1, 1], 3, False, adjoint,
+    fftconv_ext._testing.small_plane_emulate(x, w, None, list(x.shape), [1, 1], [4] * 4, [1, 1], 3, False, adjoint,
                                         shared_bytes=12 << 10, nonfinite=flag)
     assert flag.item() == (0 if where is None else 1)
 
@@ -127,7 +127,7 @@ def test_nonfinite_flag_must_be_one_int32():
     x, w = torch.randn(2, 3, 20, 20, dtype=torch.float64), torch.randn(3, 1, 9, 9, dtype=torch.float64)
     for bad in (torch.zeros(1), torch.zeros(2, dtype=torch.int32)):
         with pytest.raises(RuntimeError, match="nonfinite flag must be a CPU int32 tensor of one element"):
-            fftconv_ext._C._small_plane_emulate(x, w, None, list(x.shape), [1, 1], [4] * 4, [1, 1], 3, False, False,
+            fftconv_ext._testing.small_plane_emulate(x, w, None, list(x.shape), [1, 1], [4] * 4, [1, 1], 3, False, False,
                                                 nonfinite=bad)
 
 
@@ -154,7 +154,7 @@ def test_declines(x_shape, w_shape, padding, stride):
     assert _lengths(x_shape, w_shape, padding, stride=stride) == ()
     with pytest.raises(RuntimeError, match="does not take"):
         x = torch.randn(x_shape, dtype=torch.float64)
-        fftconv_ext._C._small_plane_emulate(x, torch.randn(w_shape, dtype=torch.float64), None, list(x_shape),
+        fftconv_ext._testing.small_plane_emulate(x, torch.randn(w_shape, dtype=torch.float64), None, list(x_shape),
                                             list(stride), list(padding), [1, 1], x_shape[1] // w_shape[1], False,
                                             False)
 
@@ -178,7 +178,7 @@ def test_search(n, c, h, w, kh, kw, ph, pw, d, seed):
 @pytest.mark.parametrize("nh", LENGTHS)
 @pytest.mark.parametrize("nw", LENGTHS)
 def test_cuda_kernel_every_length_pair(nh, nw, monkeypatch):
-    monkeypatch.setenv("FFTCONV_CUDA_FUSED", "1")
+    monkeypatch.setattr(fftconv_ext.backends, "cuda_fused", True)
     (h, kh), (w, kw) = AXIS_FOR_LENGTH[nh], AXIS_FOR_LENGTH[nw]
     torch.manual_seed(0)
     x = torch.randn(9, 5, h, w, device="cuda", requires_grad=True)
@@ -203,9 +203,9 @@ def test_cuda_kernel_matches_cufft_pipeline_and_leaves_inputs(monkeypatch):
     w = torch.randn(16, 1, 31, 31, device="cuda")
     b = torch.randn(16, device="cuda")
     x0, w0 = x.clone(), w.clone()
-    monkeypatch.setenv("FFTCONV_CUDA_FUSED", "0")
+    monkeypatch.setattr(fftconv_ext.backends, "cuda_fused", False)
     off = fftconv_ext.conv2d(x, w, b, padding=15, groups=16, algo="fft")
-    monkeypatch.setenv("FFTCONV_CUDA_FUSED", "1")
+    monkeypatch.setattr(fftconv_ext.backends, "cuda_fused", True)
     on = fftconv_ext.conv2d(x, w, b, padding=15, groups=16, algo="fft")
     torch.cuda.synchronize()
     assert torch.equal(x, x0) and torch.equal(w, w0)
@@ -215,7 +215,7 @@ def test_cuda_kernel_matches_cufft_pipeline_and_leaves_inputs(monkeypatch):
 
 @requires_cuda
 def test_cuda_kernel_float64_keeps_the_cufft_pipeline(monkeypatch):
-    monkeypatch.setenv("FFTCONV_CUDA_FUSED", "1")
+    monkeypatch.setattr(fftconv_ext.backends, "cuda_fused", True)
     x = torch.randn(2, 3, 20, 20, device="cuda", dtype=torch.float64)
     w = torch.randn(3, 1, 9, 9, device="cuda", dtype=torch.float64)
     y = fftconv_ext.conv2d(x, w, padding=4, groups=3, algo="fft")
@@ -227,7 +227,7 @@ def test_cuda_kernel_float64_keeps_the_cufft_pipeline(monkeypatch):
 
 def _emulate_backward(go, x, w, padding, dilation=(1, 1), circular=False, input_grad=True, reverse=False,
                       shared_bytes=0, target_blocks=528):
-    return fftconv_ext._C._small_plane_emulate_backward(go, x, w, [1, 1], list(padding), list(dilation), x.shape[1],
+    return fftconv_ext._testing.small_plane_emulate_backward(go, x, w, [1, 1], list(padding), list(dilation), x.shape[1],
                                                         circular, input_grad, reverse, shared_bytes, target_blocks)
 
 
@@ -309,7 +309,7 @@ def test_backward_search(n, c, h, w, kh, kw, ph, pw, d, seed, target_blocks):
 @pytest.mark.parametrize("nw", LENGTHS)
 def test_cuda_backward_every_length_pair(nh, nw, monkeypatch):
     # both gradients through conv2d_backward, and the weight gradient alone
-    monkeypatch.setenv("FFTCONV_CUDA_FUSED", "1")
+    monkeypatch.setattr(fftconv_ext.backends, "cuda_fused", True)
     (h, kh), (w, kw) = AXIS_FOR_LENGTH[nh], AXIS_FOR_LENGTH[nw]
     torch.manual_seed(1)
     x = torch.randn(9, 5, h, w, device="cuda")
@@ -329,7 +329,7 @@ def test_cuda_backward_every_length_pair(nh, nw, monkeypatch):
 
 @requires_cuda
 def test_cuda_fused_opcheck_and_memory(monkeypatch):
-    monkeypatch.setenv("FFTCONV_CUDA_FUSED", "1")
+    monkeypatch.setattr(fftconv_ext.backends, "cuda_fused", True)
     x = torch.randn(3, 4, 20, 20, device="cuda", requires_grad=True)
     w = torch.randn(4, 1, 9, 9, device="cuda", requires_grad=True)
     b = torch.randn(4, device="cuda", requires_grad=True)

@@ -28,7 +28,7 @@ int64_t chunk_bytes() { return settings().cpu_chunk_bytes.load(std::memory_order
 // kernel spectra are made beside it (cache off), so the two together take what
 // a chunk takes with the cache on; and at most the output spread over the
 // threads, so that on small outputs all the threads' chunks together stay
-// within the output's size (issue 3 bounds a forward's extra memory by twice
+// within the output's size (a forward's extra memory is bounded by twice
 // the output). kMinPlanes in choose_chunk still applies.
 int64_t chunk_bytes(const KernelSpectrumSource& spectra, int64_t out_bytes, int64_t threads) {
   constexpr int64_t kMinChunkBytes = int64_t(64) << 10;

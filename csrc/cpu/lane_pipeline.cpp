@@ -410,7 +410,7 @@ bool gathers_whole_kernel(const ConvGeometry2d& p) { return lane_work_bytes(p, t
 
 // A thread's buffers stay within about half an L2 (64x64 planes fit; larger
 // ones were not measured and take the chunked pipeline), and all threads'
-// together within the output's size (issue 3's bound on a forward's extra
+// together within the output's size (the bound on a forward's extra
 // memory is twice the output; small calls get a floor, kMinWorkBytes, as the
 // chunked pipeline's chunks do).
 constexpr int64_t kMaxWorkBytes = int64_t(512) << 10;

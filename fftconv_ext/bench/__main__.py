@@ -10,7 +10,7 @@ Suites:
              R in {16, 32, 64}, k in {3, 5, ..., 31} (one layer of the stack timed;
              B reduced on CPU, see the header line)
   models     single layers of ConvNeXt-T, RepLKNet-31B and SLaK-T stages
-  reference  depthwise 31x31 on (8, 64, 56, 56), the issue's reference layer
+  reference  depthwise 31x31 on (8, 64, 56, 56), the reference layer
 
 Every result is checked against a float64 F.conv2d reference (max rel err
 column); times are medians after warm-up (synchronised on CUDA), with a fixed

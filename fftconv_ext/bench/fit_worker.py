@@ -10,7 +10,7 @@ import time
 
 import torch
 
-from ..models import MODELS
+from ..models import TRANSFORMERS, create_model
 
 
 def _status_mib(field: str) -> float:
@@ -33,7 +33,7 @@ def _reset_peak_rss() -> None:
 
 def main(argv=None):
     ap = argparse.ArgumentParser()
-    ap.add_argument("--model", required=True, choices=sorted(MODELS))
+    ap.add_argument("--model", required=True, choices=TRANSFORMERS)
     ap.add_argument("--img", type=int, required=True)
     ap.add_argument("--patch", type=int, required=True)
     ap.add_argument("--batch", type=int, required=True)
@@ -45,9 +45,9 @@ def main(argv=None):
     torch.set_num_threads(a.threads)
     device = torch.device(a.device)
     torch.manual_seed(0)
-    model = MODELS[a.model](img_size=a.img, patch_size=a.patch, num_classes=1000, depth=a.depth).to(device).eval()
+    model = create_model(a.model, img_size=a.img, patch_size=a.patch, num_classes=1000, depth=a.depth).to(device).eval()
     with torch.device("meta"):  # parameters of the full-depth model, without allocating it
-        full = MODELS[a.model](img_size=a.img, patch_size=a.patch, num_classes=1000)
+        full = create_model(a.model, img_size=a.img, patch_size=a.patch, num_classes=1000)
     params = sum(p.numel() for p in full.parameters())
     x = torch.randn(a.batch, 3, a.img, a.img, device=device)
     cuda = device.type == "cuda"

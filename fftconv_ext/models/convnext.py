@@ -15,15 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .replknet import DropPath
-
-
-class LayerNorm2d(nn.LayerNorm):
-    """LayerNorm over the channels of an (N, C, H, W) tensor."""
-
-    def forward(self, x):
-        return F.layer_norm(x.permute(0, 2, 3, 1), self.normalized_shape, self.weight, self.bias,
-                            self.eps).permute(0, 3, 1, 2)
+from .layers import DropPath, LayerNorm2d
 
 
 def depthwise7(channels: int) -> nn.Module:

@@ -13,13 +13,8 @@ import torch
 from torch import nn
 
 from ..nn.fourier_mix import FourierMix
+from .layers import Mlp
 from .patch_front import PatchFrontEnd, init_linear_layers
-
-
-class Mlp(nn.Sequential):
-    def __init__(self, dim: int, hidden: int, dropout: float = 0.0):
-        super().__init__(nn.Linear(dim, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, dim),
-                         nn.Dropout(dropout))
 
 
 class FourierBlock(nn.Module):

@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .layers import DropPath
+
 
 @dataclass(frozen=True)
 class RepLKNetConfig:
@@ -50,18 +52,6 @@ def fuse_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> Tuple[torch.Tensor, tor
     if conv.bias is not None:
         bias = bias + conv.bias * scale
     return conv.weight * scale.view(-1, 1, 1, 1), bias
-
-
-class DropPath(nn.Module):
-    def __init__(self, p: float = 0.0):
-        super().__init__()
-        self.p = p
-
-    def forward(self, x):
-        if self.p == 0.0 or not self.training:
-            return x
-        keep = x.new_empty(x.shape[0], *([1] * (x.dim() - 1))).bernoulli_(1 - self.p)
-        return x * keep / (1 - self.p)
 
 
 class ReparamLargeKernelConv(nn.Module):

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .fit import Mlp
+from .layers import Mlp
 from .patch_front import PatchFrontEnd, init_linear_layers
 
 

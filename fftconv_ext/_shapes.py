@@ -1,0 +1,30 @@
+"""Shape arithmetic shared by the Python layer (the C++ side has its own copy in
+csrc/core/geometry.h, conv_output_length): one place each."""
+from __future__ import annotations
+
+import torch
+
+LOW_PRECISION = (torch.float16, torch.bfloat16)
+
+
+def output_length(n: int, k: int, pad_l: int, pad_r: int, stride: int, dilation: int) -> int:
+    """Outputs of a correlation along one axis, as F.conv computes it (0 when the
+    dilated kernel is longer than the padded input)."""
+    span = dilation * (k - 1) + 1
+    padded = n + pad_l + pad_r
+    return 0 if padded < span else (padded - span) // stride + 1
+
+
+def compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype the operator computes in: float16/bfloat16 in float32, others as they are."""
+    return torch.float32 if dtype in LOW_PRECISION else dtype
+
+
+def upcast(*tensors):
+    """The tensors in their compute dtype (None stays None); see compute_dtype."""
+    return tuple(t if t is None or t.dtype not in LOW_PRECISION else t.float() for t in tensors)
+
+
+def restore(y: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """A result computed in compute_dtype(dtype), returned in dtype."""
+    return y if y.dtype == dtype else y.to(dtype)
