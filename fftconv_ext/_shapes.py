@@ -15,6 +15,14 @@ def output_length(n: int, k: int, pad_l: int, pad_r: int, stride: int, dilation:
     return 0 if padded < span else (padded - span) // stride + 1
 
 
+def autocast_dtype(device: torch.device):
+    """The dtype of the torch.autocast region active for device's type, or None outside one."""
+    kind = device.type
+    if kind not in ("cpu", "cuda") or not torch.is_autocast_enabled(kind):
+        return None
+    return torch.get_autocast_dtype(kind)
+
+
 def compute_dtype(dtype: torch.dtype) -> torch.dtype:
     """The dtype the operator computes in: float16/bfloat16 in float32, others as they are."""
     return torch.float32 if dtype in LOW_PRECISION else dtype

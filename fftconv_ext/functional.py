@@ -16,7 +16,7 @@ from . import _C, _ops  # noqa: F401  (_ops registers fake kernels and autograd)
 from . import algo as _algo
 from .algo import ALGOS, _is_tracing, choose, settings_version
 from .algo import decided_calls as _decided_calls
-from ._shapes import LOW_PRECISION, restore, upcast
+from ._shapes import LOW_PRECISION, autocast_dtype, restore, upcast
 
 __all__ = ["conv1d", "conv2d", "ConvArgumentError", "ALGOS"]
 
@@ -66,14 +66,17 @@ def _check_tensors(input, weight, bias, dim: int, fname: str) -> None:
             f"got shape {tuple(weight.shape)}")
     if not input.is_floating_point():
         raise ConvArgumentError(f"{fname}: input must be a floating-point tensor, got {input.dtype}")
-    if weight.dtype != input.dtype:
+    # inside torch.autocast the op casts its operands to the region's dtype (csrc/conv/autocast.cpp), as
+    # F.conv2d does: mixed floating dtypes are then expected
+    mixed_ok = autocast_dtype(input.device) is not None
+    if weight.dtype != input.dtype and not (mixed_ok and weight.is_floating_point()):
         raise ConvArgumentError(
             f"{fname}: weight dtype {weight.dtype} does not match input dtype {input.dtype}")
     if weight.device != input.device:
         raise ConvArgumentError(
             f"{fname}: weight is on device {weight.device} but input is on device {input.device}")
     if bias is not None:
-        if bias.dtype != input.dtype:
+        if bias.dtype != input.dtype and not (mixed_ok and bias.is_floating_point()):
             raise ConvArgumentError(f"{fname}: bias dtype {bias.dtype} does not match input dtype {input.dtype}")
         if bias.device != input.device:
             raise ConvArgumentError(f"{fname}: bias is on device {bias.device} but input is on device {input.device}")
@@ -85,8 +88,8 @@ def _check_tensors(input, weight, bias, dim: int, fname: str) -> None:
         raise RuntimeError(
             f"{fname}: input is on {input.device} but fftconv_ext was built without CUDA; reinstall "
             "with a CUDA build of torch and a CUDA toolkit (see README, 'Build')")
-    if input.device.type not in ("cpu", "cuda"):
-        raise ConvArgumentError(f"{fname}: only CPU and CUDA tensors are supported, got {input.device}")
+    if input.device.type not in ("cpu", "cuda", "meta"):
+        raise ConvArgumentError(f"{fname}: only CPU, CUDA and meta tensors are supported, got {input.device}")
 
 
 def _resolve_padding(padding, kernel: Sequence[int], stride, dilation, fname: str):
@@ -122,7 +125,8 @@ def _call_key(input, weight, bias, stride, padding, dilation, groups, padding_mo
     try:
         key = (dim, type(input), input.shape, input.dtype, input.device, type(weight), weight.shape, weight.dtype,
                weight.device, None if bias is None else (type(bias), bias.shape, bias.dtype, bias.device),
-               stride, padding, dilation, groups, padding_mode, torch.get_num_threads(), settings_version())
+               stride, padding, dilation, groups, padding_mode, torch.get_num_threads(), settings_version(),
+               autocast_dtype(input.device))
         hash(key)
         return key
     except (TypeError, AttributeError):  # unhashable arguments (lists) or non-tensors: no fast path
@@ -252,20 +256,22 @@ def _direct_conv(x, weight, bias, stride, padding, pads, dilation, groups, paddi
     """torch's own convolution (cuDNN / oneDNN), with nn.ConvNd's padding modes."""
     conv = F.conv1d if dim == 1 else F.conv2d
     out_dtype = x.dtype
-    if x.device.type == "cpu":  # as the FFT path: float16/bfloat16 computed in float32
+    # as the FFT path, float16/bfloat16 are computed in float32 on the CPU; inside torch.autocast
+    # F.conv casts the operands and picks the result's dtype itself
+    keep = x.device.type != "cpu" or autocast_dtype(x.device) is not None
+    if not keep:
         x, weight, bias = upcast(x, weight, bias)
     if padding_mode != "zeros" and any(p for lr in pads for p in lr):
         x = F.pad(x, [p for lr in reversed(pads) for p in lr], mode=padding_mode)
         padding = 0
     y = conv(x, weight, bias, stride, padding, dilation, groups)
-    return restore(y, out_dtype)
+    return y if keep else restore(y, out_dtype)
 
 
 def _fft_conv(x, weight, bias, stride, pads, dilation, groups, padding_mode, dim):
     """The fused FFT operator, with padding modes resolved (docs/design.md §8)."""
     kernel = tuple(weight.shape[2:])
-    out_dtype = x.dtype
-    x, weight, bias = upcast(x, weight, bias)  # float16/bfloat16: computed in float32
+    # float16/bfloat16 are computed in float32 by the op itself, and returned in their dtype
     channels_last = dim == 2 and x.dim() == 4 and not x.is_contiguous() and \
         x.is_contiguous(memory_format=torch.channels_last)
 
@@ -291,7 +297,7 @@ def _fft_conv(x, weight, bias, stride, pads, dilation, groups, padding_mode, dim
         y = y.squeeze(2)
     if channels_last:
         y = y.contiguous(memory_format=torch.channels_last)
-    return restore(y, out_dtype)
+    return y
 
 
 def conv2d(input: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] = None,

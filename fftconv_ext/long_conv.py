@@ -8,7 +8,7 @@ import torch
 
 from . import _C, _ops  # noqa: F401  (registers the ops)
 from .functional import ConvArgumentError
-from ._shapes import restore, upcast
+from ._shapes import autocast_dtype, restore, upcast
 
 
 
@@ -39,7 +39,8 @@ def long_conv1d(u: torch.Tensor, k: torch.Tensor, D: Optional[torch.Tensor] = No
         raise ConvArgumentError(f"long_conv1d: k must be (C, Lk) with C = {u.shape[1]}, got {tuple(k.shape)}")
     if not 1 <= k.shape[1] <= u.shape[2]:
         raise ConvArgumentError(f"long_conv1d: kernel length Lk = {k.shape[1]} must be in [1, L = {u.shape[2]}]")
-    if not u.is_floating_point() or k.dtype != u.dtype:
+    mixed_ok = autocast_dtype(u.device) is not None  # the op casts under torch.autocast, as conv1d does
+    if not u.is_floating_point() or not k.is_floating_point() or (k.dtype != u.dtype and not mixed_ok):
         raise ConvArgumentError(f"long_conv1d: u and k must share one floating dtype, got {u.dtype} and {k.dtype}")
     if k.device != u.device:
         raise ConvArgumentError(f"long_conv1d: k is on device {k.device} but u is on device {u.device}")
@@ -47,10 +48,12 @@ def long_conv1d(u: torch.Tensor, k: torch.Tensor, D: Optional[torch.Tensor] = No
         if not isinstance(D, torch.Tensor) or D.dim() != 1 or D.shape[0] != u.shape[1]:
             raise ConvArgumentError(f"long_conv1d: D must be a (C,) = ({u.shape[1]},) tensor, got "
                                     f"{tuple(D.shape) if isinstance(D, torch.Tensor) else type(D).__name__}")
-        if D.dtype != u.dtype or D.device != u.device:
+        if (D.dtype != u.dtype and not (mixed_ok and D.is_floating_point())) or D.device != u.device:
             raise ConvArgumentError("long_conv1d: D must have the dtype and device of u")
     if u.device.type == "cuda" and not _C.built_with_cuda():
         raise RuntimeError("long_conv1d: u is on CUDA but fftconv_ext was built without CUDA")
+    if mixed_ok:  # the op's autocast kernel casts u, k and D to the region's dtype
+        return torch.ops.fftconv.long_conv1d(u, k, D, bool(causal))
     out_dtype = u.dtype
     u, k, D = upcast(u, k, D)  # float16/bfloat16: computed in float32
     return restore(torch.ops.fftconv.long_conv1d(u, k, D, bool(causal)), out_dtype)

@@ -236,6 +236,31 @@ std::tuple<at::Tensor, at::Tensor> backward_entry(const at::Tensor& grad_output,
           grad_weight_entry<Driver>(grad_output, input, weight.sizes(), a)};
 }
 
+// float16 and bfloat16 operands are computed in float32 and the results
+// returned in their dtype (the pipelines run float32 and float64 only). The
+// operands must share the low-precision dtype, as the pipelines' own check
+// would demand after the cast.
+inline bool is_low_precision(const at::Tensor& t) {
+  return t.defined() && (t.scalar_type() == at::kHalf || t.scalar_type() == at::kBFloat16);
+}
+struct LowPrecisionCall {
+  std::optional<at::ScalarType> dtype;  // set when the operands are float16/bfloat16
+  explicit LowPrecisionCall(std::initializer_list<const at::Tensor*> operands) {
+    const at::Tensor& first = **operands.begin();
+    if (!is_low_precision(first)) return;
+    for (const at::Tensor* t : operands)
+      TORCH_CHECK(!t->defined() || t->scalar_type() == first.scalar_type(), "fftconv: operand dtype ",
+                  t->scalar_type(), " does not match ", first.scalar_type());
+    dtype = first.scalar_type();
+  }
+  at::Tensor operand(const at::Tensor& t) const { return dtype && t.defined() ? t.to(at::kFloat) : t; }
+  std::optional<at::Tensor> operand(const std::optional<at::Tensor>& t) const {
+    if (!t.has_value()) return t;
+    return operand(*t);
+  }
+  at::Tensor result(const at::Tensor& t) const { return dtype ? t.to(*dtype) : t; }
+};
+
 // The four convolution ops of a driver with the arguments of their schemas
 // (ops.cpp); each backend registers them in its own TORCH_LIBRARY_IMPL.
 template <typename Driver>
@@ -243,26 +268,33 @@ struct ConvOps {
   static at::Tensor forward(const at::Tensor& input, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
                             at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups,
                             bool circular) {
-    return forward_entry<Driver>(input, weight, bias, parse_conv_args(stride, padding, dilation, groups, circular));
+    const at::Tensor no_bias;
+    const LowPrecisionCall c({&input, &weight, bias.has_value() ? &*bias : &no_bias});
+    return c.result(forward_entry<Driver>(c.operand(input), c.operand(weight), c.operand(bias),
+                                          parse_conv_args(stride, padding, dilation, groups, circular)));
   }
   static at::Tensor grad_input(const at::Tensor& grad_output, const at::Tensor& weight, at::IntArrayRef input_size,
                                at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation,
                                int64_t groups, bool circular) {
-    return grad_input_entry<Driver>(grad_output, weight, input_size,
-                                    parse_conv_args(stride, padding, dilation, groups, circular));
+    const LowPrecisionCall c({&grad_output, &weight});
+    return c.result(grad_input_entry<Driver>(c.operand(grad_output), c.operand(weight), input_size,
+                                             parse_conv_args(stride, padding, dilation, groups, circular)));
   }
   static at::Tensor grad_weight(const at::Tensor& grad_output, const at::Tensor& input, at::IntArrayRef weight_size,
                                 at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation,
                                 int64_t groups, bool circular) {
-    return grad_weight_entry<Driver>(grad_output, input, weight_size,
-                                     parse_conv_args(stride, padding, dilation, groups, circular));
+    const LowPrecisionCall c({&grad_output, &input});
+    return c.result(grad_weight_entry<Driver>(c.operand(grad_output), c.operand(input), weight_size,
+                                              parse_conv_args(stride, padding, dilation, groups, circular)));
   }
   static std::tuple<at::Tensor, at::Tensor> backward(const at::Tensor& grad_output, const at::Tensor& input,
                                                      const at::Tensor& weight, at::IntArrayRef stride,
                                                      at::IntArrayRef padding, at::IntArrayRef dilation,
                                                      int64_t groups, bool circular) {
-    return backward_entry<Driver>(grad_output, input, weight,
-                                  parse_conv_args(stride, padding, dilation, groups, circular));
+    const LowPrecisionCall c({&grad_output, &input, &weight});
+    auto [gin, gw] = backward_entry<Driver>(c.operand(grad_output), c.operand(input), c.operand(weight),
+                                            parse_conv_args(stride, padding, dilation, groups, circular));
+    return {c.result(gin), c.result(gw)};
   }
 };
 
