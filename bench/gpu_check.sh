@@ -45,7 +45,7 @@ python3 -c "import fftconv_ext; print('CUDA kernels built:', fftconv_ext.built_w
 stamp "== CUDA tests =="
 timeout 100 python3 -m pytest -q -p no:cacheprovider --rootdir=. -o addopts="" --timeout 60 --tb=short -rfEs \
   python_tests/test_cuda.py python_tests/test_errors.py python_tests/test_bench.py \
-  python_tests/test_small_plane_fused.py python_tests/test_device_checks.py \
+  python_tests/test_small_plane_fused.py python_tests/test_device_checks.py python_tests/test_training_grade.py \
   --junitxml="$OUT/cuda_tests.xml" 2>&1 | tail -60
 
 # The device checks (csrc/nonfinite/device_checks.h, default on for CUDA) had not run on a GPU

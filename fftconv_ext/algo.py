@@ -207,6 +207,8 @@ def choose(x: torch.Tensor, w: torch.Tensor, args: tuple, geometry: tuple,
            run_fft: Callable[[], torch.Tensor], run_direct: Callable[[], torch.Tensor]) -> str:
     """'fft' or 'direct' for this problem (see the module docstring)."""
     x_shape, w_shape = tuple(x.shape), tuple(w.shape)
+    if x.device.type == "meta":
+        return "fft"  # shapes only: the op's fake kernel keeps the memory format (F.conv2d's meta one does not)
     if _is_tracing(x):
         return _static_choice(x.device, x.dtype, x_shape, w_shape, args, geometry)
     fast_key = _fast_key(x, w_shape, args)

@@ -1,4 +1,4 @@
-"""Train FiT or ViT on CIFAR-10 (or a synthetic stand-in): ``python -m fftconv_ext.train``.
+"""Train a model of fftconv_ext.models on CIFAR-10 (or a synthetic stand-in): ``python -m fftconv_ext.train``.
 
     python -m fftconv_ext.train --model fit_tiny --data ~/cifar-10-batches-py --epochs 100
     python -m fftconv_ext.train --model fit_tiny --epochs 2            # synthetic data
@@ -8,7 +8,9 @@ CIFAR-10 is read from its standard python-pickle folder (data_batch_1..5,
 test_batch) without torchvision. Without --data a synthetic 10-class dataset
 of the same shape is generated from the seed, so the command always runs.
 AdamW, linear warm-up then cosine decay (per step), label smoothing, random
-crop with padding and horizontal flips in plain torch, AMP (bfloat16) on CUDA,
+crop with padding and horizontal flips in plain torch, mixed precision
+(``--amp bf16|fp16``; bfloat16 by default on CUDA; float16 with a GradScaler),
+``--convert`` to train the model after ``fftconv_ext.convert()``,
 per-epoch train loss and test accuracy, checkpoints (``last.pt``) that
 ``--resume`` continues from, seeds, and DDP when launched by torchrun.
 """
@@ -144,7 +146,12 @@ def parse_args(argv=None):
     p.add_argument("--label-smoothing", type=float, default=0.1)
     p.add_argument("--crop-padding", type=int, default=4)
     p.add_argument("--no-augment", action="store_true")
-    p.add_argument("--amp", choices=["auto", "on", "off"], default="auto", help="bfloat16 autocast (auto: CUDA only)")
+    p.add_argument("--amp", choices=["off", "bf16", "fp16"], default=None,
+                   help="mixed precision: torch.autocast in bfloat16 or float16 (fp16 with a GradScaler); "
+                        "default bf16 on CUDA, off on the CPU")
+    p.add_argument("--convert", action="store_true",
+                   help="train the model after fftconv_ext.convert() (its large-kernel convolutions as FFT layers)")
+    p.add_argument("--min-kernel-size", type=int, default=7, help="convert()'s threshold, with --convert")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default=None)
     p.add_argument("--threads", type=int, default=None, help="CPU threads (torch.set_num_threads)")
@@ -165,12 +172,12 @@ def build_model(args) -> torch.nn.Module:
 
 
 @torch.no_grad()
-def evaluate(model, x_u8, y, batch_size, device, amp) -> float:
+def evaluate(model, x_u8, y, batch_size, device, amp: Optional[torch.dtype]) -> float:
     model.eval()
     correct = 0
     for i in range(0, len(y), batch_size):
         xb = normalize(x_u8[i:i + batch_size].to(device))
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+        with torch.autocast(device.type, dtype=amp or torch.bfloat16, enabled=amp is not None):
             logits = model(xb)
         correct += (logits.argmax(-1).cpu() == y[i:i + batch_size]).sum().item()
     return correct / max(1, len(y))
@@ -184,7 +191,10 @@ def train(args) -> Dict[str, list]:
     torch.manual_seed(args.seed + rank)
     random.seed(args.seed + rank)
     np.random.seed(args.seed + rank)
-    amp = device.type == "cuda" if args.amp == "auto" else args.amp == "on"
+    amp_mode = args.amp or ("bf16" if device.type == "cuda" else "off")
+    amp = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}[amp_mode]
+    # float16 gradients underflow without loss scaling; bfloat16 has float32's range
+    scaler = torch.amp.GradScaler(device.type, enabled=amp == torch.float16)
 
     if args.data:
         train_x, train_y, test_x, test_y = load_cifar10(args.data)
@@ -192,7 +202,11 @@ def train(args) -> Dict[str, list]:
         train_x, train_y, test_x, test_y = synthetic_dataset(args.synthetic_train, args.synthetic_test,
                                                              args.img_size, args.num_classes, args.seed)
     torch.manual_seed(args.seed)  # the same initial weights on every rank
-    model = build_model(args).to(device)
+    model = build_model(args)
+    if args.convert:
+        import fftconv_ext
+        model = fftconv_ext.convert(model, min_kernel_size=args.min_kernel_size, inplace=True)
+    model = model.to(device)
     ddp_model = model
     if world > 1:
         ddp_model = torch.nn.parallel.DistributedDataParallel(
@@ -218,6 +232,8 @@ def train(args) -> Dict[str, list]:
         ck = torch.load(ckpt_path, map_location=device, weights_only=False)
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
+        if "scaler" in ck:
+            scaler.load_state_dict(ck["scaler"])
         sched.load_state_dict(ck["scheduler"])
         start_epoch, step, history = ck["epoch"], ck["step"], ck["history"]
         torch.set_rng_state(ck["rng"])
@@ -249,11 +265,12 @@ def train(args) -> Dict[str, list]:
             if not args.no_augment:
                 xb = augment(xb, args.crop_padding, gen)
             yb = train_y[idx].to(device)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                loss = F.cross_entropy(ddp_model(xb), yb, label_smoothing=args.label_smoothing)
+            with torch.autocast(device.type, dtype=amp or torch.bfloat16, enabled=amp is not None):
+                loss = F.cross_entropy(ddp_model(xb).float(), yb, label_smoothing=args.label_smoothing)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
             sched.step()
             step += 1
             losses.append(loss.item())
@@ -273,7 +290,7 @@ def train(args) -> Dict[str, list]:
             with open(os.path.join(args.out, "log.jsonl"), "a") as f:
                 f.write(json.dumps(line) + "\n")
             torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(),
-                        "scheduler": sched.state_dict(), "epoch": epoch + 1, "step": step,
+                        "scheduler": sched.state_dict(), "scaler": scaler.state_dict(), "epoch": epoch + 1, "step": step,
                         "history": history, "rng": torch.get_rng_state(), "args": vars(args)}, ckpt_path)
     if world > 1:
         import torch.distributed as dist

@@ -133,5 +133,12 @@ def test_joint_backward_op_rejects_bad_operands():
         ops.conv2d_backward(g, x, w.double(), *args)
     with pytest.raises(RuntimeError, match="grad_output"):
         ops.conv2d_backward(g.double(), x, w, *args)
+    with pytest.raises(RuntimeError, match="dtype"):
+        ops.conv2d_backward(g.half(), x, w, *args)
     with pytest.raises(RuntimeError, match="float32 or float64"):
-        ops.conv2d_backward(g.half(), x.half(), w.half(), *args)
+        ops.conv2d_backward(g.int(), x.int(), w.int(), *args)
+    # float16 operands together are computed in float32 and returned in float16
+    gx, gw = ops.conv2d_backward(g.half(), x.half(), w.half(), *args)
+    rx, rw = ops.conv2d_backward(g.half().float(), x.half().float(), w.half().float(), *args)
+    assert gx.dtype == gw.dtype == torch.float16
+    assert torch.allclose(gx.float(), rx, rtol=1e-2, atol=1e-2) and torch.allclose(gw.float(), rw, rtol=1e-2, atol=1e-1)

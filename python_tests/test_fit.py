@@ -185,3 +185,31 @@ def test_ddp_two_processes_on_cpu(tmp_path):
                         "-m", "fftconv_ext.train", *args], capture_output=True, text=True, timeout=300, env=env)
     assert r.returncode == 0, r.stderr[-3000:]
     assert '"epoch": 1' in r.stdout
+
+
+@pytest.mark.parametrize("amp", ["bf16", "fp16"])
+def test_trainer_mixed_precision(tmp_path, amp):
+    # fp16 runs with a GradScaler, whose state is checkpointed with the rest
+    hist = train.train(train.parse_args(TINY + ["--epochs", "2", "--amp", amp, "--out", str(tmp_path)]))
+    losses = hist["step_losses"]
+    assert all(np.isfinite(losses)) and np.mean(losses[-8:]) < np.mean(losses[:8]), losses
+    ck = torch.load(tmp_path / "last.pt", weights_only=False)
+    assert ck["scaler"]["scale"] > 1 if amp == "fp16" else ck["scaler"] == {}
+
+
+def test_trainer_converts_a_convnet(tmp_path, monkeypatch):
+    import fftconv_ext
+    converted = []
+    real = fftconv_ext.convert
+
+    def spy(model, **kw):
+        out = real(model, **kw)
+        converted.append(out.fftconv_converted)
+        return out
+    monkeypatch.setattr(fftconv_ext, "convert", spy)
+    args = ["--model", "convnext_tiny", "--convert", "--amp", "bf16", "--img-size", "32", "--synthetic-train", "32",
+            "--synthetic-test", "16", "--batch-size", "16", "--epochs", "1", "--no-progress", "--device", "cpu",
+            "--out", str(tmp_path)]
+    hist = train.train(train.parse_args(args))
+    assert converted and len(converted[0]) == 18  # ConvNeXt-T's 3+3+9+3 depthwise 7x7 convolutions
+    assert np.isfinite(hist["step_losses"]).all()

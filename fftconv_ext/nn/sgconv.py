@@ -51,9 +51,8 @@ class SGConv1d(nn.Module):
 
     def kernel(self, length: int) -> torch.Tensor:
         k = self.raw_kernel()
-        if self.kernel_norm.item() == 0:  # first forward: fix the normalisation
-            with torch.no_grad():
-                self.kernel_norm.copy_(k.norm())
+        with torch.no_grad():  # the first forward fixes the normalisation (no .item(): compile- and meta-safe)
+            self.kernel_norm.copy_(torch.where(self.kernel_norm == 0, k.detach().norm(), self.kernel_norm))
         k = k / self.kernel_norm
         return k[:, :length] if k.shape[-1] >= length else F.pad(k, (0, length - k.shape[-1]))
 
