@@ -18,6 +18,7 @@ import torch
 
 from . import _C  # noqa: F401  (loads the library that registers the ops)
 from ._shapes import output_length
+from torch.utils.flop_counter import conv_flop_count, register_flop_formula
 
 _ops = torch.ops.fftconv
 
@@ -188,3 +189,31 @@ def _fourier_mix_backward(ctx, grad):
 
 torch.library.register_autograd(
     "fftconv::fourier_mix", _fourier_mix_backward, setup_context=_fourier_mix_setup)
+
+
+# FLOPs as torch.utils.flop_counter counts PyTorch's own convolution (and its
+# backward) for the same problem, so a model's count does not change when it is
+# converted: the direct convolution's multiply-adds, not the FFT's work.
+def _swap01(shape):
+    return [shape[1], shape[0]] + list(shape[2:])
+
+
+@register_flop_formula(_ops.conv2d_forward)
+def _forward_flops(x_shape, w_shape, *args, out_shape=None, **kwargs) -> int:
+    return conv_flop_count(x_shape, w_shape, out_shape, transposed=False)
+
+
+@register_flop_formula(_ops.conv2d_grad_input)
+def _grad_input_flops(g_shape, w_shape, input_size, *args, out_shape=None, **kwargs) -> int:
+    return conv_flop_count(g_shape, w_shape, list(input_size), transposed=True)
+
+
+@register_flop_formula(_ops.conv2d_grad_weight)
+def _grad_weight_flops(g_shape, x_shape, weight_size, *args, out_shape=None, **kwargs) -> int:
+    return conv_flop_count(_swap01(x_shape), _swap01(g_shape), _swap01(list(weight_size)), transposed=False)
+
+
+@register_flop_formula(_ops.conv2d_backward)
+def _backward_flops(g_shape, x_shape, w_shape, *args, out_shape=None, **kwargs) -> int:
+    return (conv_flop_count(g_shape, w_shape, x_shape, transposed=True) +
+            conv_flop_count(_swap01(x_shape), _swap01(g_shape), _swap01(w_shape), transposed=False))

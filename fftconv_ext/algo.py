@@ -155,6 +155,13 @@ def _static_choice(device: torch.device, dtype: torch.dtype, x_shape: tuple, w_s
     return "fft" if _ratio(x_shape, w_shape, geometry) >= 1.0 else "direct"
 
 
+def _under_dispatch_mode() -> bool:
+    """Whether a TorchDispatchMode (FlopCounterMode, a debug mode) sees every op: timings
+    there would measure the mode and add the measurement's calls to what it records."""
+    from torch.utils._python_dispatch import _get_current_dispatch_mode
+    return _get_current_dispatch_mode() is not None
+
+
 def _is_tracing(t: torch.Tensor) -> bool:
     if torch.compiler.is_compiling():
         return True
@@ -209,7 +216,7 @@ def choose(x: torch.Tensor, w: torch.Tensor, args: tuple, geometry: tuple,
     x_shape, w_shape = tuple(x.shape), tuple(w.shape)
     if x.device.type == "meta":
         return "fft"  # shapes only: the op's fake kernel keeps the memory format (F.conv2d's meta one does not)
-    if _is_tracing(x):
+    if _is_tracing(x) or _under_dispatch_mode():
         return _static_choice(x.device, x.dtype, x_shape, w_shape, args, geometry)
     fast_key = _fast_key(x, w_shape, args)
     hit = _fast.get(fast_key)

@@ -1,14 +1,21 @@
 """One-call conversion of an existing model's large-kernel convolutions to the
-FFT layers, and back. Weights are untouched: the new modules hold the same
-Parameter objects (of the copy, when ``inplace=False``).
+FFT layers, and back.
+
+A convolution is converted in place by giving it the FFT layer's class (a
+subclass of the torch one that only changes how the convolution is computed):
+its parameters, buffers, hooks of every kind (forward and pre-forward, with
+and without kwargs, full backward, state-dict), parametrizations and the
+old hook-based ``spectral_norm``/``weight_norm`` all stay, and a module used in
+several places stays one module.
 """
 from __future__ import annotations
 
 import copy
 import logging
-from typing import List, Tuple
+from typing import List
 
 from torch import nn
+from torch.nn.utils import parametrize
 
 from .nn import FFTConv1d, FFTConv2d
 
@@ -18,31 +25,51 @@ _TO_FFT = {nn.Conv1d: FFTConv1d, nn.Conv2d: FFTConv2d}
 _TO_TORCH = {FFTConv1d: nn.Conv1d, FFTConv2d: nn.Conv2d}
 
 
-def _rebuild(module: nn.Module, cls, **extra) -> nn.Module:
-    new = cls(module.in_channels, module.out_channels, module.kernel_size, stride=module.stride,
-              padding=module.padding, dilation=module.dilation, groups=module.groups,
-              bias=module.bias is not None, padding_mode=module.padding_mode,
-              device="meta", **extra)  # no allocation: the parameters are moved over below
-    new.weight = module.weight
-    new.bias = module.bias
-    new.train(module.training)
-    for name, hook in module._forward_hooks.items():  # keep user hooks
-        new._forward_hooks[name] = hook
-    for name, hook in module._forward_pre_hooks.items():
-        new._forward_pre_hooks[name] = hook
-    return new
+def _conv_type(module: nn.Module, mapping):
+    """The torch (or FFT) convolution class module is, itself or under torch.nn.utils.parametrize
+    (which gives a parametrized module a class of its own, derived from the original), or None."""
+    cls = type(module)
+    if cls in mapping:
+        return cls
+    if parametrize.is_parametrized(module) and len(cls.__bases__) == 1 and cls.__bases__[0] in mapping:
+        return cls.__bases__[0]
+    return None
 
 
-def _swap(model: nn.Module, mapping, predicate, extra) -> Tuple[nn.Module, List[str]]:
+def _target_class(module: nn.Module, target: type) -> type:
+    """target, or for a parametrized module a class of its own derived from target with the
+    module's parametrized properties (as torch.nn.utils.parametrize makes one per module)."""
+    cls = type(module)
+    if parametrize.is_parametrized(module) and cls not in (nn.Conv1d, nn.Conv2d, FFTConv1d, FFTConv2d):
+        body = {k: v for k, v in cls.__dict__.items() if k not in ("__dict__", "__weakref__")}
+        return type(f"Parametrized{target.__name__}", (target,), body)
+    return target
+
+
+def _swap(model: nn.Module, mapping, predicate, attrs) -> List[str]:
+    """Give every matching module (each once, shared ones included) its new class in place:
+    parameters, buffers, hooks of every kind, parametrizations and sharing all stay as they are."""
     swapped = []
-    if type(model) in mapping and predicate(model):  # the model itself is a convolution
-        return _rebuild(model, mapping[type(model)], **extra), [""]
-    for name, child in list(model.named_modules()):
-        for cname, sub in list(child.named_children()):
-            if type(sub) in mapping and predicate(sub):
-                setattr(child, cname, _rebuild(sub, mapping[type(sub)], **extra))
-                swapped.append(f"{name}.{cname}" if name else cname)
-    return model, swapped
+    for name, module in model.named_modules(remove_duplicate=True):
+        base = _conv_type(module, mapping)
+        if base is None or not predicate(module):
+            continue
+        module.__class__ = _target_class(module, mapping[base])
+        for key, value in attrs.items():
+            if value is None:
+                module.__dict__.pop(key, None)
+            else:
+                setattr(module, key, value)
+        swapped.append(name)
+    return swapped
+
+
+def _copy(model: nn.Module, fname: str) -> nn.Module:
+    try:
+        return copy.deepcopy(model)
+    except RuntimeError as e:  # e.g. the old hook-based weight_norm/spectral_norm after a forward
+        raise RuntimeError(f"{fname}: the model cannot be deep-copied ({e}); pass inplace=True to "
+                           "convert it as it is") from e
 
 
 def convert(model: nn.Module, min_kernel_size: int = 7, inplace: bool = False, algo: str = "auto") -> nn.Module:
@@ -59,18 +86,21 @@ def convert(model: nn.Module, min_kernel_size: int = 7, inplace: bool = False, a
     if min_kernel_size < 1:
         raise ValueError(f"convert: min_kernel_size must be >= 1, got {min_kernel_size}")
     if not inplace:
-        model = copy.deepcopy(model)
-    model, swapped = _swap(model, _TO_FFT, lambda m: max(m.kernel_size) >= min_kernel_size, {"algo": algo})
+        model = _copy(model, "convert")
+    if algo not in ("auto", "fft", "direct"):
+        raise ValueError(f"convert: algo must be 'auto', 'fft' or 'direct', got {algo!r}")
+    swapped = _swap(model, _TO_FFT, lambda m: max(m.kernel_size) >= min_kernel_size, {"algo": algo})
     logger.info("fftconv_ext.convert: %d convolution(s) now use the FFT: %s", len(swapped), swapped)
     model.fftconv_converted = swapped
     return model
 
 
 def revert(model: nn.Module, inplace: bool = False) -> nn.Module:
-    """Turn every FFTConv1d/FFTConv2d back into a plain nn.Conv1d/nn.Conv2d (same weights)."""
+    """Turn every FFTConv1d/FFTConv2d back into a plain nn.Conv1d/nn.Conv2d (same weights),
+    keeping everything the module carries, as convert() does."""
     if not inplace:
-        model = copy.deepcopy(model)
-    model, swapped = _swap(model, _TO_TORCH, lambda m: True, {})
+        model = _copy(model, "revert")
+    swapped = _swap(model, _TO_TORCH, lambda m: True, {"algo": None})
     logger.info("fftconv_ext.revert: %d convolution(s) back to torch: %s", len(swapped), swapped)
     if hasattr(model, "fftconv_converted"):
         del model.fftconv_converted

@@ -7,6 +7,7 @@ replicate by an explicit pad followed by a 'valid' correlation).
 """
 from __future__ import annotations
 
+import operator
 from typing import Optional, Sequence, Tuple, Union
 
 import torch
@@ -33,20 +34,33 @@ class ConvArgumentError(ValueError, RuntimeError):
     """
 
 
+def _as_int(value):
+    """value as a Python int when it is an integer (int, numpy integer, anything with
+    __index__) and not a bool, else None: PyTorch accepts all of these."""
+    if isinstance(value, (bool, float)) or value is None:
+        return None
+    try:
+        return operator.index(value)
+    except TypeError:
+        return None
+
+
 def _tuple(value, n: int, name: str) -> Tuple[int, ...]:
-    if isinstance(value, bool):
+    single = _as_int(value)
+    if single is not None:
+        return (single,) * n
+    if isinstance(value, (bool, str)):
         raise ConvArgumentError(f"{name} must be an int or a tuple of {n} ints, got {value!r}")
-    if isinstance(value, int):
-        return (value,) * n
     try:
         items = tuple(value)
     except TypeError:
         raise ConvArgumentError(f"{name} must be an int or a tuple of {n} ints, got {value!r}") from None
     if len(items) == 1:
         items = items * n
-    if len(items) != n or not all(isinstance(v, int) and not isinstance(v, bool) for v in items):
+    ints = tuple(_as_int(v) for v in items)
+    if len(ints) != n or any(v is None for v in ints):
         raise ConvArgumentError(f"{name} must be an int or a tuple of {n} ints, got {value!r}")
-    return items
+    return ints
 
 
 def _check_tensors(input, weight, bias, dim: int, fname: str) -> None:
@@ -151,8 +165,10 @@ def _conv_nd(input, weight, bias, stride, padding, dilation, groups, padding_mod
         raise ConvArgumentError(f"{fname}: stride must be positive, got {stride}")
     if any(d <= 0 for d in dilation):
         raise ConvArgumentError(f"{fname}: dilation must be positive, got {dilation}")
-    if isinstance(groups, bool) or not isinstance(groups, int) or groups <= 0:
+    groups_int = _as_int(groups)
+    if groups_int is None or groups_int <= 0:
         raise ConvArgumentError(f"{fname}: groups must be a positive int, got {groups!r}")
+    groups = groups_int
     if padding_mode not in _PADDING_MODES:
         raise ConvArgumentError(f"{fname}: padding_mode must be one of {_PADDING_MODES}, got {padding_mode!r}")
 
@@ -178,6 +194,12 @@ def _conv_nd(input, weight, bias, stride, padding, dilation, groups, padding_mod
                 f"{fname}: kernel size (dilated) {d * (k - 1) + 1} along spatial axis {axis} is larger "
                 f"than the padded input size {n + pl + pr} (input {n}, padding {pl}+{pr})")
 
+    if padding_mode == "reflect":
+        for axis, (n, (pl, pr)) in enumerate(zip(spatial, pads)):
+            if pl >= n or pr >= n:  # the rule of F.pad(mode='reflect')
+                raise ConvArgumentError(
+                    f"{fname}: reflect padding ({pl}, {pr}) along spatial axis {axis} must be smaller than "
+                    f"the input size {n}")
     if padding_mode == "circular":
         for axis, (n, (pl, pr)) in enumerate(zip(spatial, pads)):
             if pl > n or pr > n:  # the rule of F.pad(mode='circular'), kept for parity
@@ -204,7 +226,7 @@ def _conv_nd(input, weight, bias, stride, padding, dilation, groups, padding_mod
         geometry = (spatial, kernel, tuple(pads), stride, dilation)
         choice = choose(x, weight, args, geometry, run_fft, run_direct)
         y = run_fft() if choice == "fft" else run_direct()
-    if key is not None and not _is_tracing(x):
+    if key is not None and not _is_tracing(x) and not _algo._under_dispatch_mode():
         if len(_decided_calls) >= _MAX_DECIDED_CALLS:
             _decided_calls.clear()
         call_args = (unbatched, stride, padding, pads, dilation, groups, padding_mode, dim, x)

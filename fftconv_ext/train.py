@@ -157,6 +157,7 @@ def parse_args(argv=None):
     p.add_argument("--threads", type=int, default=None, help="CPU threads (torch.set_num_threads)")
     p.add_argument("--out", default="runs/train", help="folder for last.pt and log.jsonl")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    p.add_argument("--overwrite", action="store_true", help="start afresh in an OUT that holds a run")
     p.add_argument("--no-progress", action="store_true")
     return p.parse_args(argv)
 
@@ -226,6 +227,17 @@ def train(args) -> Dict[str, list]:
     ckpt_path = os.path.join(args.out, "last.pt")
     start_epoch, step = 0, 0
     history: Dict[str, list] = {"epoch": [], "train_loss": [], "test_acc": [], "step_losses": []}
+    log_path = os.path.join(args.out, "log.jsonl")
+    if args.resume and args.overwrite:
+        raise ValueError("--resume and --overwrite contradict each other")
+    if not args.resume and (os.path.exists(ckpt_path) or os.path.exists(log_path)):
+        if not args.overwrite:
+            raise FileExistsError(f"{args.out} holds a run (last.pt, log.jsonl): pass --resume to continue it or "
+                                  "--overwrite to start afresh")
+        if rank == 0:
+            for path in (ckpt_path, log_path):
+                if os.path.exists(path):
+                    os.remove(path)
     if args.resume:
         if not os.path.exists(ckpt_path):
             raise FileNotFoundError(f"--resume: no checkpoint at {ckpt_path}")
@@ -237,6 +249,11 @@ def train(args) -> Dict[str, list]:
         sched.load_state_dict(ck["scheduler"])
         start_epoch, step, history = ck["epoch"], ck["step"], ck["history"]
         torch.set_rng_state(ck["rng"])
+        if start_epoch >= args.epochs or step >= total_steps:
+            if rank == 0:
+                print(f"{args.out}: the run is already complete ({start_epoch} of {args.epochs} epochs, "
+                      f"{step} of {total_steps} steps); nothing to resume", flush=True)
+            return history
 
     gen = torch.Generator().manual_seed(args.seed * 1000 + rank)
     try:

@@ -7,10 +7,29 @@ allocations and are.
 """
 from __future__ import annotations
 
-from typing import Callable, Dict
+import contextlib
+import os
+import sys
+from typing import Callable, Dict, Iterator
 
 import torch
 from torch.profiler import ProfilerActivity, profile
+
+
+@contextlib.contextmanager
+def quiet_profiler() -> Iterator[None]:
+    """torch.profiler's native layer (kineto) writes status lines ("profiler_start",
+    "gpuGetDeviceCount failed") straight to file descriptor 2, between the benchmark's
+    own output: silence that descriptor for the block (Python's sys.stderr is flushed first)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def peak_allocated_bytes(fn: Callable[[], torch.Tensor], device: torch.device) -> Dict[str, float]:
@@ -25,7 +44,7 @@ def peak_allocated_bytes(fn: Callable[[], torch.Tensor], device: torch.device) -
         peak = torch.cuda.max_memory_allocated(device) - before
         kept = torch.cuda.memory_allocated(device) - before
         return {"peak": float(peak), "kept": float(kept), "out": float(out.numel() * out.element_size())}
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+    with quiet_profiler(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         out = fn()
     events = [e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"]
     live = peak = 0

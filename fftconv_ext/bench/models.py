@@ -8,6 +8,7 @@ import torch
 
 import fftconv_ext
 from ..models import convnext_tiny, replknet_31b
+from .memory import quiet_profiler
 from .timing import time_interleaved
 
 
@@ -25,7 +26,7 @@ def time_shares(fn, device: torch.device) -> Dict[str, float]:
     hence the most any faster FFT could gain."""
     from torch.profiler import ProfilerActivity, profile
     acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
-    with torch.no_grad(), profile(activities=acts) as prof:
+    with torch.no_grad(), quiet_profiler(), profile(activities=acts) as prof:
         t0 = time.perf_counter()
         fn()
         if device.type == "cuda":

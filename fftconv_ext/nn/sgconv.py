@@ -99,7 +99,7 @@ class LongConv2d(nn.Module):
         self.scales = nn.ParameterList(
             [nn.Parameter(torch.randn(channels, kernel_dim, kernel_dim) / kernel_dim) for _ in range(n)])
         self.bias = nn.Parameter(torch.zeros(channels)) if bias else None
-        self._memo: Dict[Tuple, torch.Tensor] = {}
+        self._memo: Dict[Tuple, Tuple[torch.Tensor, list]] = {}
 
     def scale_size(self, i: int) -> int:
         return (self.kernel_dim - 1) * 2 ** i + 1
@@ -134,10 +134,16 @@ class LongConv2d(nn.Module):
             self._memo.clear()
             kernel = self.materialize(h, w)
         else:
-            key = (h, w, x.device, x.dtype, tuple(p._version for p in self.scales))
-            kernel = self._memo.get(key)
-            if kernel is None:
-                self._memo.clear()
-                kernel = self._memo[key] = self.materialize(h, w).to(x.dtype)
+            # reused while the scales it was made from hold the same values: compared by value (small
+            # next to the convolution), so edits through .data, load_state_dict, optimizer steps and
+            # .to() can never leave it stale
+            used = list(self.scales)[:self.scales_for(h, w)]
+            key = (h, w, x.device, x.dtype)
+            entry = self._memo.get(key)
+            if entry is not None and all(a.device == b.device and torch.equal(a, b) for a, b in zip(entry[1], used)):
+                kernel = entry[0]
+            else:
+                kernel = self.materialize(h, w).to(x.dtype)
+                self._memo = {key: (kernel, [p.detach().clone() for p in used])}
         bias = self.bias.to(x.dtype) if self.bias is not None else None
         return FX.conv2d(x, kernel.to(x.dtype), bias, padding="same", groups=self.channels, algo="fft")
