@@ -183,6 +183,10 @@ def _time_once(fn: Callable[[], torch.Tensor], device: torch.device) -> float:
 # same-round ratio within 25 %) gets more rounds before the choice is made: a
 # single timing of each had picked a path 10 % slower on a shared machine.
 _ROUNDS, _TIE_ROUNDS, _TIE = 3, 8, 1.25
+# A first round in which one path is this many times slower decides at once: no
+# later round reverses a 3x gap, and the slow path's extra calls are what made a
+# first training step cost many plain ones.
+_LOPSIDED = 3.0
 
 
 def _measure(run_fft: Callable[[], torch.Tensor], run_direct: Callable[[], torch.Tensor],
@@ -200,6 +204,8 @@ def _measure(run_fft: Callable[[], torch.Tensor], run_direct: Callable[[], torch
 
     for r in range(_ROUNDS):
         one_round(r)
+        if r == 0 and not 1 / _LOPSIDED < ratios[0] < _LOPSIDED:
+            break
     if 1 / _TIE < statistics.median(ratios) < _TIE:
         for r in range(_ROUNDS, _ROUNDS + _TIE_ROUNDS):
             one_round(r)

@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 
 from . import _C, _ops  # noqa: F401  (_ops registers fake kernels and autograd)
+
+_ops_ns = torch.ops.fftconv
 from . import algo as _algo
 from .algo import ALGOS, _is_tracing, choose, settings_version
 from .algo import decided_calls as _decided_calls
@@ -225,6 +227,11 @@ def _conv_nd(input, weight, bias, stride, padding, dilation, groups, padding_mod
         args = (stride, tuple(pads), dilation, groups, padding_mode, bias is not None)
         geometry = (spatial, kernel, tuple(pads), stride, dilation)
         choice = choose(x, weight, args, geometry, run_fft, run_direct)
+        if _trains_per_direction(x, weight, bias, pads, padding_mode):
+            # a training call: the input and weight gradients get choices of their own (docs/design.md §15)
+            y = _PerDirectionConv.apply(x, weight, bias, _Problem(args, geometry, stride, pads, dilation, groups,
+                                                                   padding_mode, dim, choice))
+            return y.squeeze(0) if unbatched else y
         y = run_fft() if choice == "fft" else run_direct()
     if key is not None and not _is_tracing(x) and not _algo._under_dispatch_mode():
         if len(_decided_calls) >= _MAX_DECIDED_CALLS:
@@ -272,6 +279,98 @@ def _decided_call(choice, unbatched, stride, padding, pads, dilation, groups, pa
             y = _direct_conv(xb, w, b, stride, padding, pads, dilation, groups, padding_mode, dim)
         return y.squeeze(0) if unbatched else y
     return call
+
+
+def _trains_per_direction(x, weight, bias, pads, padding_mode) -> bool:
+    """Whether an algo='auto' call takes the per-direction path: gradients are wanted, and the
+    problem is one both backward paths compute as they are (zero padding, equal on both sides;
+    float32/float64 outside autocast). Other calls use the forward's choice for the backward too."""
+    if not torch.is_grad_enabled() or _is_tracing(x) or _algo._under_dispatch_mode():
+        return False
+    if not (x.requires_grad or weight.requires_grad or (bias is not None and bias.requires_grad)):
+        return False
+    return (padding_mode == "zeros" and all(pl == pr for pl, pr in pads) and
+            x.dtype in (torch.float32, torch.float64) and weight.dtype == x.dtype and
+            autocast_dtype(x.device) is None and x.device.type in ("cpu", "cuda"))
+
+
+class _Problem:
+    """What the per-direction path needs of a call: its choice keys and its arguments."""
+
+    def __init__(self, args, geometry, stride, pads, dilation, groups, padding_mode, dim, forward_choice):
+        self.args, self.geometry = args, geometry
+        self.stride, self.pads, self.dilation, self.groups = stride, pads, dilation, groups
+        self.padding_mode, self.dim, self.forward_choice = padding_mode, dim, forward_choice
+
+    def fft_args(self):
+        """(stride, padding (top, bottom, left, right), dilation) of the 2-D op."""
+        if self.dim == 1:
+            return [1, self.stride[0]], [0, 0, self.pads[0][0], self.pads[0][1]], [1, self.dilation[0]]
+        return (list(self.stride), [self.pads[0][0], self.pads[0][1], self.pads[1][0], self.pads[1][1]],
+                list(self.dilation))
+
+    def as_2d(self, t):
+        return t.unsqueeze(2) if self.dim == 1 else t
+
+    def from_2d(self, t):
+        return t.squeeze(2) if self.dim == 1 else t
+
+
+class _PerDirectionConv(torch.autograd.Function):
+    """algo='auto' for training: the forward, the input gradient and the weight gradient each
+    run the path measured faster for them (as cuDNN picks forward, backward-data and
+    backward-filter algorithms apart). PyTorch's direct backward is often several times its
+    forward where the FFT's is about twice, so a direct forward with an FFT backward is common."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, problem: _Problem):
+        ctx.save_for_backward(x, weight)
+        ctx.problem, ctx.has_bias = problem, bias is not None
+        if problem.forward_choice == "fft":
+            return _fft_conv(x, weight, bias, problem.stride, problem.pads, problem.dilation, problem.groups,
+                             "zeros", problem.dim)
+        conv = F.conv1d if problem.dim == 1 else F.conv2d
+        return conv(x, weight, bias, problem.stride, [pl for pl, _ in problem.pads], problem.dilation, problem.groups)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, weight = ctx.saved_tensors
+        pb = ctx.problem
+        grad = grad.contiguous()
+        want_x, want_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        s2, p4, d2 = pb.fft_args()
+        x4, w4, g4 = pb.as_2d(x), pb.as_2d(weight), pb.as_2d(grad)
+        padding = [pl for pl, _ in pb.pads]
+
+        def fft_input():
+            return pb.from_2d(_ops_ns.conv2d_grad_input(g4, w4, list(x4.shape), s2, p4, d2, pb.groups, False))
+
+        def fft_weight():
+            return pb.from_2d(_ops_ns.conv2d_grad_weight(g4, x4, list(w4.shape), s2, p4, d2, pb.groups, False))
+
+        def direct(mask):
+            return torch.ops.aten.convolution_backward(grad, x, weight, None, list(pb.stride), padding,
+                                                       list(pb.dilation), False, [0] * pb.dim, pb.groups, mask)
+
+        with torch.no_grad():
+            gx = gw = None
+            c_x = choose(x, weight, pb.args + ("grad_input",), pb.geometry, fft_input,
+                         lambda: direct([True, False, False])[0]) if want_x else None
+            c_w = choose(x, weight, pb.args + ("grad_weight",), pb.geometry, fft_weight,
+                         lambda: direct([False, True, False])[1]) if want_w else None
+            if want_x and want_w and c_x == c_w:  # one joint pass: the output gradient transformed once
+                if c_x == "fft":
+                    gx, gw = (pb.from_2d(t) for t in _ops_ns.conv2d_backward(g4, x4, w4, s2, p4, d2, pb.groups,
+                                                                             False))
+                else:
+                    gx, gw, _ = direct([True, True, False])
+            else:
+                if want_x:
+                    gx = fft_input() if c_x == "fft" else direct([True, False, False])[0]
+                if want_w:
+                    gw = fft_weight() if c_w == "fft" else direct([False, True, False])[1]
+        gb = grad.sum(dim=[0] + list(range(2, grad.dim()))) if ctx.has_bias and ctx.needs_input_grad[2] else None
+        return gx, gw, gb, None
 
 
 def _direct_conv(x, weight, bias, stride, padding, pads, dilation, groups, padding_mode, dim):

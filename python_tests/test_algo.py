@@ -183,8 +183,12 @@ def test_near_ties_get_more_rounds_and_a_slow_spell_does_not_decide(monkeypatch)
     assert calls == {"fft": n, "direct": n}
     # a clear case stops after the first rounds
     calls.update(fft=0, direct=0)
-    assert algo_mod._measure(run("fft", 0.2), run("direct", 1.0), torch.device("cpu")) == "fft"
+    assert algo_mod._measure(run("fft", 0.5), run("direct", 1.0), torch.device("cpu")) == "fft"
     assert calls == {"fft": 1 + algo_mod._ROUNDS, "direct": 1 + algo_mod._ROUNDS}
+    # a lopsided one (3x or more in the first round) after that round
+    calls.update(fft=0, direct=0)
+    assert algo_mod._measure(run("fft", 0.2), run("direct", 1.0), torch.device("cpu")) == "fft"
+    assert calls == {"fft": 2, "direct": 2}
 
 
 def _fake_measures(monkeypatch, verdicts):

@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import tempfile
 import os
 import platform
 import time
@@ -204,6 +205,9 @@ def main(argv=None) -> None:
                     help="FiT vs ViT latency and memory, and fourier_mix vs torch.fft.fft2(x).real")
     ap.add_argument("--fit-depth", type=int, default=None,
                     help="blocks of FiT/ViT-Base for --fit (default 12 on CUDA, 2 on CPU)")
+    ap.add_argument("--train", action="store_true",
+                    help="a training step with algo='auto' against 'fft' and 'direct' (sweep layers, RepLKNet-31B "
+                         "and ConvNeXt-T converted), and auto's choices in 5 fresh processes")
     ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args(argv)
 
@@ -215,6 +219,8 @@ def main(argv=None) -> None:
         return main_long(device, args)
     if args.fit:
         return main_fit(device, args)
+    if args.train:
+        return main_train(device, args)
     suites = [s.strip() for s in args.shapes.split(",") if s.strip()]
     machine = machine_name(device, args.threads)
     meta = {
@@ -286,6 +292,33 @@ def main_long(device: torch.device, args) -> None:
     with open(base + ".md", "w") as f:
         f.write(f"# Long convolutions: {machine}\n\n" + ", ".join(f"{k}: {v}" for k, v in meta.items())
                 + "\n\nMedians of interleaved rounds; ratios inside this run.\n\n" + md + "\n")
+    print(f"wrote {base}.json and .md")
+
+
+def main_train(device: torch.device, args) -> None:
+    from .train_step import run_stability, run_train, train_markdown
+    machine = machine_name(device, args.threads)
+    batch = 2 if device.type == "cpu" else 32
+    meta = {"machine": machine, "device": str(device), "torch": torch.__version__,
+            "threads": torch.get_num_threads(), "dtype": "float32", "sweep batch": batch,
+            "models": "batch 2 at 64x64, converted with algo='auto'/'fft'/'direct'",
+            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+    print(" | ".join(f"{k} {v}" for k, v in meta.items()), flush=True)
+    with tempfile.TemporaryDirectory() as cache, fftconv_ext.backends.flags(cache_dir=cache):
+        fftconv_ext.algo.clear_memory()  # auto starts from nothing: its first step measures
+        rows = run_train(device, batch, full=args.full)
+    stability = run_stability(batch, args.threads) if device.type == "cpu" else {}
+    md = train_markdown(rows, stability)
+    print(md)
+    os.makedirs(args.out, exist_ok=True)
+    base = os.path.join(args.out, machine + "-train")
+    with open(base + ".json", "w") as f:
+        json.dump({"meta": meta, "rows": rows, "stability": stability}, f, indent=1)
+    with open(base + ".md", "w") as f:
+        f.write(f"# Training step, algo='auto' against its paths: {machine}\n\n"
+                + ", ".join(f"{k}: {v}" for k, v in meta.items())
+                + "\n\nForward, backward (input and weight gradients) and an SGD step; medians of interleaved "
+                  "rounds, ratios inside this run.\n\n" + md)
     print(f"wrote {base}.json and .md")
 
 
