@@ -22,7 +22,7 @@ install:
 	@if [ -z "$$VIRTUAL_ENV" ] && [ ! -x .venv/bin/python ]; then $(PYTHON) -m venv .venv; fi
 	@$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "$(TORCH_SPEC)"
 	$(PY) -m pip install -q $(DEPS)
-	$(PY) -m pip install -q --no-build-isolation --no-deps -e .
+	FFTCONV_BUILD_TESTING=1 $(PY) -m pip install -q --no-build-isolation --no-deps -e .
 	@$(PY) -c "import fftconv_ext, torch; print('fftconv_ext', fftconv_ext.__version__, '| torch', torch.__version__, '| CUDA kernels built:', fftconv_ext.built_with_cuda())"
 
 # bench-deps: the tests also check that every benchmark baseline computes the layer it claims

@@ -4,6 +4,8 @@ cuFFT when the installed torch is a CUDA build and a CUDA toolkit is found.
 Environment:
   FFTCONV_FORCE_CUDA=1    a missing CUDA toolkit or cuFFT is an error
   FFTCONV_DISABLE_CUDA=1  build the CPU extension only
+  FFTCONV_BUILD_TESTING=1 also build fftconv_ext._testing, the test suite's hooks
+                          (make test and CI set it; users' installs leave it out)
   TORCH_CUDA_ARCH_LIST    CUDA targets (default "8.0;9.0")
   CUDA_HOME / CUDA_PATH   the toolkit (else /usr/local/cuda, else nvcc's folder)
 
@@ -165,14 +167,17 @@ def _extensions():
     cxx_flags = ["-O3", "-fopenmp"]
     link_flags = ["-fopenmp"]
     cufft = _want_cuda()
+    modules = [("fftconv_ext._C", sources)]
+    if os.environ.get("FFTCONV_BUILD_TESTING") == "1":
+        modules.append(("fftconv_ext._testing", testing_sources))
     if cufft is None:
         return [CppExtension(name, srcs, include_dirs=include_dirs, extra_compile_args={"cxx": cxx_flags},
                              extra_link_args=link_flags, py_limited_api=False)
-                for name, srcs in (("fftconv_ext._C", sources), ("fftconv_ext._testing", testing_sources))]
+                for name, srcs in modules]
     inc, lib, link = cufft
     os.environ.setdefault("TORCH_CUDA_ARCH_LIST", "8.0;9.0")
-    sources += _sources(lambda folder: folder.split(os.sep)[0] == "cuda")
-    sources += sorted(glob.glob("csrc/**/*.cu", recursive=True))
+    modules[0] = ("fftconv_ext._C", sources + _sources(lambda folder: folder.split(os.sep)[0] == "cuda")
+                  + sorted(glob.glob("csrc/**/*.cu", recursive=True)))
     print(f"fftconv_ext: building with CUDA ({_cuda_home}), cuFFT from {lib}, "
           f"archs {os.environ['TORCH_CUDA_ARCH_LIST']}", file=sys.stderr)
     return [CUDAExtension(
@@ -182,7 +187,7 @@ def _extensions():
         extra_compile_args={"cxx": cxx_flags + ["-DFFTCONV_WITH_CUDA"],
                             "nvcc": ["-O3", "-DFFTCONV_WITH_CUDA"]},
         extra_link_args=link_flags + [link, f"-Wl,-rpath,{lib}"],
-    ) for name, srcs in (("fftconv_ext._C", sources), ("fftconv_ext._testing", testing_sources))]
+    ) for name, srcs in modules]
 
 
 setup(

@@ -36,7 +36,7 @@ if python3 -c "import fftconv_ext, sys; sys.exit(0 if fftconv_ext.built_with_cud
   echo "using the carried sm_90 build: $(ls fftconv_ext/_C*.so fftconv_ext/_testing*.so)" | tee "$OUT/build.log"
 else
   rm -f fftconv_ext/_C*.so fftconv_ext/_testing*.so
-  FFTCONV_FORCE_CUDA=1 TORCH_CUDA_ARCH_LIST="9.0" MAX_JOBS=16 timeout 300 \
+  FFTCONV_FORCE_CUDA=1 FFTCONV_BUILD_TESTING=1 TORCH_CUDA_ARCH_LIST="9.0" MAX_JOBS=16 timeout 300 \
     python3 setup.py build_ext --inplace > "$OUT/build.log" 2>&1
   tail -3 "$OUT/build.log"
 fi

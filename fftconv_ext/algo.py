@@ -183,16 +183,19 @@ def _time_once(fn: Callable[[], torch.Tensor], device: torch.device) -> float:
 # same-round ratio within 25 %) gets more rounds before the choice is made: a
 # single timing of each had picked a path 10 % slower on a shared machine.
 _ROUNDS, _TIE_ROUNDS, _TIE = 3, 8, 1.25
-# A first round in which one path is this many times slower decides at once: no
-# later round reverses a 3x gap, and the slow path's extra calls are what made a
-# first training step cost many plain ones.
-_LOPSIDED = 3.0
+# Warm-up calls in which one path is this many times slower decide at once: no
+# round reverses such a gap, and the slow path's extra calls (a direct backward with
+# a large kernel takes seconds on the CPU) are what made a first training step cost
+# many plain ones.
+_LOPSIDED = 5.0
 
 
 def _measure(run_fft: Callable[[], torch.Tensor], run_direct: Callable[[], torch.Tensor],
              device: torch.device) -> str:
-    _time_once(run_fft, device)  # warm-up (plans, caches, first-touch memory)
-    _time_once(run_direct, device)
+    warm_fft = _time_once(run_fft, device)  # warm-up (plans, caches, first-touch memory)
+    warm_direct = _time_once(run_direct, device)
+    if not 1 / _LOPSIDED < (warm_fft + 1e-9) / (warm_direct + 1e-9) < _LOPSIDED:
+        return "fft" if warm_fft < warm_direct else "direct"
     ratios = []
 
     def one_round(r: int) -> None:
@@ -204,8 +207,6 @@ def _measure(run_fft: Callable[[], torch.Tensor], run_direct: Callable[[], torch
 
     for r in range(_ROUNDS):
         one_round(r)
-        if r == 0 and not 1 / _LOPSIDED < ratios[0] < _LOPSIDED:
-            break
     if 1 / _TIE < statistics.median(ratios) < _TIE:
         for r in range(_ROUNDS, _ROUNDS + _TIE_ROUNDS):
             one_round(r)
@@ -243,6 +244,14 @@ def choose(x: torch.Tensor, w: torch.Tensor, args: tuple, geometry: tuple,
                 _store(key, hit)
     _fast[fast_key] = hit
     return hit
+
+
+def agrees(x: torch.Tensor, w: torch.Tensor, args: tuple, forward: str) -> bool:
+    """Whether this process already knows that the input and weight gradients of a problem
+    take the forward's path: a training call can then take that path whole (one autograd
+    node, and a decided call), without the per-direction machinery."""
+    w_shape = tuple(w.shape)
+    return all(_fast.get(_fast_key(x, w_shape, args + (d,))) == forward for d in ("grad_input", "grad_weight"))
 
 
 # The call at which a measured choice is measured again (per process; see the module docstring).

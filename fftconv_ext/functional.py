@@ -142,7 +142,8 @@ def _call_key(input, weight, bias, stride, padding, dilation, groups, padding_mo
         key = (dim, type(input), input.shape, input.dtype, input.device, type(weight), weight.shape, weight.dtype,
                weight.device, None if bias is None else (type(bias), bias.shape, bias.dtype, bias.device),
                stride, padding, dilation, groups, padding_mode, torch.get_num_threads(), settings_version(),
-               autocast_dtype(input.device))
+               autocast_dtype(input.device), torch.is_grad_enabled() and (
+                   input.requires_grad or weight.requires_grad or (bias is not None and bias.requires_grad)))
         hash(key)
         return key
     except (TypeError, AttributeError):  # unhashable arguments (lists) or non-tensors: no fast path
@@ -227,7 +228,7 @@ def _conv_nd(input, weight, bias, stride, padding, dilation, groups, padding_mod
         args = (stride, tuple(pads), dilation, groups, padding_mode, bias is not None)
         geometry = (spatial, kernel, tuple(pads), stride, dilation)
         choice = choose(x, weight, args, geometry, run_fft, run_direct)
-        if _trains_per_direction(x, weight, bias, pads, padding_mode):
+        if _trains_per_direction(x, weight, bias, pads, padding_mode) and not _algo.agrees(x, weight, args, choice):
             # a training call: the input and weight gradients get choices of their own (docs/design.md §15)
             y = _PerDirectionConv.apply(x, weight, bias, _Problem(args, geometry, stride, pads, dilation, groups,
                                                                    padding_mode, dim, choice))

@@ -13,7 +13,11 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 torch.set_num_threads(int(os.environ.get("FFTCONV_TEST_THREADS", "2")))
 
-import fftconv_ext._testing  # noqa: E402,F401  (the test hooks: fftconv_ext._testing.*)
+try:
+    import fftconv_ext._testing  # noqa: F401  (the test hooks: fftconv_ext._testing.*)
+except ImportError as e:  # a user install: built without them
+    raise ImportError("the tests need fftconv_ext._testing: build with FFTCONV_BUILD_TESTING=1 "
+                      "(make test does)") from e
 
 requires_cuda = pytest.mark.skipif(
     not torch.cuda.is_available(), reason="no CUDA GPU on this machine")
