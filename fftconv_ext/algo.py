@@ -183,18 +183,21 @@ def _time_once(fn: Callable[[], torch.Tensor], device: torch.device) -> float:
 # same-round ratio within 25 %) gets more rounds before the choice is made: a
 # single timing of each had picked a path 10 % slower on a shared machine.
 _ROUNDS, _TIE_ROUNDS, _TIE = 3, 8, 1.25
-# Warm-up calls in which one path is this many times slower decide at once: no
+# Warm-up calls in which one path is this many times slower, and took over 50 ms, decide at once: no
 # round reverses such a gap, and the slow path's extra calls (a direct backward with
 # a large kernel takes seconds on the CPU) are what made a first training step cost
 # many plain ones.
-_LOPSIDED = 5.0
+_LOPSIDED, _LOPSIDED_SECONDS = 5.0, 0.05
 
 
 def _measure(run_fft: Callable[[], torch.Tensor], run_direct: Callable[[], torch.Tensor],
              device: torch.device) -> str:
     warm_fft = _time_once(run_fft, device)  # warm-up (plans, caches, first-touch memory)
     warm_direct = _time_once(run_direct, device)
-    if not 1 / _LOPSIDED < (warm_fft + 1e-9) / (warm_direct + 1e-9) < _LOPSIDED:
+    # only where the slow side is expensive: a sub-millisecond first call is mostly one-time set-up
+    # (a oneDNN primitive, MKL's tables) and had picked the wrong path for 3x3 layers
+    if max(warm_fft, warm_direct) > _LOPSIDED_SECONDS and \
+            not 1 / _LOPSIDED < (warm_fft + 1e-9) / (warm_direct + 1e-9) < _LOPSIDED:
         return "fft" if warm_fft < warm_direct else "direct"
     ratios = []
 

@@ -275,6 +275,18 @@ def main(argv=None) -> None:
     print(f"\nwrote {base}.json, .md" + (", .png" if png else "") + f" in {meta['seconds']} s")
 
 
+def write_suite(out: str, machine: str, suite: str, meta: dict, payload: dict, title: str, intro: str,
+                md: str) -> None:
+    """<out>/<machine>-<suite>.json (meta and payload) and .md (title, meta, intro, tables)."""
+    os.makedirs(out, exist_ok=True)
+    base = os.path.join(out, f"{machine}-{suite}")
+    with open(base + ".json", "w") as f:
+        json.dump({"meta": meta, **payload}, f, indent=1)
+    with open(base + ".md", "w") as f:
+        f.write(f"# {title}\n\n" + ", ".join(f"{k}: {v}" for k, v in meta.items()) + f"\n\n{intro}\n\n{md}\n")
+    print(f"wrote {base}.json and .md")
+
+
 def main_long(device: torch.device, args) -> None:
     from .long import long_markdown, run_long
     machine = machine_name(device, args.threads)
@@ -285,14 +297,8 @@ def main_long(device: torch.device, args) -> None:
     res = run_long(device)
     md = long_markdown(res)
     print(md)
-    os.makedirs(args.out, exist_ok=True)
-    base = os.path.join(args.out, machine + "-long")
-    with open(base + ".json", "w") as f:
-        json.dump({"meta": meta, **res}, f, indent=1)
-    with open(base + ".md", "w") as f:
-        f.write(f"# Long convolutions: {machine}\n\n" + ", ".join(f"{k}: {v}" for k, v in meta.items())
-                + "\n\nMedians of interleaved rounds; ratios inside this run.\n\n" + md + "\n")
-    print(f"wrote {base}.json and .md")
+    write_suite(args.out, machine, "long", meta, {**res}, f"Long convolutions: {machine}",
+                "Medians of interleaved rounds; ratios inside this run.", md)
 
 
 def main_train(device: torch.device, args) -> None:
@@ -310,16 +316,10 @@ def main_train(device: torch.device, args) -> None:
     stability = run_stability(batch, args.threads) if device.type == "cpu" else {}
     md = train_markdown(rows, stability)
     print(md)
-    os.makedirs(args.out, exist_ok=True)
-    base = os.path.join(args.out, machine + "-train")
-    with open(base + ".json", "w") as f:
-        json.dump({"meta": meta, "rows": rows, "stability": stability}, f, indent=1)
-    with open(base + ".md", "w") as f:
-        f.write(f"# Training step, algo='auto' against its paths: {machine}\n\n"
-                + ", ".join(f"{k}: {v}" for k, v in meta.items())
-                + "\n\nForward, backward (input and weight gradients) and an SGD step; medians of interleaved "
-                  "rounds, ratios inside this run.\n\n" + md)
-    print(f"wrote {base}.json and .md")
+    write_suite(args.out, machine, "train", meta, {"rows": rows, "stability": stability},
+                f"Training step, algo='auto' against its paths: {machine}",
+                "Forward, backward (input and weight gradients) and an SGD step; medians of interleaved rounds, "
+                "ratios inside this run.", md)
 
 
 def main_fit(device: torch.device, args) -> None:

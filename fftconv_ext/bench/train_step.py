@@ -12,7 +12,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from typing import Dict, List
 
 import torch
@@ -41,23 +40,13 @@ def _step_fn(model: nn.Module, x: torch.Tensor, device):
     return step
 
 
-def _first_step_seconds(step, device) -> float:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    t0 = time.perf_counter()
-    step()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return time.perf_counter() - t0
-
-
 def _compare(name: str, make, x: torch.Tensor, device, max_seconds: float) -> Dict:
     models = {a: make(a) for a in ALGOS}
     state = models["fft"].state_dict()
     for m in models.values():
         m.load_state_dict(state)
     steps = {a: _step_fn(models[a], x, device) for a in ALGOS}
-    first = _first_step_seconds(steps["auto"], device)  # measures auto's choices
+    first = algo_mod._time_once(steps["auto"], device)  # the step that measures auto's choices
     t = time_interleaved(steps, device, warmup=1, rounds=15, max_seconds=max_seconds,
                          paired=[("auto", "fft"), ("auto", "direct")])
     med = {a: t[a]["median_ms"] for a in ALGOS}
