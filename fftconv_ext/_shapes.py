@@ -23,16 +23,11 @@ def autocast_dtype(device: torch.device):
     return torch.get_autocast_dtype(kind)
 
 
-def compute_dtype(dtype: torch.dtype) -> torch.dtype:
-    """The dtype the operator computes in: float16/bfloat16 in float32, others as they are."""
-    return torch.float32 if dtype in LOW_PRECISION else dtype
-
-
 def upcast(*tensors):
-    """The tensors in their compute dtype (None stays None); see compute_dtype."""
+    """float16/bfloat16 tensors as float32, the others as they are (None stays None)."""
     return tuple(t if t is None or t.dtype not in LOW_PRECISION else t.float() for t in tensors)
 
 
 def restore(y: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """A result computed in compute_dtype(dtype), returned in dtype."""
+    """A result computed in float32 for a float16/bfloat16 dtype, returned in dtype."""
     return y if y.dtype == dtype else y.to(dtype)

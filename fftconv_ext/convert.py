@@ -85,10 +85,10 @@ def convert(model: nn.Module, min_kernel_size: int = 7, inplace: bool = False, a
     """
     if min_kernel_size < 1:
         raise ValueError(f"convert: min_kernel_size must be >= 1, got {min_kernel_size}")
-    if not inplace:
-        model = _copy(model, "convert")
     if algo not in ("auto", "fft", "direct"):
         raise ValueError(f"convert: algo must be 'auto', 'fft' or 'direct', got {algo!r}")
+    if not inplace:
+        model = _copy(model, "convert")
     swapped = _swap(model, _TO_FFT, lambda m: max(m.kernel_size) >= min_kernel_size, {"algo": algo})
     logger.info("fftconv_ext.convert: %d convolution(s) now use the FFT: %s", len(swapped), swapped)
     model.fftconv_converted = swapped

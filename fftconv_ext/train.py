@@ -186,6 +186,8 @@ def evaluate(model, x_u8, y, batch_size, device, amp: Optional[torch.dtype]) -> 
 
 def train(args) -> Dict[str, list]:
     """Run training; returns the history (also written to OUT/log.jsonl by rank 0)."""
+    if args.resume and args.overwrite:
+        raise ValueError("--resume and --overwrite contradict each other")
     rank, world, device = setup_distributed(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -228,8 +230,6 @@ def train(args) -> Dict[str, list]:
     start_epoch, step = 0, 0
     history: Dict[str, list] = {"epoch": [], "train_loss": [], "test_acc": [], "step_losses": []}
     log_path = os.path.join(args.out, "log.jsonl")
-    if args.resume and args.overwrite:
-        raise ValueError("--resume and --overwrite contradict each other")
     if not args.resume and (os.path.exists(ckpt_path) or os.path.exists(log_path)):
         if not args.overwrite:
             raise FileExistsError(f"{args.out} holds a run (last.pt, log.jsonl): pass --resume to continue it or "
@@ -253,6 +253,7 @@ def train(args) -> Dict[str, list]:
             if rank == 0:
                 print(f"{args.out}: the run is already complete ({start_epoch} of {args.epochs} epochs, "
                       f"{step} of {total_steps} steps); nothing to resume", flush=True)
+            _teardown(world)
             return history
 
     gen = torch.Generator().manual_seed(args.seed * 1000 + rank)
@@ -309,10 +310,14 @@ def train(args) -> Dict[str, list]:
             torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(),
                         "scheduler": sched.state_dict(), "scaler": scaler.state_dict(), "epoch": epoch + 1, "step": step,
                         "history": history, "rng": torch.get_rng_state(), "args": vars(args)}, ckpt_path)
+    _teardown(world)
+    return history
+
+
+def _teardown(world: int) -> None:
     if world > 1:
         import torch.distributed as dist
         dist.destroy_process_group()
-    return history
 
 
 def main(argv=None):

@@ -199,3 +199,14 @@ def test_trainer_refuses_to_overwrite_a_run(tmp_path, capsys):
     capsys.readouterr()
     hist = train.train(train.parse_args(TINY + out + ["--resume"]))
     assert "already complete" in capsys.readouterr().out and hist["epoch"] == [1]
+    with pytest.raises(ValueError, match="contradict"):
+        train.train(train.parse_args(TINY + out + ["--resume", "--overwrite"]))
+
+
+def test_convert_rejects_bad_arguments():
+    model = nn.Sequential(nn.Conv2d(2, 2, 9))
+    with pytest.raises(ValueError, match="algo"):
+        fftconv_ext.convert(model, algo="fast")
+    with pytest.raises(ValueError, match="min_kernel_size"):
+        fftconv_ext.convert(model, min_kernel_size=0)
+    assert type(model[0]) is nn.Conv2d  # untouched
