@@ -1,16 +1,16 @@
 #!/usr/bin/env bash
 # GPU check for an H100/H200 machine (torch 2.11 + nvcc 13.0 there, no network):
 # build for sm_90 (unless an sm_90 build for this torch and Python was carried
-# along and imports), run the CUDA tests, the quick benchmark against cuDNN and
-# torch.fft, a kernel profile of the target layer, fourier_mix against torch.fft,
-# and the fused small-plane kernel (FFTCONV_CUDA_FUSED=1, the start-up default of
-# fftconv_ext.backends.cuda_fused): its A/B against the
-# cuFFT pipeline and the quick benchmark again with it on.
+# along and imports), run the CUDA tests (every pipeline forced in turn), every
+# CUDA pipeline timed beside the torch.fft compositions, cuDNN and the peers
+# (forward and forward+backward, memory, auto's choice), a kernel profile of the
+# target layer, the fused small-plane kernel's A/B and shared-memory sweep, the
+# quick benchmark against cuDNN and torch.fft, fourier_mix against torch.fft.
 # Writes under $OUT:
-#   gpu_check.log  build.log  cuda_tests.xml  cuda_tests_fused.xml  <gpu>.json/.md/.png  gpu_extra.json
-#   gpu_fused_ab.json  fused/<gpu>.json/.md/.png
+#   gpu_check.log  build.log  cuda_tests.xml  <gpu>.json/.md/.png  gpu_extra.json
+#   gpu_pipelines.json/.md  gpu_fused_ab.json
 # Every stage has its own time limit; with a carried build the whole check
-# takes about 4 minutes and at most 8 (a build there adds up to 5).
+# takes about 5 minutes and at most 8 (a build there adds up to 5).
 #
 #   OUT=/some/dir bash bench/gpu_check.sh
 set -uo pipefail
@@ -43,8 +43,9 @@ fi
 python3 -c "import fftconv_ext; print('CUDA kernels built:', fftconv_ext.built_with_cuda())" || exit 1
 
 stamp "== CUDA tests =="
-timeout 100 python3 -m pytest -q -p no:cacheprovider --rootdir=. -o addopts="" --timeout 60 --tb=short -rfEs \
-  python_tests/test_cuda.py python_tests/test_errors.py python_tests/test_bench.py \
+timeout 150 python3 -m pytest -q -p no:cacheprovider --rootdir=. -o addopts="" --timeout 60 --tb=short -rfEs \
+  python_tests/test_cuda.py python_tests/test_cuda_pipelines.py python_tests/test_pipeline_choice.py \
+  python_tests/test_errors.py python_tests/test_bench.py \
   python_tests/test_small_plane_fused.py python_tests/test_device_checks.py python_tests/test_training_grade.py \
   --junitxml="$OUT/cuda_tests.xml" 2>&1 | tail -60
 
@@ -71,21 +72,20 @@ then
   export FFTCONV_DEVICE_CHECKS=0
 fi
 
-stamp "== CUDA tests again with the fused small-plane kernels on (float32 depthwise parity through them) =="
-FFTCONV_CUDA_FUSED=1 timeout 55 python3 -m pytest -q -p no:cacheprovider --rootdir=. -o addopts="" --timeout 60 \
-  --tb=short -rfEs python_tests/test_cuda.py --junitxml="$OUT/cuda_tests_fused.xml" 2>&1 | tail -30
+stamp "== every CUDA pipeline beside the compositions, cuDNN and the peers; auto's choice =="
+timeout 120 python3 bench/gpu_pipelines.py --json "$OUT/gpu_pipelines.json" --md "$OUT/gpu_pipelines.md"
 
 stamp "== kernel profile of the target layer =="
 timeout 30 python3 bench/gpu_profile.py --json /tmp/gpu_profile.json
 
 stamp "== fused small-plane kernel: A/B against the cuFFT pipeline, the composition, cuDNN =="
-timeout 75 python3 bench/gpu_fused_ab.py --json "$OUT/gpu_fused_ab.json"
+timeout 50 python3 bench/gpu_fused_ab.py --json "$OUT/gpu_fused_ab.json"
 
 stamp "== quick benchmark =="
-timeout 100 python3 -m fftconv_ext.bench --device cuda --quick --no-progress --out "$OUT"
+timeout 90 python3 -m fftconv_ext.bench --device cuda --quick --no-progress --out "$OUT"
 
 stamp "== fourier_mix vs torch.fft.fft2(x).real =="
-timeout 25 python3 - <<'PY'
+timeout 20 python3 - <<'PY'
 import json, os, torch
 from fftconv_ext.bench.fit import fit_markdown, run_fourier_mix
 rows = run_fourier_mix(torch.device("cuda"))
@@ -99,6 +99,4 @@ with open(os.path.join(os.environ["OUT"], "gpu_extra.json"), "w") as f:
     json.dump(extra, f, indent=1)
 print(fit_markdown(rows, [], 12).split("### FiT-Base")[0])
 PY
-stamp "== quick benchmark with the fused kernel on =="
-FFTCONV_CUDA_FUSED=1 timeout 75 python3 -m fftconv_ext.bench --device cuda --quick --no-progress --out "$OUT/fused"
 stamp "done"

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "conv/arguments.h"
+#include "conv/pipeline_choice.h"
 #include "conv/spectrum_cache.h"
 #include "settings.h"
 #ifdef FFTCONV_WITH_CUDA
@@ -71,6 +72,28 @@ std::vector<int64_t> cache_info() {
   return {spectrum_cache_limit(), spectrum_cache_size(), plans};
 }
 
+// algo="auto"'s record of the CUDA pipeline it measured fastest for a problem and direction
+// (0 forward, 1 input gradient, 2 weight gradient); see pipeline_choice.h.
+void set_pipeline_choice_for(at::IntArrayRef input_size, at::IntArrayRef weight_size, at::IntArrayRef stride,
+                             at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups, bool circular,
+                             int64_t device, bool is_double, int64_t direction, const std::string& pipeline) {
+  TORCH_CHECK_VALUE(direction >= 0 && direction <= 2, "fftconv: direction must be 0, 1 or 2, got ", direction);
+  const ConvGeometry2d p =
+      geometry_from_shapes(input_size, weight_size, parse_conv_args(stride, padding, dilation, groups, circular));
+  set_pipeline_choice(p, static_cast<int>(device), is_double, static_cast<Direction>(direction),
+                      pipeline_from_name(pipeline));
+}
+
+std::string force_pipeline(const std::string& name) {
+  return pipeline_info(set_forced_pipeline(pipeline_from_name(name))).name;
+}
+
+std::vector<bool> pipelines_verified() {
+  std::vector<bool> v;
+  for (int i = 0; i < kPipelineCount; ++i) v.push_back(pipeline_info(static_cast<Pipeline>(i)).verified_on_gpu);
+  return v;
+}
+
 }  // namespace
 }  // namespace fftconv
 
@@ -85,5 +108,15 @@ PYBIND11_MODULE(_C, m) {
   m.def("set_setting", &fftconv::set_setting, py::arg("name"), py::arg("value"));
   m.def("set_cache_limits", &fftconv::set_cache_limits, py::arg("spectra"), py::arg("plans"));
   m.def("clear_caches", &fftconv::clear_caches);
+  m.def("pipeline_names", &fftconv::pipeline_names, "The CUDA pipelines, in the order of pipelines_verified().");
+  m.def("pipelines_verified", &fftconv::pipelines_verified,
+        "Per pipeline: whether it has passed the CUDA tests on a GPU (pipeline_choice.cpp).");
+  m.def("set_pipeline_choice", &fftconv::set_pipeline_choice_for, py::arg("input_size"), py::arg("weight_size"),
+        py::arg("stride"), py::arg("padding"), py::arg("dilation"), py::arg("groups"), py::arg("circular"),
+        py::arg("device"), py::arg("is_double"), py::arg("direction"), py::arg("pipeline"));
+  m.def("clear_pipeline_choices", &fftconv::clear_pipeline_choices);
+  m.def("pipeline_choice_count", &fftconv::pipeline_choice_count);
+  m.def("force_pipeline", &fftconv::force_pipeline, py::arg("pipeline"),
+        "Force a pipeline on the calling thread ('default': none); returns the previous one.");
   m.def("cache_info", &fftconv::cache_info, "(spectrum cache limit, cached spectra, cached cuFFT plans)");
 }

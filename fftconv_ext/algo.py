@@ -5,14 +5,28 @@ The first call of a problem (shapes, arguments, dtype, device, thread count)
 times both algorithms once on the real inputs, like ``cudnn.benchmark``, and
 remembers the faster one in memory and on disk
 (``fftconv_ext.backends.cache_dir``/``algo.json``, default ``~/.cache/fftconv_ext``), so later
-calls and later processes pay nothing. Problems where one side does over 30x
-the arithmetic of the other, and kernels of a single tap (1x1), are decided
-without measuring. A measured choice
-is measured once more at the problem's 32nd call in each process (a timing
+calls and later processes pay nothing. Problems where the FFT path does over
+4x the arithmetic of direct, or (on the CPU) direct over 4x that of the FFT
+path (30x elsewhere), and kernels of a single tap (1x1), are decided without
+measuring: no measurement has reversed such a gap, and on the CPU measuring a
+direct backward with a large kernel costs seconds. Measured paths within 15 %
+of each other are a tie, settled by the arithmetic estimate, so fresh
+processes make the same choice. On the CPU a measured
+choice is measured once more at the problem's 32nd call in each process (a timing
 taken while a shared machine was busy can be wrong by several times), and a
 third measurement settles a disagreement. Under
 ``torch.compile`` tracing (no real data to time) the cached choice is used,
 else the arithmetic estimate.
+
+On CUDA the FFT side is several pipelines (docs/design.md §17: row-pruned,
+whole-plane, the fused small-plane kernel), and which is fastest depends on the
+GPU and the problem: the first call times each of them beside cuDNN and keeps
+the fastest, recorded in the operator per problem and direction, and on disk as
+``fft:<pipeline>``; ``algo="fft"`` chooses among the pipelines the same way. A
+pipeline that has not yet passed the CUDA tests on a GPU is a candidate only
+after its output on the measuring call matched cuDNN's; a mismatch disqualifies
+it for the process, with one warning. Unmeasured problems run the verified
+pipeline.
 """
 from __future__ import annotations
 
@@ -23,7 +37,9 @@ import platform
 import tempfile
 import threading
 import time
-from typing import Callable, Dict, Optional
+import warnings
+from contextlib import contextmanager
+from typing import Callable, Dict, Optional, Sequence
 
 import torch
 
@@ -31,11 +47,22 @@ from . import backends
 from ._shapes import output_length
 
 ALGOS = ("auto", "fft", "direct")
-_CLEAR_RATIO = 30.0
+# Arithmetic ratios (direct over FFT work) past which no measurement is made: the FFT
+# path at 4x direct's work never won a measurement (3x3 layers had flipped between
+# processes on a shared machine's timing regimes); direct at 4x the FFT path's work
+# never won on the CPU, where measuring it costs seconds per call (a 31x31 depthwise
+# backward); elsewhere cuDNN's own algorithms (Winograd, its FFT) keep it measured.
+_CLEAR_DIRECT = 4.0
+_CLEAR_FFT = {"cpu": 4.0}
+_CLEAR_FFT_DEFAULT = 30.0
+# Measured fastest calls within this factor are a tie: either path is close to the
+# best, and the arithmetic estimate decides, so that fresh processes choose alike.
+_NEAR = 1.15
 
 _lock = threading.Lock()
 _memory: Dict[str, str] = {}      # problem key (str) -> choice, mirrors the disk file
 _fast: Dict[tuple, str] = {}      # the same, keyed by a tuple: the per-call lookup
+_preferred: Dict[tuple, str] = {}  # fast key -> the arithmetic estimate's choice (a tie's tie-breaker)
 decided_calls: Dict[tuple, Callable] = {}  # functional.conv1d/conv2d calls whose path is chosen (see _call_key there)
 _loaded_from: Optional[str] = None
 
@@ -89,7 +116,7 @@ def _load() -> None:
     try:
         with open(path) as f:
             data = json.load(f)
-        _memory.update({k: v for k, v in data.items() if v in ("fft", "direct")})
+        _memory.update({k: v for k, v in data.items() if isinstance(v, str) and v.split(":")[0] in ("fft", "direct")})
     except (OSError, ValueError):
         pass
 
@@ -124,6 +151,15 @@ def arithmetic_ratio(x_shape, w_shape, out_spatial, fft_shape) -> float:
     return direct / max(fft, 1.0)
 
 
+def clear_choice(ratio: float, device_type: str) -> Optional[str]:
+    """The choice the arithmetic ratio settles without measuring, or None."""
+    if ratio <= 1.0 / _CLEAR_DIRECT:
+        return "direct"
+    if ratio >= _CLEAR_FFT.get(device_type, _CLEAR_FFT_DEFAULT):
+        return "fft"
+    return None
+
+
 def _ratio(x_shape, w_shape, geometry) -> float:
     """geometry = (spatial, kernel, pads, stride, dilation), one entry per spatial axis."""
     from . import _C
@@ -150,7 +186,7 @@ def _static_choice(device: torch.device, dtype: torch.dtype, x_shape: tuple, w_s
         _load()
         hit = _memory.get(key)
     if hit is not None:
-        return hit
+        return hit.split(":")[0]
     return "fft" if _ratio(x_shape, w_shape, geometry) >= 1.0 else "direct"
 
 
@@ -190,7 +226,9 @@ _LOPSIDED, _LOPSIDED_SECONDS = 5.0, 0.05
 
 
 def _measure(run_fft: Callable[[], torch.Tensor], run_direct: Callable[[], torch.Tensor],
-             device: torch.device) -> str:
+             device: torch.device, prefer: Optional[str] = None) -> str:
+    """'fft' or 'direct' by timing both; `prefer` (the arithmetic estimate's choice)
+    settles a tie (fastest calls within _NEAR of each other)."""
     warm_fft = _time_once(run_fft, device)  # warm-up (plans, caches, first-touch memory)
     warm_direct = _time_once(run_direct, device)
     # only where the slow side is expensive: a sub-millisecond first call is mostly one-time set-up
@@ -217,7 +255,107 @@ def _measure(run_fft: Callable[[], torch.Tensor], run_direct: Callable[[], torch
     if 1 / _TIE < ratio() < _TIE:
         for r in range(_ROUNDS, _ROUNDS + _TIE_ROUNDS):
             one_round(r)
-    return "fft" if ratio() <= 1.0 else "direct"
+    r = ratio()
+    if prefer is not None and 1 / _NEAR < r < _NEAR:
+        return prefer
+    return "fft" if r <= 1.0 else "direct"
+
+
+# ---- CUDA: the FFT pipelines (docs/design.md §17) ----------------------------
+
+PIPELINES = ("rows", "planes", "fused")
+_disqualified: set = set()   # pipelines whose output did not match cuDNN's in this process
+
+
+def verified_pipelines() -> frozenset:
+    """The pipelines that have passed the CUDA tests on a GPU (a flag in the operator's source)."""
+    from . import _C
+    return frozenset(n for n, v in zip(_C.pipeline_names(), _C.pipelines_verified()) if v and n in PIPELINES)
+
+
+def _pipelines_for(device: torch.device, dtype: torch.dtype) -> tuple:
+    """The FFT pipelines measured for a problem on this device: none off CUDA (the CPU driver
+    picks its own), the fused kernel for float32 only."""
+    from . import _C
+    if device.type != "cuda" or not _C.built_with_cuda():
+        return ()
+    return tuple(p for p in PIPELINES if p != "fused" or dtype == torch.float32)
+
+
+@contextmanager
+def forced_pipeline(name: str):
+    """Run the operator's CUDA calls on the calling thread with pipeline `name`."""
+    from . import _C
+    previous = _C.force_pipeline(name)
+    try:
+        yield
+    finally:
+        _C.force_pipeline(previous)
+
+
+def _matches(out: torch.Tensor, reference: torch.Tensor) -> bool:
+    """out agrees with the direct convolution within the FFT's floating-point error."""
+    if out.shape != reference.shape:
+        return False
+    tol = 1e-8 if out.dtype == torch.float64 and reference.dtype == torch.float64 else 1e-3
+    out, reference = out.double(), reference.double()
+    if not bool(torch.isfinite(out).all()):
+        return False
+    scale = float(reference.abs().max()) if reference.numel() else 0.0
+    return float((out - reference).abs().max()) <= tol * scale + 1e-6 if out.numel() else True
+
+
+def _measure_many(runs: Dict[str, Callable[[], torch.Tensor]], device: torch.device) -> str:
+    """The name of the fastest of several runs, by each one's fastest call over rounds in
+    rotating order (one warm-up call each first); a near tie of the two fastest gets more rounds."""
+    names = list(runs)
+    if len(names) == 1:
+        return names[0]
+    for name in names:
+        _time_once(runs[name], device)
+    times: Dict[str, list] = {n: [] for n in names}
+
+    def rounds(start: int, count: int) -> None:
+        for r in range(start, start + count):
+            for i in range(len(names)):
+                name = names[(i + r) % len(names)]
+                times[name].append(_time_once(runs[name], device))
+
+    rounds(0, _ROUNDS)
+    best = sorted(names, key=lambda n: min(times[n]))
+    if (min(times[best[1]]) + 1e-9) / (min(times[best[0]]) + 1e-9) < _TIE:
+        rounds(_ROUNDS, _TIE_ROUNDS)
+    return min(names, key=lambda n: min(times[n]))
+
+
+def _measure_pipelines(run_fft: Callable[[], torch.Tensor], run_direct: Callable[[], torch.Tensor],
+                       pipelines: Sequence[str], device: torch.device, with_direct: bool, problem: str) -> str:
+    """'direct' or 'fft:<pipeline>': the fastest candidate. A pipeline not verified on a GPU
+    is a candidate only if its output on this call matched the direct convolution's; one that
+    did not is disqualified for the process, with one warning."""
+    verified = verified_pipelines()
+    runs: Dict[str, Callable[[], torch.Tensor]] = {"direct": run_direct} if with_direct else {}
+    reference = None
+    for name in pipelines:
+        if name in _disqualified:
+            continue
+
+        def run(name=name):
+            with forced_pipeline(name):
+                return run_fft()
+        if name not in verified:
+            if reference is None:
+                reference = run_direct()
+            if not _matches(run(), reference):
+                _disqualified.add(name)
+                warnings.warn(f"fftconv_ext: the CUDA pipeline '{name}' (not yet verified on a GPU) disagreed with "
+                              f"the direct convolution on {problem}; it is not used again in this process",
+                              RuntimeWarning, stacklevel=3)
+                continue
+        runs["fft:" + name] = run
+    if not runs:  # every pipeline disqualified: the default one, which has run on a GPU
+        return "fft:default"
+    return _measure_many(runs, device)
 
 
 def _fast_key(x: torch.Tensor, w_shape: tuple, args: tuple) -> tuple:
@@ -225,13 +363,18 @@ def _fast_key(x: torch.Tensor, w_shape: tuple, args: tuple) -> tuple:
 
 
 def choose(x: torch.Tensor, w: torch.Tensor, args: tuple, geometry: tuple,
-           run_fft: Callable[[], torch.Tensor], run_direct: Callable[[], torch.Tensor]) -> str:
-    """'fft' or 'direct' for this problem (see the module docstring)."""
+           run_fft: Callable[[], torch.Tensor], run_direct: Callable[[], torch.Tensor],
+           set_pipeline: Optional[Callable[[str], None]] = None, with_direct: bool = True) -> str:
+    """'fft' or 'direct' for this problem (see the module docstring). On CUDA, with
+    set_pipeline given, the FFT pipelines are candidates too, and set_pipeline records the
+    chosen one in the operator; with_direct=False (algo='fft') chooses among them alone."""
     x_shape, w_shape = tuple(x.shape), tuple(w.shape)
+    if not with_direct:
+        args = args + ("fft",)
     if x.device.type == "meta":
         return "fft"  # shapes only: the op's fake kernel keeps the memory format (F.conv2d's meta one does not)
     if _is_tracing(x) or _under_dispatch_mode():
-        return _static_choice(x.device, x.dtype, x_shape, w_shape, args, geometry)
+        return _static_choice(x.device, x.dtype, x_shape, w_shape, args, geometry) if with_direct else "fft"
     fast_key = _fast_key(x, w_shape, args)
     hit = _fast.get(fast_key)
     if hit is not None:
@@ -240,17 +383,31 @@ def choose(x: torch.Tensor, w: torch.Tensor, args: tuple, geometry: tuple,
     with _lock:
         _load()
         hit = _memory.get(key)
+    ratio = _ratio(x_shape, w_shape, geometry)
+    _preferred[fast_key] = "fft" if ratio >= 1.0 else "direct"
+    pipelines = _pipelines_for(x.device, x.dtype) if set_pipeline is not None else ()
+    if hit is not None and hit.partition(":")[2] in _disqualified:
+        hit = None  # remembered from another process: measured again without it
     if hit is None:
-        ratio = _ratio(x_shape, w_shape, geometry)
-        if ratio >= _CLEAR_RATIO or ratio <= 1.0 / _CLEAR_RATIO:
-            hit = "fft" if ratio >= 1.0 else "direct"
+        clear = clear_choice(ratio, x.device.type) if with_direct else "fft"
+        if pipelines and clear != "direct":
+            problem = f"input {x_shape}, weight {w_shape}, {args}"
+            with torch.no_grad():
+                hit = _measure_pipelines(run_fft, run_direct, pipelines, x.device, with_direct and clear is None,
+                                         problem)
+        elif clear is not None:
+            hit = clear
         else:
             with torch.no_grad():
-                hit = _measure(run_fft, run_direct, x.device)
+                hit = _measure(run_fft, run_direct, x.device, prefer=_preferred[fast_key])
+        if pipelines or clear is None:
             with _lock:
                 _store(key, hit)
-    _fast[fast_key] = hit
-    return hit
+    choice, _, pipeline = hit.partition(":")
+    if pipeline and set_pipeline is not None:
+        set_pipeline(pipeline)
+    _fast[fast_key] = choice
+    return choice
 
 
 def agrees(x: torch.Tensor, w: torch.Tensor, args: tuple, forward: str) -> bool:
@@ -265,19 +422,19 @@ def agrees(x: torch.Tensor, w: torch.Tensor, args: tuple, forward: str) -> bool:
 RECHECK_AT = 32
 
 
-def measured(x_shape: tuple, w_shape: tuple, geometry: tuple) -> bool:
+def measured(x_shape: tuple, w_shape: tuple, geometry: tuple, device_type: str = "cpu") -> bool:
     """Whether choose() decides this problem by measurement (not by arithmetic alone)."""
-    ratio = _ratio(x_shape, w_shape, geometry)
-    return 1.0 / _CLEAR_RATIO < ratio < _CLEAR_RATIO
+    return clear_choice(_ratio(x_shape, w_shape, geometry), device_type) is None
 
 
 def recheck(x: torch.Tensor, w: torch.Tensor, args: tuple, first: str,
             run_fft: Callable[[], torch.Tensor], run_direct: Callable[[], torch.Tensor]) -> str:
     """The choice after measuring once more: `first` if the new measurement agrees, else
     what a third one says. Remembered in memory and on disk like choose()'s."""
+    prefer = _preferred.get(_fast_key(x, tuple(w.shape), args))
     with torch.no_grad():
-        second = _measure(run_fft, run_direct, x.device)
-        final = first if second == first else _measure(run_fft, run_direct, x.device)
+        second = _measure(run_fft, run_direct, x.device, prefer=prefer)
+        final = first if second == first else _measure(run_fft, run_direct, x.device, prefer=prefer)
     key = problem_key(x.device, x.dtype, tuple(x.shape), tuple(w.shape), args)
     with _lock:
         _store(key, final)
@@ -291,5 +448,9 @@ def clear_memory() -> None:
     with _lock:
         _memory.clear()
         _fast.clear()
+        _preferred.clear()
+        _disqualified.clear()
         decided_calls.clear()
         _loaded_from = None
+    from . import _C
+    _C.clear_pipeline_choices()

@@ -220,6 +220,11 @@ def _conv_nd(input, weight, bias, stride, padding, dilation, groups, padding_mod
 
     if algo == "fft":
         choice = "fft"
+        if x.device.type == "cuda":  # which FFT pipeline, by measurement (docs/design.md §17)
+            args = (stride, tuple(pads), dilation, groups, padding_mode, bias is not None)
+            choose(x, weight, args, (spatial, kernel, tuple(pads), stride, dilation), run_fft, run_direct,
+                   _pipeline_setter(x, weight, stride, pads, dilation, groups, padding_mode, dim, 0),
+                   with_direct=False)
         y = run_fft()
     elif algo == "direct":
         choice = "direct"
@@ -227,7 +232,8 @@ def _conv_nd(input, weight, bias, stride, padding, dilation, groups, padding_mod
     else:
         args = (stride, tuple(pads), dilation, groups, padding_mode, bias is not None)
         geometry = (spatial, kernel, tuple(pads), stride, dilation)
-        choice = choose(x, weight, args, geometry, run_fft, run_direct)
+        choice = choose(x, weight, args, geometry, run_fft, run_direct,
+                        _pipeline_setter(x, weight, stride, pads, dilation, groups, padding_mode, dim, 0))
         if _trains_per_direction(x, weight, bias, pads, padding_mode) and not _algo.agrees(x, weight, args, choice):
             # a training call: the input and weight gradients get choices of their own (docs/design.md §15)
             y = _PerDirectionConv.apply(x, weight, bias, _Problem(args, geometry, stride, pads, dilation, groups,
@@ -238,7 +244,9 @@ def _conv_nd(input, weight, bias, stride, padding, dilation, groups, padding_mod
         if len(_decided_calls) >= _MAX_DECIDED_CALLS:
             _decided_calls.clear()
         call_args = (unbatched, stride, padding, pads, dilation, groups, padding_mode, dim, x)
-        if algo == "auto" and _algo.measured(tuple(x.shape), tuple(weight.shape), geometry):
+        # the re-check guards against a shared CPU's timing spells; CUDA timings are steadier
+        if algo == "auto" and x.device.type != "cuda" and \
+                _algo.measured(tuple(x.shape), tuple(weight.shape), geometry, x.device.type):
             _decided_calls[key] = _rechecking_call(key, choice, args, call_args)
         else:
             _decided_calls[key] = _decided_call(choice, *call_args)
@@ -310,6 +318,10 @@ class _Problem:
         return (list(self.stride), [self.pads[0][0], self.pads[0][1], self.pads[1][0], self.pads[1][1]],
                 list(self.dilation))
 
+    def pipeline_setter(self, x, weight, direction):
+        return _pipeline_setter(x, weight, self.stride, self.pads, self.dilation, self.groups, self.padding_mode,
+                                self.dim, direction)
+
     def as_2d(self, t):
         return t.unsqueeze(2) if self.dim == 1 else t
 
@@ -356,9 +368,9 @@ class _PerDirectionConv(torch.autograd.Function):
         with torch.no_grad():
             gx = gw = None
             c_x = choose(x, weight, pb.args + ("grad_input",), pb.geometry, fft_input,
-                         lambda: direct([True, False, False])[0]) if want_x else None
+                         lambda: direct([True, False, False])[0], pb.pipeline_setter(x, weight, 1)) if want_x else None
             c_w = choose(x, weight, pb.args + ("grad_weight",), pb.geometry, fft_weight,
-                         lambda: direct([False, True, False])[1]) if want_w else None
+                         lambda: direct([False, True, False])[1], pb.pipeline_setter(x, weight, 2)) if want_w else None
             if want_x and want_w and c_x == c_w:  # one joint pass: the output gradient transformed once
                 if c_x == "fft":
                     gx, gw = (pb.from_2d(t) for t in _ops_ns.conv2d_backward(g4, x4, w4, s2, p4, d2, pb.groups,
@@ -390,36 +402,55 @@ def _direct_conv(x, weight, bias, stride, padding, pads, dilation, groups, paddi
     return y if keep else restore(y, out_dtype)
 
 
+def _op_problem(x_shape, w_shape, stride, pads, dilation, padding_mode, dim):
+    """How the op sees a call: (input shape, weight shape, stride, padding (top, bottom, left,
+    right), dilation, circular, pad_first) of the 2-D op, where pad_first says the input is
+    padded by F.pad first (reflect/replicate, circular too wide to fold; docs/design.md §8)."""
+    kernel = tuple(w_shape[2:])
+    circular = pad_first = False
+    if padding_mode != "zeros" and any(p for lr in pads for p in lr):
+        if padding_mode == "circular" and all(pl + pr <= d * (k - 1) for (pl, pr), k, d in zip(pads, kernel, dilation)):
+            circular = True  # a circular correlation, no padding at all
+        else:
+            pad_first = True
+            x_shape = tuple(x_shape[:2]) + tuple(n + pl + pr for n, (pl, pr) in zip(x_shape[2:], pads))
+            pads = [(0, 0)] * dim
+    if dim == 1:  # a height-1 2-D problem
+        return ((x_shape[0], x_shape[1], 1, x_shape[2]), (w_shape[0], w_shape[1], 1, w_shape[2]), [1, stride[0]],
+                [0, 0, pads[0][0], pads[0][1]], [1, dilation[0]], circular, pad_first)
+    return (tuple(x_shape), tuple(w_shape), list(stride), [pads[0][0], pads[0][1], pads[1][0], pads[1][1]],
+            list(dilation), circular, pad_first)
+
+
 def _fft_conv(x, weight, bias, stride, pads, dilation, groups, padding_mode, dim):
     """The fused FFT operator, with padding modes resolved (docs/design.md §8)."""
-    kernel = tuple(weight.shape[2:])
     # float16/bfloat16 are computed in float32 by the op itself, and returned in their dtype
     channels_last = dim == 2 and x.dim() == 4 and not x.is_contiguous() and \
         x.is_contiguous(memory_format=torch.channels_last)
-
-    circular = False
-    if padding_mode != "zeros" and any(p for lr in pads for p in lr):
-        native_circular = padding_mode == "circular" and all(
-            pl + pr <= d * (k - 1) for (pl, pr), k, d in zip(pads, kernel, dilation))
-        if native_circular:
-            circular = True  # docs/design.md §8: a circular correlation, no padding at all
-        else:
-            flat = [p for lr in reversed(pads) for p in lr]
-            x = F.pad(x, flat, mode=padding_mode)
-            pads = [(0, 0)] * dim
-
-    if dim == 1:  # a height-1 2-D problem
-        x4, w4 = x.unsqueeze(2), weight.unsqueeze(2)
-        s2, d2, p4 = [1, stride[0]], [1, dilation[0]], [0, 0, pads[0][0], pads[0][1]]
-    else:
-        x4, w4 = x, weight
-        s2, d2, p4 = list(stride), list(dilation), [pads[0][0], pads[0][1], pads[1][0], pads[1][1]]
+    _, _, s2, p4, d2, circular, pad_first = _op_problem(x.shape, weight.shape, stride, pads, dilation,
+                                                         padding_mode, dim)
+    if pad_first:
+        x = F.pad(x, [p for lr in reversed(pads) for p in lr], mode=padding_mode)
+    x4, w4 = (x.unsqueeze(2), weight.unsqueeze(2)) if dim == 1 else (x, weight)
     y = torch.ops.fftconv.conv2d_forward(x4, w4, bias, s2, p4, d2, groups, circular)
     if dim == 1:
         y = y.squeeze(2)
     if channels_last:
         y = y.contiguous(memory_format=torch.channels_last)
     return y
+
+
+def _pipeline_setter(x, weight, stride, pads, dilation, groups, padding_mode, dim, direction: int):
+    """algo's callback that records a CUDA pipeline choice for this call's problem in the op
+    (direction 0 forward, 1 input gradient, 2 weight gradient; docs/design.md §17)."""
+    def set_pipeline(name: str) -> None:
+        x4, w4, s2, p4, d2, circular, _ = _op_problem(tuple(x.shape), tuple(weight.shape), stride, pads, dilation,
+                                                      padding_mode, dim)
+        index = x.device.index if x.device.index is not None else (
+            torch.cuda.current_device() if x.device.type == "cuda" else 0)
+        _C.set_pipeline_choice(list(x4), list(w4), s2, p4, d2, groups, circular, index, x.dtype == torch.float64,
+                               direction, name)
+    return set_pipeline
 
 
 def conv2d(input: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] = None,

@@ -35,7 +35,7 @@ def test_auto_measures_once_and_persists(tmp_path, monkeypatch):
     monkeypatch.setattr(fftconv_ext.backends, "cache_dir", str(tmp_path))
     x = torch.randn(2, 16, 24, 24)
     w = torch.randn(16, 1, 9, 9)
-    # a problem in the measured band (neither side 30x cheaper by arithmetic)
+    # a problem in the measured band (neither side 4x cheaper by arithmetic)
     fftconv_ext.conv2d(x, w, padding=4, groups=16)
     path = os.path.join(tmp_path, "algo.json")
     with open(path) as f:
@@ -196,11 +196,59 @@ def test_near_ties_get_more_rounds_and_a_slow_spell_does_not_decide(monkeypatch)
     assert calls == {"fft": 1 + algo_mod._ROUNDS, "direct": 1 + algo_mod._ROUNDS}
 
 
+def test_a_tie_is_settled_by_the_arithmetic_estimate(monkeypatch):
+    # fastest calls within 15 %: the preferred path (the arithmetic estimate's), whichever
+    # side the timings lean to, so that fresh processes on a noisy machine choose alike
+    monkeypatch.setattr(algo_mod, "_time_once", lambda fn, dev: fn())
+    cpu = torch.device("cpu")
+    for prefer in ("fft", "direct"):
+        assert algo_mod._measure(lambda: 1.1e-3, lambda: 1.0e-3, cpu, prefer=prefer) == prefer
+        assert algo_mod._measure(lambda: 1.0e-3, lambda: 1.1e-3, cpu, prefer=prefer) == prefer
+    # outside the band the timings decide
+    assert algo_mod._measure(lambda: 1.3e-3, lambda: 1.0e-3, cpu, prefer="fft") == "direct"
+    assert algo_mod._measure(lambda: 1.0e-3, lambda: 1.3e-3, cpu, prefer="direct") == "fft"
+    # without a preference, the faster one
+    assert algo_mod._measure(lambda: 1.1e-3, lambda: 1.0e-3, cpu) == "direct"
+
+
+@pytest.mark.parametrize("ratio,expect", [(2.0, "fft"), (0.5, "direct")])
+def test_choose_hands_the_arithmetic_estimate_to_the_measurement(monkeypatch, ratio, expect):
+    seen = []
+    monkeypatch.setattr(algo_mod, "_measure", lambda f, d, dev, prefer=None: seen.append(prefer) or "fft")
+    monkeypatch.setattr(algo_mod, "_ratio", lambda *a: ratio)
+    monkeypatch.setattr(algo_mod, "_store", lambda key, choice: None)
+    fftconv_ext.conv2d(torch.randn(1, 2, 12, 12), torch.randn(2, 1, 5, 5), padding=2, groups=2)
+    assert seen == [expect]
+
+
+def test_clear_arithmetic_gaps_are_not_measured(monkeypatch):
+    # a 3x3 depthwise layer: the FFT path does over 4x direct's arithmetic (such layers
+    # had flipped between fresh processes on timing noise); no measurement
+    calls = []
+    monkeypatch.setattr(algo_mod, "_time_once", lambda fn, dev: calls.append(1) or 0.0)
+    x, w = torch.randn(2, 8, 64, 64), torch.randn(8, 1, 3, 3)
+    assert algo_mod._ratio(tuple(x.shape), tuple(w.shape), ((64, 64), (3, 3), ((1, 1), (1, 1)), (1, 1), (1, 1))) < 0.25
+    y = fftconv_ext.conv2d(x, w, padding=1, groups=8)
+    assert calls == [] and torch.allclose(y, F.conv2d(x, w, padding=1, groups=8), atol=1e-5)
+    # a 31x31 depthwise layer on 32x32: direct does over 4x the FFT path's arithmetic; on the
+    # CPU (where measuring a direct backward costs seconds) that decides, elsewhere it is measured
+    geometry = ((32, 32), (31, 31), ((15, 15), (15, 15)), (1, 1), (1, 1))
+    ratio = algo_mod._ratio((2, 8, 32, 32), (8, 1, 31, 31), geometry)
+    assert ratio > 4.0
+    assert algo_mod.clear_choice(ratio, "cpu") == "fft"
+    assert algo_mod.clear_choice(ratio, "cuda") is None
+    assert algo_mod.clear_choice(1 / ratio, "cuda") == "direct"
+    assert not algo_mod.measured((2, 8, 32, 32), (8, 1, 31, 31), geometry, "cpu")
+    assert algo_mod.measured((2, 8, 32, 32), (8, 1, 31, 31), geometry, "cuda")
+    fftconv_ext.conv2d(torch.randn(2, 8, 32, 32), torch.randn(8, 1, 31, 31), padding=15, groups=8)
+    assert calls == []
+
+
 def _fake_measures(monkeypatch, verdicts):
     """algo._measure replaced by a list of verdicts, consumed in order; returns the calls made."""
     calls = []
 
-    def fake(run_fft, run_direct, device):
+    def fake(run_fft, run_direct, device, prefer=None):
         calls.append(1)
         return verdicts[len(calls) - 1]
     monkeypatch.setattr(algo_mod, "_measure", fake)
@@ -271,7 +319,7 @@ def test_auto_chooses_each_direction_by_its_own_measurement(tmp_path, monkeypatc
     direction_of = {(2, 8, 12, 12): "forward", (2, 4, 12, 12): "grad_input", (8, 4, 5, 5): "grad_weight"}
     measured = []
 
-    def fake_measure(run_fft, run_direct, device):
+    def fake_measure(run_fft, run_direct, device, prefer=None):
         direction = direction_of[tuple(run_fft().shape)]
         measured.append(direction)
         return verdicts[direction]
@@ -304,7 +352,7 @@ def test_auto_chooses_each_direction_by_its_own_measurement(tmp_path, monkeypatc
 
 def test_inference_calls_keep_the_single_choice(monkeypatch):
     calls = []
-    monkeypatch.setattr(algo_mod, "_measure", lambda f, d, dev: calls.append(1) or "fft")
+    monkeypatch.setattr(algo_mod, "_measure", lambda f, d, dev, prefer=None: calls.append(1) or "fft")
     monkeypatch.setattr(algo_mod, "_ratio", lambda *a: 1.0)
     x, w = torch.randn(2, 4, 12, 12), torch.randn(4, 1, 5, 5, requires_grad=True)
     with torch.no_grad():

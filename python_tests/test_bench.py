@@ -318,6 +318,25 @@ def test_gpu_fused_ab_script_runs(tmp_path):
     assert len(data["shared_sweep_r32_k31"]) == 6
 
 
+def test_gpu_pipelines_script_runs(tmp_path):
+    # bench/gpu_pipelines.py (every CUDA pipeline forced in turn; gpu_check.sh) as a dry run on
+    # the CPU, where the forced pipeline has no effect: the script is proven before a GPU runs it.
+    out, md = tmp_path / "pipelines.json", tmp_path / "pipelines.md"
+    script = os.path.join(os.path.dirname(__file__), "..", "bench", "gpu_pipelines.py")
+    env = dict(os.environ, FFTCONV_CACHE_DIR=str(tmp_path / "cache"))
+    subprocess.run([sys.executable, script, "--device", "cpu", "--batch", "1", "--channels", "4", "--layers",
+                    "16:13,16:5", "--max-seconds", "0.05", "--json", str(out), "--md", str(md)], check=True,
+                   capture_output=True, timeout=300, env=env)
+    data = json.loads(out.read_text())
+    rows = {(r["layer"], r["pass"]): r for r in data["rows"]}
+    assert set(rows) == {(layer, kind) for layer in ("1x4x16x16 k13", "1x4x16x16 k5") for kind in ("forward", "fwd+bwd")}
+    for r in data["rows"]:
+        assert set(r["rel_err"]) == {"rows", "planes", "fused"} and max(r["rel_err"].values()) < 1e-5
+        assert {"rows", "planes", "fused", "auto", "fft", "F.conv2d", "best torch.fft"} <= set(r["median_ms"])
+        assert all(v > 0 for v in r["median_ms"].values()) and r["extra_memory_over_output"]
+    assert "| 1x4x16x16 k13 | forward |" in md.read_text()
+
+
 def test_auto_is_past_its_recheck_before_it_is_timed(monkeypatch, tmp_path):
     # algo='auto' measures a measured choice again at its RECHECK_AT-th call: one-time work
     # (seconds where direct convolution is slow) that the benchmark does before its timed

@@ -19,6 +19,7 @@
 #include <type_traits>
 
 #include "conv/driver.h"
+#include "conv/pipeline_choice.h"
 #include "nonfinite/device_check_ops.h"
 #include "core/pointwise.h"
 #include "cuda/cufft_plan_cache.h"
@@ -28,7 +29,14 @@
 namespace fftconv {
 namespace {
 
-constexpr int64_t kChunkBytes = int64_t(256) << 20;  // spectra per batch block
+// Spectra bytes per block: half the output's bytes (a block holds its spectra and a real
+// buffer of about the same size, so the forward's extra memory stays within the output's
+// size), at least 4 MB (fewer, smaller transforms only add launches) and at most 256 MB.
+constexpr int64_t kMinChunkBytes = int64_t(4) << 20, kMaxChunkBytesCuda = int64_t(256) << 20;
+inline int64_t chunk_budget_bytes(const at::Tensor& dst) {
+  const int64_t half = dst.numel() * static_cast<int64_t>(dst.element_size()) / 2;
+  return std::min(std::max(half, kMinChunkBytes), kMaxChunkBytesCuda);
+}
 constexpr int kThreads = 256;
 constexpr int64_t kMaxLineBlocks = 4096;
 
@@ -132,22 +140,61 @@ __global__ void spectral_multiply_kernel(const Complex<T>* in, const Complex<T>*
 // Line L = q * out_h + i: output row i of plane q (batch b0 + q / per_batch,
 // channel c0 + q % per_batch), cropped from the (count, Pd, n_w) inverse
 // block (every step-th slot) + bias.
+// The block is row-interleaved (plane_step n_w, row_step P * n_w) for the row-pruned
+// pipeline, plane-major (plane_step n_h * n_w, row_step n_w) for the whole-plane one.
 template <typename T, typename I>
 __global__ void crop_store_kernel(const T* __restrict__ buf, T* __restrict__ dst, const T* __restrict__ bias,
                                   int64_t b0, int64_t per_batch_, int64_t c0, int64_t dst_c, int64_t out_h_,
-                                  int64_t n_w_, int64_t step_h_, int64_t step_w_, I lines, I out_w) {
+                                  int64_t plane_step_, int64_t row_step_, int64_t step_h_, int64_t step_w_, I lines,
+                                  I out_w) {
   const I out_h = static_cast<I>(out_h_), per_batch = static_cast<I>(per_batch_);
-  const I n_w = static_cast<I>(n_w_), planes = lines / out_h;
-  const I row = n_w * planes;  // between rows of one plane
+  const I plane_step = static_cast<I>(plane_step_), row = static_cast<I>(row_step_);
   const I step_h = static_cast<I>(step_h_), step_w = static_cast<I>(step_w_);
   FFTCONV_LINES(I, L, lines) {
     const I q = L / out_h, i = L - q * out_h;
     const I qb = q / per_batch;
     const int64_t b = b0 + qb, c = c0 + (q - qb * per_batch);
     const T bias_c = bias ? bias[c] : T(0);
-    const T* plane = buf + q * n_w;
+    const T* plane = buf + q * plane_step;
     T* o = dst + ((b * dst_c + c) * out_h_ + i) * static_cast<int64_t>(out_w);
     FFTCONV_IN_LINE(I, j, out_w) { o[j] = crop_store_value(plane, row, step_h, step_w, i, j, bias_c); }
+  }
+}
+
+// Whole-plane layout (P, n_h, n_w): line L = q * n_h + r is row r of plane q, padded.
+template <typename T, typename I>
+__global__ void pad_planes_kernel(const T* __restrict__ src, T* __restrict__ dst, PlaneSource s, int64_t b0,
+                                  int64_t c0, int64_t per_batch_, int64_t n_h_, I lines, I n_w) {
+  const I n_h = static_cast<I>(n_h_), per_batch = static_cast<I>(per_batch_);
+  const I src_h = static_cast<I>(s.src_h), src_w = static_cast<I>(s.src_w);
+  const I step_h = static_cast<I>(s.step_h), step_w = static_cast<I>(s.step_w);
+  FFTCONV_LINES(I, L, lines) {
+    const I q = L / n_h, r = L - q * n_h;
+    const I qb = q / per_batch;
+    const int64_t b = b0 + qb, c = c0 + (q - qb * per_batch);
+    const T* plane = src + (b * s.channels + c) * s.src_h * s.src_w;
+    T* out = dst + static_cast<int64_t>(L) * n_w;
+    FFTCONV_IN_LINE(I, m, n_w) { out[m] = pad_load_value_2d(plane, src_h, src_w, step_h, step_w, r, m); }
+  }
+}
+
+// Whole-plane layout (P, n_h, n_w/2+1): line L = qo * n_h + r, qo = (b*ng + g)*dpg + q; in
+// place (out == in) when every output plane reads only its own input plane.
+template <typename T, typename I>
+__global__ void spectral_multiply_planes_kernel(const Complex<T>* in, const Complex<T>* __restrict__ spec,
+                                                Complex<T>* out, int64_t ng_, int64_t g0, int64_t cpg, int64_t opg,
+                                                int64_t n_h_, bool adjoint, I lines, I nfw) {
+  const I spg = static_cast<I>(adjoint ? opg : cpg), dpg = static_cast<I>(adjoint ? cpg : opg);
+  const I ng = static_cast<I>(ng_), n_h = static_cast<I>(n_h_);
+  const int64_t n_freq = n_h_ * static_cast<int64_t>(nfw);
+  const int64_t s_step = spectrum_plane_step(cpg, adjoint) * n_freq;
+  FFTCONV_LINES(I, L, lines) {
+    const I qo = L / n_h, r = L - qo * n_h;
+    const I bg = qo / dpg, q = qo - bg * dpg, g = bg % ng;
+    const Complex<T>* x = in + (static_cast<int64_t>(bg) * spg * n_h + r) * nfw;
+    const Complex<T>* sp = spec + spectrum_plane(g0 + g, q, 0, cpg, opg, adjoint) * n_freq + r * nfw;
+    Complex<T>* y = out + static_cast<int64_t>(L) * nfw;
+    FFTCONV_IN_LINE(I, f, nfw) { y[f] = spectral_dot(x + f, n_freq, sp + f, s_step, spg, adjoint); }
   }
 }
 
@@ -252,7 +299,7 @@ void run_pipeline(const at::Tensor& src, const at::Tensor& spec, const T* bias, 
   const int64_t step_h = adjoint ? 1 : p.h.stride;
   const int64_t step_w = adjoint ? 1 : p.w.stride;
   const int64_t count = std::max<int64_t>(0, (out_h - 1) * step_h + 1);  // rows read back
-  const ChunkShape cs = choose_chunk(p, 2 * sizeof(T), kChunkBytes, 1);
+  const ChunkShape cs = choose_chunk(p, 2 * sizeof(T), chunk_budget_bytes(dst), 1);
   const auto* spec_ptr = reinterpret_cast<const Complex<T>*>(spec.data_ptr());
   for (int64_t b0 = 0; b0 < p.batch; b0 += cs.batch_block) {
     const int64_t nb = std::min(cs.batch_block, p.batch - b0);
@@ -269,7 +316,62 @@ void run_pipeline(const at::Tensor& src, const at::Tensor& spec, const T* bias, 
       at::Tensor r = block_inverse<T>(y, p, count, src.options());
       y = at::Tensor();
       FFTCONV_LAUNCH_LINES(crop_store_kernel, T, dst_planes * out_h, out_w, r.numel(), r.data_ptr<T>(),
-                           dst.data_ptr<T>(), bias, b0, ng * dpg, g0 * dpg, dst_c, out_h, p.w.n_fft, step_h, step_w);
+                           dst.data_ptr<T>(), bias, b0, ng * dpg, g0 * dpg, dst_c, out_h, p.w.n_fft,
+                           dst_planes * p.w.n_fft, step_h, step_w);
+    }
+  }
+}
+
+// The whole-plane pipeline (docs/design.md §17): per block, the padded planes in one copy,
+// one batched 2-D R2C plan (exactly torch.fft.rfft2's transform), the conjugate product (in
+// place for depthwise problems), one batched 2-D C2R (irfft2's, unnormalised: the kernel
+// spectrum carries 1/(n_h*n_w)), crop + bias in one kernel. No host synchronisation.
+template <typename T>
+void run_planes_pipeline(const at::Tensor& src, const at::Tensor& spec, const T* bias, at::Tensor& dst,
+                         const ConvGeometry2d& p, bool adjoint) {
+  const PlaneSource s = adjoint ? output_side(p) : input_side(p);
+  const int64_t spg = adjoint ? p.opg : p.cpg;
+  const int64_t dpg = adjoint ? p.cpg : p.opg;
+  const int64_t dst_c = adjoint ? p.c_in : p.c_out;
+  const int64_t out_h = adjoint ? p.h.in_len : p.h.out_len;
+  const int64_t out_w = adjoint ? p.w.in_len : p.w.out_len;
+  const int64_t step_h = adjoint ? 1 : p.h.stride;
+  const int64_t step_w = adjoint ? 1 : p.w.stride;
+  const int64_t n_h = p.h.n_fft, n_w = p.w.n_fft, nfw = p.n_freq_w;
+  const ChunkShape cs = choose_chunk(p, 2 * sizeof(T), chunk_budget_bytes(dst), 1);
+  const auto* spec_ptr = reinterpret_cast<const Complex<T>*>(spec.data_ptr());
+  const auto real_opts = src.options();
+  const auto cplx_opts = real_opts.dtype(c10::toComplexType(src.scalar_type()));
+  const bool is_double = std::is_same<T, double>::value;
+  const int device = real_opts.device().index();
+  for (int64_t b0 = 0; b0 < p.batch; b0 += cs.batch_block) {
+    const int64_t nb = std::min(cs.batch_block, p.batch - b0);
+    for (int64_t g0 = 0; g0 < p.groups; g0 += cs.group_block) {
+      const int64_t ng = std::min(cs.group_block, p.groups - g0);
+      const int64_t src_planes = nb * ng * spg, dst_planes = nb * ng * dpg;
+      at::Tensor x = at::empty({src_planes, n_h, nfw}, cplx_opts);
+      {
+        at::Tensor real = at::empty({src_planes, n_h, n_w}, real_opts);
+        FFTCONV_LAUNCH_LINES(pad_planes_kernel, T, src_planes * n_h, n_w, real.numel(), src.data_ptr<T>(),
+                             real.data_ptr<T>(), s, b0, g0 * s.planes_per_group, ng * s.planes_per_group, n_h);
+        auto plan = cuda::get_plan(device, cuda::FftKind::R2C, is_double, n_w, src_planes, n_h);
+        cuda::exec_plan(*plan, cuda::FftKind::R2C, is_double, real.data_ptr(), x.data_ptr(), true, real_opts);
+      }
+      at::Tensor y = spg == 1 && dpg == 1 ? x : at::empty({dst_planes, n_h, nfw}, cplx_opts);
+      FFTCONV_LAUNCH_LINES(spectral_multiply_planes_kernel, T, dst_planes * n_h, nfw,
+                           std::max(x.numel(), y.numel()), reinterpret_cast<const Complex<T>*>(x.data_ptr()),
+                           spec_ptr, reinterpret_cast<Complex<T>*>(y.data_ptr()), ng, g0, p.cpg, p.opg, n_h,
+                           adjoint);
+      x = at::Tensor();  // free before the inverse (stream-ordered reuse)
+      at::Tensor r = at::empty({dst_planes, n_h, n_w}, real_opts);
+      {
+        auto plan = cuda::get_plan(device, cuda::FftKind::C2R, is_double, n_w, dst_planes, n_h);
+        cuda::exec_plan(*plan, cuda::FftKind::C2R, is_double, y.data_ptr(), r.data_ptr(), false, real_opts);
+      }
+      y = at::Tensor();
+      FFTCONV_LAUNCH_LINES(crop_store_kernel, T, dst_planes * out_h, out_w, r.numel(), r.data_ptr<T>(),
+                           dst.data_ptr<T>(), bias, b0, ng * dpg, g0 * dpg, dst_c, out_h, n_h * n_w, n_w, step_h,
+                           step_w);
     }
   }
 }
@@ -278,7 +380,7 @@ template <typename T>
 void grad_weight_pipeline(const at::Tensor& input, const at::Tensor& grad_out, at::Tensor& gw,
                           const ConvGeometry2d& p) {
   const PlaneSource xs = input_side(p), gs = output_side(p);
-  const ChunkShape cs = choose_chunk(p, 2 * sizeof(T), kChunkBytes, 1);
+  const ChunkShape cs = choose_chunk(p, 2 * sizeof(T), chunk_budget_bytes(grad_out), 1);
   const auto cplx_opts = input.options().dtype(c10::toComplexType(input.scalar_type()));
   const int64_t n_h = p.h.n_fft, n_w = p.w.n_fft;
   for (int64_t g0 = 0; g0 < p.groups; g0 += cs.group_block) {
@@ -303,13 +405,25 @@ void grad_weight_pipeline(const at::Tensor& input, const at::Tensor& grad_out, a
   }
 }
 
+// The pipeline a call runs (pipeline_choice.h): Fused where chosen (or opted in with
+// backends.cuda_fused on an unchosen problem) and the kernel applies, Planes where chosen,
+// Rows otherwise.
+inline Pipeline chosen(const ConvGeometry2d& p, bool is_double, Direction d) {
+  const Pipeline c = pipeline_for(p, static_cast<int>(c10::cuda::current_device()), is_double, d);
+  if (c == Pipeline::Default) return !is_double && small_plane::enabled() ? Pipeline::Fused : Pipeline::Rows;
+  return c;
+}
+
 struct CudaDriver {
   static constexpr at::DeviceType device_type = at::kCUDA;
   using Guard = c10::cuda::CUDAGuard;
-  // With the fused small-plane kernel on, float32 plans it would take after
-  // raising their lengths to compiled ones get those lengths.
+  // Float32 problems that may run the fused small-plane kernel get the lengths it is
+  // compiled for (before the kernel spectrum is made, which every direction shares).
   static ConvGeometry2d geometry_for(const ConvGeometry2d& p, at::ScalarType dtype) {
-    return dtype == at::kFloat && small_plane::enabled() ? small_plane::pad_to_compiled_lengths(p) : p;
+    if (dtype != at::kFloat) return p;
+    for (Direction d : {Direction::Forward, Direction::GradInput, Direction::GradWeight})
+      if (chosen(p, false, d) == Pipeline::Fused) return small_plane::pad_to_compiled_lengths(p);
+    return p;
   }
   // A host check would wait for the device each call (device_checks.h).
   static constexpr bool device_checks_by_default = true;
@@ -321,27 +435,36 @@ struct CudaDriver {
   template <typename T>
   static bool pipeline(const at::Tensor& src, const KernelSpectrumSource& spectra, const T* bias, at::Tensor& dst,
                        const ConvGeometry2d& p, bool adjoint, int* nonfinite = nullptr) {
+    constexpr bool is_double = std::is_same<T, double>::value;
+    const Pipeline c = chosen(p, is_double, adjoint ? Direction::GradInput : Direction::Forward);
     // Whole spectra: the CUDA blocks are large, and memory there is not the constraint.
     if constexpr (std::is_same<T, float>::value)
-      if (small_plane::enabled() && small_plane::run_fused(src, spectra.whole(), bias, dst, p, adjoint, nonfinite))
+      if (c == Pipeline::Fused && small_plane::run_fused(src, spectra.whole(), bias, dst, p, adjoint, nonfinite))
         return nonfinite != nullptr;  // its load flagged NaN/Inf: no separate pass over src
-    run_pipeline<T>(src, spectra.whole(), bias, dst, p, adjoint);
+    if (c == Pipeline::Planes)
+      run_planes_pipeline<T>(src, spectra.whole(), bias, dst, p, adjoint);
+    else
+      run_pipeline<T>(src, spectra.whole(), bias, dst, p, adjoint);
     return false;
   }
   template <typename T>
   static void grad_weight(const at::Tensor& input, const at::Tensor& grad_out, at::Tensor& gw,
                           const ConvGeometry2d& p) {
     if constexpr (std::is_same<T, float>::value)
-      if (small_plane::enabled() && small_plane::run_fused_backward(input, grad_out, nullptr, nullptr, gw, p)) return;
+      if (chosen(p, false, Direction::GradWeight) == Pipeline::Fused &&
+          small_plane::run_fused_backward(input, grad_out, nullptr, nullptr, gw, p))
+        return;
     grad_weight_pipeline<T>(input, grad_out, gw, p);
   }
-  // Both gradients in one pass: the fused small-plane backward where it is on
-  // and applies; otherwise backward_entry runs the two pipelines.
+  // Both gradients in one pass: the fused small-plane backward where both gradients chose it
+  // and it applies; otherwise backward_entry runs the two pipelines.
   template <typename T>
   static bool backward(const at::Tensor& input, const at::Tensor& grad_out, const KernelSpectrumSource& spectra,
                        at::Tensor& gin, at::Tensor& gw, const ConvGeometry2d& p) {
     if constexpr (std::is_same<T, float>::value)
-      return small_plane::enabled() && small_plane::run_fused_backward(input, grad_out, &spectra.whole(), &gin, gw, p);
+      return chosen(p, false, Direction::GradInput) == Pipeline::Fused &&
+             chosen(p, false, Direction::GradWeight) == Pipeline::Fused &&
+             small_plane::run_fused_backward(input, grad_out, &spectra.whole(), &gin, gw, p);
     return false;
   }
 };

@@ -1,0 +1,53 @@
+// Which pipeline a CUDA problem runs (docs/design.md §17). The CUDA driver
+// carries several pipelines for the same convolution; which is fastest depends
+// on the GPU and the problem, so algo="auto" (Python) measures them on the
+// user's device and records its choice here, per problem and direction. A
+// problem nobody chose for runs the default pipeline: the one that has passed
+// the CUDA tests on a GPU. Device-agnostic: compiled in every build (the CPU
+// build exposes the same API to Python; its driver does not read it).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "conv/conv_geometry.h"
+
+namespace fftconv {
+
+enum class Pipeline : int {
+  Default = 0,  // the verified default (Rows), or Fused where backends.cuda_fused opts in
+  Rows = 1,     // row-pruned: 1-D transforms along W over data rows, then along H (docs/design.md §4)
+  Planes = 2,   // whole-plane: one batched 2-D R2C/C2R over every plane of a block (docs/design.md §17)
+  Fused = 3,    // the fused small-plane kernel, where it applies (docs/design.md §13)
+};
+constexpr int kPipelineCount = 4;
+
+enum class Direction : int { Forward = 0, GradInput = 1, GradWeight = 2 };
+
+struct PipelineInfo {
+  const char* name;
+  // Whether the pipeline has passed the CUDA tests on a real GPU. Flipped only by
+  // the commit that records such a run (bench/results/nvidia-*); until then
+  // algo="auto" takes the pipeline only after its output matched cuDNN's.
+  bool verified_on_gpu;
+};
+const PipelineInfo& pipeline_info(Pipeline p);
+
+// The pipeline for a problem (the geometry's transform lengths do not enter:
+// the fused kernel raises them), in this order: the calling thread's forced
+// pipeline (set_forced_pipeline), the recorded choice, Default.
+Pipeline pipeline_for(const ConvGeometry2d& p, int device, bool is_double, Direction d);
+
+void set_pipeline_choice(const ConvGeometry2d& p, int device, bool is_double, Direction d, Pipeline choice);
+void clear_pipeline_choices();
+int64_t pipeline_choice_count();
+
+// A pipeline forced on the calling thread (Default: none); returns the previous
+// one. algo="auto" times each candidate this way.
+Pipeline set_forced_pipeline(Pipeline p);
+
+Pipeline pipeline_from_name(const std::string& name);
+std::vector<std::string> pipeline_names();
+
+}  // namespace fftconv

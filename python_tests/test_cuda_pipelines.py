@@ -1,0 +1,101 @@
+"""Each CUDA pipeline forced in turn (docs/design.md §17): parity with cuDNN in float64 and
+float32, gradients, opcheck, the memory budget, and algo='auto' choosing among them on the
+device. Skipped, with the reason, without a GPU; run by bench/gpu_check.sh. A pipeline whose
+tests pass here on a GPU gets its verified flag in csrc/conv/pipeline_choice.cpp."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+import fftconv_ext
+from fftconv_ext import algo as algo_mod
+from conftest import rel_err, requires_cuda, fft_conv2d
+
+pytestmark = requires_cuda
+
+PIPELINES = list(algo_mod.PIPELINES)
+CASES = [
+    ((2, 8, 32, 32), (8, 1, 31, 31), 1, 15, 1, 8),     # the fused kernel's domain: depthwise, small planes
+    ((2, 8, 56, 56), (8, 1, 31, 31), 1, 15, 1, 8),     # RepLKNet-like depthwise
+    ((2, 4, 20, 21), (6, 2, 5, 4), 1, "same", 1, 2),   # grouped, even kernel
+    ((2, 3, 19, 23), (4, 3, 5, 3), (2, 3), (2, 1), (1, 2), 1),
+    ((1, 2, 8, 9), (2, 1, 15, 13), 1, (7, 6), 1, 2),   # kernel > map
+]
+
+
+@pytest.fixture(autouse=True)
+def _fresh():
+    fftconv_ext.clear_caches()
+    algo_mod.clear_memory()
+    yield
+    algo_mod.clear_memory()
+
+
+@pytest.mark.parametrize("pipeline", PIPELINES)
+@pytest.mark.parametrize("xs,ws,stride,padding,dilation,groups", CASES)
+@pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-10), (torch.float32, 1e-5)])
+def test_each_pipeline_matches_cudnn(pipeline, xs, ws, stride, padding, dilation, groups, dtype, tol):
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(*xs, generator=g, dtype=torch.float64)
+    w = torch.randn(*ws, generator=g, dtype=torch.float64)
+    b = torch.randn(ws[0], generator=g, dtype=torch.float64)
+    ref = F.conv2d(x.cuda(), w.cuda(), b.cuda(), stride, padding, dilation, groups)
+    with algo_mod.forced_pipeline(pipeline):
+        y = fft_conv2d(x.to("cuda", dtype), w.to("cuda", dtype), b.to("cuda", dtype), stride, padding, dilation,
+                       groups)
+    assert y.dtype == dtype and y.shape == ref.shape
+    assert rel_err(y.double(), ref) <= tol
+
+
+@pytest.mark.parametrize("pipeline", PIPELINES)
+def test_each_pipeline_gradcheck_and_opcheck(pipeline):
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(2, 4, 9, 10, generator=g, dtype=torch.float64).cuda().requires_grad_()
+    w = torch.randn(4, 1, 5, 4, generator=g, dtype=torch.float64).cuda().requires_grad_()
+    b = torch.randn(4, generator=g, dtype=torch.float64).cuda().requires_grad_()
+    with algo_mod.forced_pipeline(pipeline):
+        assert torch.autograd.gradcheck(lambda x, w, b: fft_conv2d(x, w, b, 1, 2, 1, 4), (x, w, b))
+        torch.library.opcheck(torch.ops.fftconv.conv2d_forward.default,
+                              (x.detach(), w.detach(), b.detach(), [1, 1], [2, 2, 1, 2], [1, 1], 4, False))
+
+
+@pytest.mark.parametrize("pipeline", PIPELINES)
+def test_each_pipeline_float32_gradients_against_float64(pipeline):
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(4, 16, 32, 32, generator=g)
+    w = torch.randn(16, 1, 13, 13, generator=g) / 13
+    b = torch.randn(16, generator=g)
+    gy = torch.randn(4, 16, 32, 32, generator=g)
+    xd, wd, bd = (t.double().cuda().requires_grad_() for t in (x, w, b))
+    ref = torch.autograd.grad(F.conv2d(xd, wd, bd, padding=6, groups=16), (xd, wd, bd), gy.double().cuda())
+    xs, ws, bs = (t.cuda().requires_grad_() for t in (x, w, b))
+    with algo_mod.forced_pipeline(pipeline):
+        got = torch.autograd.grad(fftconv_ext.conv2d(xs, ws, bs, padding=6, groups=16, algo="fft"), (xs, ws, bs),
+                                  gy.cuda())
+    assert all(rel_err(a.double(), r) <= 1e-5 for a, r in zip(got, ref))
+
+
+@pytest.mark.parametrize("pipeline", PIPELINES)
+def test_forward_extra_memory_at_most_twice_the_output(pipeline):
+    x = torch.randn(32, 384, 32, 32, device="cuda")
+    w = torch.randn(384, 1, 31, 31, device="cuda") / 31
+    with torch.no_grad(), algo_mod.forced_pipeline(pipeline):
+        fftconv_ext.conv2d(x, w, padding=15, groups=384, algo="fft")  # spectrum cached, plans made
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        before = torch.cuda.memory_allocated()
+        y = fftconv_ext.conv2d(x, w, padding=15, groups=384, algo="fft")
+        torch.cuda.synchronize()
+    out = y.numel() * y.element_size()
+    assert torch.cuda.max_memory_allocated() - before - out <= 2 * out
+
+
+def test_auto_chooses_among_the_pipelines_on_the_device(tmp_path, monkeypatch):
+    monkeypatch.setattr(fftconv_ext.backends, "cache_dir", str(tmp_path))
+    x = torch.randn(8, 64, 32, 32, device="cuda")
+    w = torch.randn(64, 1, 31, 31, device="cuda") / 31
+    y = fftconv_ext.conv2d(x, w, padding=15, groups=64, algo="fft")
+    choice = [v for v in algo_mod._memory.values()]
+    assert len(choice) == 1 and choice[0].startswith("fft:")
+    assert fftconv_ext._C.pipeline_choice_count() >= 1
+    assert rel_err(y.double(), F.conv2d(x.double(), w.double(), padding=15, groups=64)) <= 1e-5
+    assert not algo_mod._disqualified, "a pipeline disagreed with cuDNN on the GPU"

@@ -1,0 +1,237 @@
+"""CUDA pipeline choice (docs/design.md §17), tested without a GPU: the choice logic with
+scripted timings and outputs, the operator's record of choices, and the guard that keeps
+pipelines never run on a GPU out until their output matched the direct convolution's."""
+import json
+import os
+import warnings
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import fftconv_ext
+from fftconv_ext import _C
+from fftconv_ext import algo as algo_mod
+
+
+@pytest.fixture(autouse=True)
+def _fresh(tmp_path, monkeypatch):
+    monkeypatch.setattr(fftconv_ext.backends, "cache_dir", str(tmp_path))
+    algo_mod.clear_memory()
+    yield
+    algo_mod.clear_memory()
+
+
+def _scripted(monkeypatch, costs):
+    """_time_once returns the scripted cost of the candidate being timed: the pipeline forced
+    on this thread (read back from the operator) or 'direct'."""
+    current = {"name": "direct"}
+    real_forced = algo_mod.forced_pipeline
+
+    class _Forced:
+        def __init__(self, name):
+            self.name, self.inner = name, real_forced(name)
+
+        def __enter__(self):
+            current["name"] = self.name
+            return self.inner.__enter__()
+
+        def __exit__(self, *exc):
+            return self.inner.__exit__(*exc)
+
+    monkeypatch.setattr(algo_mod, "forced_pipeline", _Forced)
+    timed = []
+
+    def fake_time(fn, device):
+        current["name"] = "direct"  # unless fn forces a pipeline
+        fn()
+        timed.append(current["name"])
+        return costs[current["name"]]
+    monkeypatch.setattr(algo_mod, "_time_once", fake_time)
+    return timed
+
+
+def _problem():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 4, 10, 10, generator=g)
+    w = torch.randn(4, 1, 5, 5, generator=g)
+    args = ((1, 1), ((2, 2), (2, 2)), (1, 1), 4, "zeros", False)
+    geometry = ((10, 10), (5, 5), ((2, 2), (2, 2)), (1, 1), (1, 1))
+    return x, w, args, geometry
+
+
+def _on_cuda(monkeypatch, verified=("rows",)):
+    """The CUDA candidate list for CPU tensors, with `verified` as the pipelines run on a GPU."""
+    monkeypatch.setattr(algo_mod, "_pipelines_for", lambda device, dtype: algo_mod.PIPELINES)
+    monkeypatch.setattr(algo_mod, "verified_pipelines", lambda: frozenset(verified))
+    monkeypatch.setattr(algo_mod, "_ratio", lambda *a: 1.0)  # in the measured band
+
+
+@pytest.mark.parametrize("fastest", ["direct", "rows", "planes", "fused"])
+def test_the_fastest_candidate_is_chosen_recorded_and_remembered(monkeypatch, tmp_path, fastest):
+    _on_cuda(monkeypatch)
+    costs = {n: 1.0 for n in ("direct",) + algo_mod.PIPELINES}
+    costs[fastest] = 0.5
+    timed = _scripted(monkeypatch, costs)
+    x, w, args, geometry = _problem()
+    recorded = []
+    run_fft = lambda: F.conv2d(x, w, padding=2, groups=4)  # noqa: E731  (outputs agree: the guard passes)
+    choice = algo_mod.choose(x, w, args, geometry, run_fft, run_fft, recorded.append)
+    assert choice == ("direct" if fastest == "direct" else "fft")
+    assert recorded == ([] if fastest == "direct" else [fastest])
+    assert set(timed) == {"direct", "rows", "planes", "fused"}  # every candidate was timed
+    stored = json.load(open(os.path.join(tmp_path, "algo.json")))
+    assert list(stored.values()) == ["direct" if fastest == "direct" else "fft:" + fastest]
+    # the same process: remembered, nothing timed or recorded again
+    timed.clear()
+    assert algo_mod.choose(x, w, args, geometry, run_fft, run_fft, recorded.append) == choice
+    assert timed == [] and len(recorded) <= 1
+    # a new process reads the choice back and records the pipeline in the operator without timing
+    algo_mod.clear_memory()
+    recorded.clear()
+    assert algo_mod.choose(x, w, args, geometry, run_fft, run_fft, recorded.append) == choice
+    assert timed == [] and recorded == ([] if fastest == "direct" else [fastest])
+
+
+def test_algo_fft_chooses_among_the_pipelines_only(monkeypatch):
+    _on_cuda(monkeypatch)
+    timed = _scripted(monkeypatch, {"direct": 0.1, "rows": 1.0, "planes": 0.7, "fused": 0.9})
+    x, w, args, geometry = _problem()
+    recorded = []
+    run = lambda: F.conv2d(x, w, padding=2, groups=4)  # noqa: E731
+    assert algo_mod.choose(x, w, args, geometry, run, run, recorded.append, with_direct=False) == "fft"
+    assert recorded == ["planes"] and "direct" not in timed
+
+
+def test_a_mismatching_unverified_pipeline_is_disqualified_with_one_warning(monkeypatch):
+    _on_cuda(monkeypatch)
+    _scripted(monkeypatch, {"direct": 1.0, "rows": 1.0, "planes": 0.1, "fused": 0.5})
+    x, w, args, geometry = _problem()
+    def fft_of(inp):
+        good = F.conv2d(inp, w, padding=2, groups=4)
+
+        def run_fft():  # the 'planes' pipeline computes garbage; the others agree
+            forced = _C.force_pipeline("default")
+            _C.force_pipeline(forced)
+            return good + 1.0 if forced == "planes" else good.clone()
+        return run_fft, lambda: good
+    recorded = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        choice = algo_mod.choose(x, w, args, geometry, *fft_of(x), recorded.append)
+        # another problem in the same process: 'planes' is not tried again, no second warning
+        x2 = torch.randn(2, 4, 12, 12)
+        algo_mod.choose(x2, w, args, ((12, 12),) + geometry[1:], *fft_of(x2), recorded.append)
+    mismatch = [c for c in caught if "planes" in str(c.message)]
+    assert len(mismatch) == 1 and "disagreed" in str(mismatch[0].message) and "(2, 4, 10, 10)" in str(mismatch[0].message)
+    assert choice == "fft" and recorded == ["fused", "fused"]  # the fastest of those that agreed
+    assert "planes" in algo_mod._disqualified
+
+
+def test_verified_pipelines_are_not_compared(monkeypatch):
+    _on_cuda(monkeypatch, verified=("rows", "planes", "fused"))
+    _scripted(monkeypatch, {"direct": 1.0, "rows": 0.5, "planes": 0.8, "fused": 0.9})
+    x, w, args, geometry = _problem()
+    directs = []
+
+    def run_direct():
+        directs.append(1)
+        return F.conv2d(x, w, padding=2, groups=4)
+    recorded = []
+    wrong = F.conv2d(x, w, padding=2, groups=4) + 1.0  # would fail any comparison
+    algo_mod.choose(x, w, args, geometry, lambda: wrong, run_direct, recorded.append)
+    assert recorded == ["rows"]
+    # direct ran only as a candidate (warm-up and rounds), never as a reference
+    assert len(directs) == 1 + algo_mod._ROUNDS
+
+
+def test_every_pipeline_disqualified_falls_back_to_the_verified_default(monkeypatch):
+    _on_cuda(monkeypatch, verified=())
+    _scripted(monkeypatch, {"direct": 1.0, "rows": 0.1, "planes": 0.1, "fused": 0.1})
+    x, w, args, geometry = _problem()
+    recorded = []
+    with pytest.warns(RuntimeWarning):
+        choice = algo_mod.choose(x, w, args, geometry, lambda: torch.full((2, 4, 10, 10), float("nan")),
+                                 lambda: F.conv2d(x, w, padding=2, groups=4), recorded.append, with_direct=False)
+    assert choice == "fft" and recorded == ["default"]
+
+
+def test_measure_many_picks_the_fastest_call_and_breaks_near_ties_with_more_rounds(monkeypatch):
+    monkeypatch.setattr(algo_mod, "_time_once", lambda fn, dev: fn())
+    calls = {"a": 0, "b": 0, "c": 0}
+
+    def run(name, cost):
+        def fn():
+            calls[name] += 1
+            return cost
+        return fn
+    cpu = torch.device("cpu")
+    assert algo_mod._measure_many({"a": run("a", 3.0), "b": run("b", 1.0), "c": run("c", 2.0)}, cpu) == "b"
+    assert calls == {n: 1 + algo_mod._ROUNDS for n in calls}
+    calls.update(a=0, b=0, c=0)
+    assert algo_mod._measure_many({"a": run("a", 1.05), "b": run("b", 1.0), "c": run("c", 2.0)}, cpu) == "b"
+    assert calls["a"] == 1 + algo_mod._ROUNDS + algo_mod._TIE_ROUNDS
+
+
+def test_matches_tolerance():
+    ref = torch.randn(2, 3, 8, 8)
+    assert algo_mod._matches(ref + 1e-6 * ref.abs().max(), ref)
+    assert not algo_mod._matches(ref + 1e-2 * ref.abs().max(), ref)
+    assert not algo_mod._matches(ref[:1], ref)
+    bad = ref.clone()
+    bad[0, 0, 0, 0] = float("inf")
+    assert not algo_mod._matches(bad, ref)
+
+
+def test_the_operator_records_choices_and_forces_pipelines_per_thread():
+    assert _C.pipeline_names() == ["default", "rows", "planes", "fused"]
+    verified = dict(zip(_C.pipeline_names(), _C.pipelines_verified()))
+    assert verified["default"] and verified["rows"]  # the default is what has run on a GPU
+    assert algo_mod.verified_pipelines() <= set(algo_mod.PIPELINES)
+    _C.clear_pipeline_choices()
+    _C.set_pipeline_choice([2, 4, 10, 10], [4, 1, 5, 5], [1, 1], [2, 2, 2, 2], [1, 1], 4, False, 0, False, 0,
+                           "planes")
+    _C.set_pipeline_choice([2, 4, 10, 10], [4, 1, 5, 5], [1, 1], [2, 2, 2, 2], [1, 1], 4, False, 0, False, 0,
+                           "planes")  # the same problem: one entry
+    assert _C.pipeline_choice_count() == 1
+    algo_mod.clear_memory()
+    assert _C.pipeline_choice_count() == 0
+    with pytest.raises(ValueError, match="pipeline must be one of"):
+        _C.force_pipeline("winograd")
+    with pytest.raises(ValueError, match="direction"):
+        _C.set_pipeline_choice([2, 4, 10, 10], [4, 1, 5, 5], [1, 1], [2, 2, 2, 2], [1, 1], 4, False, 0, False, 3,
+                               "rows")
+    assert _C.force_pipeline("planes") == "default"
+    with algo_mod.forced_pipeline("fused"):
+        assert _C.force_pipeline("fused") == "fused"
+    assert _C.force_pipeline("default") == "planes"
+
+
+def test_cpu_calls_measure_no_pipelines(monkeypatch):
+    # the CPU driver picks its own pipeline: auto on the CPU times fft against direct only
+    seen = []
+    monkeypatch.setattr(algo_mod, "_measure_pipelines", lambda *a, **k: seen.append(1) or "fft:rows")
+    monkeypatch.setattr(algo_mod, "_ratio", lambda *a: 1.0)
+    x, w = torch.randn(2, 4, 16, 16), torch.randn(4, 1, 7, 7)
+    y = fftconv_ext.conv2d(x, w, padding=3, groups=4)
+    assert seen == [] and torch.allclose(y, F.conv2d(x, w, padding=3, groups=4), atol=1e-4)
+    assert algo_mod._pipelines_for(torch.device("cpu"), torch.float32) == ()
+
+
+def test_the_pipeline_setter_keys_the_problem_as_the_op_sees_it(monkeypatch):
+    # every padding mode and 1-D: the setter hands the op's own shapes and arguments over
+    seen = []
+    real = _C.set_pipeline_choice
+    monkeypatch.setattr(fftconv_ext.functional._C, "set_pipeline_choice", lambda *a: seen.append(a))
+    from fftconv_ext.functional import _pipeline_setter
+    x, w = torch.randn(2, 4, 10, 11), torch.randn(4, 2, 5, 3)
+    _pipeline_setter(x, w, (1, 2), ((2, 2), (1, 1)), (1, 1), 2, "reflect", 2, 1)("planes")
+    assert seen[-1][:7] == ([2, 4, 14, 13], [4, 2, 5, 3], [1, 2], [0, 0, 0, 0], [1, 1], 2, False)
+    assert seen[-1][8:] == (False, 1, "planes")
+    _pipeline_setter(x, w, (1, 1), ((2, 2), (1, 1)), (1, 1), 2, "circular", 2, 0)("rows")
+    assert seen[-1][:7] == ([2, 4, 10, 11], [4, 2, 5, 3], [1, 1], [2, 2, 1, 1], [1, 1], 2, True)
+    _pipeline_setter(x[:, :, 0], w[:, :, 0], (2,), ((1, 1),), (1,), 2, "zeros", 1, 2)("fused")
+    assert seen[-1][:7] == ([2, 4, 1, 11], [4, 2, 1, 3], [1, 2], [0, 0, 1, 1], [1, 1], 2, False)
+    # and the op accepts them
+    for a in seen:
+        real(*a)
