@@ -17,12 +17,13 @@ from typing import List
 from torch import nn
 from torch.nn.utils import parametrize
 
-from .nn import FFTConv1d, FFTConv2d
+from .nn import FFTConv1d, FFTConv2d, FFTConvTranspose1d, FFTConvTranspose2d
 
 logger = logging.getLogger("fftconv_ext")
 
-_TO_FFT = {nn.Conv1d: FFTConv1d, nn.Conv2d: FFTConv2d}
-_TO_TORCH = {FFTConv1d: nn.Conv1d, FFTConv2d: nn.Conv2d}
+_TO_FFT = {nn.Conv1d: FFTConv1d, nn.Conv2d: FFTConv2d, nn.ConvTranspose1d: FFTConvTranspose1d,
+           nn.ConvTranspose2d: FFTConvTranspose2d}
+_TO_TORCH = {fft: torch_cls for torch_cls, fft in _TO_FFT.items()}
 
 
 def _conv_type(module: nn.Module, mapping):
@@ -40,7 +41,7 @@ def _target_class(module: nn.Module, target: type) -> type:
     """target, or for a parametrized module a class of its own derived from target with the
     module's parametrized properties (as torch.nn.utils.parametrize makes one per module)."""
     cls = type(module)
-    if parametrize.is_parametrized(module) and cls not in (nn.Conv1d, nn.Conv2d, FFTConv1d, FFTConv2d):
+    if parametrize.is_parametrized(module) and cls not in _TO_FFT and cls not in _TO_TORCH:
         body = {k: v for k, v in cls.__dict__.items() if k not in ("__dict__", "__weakref__")}
         return type(f"Parametrized{target.__name__}", (target,), body)
     return target
@@ -73,9 +74,10 @@ def _copy(model: nn.Module, fname: str) -> nn.Module:
 
 
 def convert(model: nn.Module, min_kernel_size: int = 7, inplace: bool = False, algo: str = "auto") -> nn.Module:
-    """Replace every ``nn.Conv1d``/``nn.Conv2d`` whose kernel is at least
-    ``min_kernel_size`` in some dimension by :class:`FFTConv1d`/:class:`FFTConv2d`
-    with the same weights, device and dtype.
+    """Replace every ``nn.Conv1d``/``nn.Conv2d``/``nn.ConvTranspose1d``/``nn.ConvTranspose2d``
+    whose kernel is at least ``min_kernel_size`` in some dimension by its FFT layer
+    (:class:`FFTConv1d`, :class:`FFTConv2d`, :class:`FFTConvTranspose1d`,
+    :class:`FFTConvTranspose2d`) with the same weights, device and dtype.
 
     Subclasses of the torch convolutions (which may change their behaviour) are
     left alone, as is everything else. With ``inplace=False`` (default) the
@@ -96,7 +98,7 @@ def convert(model: nn.Module, min_kernel_size: int = 7, inplace: bool = False, a
 
 
 def revert(model: nn.Module, inplace: bool = False) -> nn.Module:
-    """Turn every FFTConv1d/FFTConv2d back into a plain nn.Conv1d/nn.Conv2d (same weights),
+    """Turn every FFT layer back into its plain torch class (same weights),
     keeping everything the module carries, as convert() does."""
     if not inplace:
         model = _copy(model, "revert")

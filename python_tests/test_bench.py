@@ -337,6 +337,26 @@ def test_gpu_pipelines_script_runs(tmp_path):
     assert "| 1x4x16x16 k13 | forward |" in md.read_text()
 
 
+def test_nd_suite_computes_every_transposed_layer(monkeypatch, tmp_path):
+    # --nd: every implementation computes the layer it claims (float64 reference), on small copies
+    # of the suite's kinds of layer
+    from fftconv_ext.bench.nd import run_transposed, transposed_markdown, transposed_summary
+    monkeypatch.setattr(fftconv_ext.backends, "cache_dir", str(tmp_path))
+    layers = [("depthwise 31x31, stride 1", (1, 4, 16, 16), 1, 31, 1, 15, 0, 4),
+              ("dense 4x4, stride 2 (decoder)", (1, 4, 6, 6), 2, 4, 2, 1, 0, 1),
+              ("depthwise 7x7, stride 2", (1, 4, 6, 6), 1, 7, 2, 3, 1, 4)]
+    rows = run_transposed(torch.device("cpu"), layers, budget=0.02)
+    assert [r["layer"] for r in rows] == [name for name, *_ in layers]
+    assert "torch.fft composition" in rows[0]["forward"] and "torch.fft composition" not in rows[1]["forward"]
+    for r in rows:
+        assert {"fftconv_ext", "fftconv_ext auto", "F.conv_transpose2d"} <= set(r["forward"])
+        assert all(v["rel_err"] < 1e-5 for v in r["forward"].values()), r["forward"]
+        assert all(v["median_ms"] > 0 for v in r["backward"].values())
+    summary = transposed_summary(rows)
+    assert any(k.startswith("depthwise transposed 31x31") for k in summary)
+    assert "| depthwise 7x7, stride 2 |" in transposed_markdown(rows, summary)
+
+
 def test_auto_is_past_its_recheck_before_it_is_timed(monkeypatch, tmp_path):
     # algo='auto' measures a measured choice again at its RECHECK_AT-th call: one-time work
     # (seconds where direct convolution is slow) that the benchmark does before its timed

@@ -208,6 +208,9 @@ def main(argv=None) -> None:
     ap.add_argument("--train", action="store_true",
                     help="a training step with algo='auto' against 'fft' and 'direct' (sweep layers, RepLKNet-31B "
                          "and ConvNeXt-T converted), and auto's choices in 5 fresh processes")
+    ap.add_argument("--nd", action="store_true",
+                    help="the convolution family beyond conv1d/conv2d: transposed convolutions against "
+                         "F.conv_transpose2d, a torch.fft composition and torch-fftconv")
     ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args(argv)
 
@@ -221,6 +224,8 @@ def main(argv=None) -> None:
         return main_fit(device, args)
     if args.train:
         return main_train(device, args)
+    if args.nd:
+        return main_nd(device, args)
     suites = [s.strip() for s in args.shapes.split(",") if s.strip()]
     machine = machine_name(device, args.threads)
     meta = {
@@ -299,6 +304,25 @@ def main_long(device: torch.device, args) -> None:
     print(md)
     write_suite(args.out, machine, "long", meta, {**res}, f"Long convolutions: {machine}",
                 "Medians of interleaved rounds; ratios inside this run.", md)
+
+
+def main_nd(device: torch.device, args) -> None:
+    from .nd import run_transposed, transposed_markdown, transposed_summary
+    machine = machine_name(device, args.threads)
+    meta = {"machine": machine, "device": str(device), "torch": torch.__version__,
+            "threads": torch.get_num_threads(), "dtype": "float32",
+            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+    print(" | ".join(f"{k} {v}" for k, v in meta.items()), flush=True)
+    say = None if args.no_progress else (lambda m: print("  " + m, flush=True))
+    with tempfile.TemporaryDirectory() as cache, fftconv_ext.backends.flags(cache_dir=cache):
+        rows = run_transposed(device, progress=say)
+    summ = transposed_summary(rows)
+    md = transposed_markdown(rows, summ)
+    print(md)
+    write_suite(args.out, machine, "nd", meta, {"transposed": rows, "summary": summ},
+                f"Transposed convolutions: {machine}",
+                "Medians of interleaved rounds, ratios inside this run; algo='auto' measured before it is timed "
+                "(its first call, with an empty choice cache).", md)
 
 
 def main_train(device: torch.device, args) -> None:

@@ -3,5 +3,6 @@ from .conv import FFTConv1d, FFTConv2d
 from .fourier_mix import FourierMix
 from .s4d import S4DConv, S4DKernel
 from .sgconv import LongConv2d, SGConv1d
+from .transposed import FFTConvTranspose1d, FFTConvTranspose2d
 
-__all__ = ["FFTConv1d", "FFTConv2d", "S4DKernel", "S4DConv", "SGConv1d", "LongConv2d", "FourierMix"]
+__all__ = ["FFTConv1d", "FFTConv2d", "FFTConvTranspose1d", "FFTConvTranspose2d", "S4DKernel", "S4DConv", "SGConv1d", "LongConv2d", "FourierMix"]

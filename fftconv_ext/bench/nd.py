@@ -1,0 +1,139 @@
+"""The convolution family beyond conv1d/conv2d: transposed convolutions (stride-1 large
+kernels, as in large-kernel decoders, and stride-2 upsampling kernels, where direct must
+win) against F.conv_transpose2d, a torch.fft composition written with the same rules
+(docs/design.md §1-§5, on the flipped kernel) and torch-fftconv; forward and
+forward + backward, each checked against float64 F.conv_transpose2d first."""
+from __future__ import annotations
+
+import importlib.util
+from typing import Callable, Dict, List, Optional
+
+import torch
+import torch.nn.functional as F
+
+import fftconv_ext
+from .baselines import BestFFTComposition
+from .report import geomean
+from .timing import time_interleaved
+
+# (name, input shape, out channels per group, kernel, stride, padding, output_padding, groups)
+TRANSPOSED = [
+    ("depthwise 31x31, stride 1", (8, 64, 56, 56), 1, 31, 1, 15, 0, 64),
+    ("depthwise 13x13, stride 1", (8, 64, 56, 56), 1, 13, 1, 6, 0, 64),
+    ("depthwise 21x21, stride 1", (8, 128, 28, 28), 1, 21, 1, 10, 0, 128),
+    ("depthwise 3x3, stride 1", (8, 64, 56, 56), 1, 3, 1, 1, 0, 64),
+    ("dense 4x4, stride 2 (decoder)", (8, 64, 28, 28), 32, 4, 2, 1, 0, 1),
+    ("dense 2x2, stride 2 (decoder)", (8, 64, 28, 28), 32, 2, 2, 0, 0, 1),
+    ("depthwise 7x7, stride 2", (8, 64, 28, 28), 1, 7, 2, 3, 1, 64),
+]
+
+
+def _impls(x, w, b, stride, padding, output_padding, groups) -> Dict[str, Callable[..., torch.Tensor]]:
+    """name -> f(x, w, b) for the implementations that compute this layer."""
+    impls = {
+        "fftconv_ext": lambda x_, w_, b_: fftconv_ext.conv_transpose2d(x_, w_, b_, stride, padding, output_padding,
+                                                                        groups, algo="fft"),
+        "fftconv_ext auto": lambda x_, w_, b_: fftconv_ext.conv_transpose2d(x_, w_, b_, stride, padding,
+                                                                             output_padding, groups, algo="auto"),
+        "F.conv_transpose2d": lambda x_, w_, b_: F.conv_transpose2d(x_, w_, b_, stride, padding, output_padding,
+                                                                     groups),
+    }
+    k = w.shape[-1]
+    if groups == x.shape[1] == w.shape[0] and w.shape[1] == 1 and stride == 1 and output_padding == 0 \
+            and padding <= k - 1:
+        # stride 1: a correlation with the flipped kernel and padding k - 1 - p
+        best, flipped = BestFFTComposition(), w.flip(-1, -2)  # flipped once: its spectrum is cached as ours is
+        impls["torch.fft composition"] = lambda x_, w_, b_: best(x_, flipped if w_ is w else w_.flip(-1, -2), b_,
+                                                                 k - 1 - padding)
+    if importlib.util.find_spec("torch_fftconv") is not None:
+        from torch_fftconv import fft_conv_transpose2d
+        impls["torch-fftconv"] = lambda x_, w_, b_: fft_conv_transpose2d(x_, w_, b_, stride, padding,
+                                                                          output_padding, groups)
+    return impls
+
+
+def run_transposed(device: torch.device, layers=TRANSPOSED, budget: float = 1.5,
+                   progress: Optional[Callable[[str], None]] = None) -> List[Dict]:
+    rows = []
+    g = torch.Generator().manual_seed(0)
+    for name, xs, opg, k, stride, padding, output_padding, groups in layers:
+        x = torch.randn(*xs, generator=g).to(device)
+        w = (torch.randn(xs[1], opg, k, k, generator=g) / k).to(device)
+        b = torch.randn(opg * groups, generator=g).to(device)
+        impls = _impls(x, w, b, stride, padding, output_padding, groups)
+        ref = F.conv_transpose2d(x.double(), w.double(), b.double(), stride, padding, output_padding, groups)
+        row = {"layer": name, "input": list(xs), "weight": list(w.shape), "stride": stride, "padding": padding,
+               "output_padding": output_padding, "groups": groups, "forward": {}, "backward": {}}
+        with torch.no_grad():
+            for impl, f in impls.items():
+                row["forward"][impl] = {"rel_err": ((f(x, w, b).double() - ref).norm() / ref.norm()).item()}
+            timed = time_interleaved({n: (lambda f=f: f(x, w, b)) for n, f in impls.items()}, device, warmup=1,
+                                     rounds=20, max_seconds=budget, lockstep=True)
+        for impl, t in timed.items():
+            row["forward"][impl].update(t)
+        xg, wg, bg = (t.detach().clone().requires_grad_() for t in (x, w, b))
+        gy = torch.randn(ref.shape, generator=g).to(device)
+
+        def step(f):
+            def run():
+                return torch.autograd.grad(f(xg, wg, bg), (xg, wg, bg), gy)
+            return run
+        bwd = {n: step(impls[n]) for n in ("fftconv_ext", "fftconv_ext auto", "F.conv_transpose2d",
+                                           "torch.fft composition") if n in impls}
+        row["backward"] = time_interleaved(bwd, device, warmup=1, rounds=10, max_seconds=budget, lockstep=True)
+        rows.append(row)
+        if progress:
+            fw = row["forward"]
+            progress(f"{name}: " + ", ".join(f"{n} {v['median_ms']:.2f} ms" for n, v in fw.items()))
+    return rows
+
+
+def _ratio(row, kind, a, b) -> Optional[float]:
+    r = row[kind]
+    return r[a]["median_ms"] / r[b]["median_ms"] if a in r and b in r else None
+
+
+def transposed_summary(rows: List[Dict]) -> Dict[str, float]:
+    out = {}
+    target = next((r for r in rows if r["layer"].startswith("depthwise 31x31")), None)
+    if target is not None:
+        for other in ("F.conv_transpose2d", "torch-fftconv", "torch.fft composition"):
+            v = _ratio(target, "forward", other, "fftconv_ext")
+            if v is not None:
+                out[f"depthwise transposed 31x31 on {tuple(target['input'])}: speedup vs {other}"] = v
+    large = [r for r in rows if r["stride"] == 1 and r["weight"][-1] >= 13]
+    for other in ("F.conv_transpose2d", "torch-fftconv", "torch.fft composition"):
+        v = geomean([_ratio(r, "forward", other, "fftconv_ext") for r in large])
+        if v is not None:
+            out[f"stride-1 transposed layers, k >= 13: geomean speedup vs {other}"] = v
+    worst = max(r["forward"]["fftconv_ext auto"]["median_ms"] /
+                min(r["forward"]["fftconv_ext"]["median_ms"], r["forward"]["F.conv_transpose2d"]["median_ms"])
+                for r in rows)
+    out["algo='auto', worst layer: time / faster of its two paths (forward)"] = worst
+    return out
+
+
+def transposed_markdown(rows: List[Dict], summary: Dict[str, float]) -> str:
+    names = []
+    for r in rows:
+        names += [n for n in r["forward"] if n not in names]
+    lines = ["### Forward (median ms; rel. error vs float64 in the last column)", "",
+             "| layer | input | weight | " + " | ".join(names) + " | max rel err |",
+             "|---|---|---|" + "---|" * (len(names) + 1)]
+    for r in rows:
+        f = r["forward"]
+        cells = [f"{f[n]['median_ms']:.2f}" if n in f else "—" for n in names]
+        err = max(v["rel_err"] for v in f.values())
+        lines.append(f"| {r['layer']} | {'x'.join(map(str, r['input']))} | {'x'.join(map(str, r['weight']))} "
+                     f"(s{r['stride']} p{r['padding']} op{r['output_padding']} g{r['groups']}) | "
+                     + " | ".join(cells) + f" | {err:.1e} |")
+    bnames = [n for n in ("fftconv_ext", "fftconv_ext auto", "F.conv_transpose2d", "torch.fft composition")]
+    lines += ["", "### Forward + backward (median ms)", "", "| layer | " + " | ".join(bnames) + " |",
+              "|---|" + "---|" * len(bnames)]
+    for r in rows:
+        b = r["backward"]
+        lines.append(f"| {r['layer']} | " + " | ".join(f"{b[n]['median_ms']:.2f}" if n in b else "—"
+                                                      for n in bnames) + " |")
+    lines += ["", "### Summary (ratios inside this run)", ""]
+    lines += [f"- {k}: {v:.3f}" if "auto" in k else f"- {k}: {v:.2f}x" for k, v in summary.items()]
+    return "\n".join(lines)

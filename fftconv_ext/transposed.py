@@ -1,0 +1,176 @@
+"""conv_transpose1d / conv_transpose2d with the signature and results of
+torch.nn.functional, computed by the fused operator's adjoint pipeline.
+
+A transposed convolution is the adjoint of a correlation (docs/design.md §18): its
+forward is the input gradient of the correlation whose input has the transposed
+convolution's output size, with the same weight. So it runs the existing
+``conv2d_grad_input`` op, whose autograd formulas (registered in _ops.py) give
+its input gradient (the forward correlation), its weight gradient (the weight
+gradient with the roles of input and output swapped) and second derivatives.
+"""
+from __future__ import annotations
+
+from typing import Optional, Sequence, Union
+
+import torch
+import torch.nn.functional as F
+
+from . import _ops  # noqa: F401  (fake kernels and autograd of the ops)
+from .algo import ALGOS, choose
+from ._shapes import LOW_PRECISION, autocast_dtype, output_length
+from .functional import ConvArgumentError, _as_int, _check_tensors, _tuple
+
+__all__ = ["conv_transpose1d", "conv_transpose2d"]
+
+IntOrTuple = Union[int, Sequence[int]]
+
+
+def transposed_output_length(n: int, k: int, padding: int, output_padding: int, stride: int,
+                             dilation: int) -> int:
+    """Spatial output length of a transposed convolution (torch.nn.ConvTranspose's formula)."""
+    return (n - 1) * stride - 2 * padding + dilation * (k - 1) + output_padding + 1
+
+
+def _check_bias(bias, input, c_out: int, fname: str) -> None:
+    if bias is None:
+        return
+    if not isinstance(bias, torch.Tensor):
+        raise TypeError(f"{fname}: bias must be a Tensor or None, got {type(bias).__name__}")
+    mixed_ok = autocast_dtype(input.device) is not None
+    if bias.dtype != input.dtype and not (mixed_ok and bias.is_floating_point()):
+        raise ConvArgumentError(f"{fname}: bias dtype {bias.dtype} does not match input dtype {input.dtype}")
+    if bias.device != input.device:
+        raise ConvArgumentError(f"{fname}: bias is on device {bias.device} but input is on device {input.device}")
+    if bias.dim() != 1 or bias.shape[0] != c_out:
+        raise ConvArgumentError(
+            f"{fname}: bias must have shape ({c_out},) = (weight.shape[1] * groups,), got {tuple(bias.shape)}")
+
+
+def _conv_transpose_nd(input, weight, bias, stride, padding, output_padding, groups, dilation, algo, dim: int):
+    fname = f"conv_transpose{dim}d"
+    _check_tensors(input, weight, None, dim, fname)
+    stride = _tuple(stride, dim, "stride")
+    dilation = _tuple(dilation, dim, "dilation")
+    if isinstance(padding, str):
+        raise ConvArgumentError(f"{fname}: padding must be an int or a tuple of {dim} ints (no 'same'/'valid' for "
+                                f"transposed convolutions), got {padding!r}")
+    padding = _tuple(padding, dim, "padding")
+    output_padding = _tuple(output_padding, dim, "output_padding")
+    if any(s <= 0 for s in stride):
+        raise ConvArgumentError(f"{fname}: stride must be positive, got {stride}")
+    if any(d <= 0 for d in dilation):
+        raise ConvArgumentError(f"{fname}: dilation must be positive, got {dilation}")
+    if any(p < 0 for p in padding):
+        raise ConvArgumentError(f"{fname}: padding must be non-negative, got {padding}")
+    if any(op < 0 for op in output_padding):
+        raise ConvArgumentError(f"{fname}: output_padding must be non-negative, got {output_padding}")
+    for op, s, d in zip(output_padding, stride, dilation):
+        if op >= s and op >= d:
+            raise ConvArgumentError(f"{fname}: output_padding {output_padding} must be smaller than either stride "
+                                    f"{stride} or dilation {dilation}")
+    groups_int = _as_int(groups)
+    if groups_int is None or groups_int <= 0:
+        raise ConvArgumentError(f"{fname}: groups must be a positive int, got {groups!r}")
+    groups = groups_int
+    if algo not in ALGOS:
+        raise ConvArgumentError(f"{fname}: algo must be one of {ALGOS}, got {algo!r}")
+
+    unbatched = input.dim() == dim + 1
+    x = input.unsqueeze(0) if unbatched else input
+    c_in, kernel = x.shape[1], tuple(weight.shape[2:])
+    if weight.shape[0] != c_in:
+        raise ConvArgumentError(f"{fname}: input has {c_in} channels but weight expects in_channels = "
+                                f"weight.shape[0] = {weight.shape[0]} (weight is (in_channels, out_channels/groups, "
+                                f"kernel...))")
+    if c_in % groups != 0:
+        raise ConvArgumentError(f"{fname}: groups={groups} must divide in_channels={c_in}")
+    if any(k == 0 for k in kernel):
+        raise ConvArgumentError(f"{fname}: weight has an empty kernel, shape {tuple(weight.shape)}")
+    c_out = weight.shape[1] * groups
+    _check_bias(bias, input, c_out, fname)
+    out_spatial = tuple(transposed_output_length(n, k, p, op, s, d) for n, k, p, op, s, d in
+                        zip(x.shape[2:], kernel, padding, output_padding, stride, dilation))
+    if any(n <= 0 for n in out_spatial):
+        raise ConvArgumentError(f"{fname}: the output size {out_spatial} is not positive (input {tuple(x.shape[2:])}, "
+                                f"kernel {kernel}, padding {padding}, stride {stride}, dilation {dilation})")
+
+    def run_direct():
+        conv = F.conv_transpose1d if dim == 1 else F.conv_transpose2d
+        return conv(x, weight, bias, stride, padding, output_padding, groups, dilation)
+
+    def run_fft():
+        return _fft_conv_transpose(x, weight, bias, stride, padding, dilation, groups, out_spatial, dim)
+
+    if algo == "fft" or (algo == "auto" and x.device.type == "meta"):
+        y = run_fft()
+    elif algo == "direct":
+        y = run_direct()
+    else:
+        # keyed apart from correlations ("transpose"); the arithmetic estimate sees the correlation
+        # it is the adjoint of: input of the output's size, output of the input's
+        args = ("transpose", stride, padding, output_padding, dilation, groups, bias is not None)
+        geometry = (out_spatial, kernel, tuple((p, p) for p in padding), stride, dilation)
+        choice = choose(x, weight, args, geometry, run_fft, run_direct)
+        y = run_fft() if choice == "fft" else run_direct()
+    return y.squeeze(0) if unbatched else y
+
+
+def _fft_conv_transpose(x, weight, bias, stride, padding, dilation, groups, out_spatial, dim):
+    low = autocast_dtype(x.device)
+    if low is not None:  # F.conv_transpose runs in the autocast dtype: so do we
+        x, weight = x.to(low), weight.to(low)
+        bias = None if bias is None else bias.to(low)
+    # the correlation of an out_spatial-sized input may have more outputs than x has entries
+    # (output_padding >= stride, allowed when dilation is larger): they are zeros of the adjoint's input
+    conv_out = [output_length(n, k, p, p, s, d) for n, k, p, s, d in
+                zip(out_spatial, weight.shape[2:], padding, stride, dilation)]
+    extra = [c - n for c, n in zip(conv_out, x.shape[2:])]
+    if any(extra):
+        x = F.pad(x, [v for e in reversed(extra) for v in (0, e)])
+    c_out = weight.shape[1] * groups
+    if dim == 1:
+        g4, w4 = x.unsqueeze(2), weight.unsqueeze(2)
+        size = [x.shape[0], c_out, 1, out_spatial[0]]
+        s2, p4, d2 = [1, stride[0]], [0, 0, padding[0], padding[0]], [1, dilation[0]]
+    else:
+        g4, w4 = x, weight
+        size = [x.shape[0], c_out, out_spatial[0], out_spatial[1]]
+        s2, p4, d2 = list(stride), [padding[0], padding[0], padding[1], padding[1]], list(dilation)
+    y = torch.ops.fftconv.conv2d_grad_input(g4, w4, size, s2, p4, d2, groups, False)
+    if dim == 1:
+        y = y.squeeze(2)
+    if bias is not None:
+        y = y + bias.view((1, -1) + (1,) * dim).to(y.dtype)
+    if x.dtype in LOW_PRECISION and y.dtype != x.dtype:
+        y = y.to(x.dtype)
+    return y
+
+
+def conv_transpose2d(input: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] = None,
+                     stride: IntOrTuple = 1, padding: IntOrTuple = 0, output_padding: IntOrTuple = 0,
+                     groups: int = 1, dilation: IntOrTuple = 1, algo: str = "auto") -> torch.Tensor:
+    """2-D transposed convolution through the FFT, a drop-in for
+    ``torch.nn.functional.conv_transpose2d`` (same argument order).
+
+    Args:
+        input: ``(N, C_in, H, W)`` or unbatched ``(C_in, H, W)``.
+        weight: ``(C_in, C_out / groups, kH, kW)``.
+        bias: optional ``(C_out,)``.
+        stride, padding, output_padding, dilation: int or a pair.
+        groups: number of channel groups.
+        algo: ``'fft'``, ``'direct'`` (``F.conv_transpose2d``) or ``'auto'`` (default):
+            the faster of the two for this problem, measured on its first call.
+
+    Differentiable in input, weight and bias (second derivatives too); float16/bfloat16
+    are computed in float32.
+    """
+    return _conv_transpose_nd(input, weight, bias, stride, padding, output_padding, groups, dilation, algo, 2)
+
+
+def conv_transpose1d(input: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] = None,
+                     stride: IntOrTuple = 1, padding: IntOrTuple = 0, output_padding: IntOrTuple = 0,
+                     groups: int = 1, dilation: IntOrTuple = 1, algo: str = "auto") -> torch.Tensor:
+    """1-D transposed convolution through the FFT, a drop-in for
+    ``torch.nn.functional.conv_transpose1d``; ``input`` is ``(N, C_in, L)`` or ``(C_in, L)``,
+    ``weight`` ``(C_in, C_out / groups, k)``; everything else as in :func:`conv_transpose2d`."""
+    return _conv_transpose_nd(input, weight, bias, stride, padding, output_padding, groups, dilation, algo, 1)
