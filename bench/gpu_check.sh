@@ -5,10 +5,11 @@
 # CUDA pipeline timed beside the torch.fft compositions, cuDNN and the peers
 # (forward and forward+backward, memory, auto's choice), a kernel profile of the
 # target layer, the fused small-plane kernel's A/B and shared-memory sweep, the
-# quick benchmark against cuDNN and torch.fft, fourier_mix against torch.fft.
+# quick benchmark against cuDNN and torch.fft, the transposed convolutions,
+# fourier_mix against torch.fft.
 # Writes under $OUT:
 #   gpu_check.log  build.log  cuda_tests.xml  <gpu>.json/.md/.png  gpu_extra.json
-#   gpu_pipelines.json/.md  gpu_fused_ab.json
+#   gpu_pipelines.json/.md  gpu_fused_ab.json  <gpu>-nd.json/.md
 # Every stage has its own time limit; with a carried build the whole check
 # takes about 5 minutes and at most 8 (a build there adds up to 5).
 #
@@ -73,16 +74,19 @@ then
 fi
 
 stamp "== every CUDA pipeline beside the compositions, cuDNN and the peers; auto's choice =="
-timeout 120 python3 bench/gpu_pipelines.py --json "$OUT/gpu_pipelines.json" --md "$OUT/gpu_pipelines.md"
+timeout 100 python3 bench/gpu_pipelines.py --json "$OUT/gpu_pipelines.json" --md "$OUT/gpu_pipelines.md"
 
 stamp "== kernel profile of the target layer =="
 timeout 30 python3 bench/gpu_profile.py --json /tmp/gpu_profile.json
 
 stamp "== fused small-plane kernel: A/B against the cuFFT pipeline, the composition, cuDNN =="
-timeout 50 python3 bench/gpu_fused_ab.py --json "$OUT/gpu_fused_ab.json"
+timeout 40 python3 bench/gpu_fused_ab.py --json "$OUT/gpu_fused_ab.json"
 
 stamp "== quick benchmark =="
-timeout 90 python3 -m fftconv_ext.bench --device cuda --quick --no-progress --out "$OUT"
+timeout 75 python3 -m fftconv_ext.bench --device cuda --quick --no-progress --out "$OUT"
+
+stamp "== transposed convolutions vs cuDNN, a torch.fft composition, torch-fftconv =="
+timeout 45 python3 -m fftconv_ext.bench --device cuda --nd --quick --no-progress --out "$OUT"
 
 stamp "== fourier_mix vs torch.fft.fft2(x).real =="
 timeout 20 python3 - <<'PY'

@@ -99,3 +99,24 @@ def test_auto_chooses_among_the_pipelines_on_the_device(tmp_path, monkeypatch):
     assert fftconv_ext._C.pipeline_choice_count() >= 1
     assert rel_err(y.double(), F.conv2d(x.double(), w.double(), padding=15, groups=64)) <= 1e-5
     assert not algo_mod._disqualified, "a pipeline disagreed with cuDNN on the GPU"
+
+
+@pytest.mark.parametrize("pipeline", PIPELINES)
+@pytest.mark.parametrize("dim", [1, 2])
+def test_transposed_convolutions_match_cudnn(pipeline, dim):
+    # conv_transpose runs the input-gradient pipeline (docs/design.md §18): each pipeline in turn
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(2, 8, 12, 12, generator=g, dtype=torch.float64).cuda()
+    w = torch.randn(8, 2, 7, 5, generator=g, dtype=torch.float64).cuda()
+    if dim == 1:
+        x, w = x[:, :, 0], w[:, :, 0]
+    ours = fftconv_ext.conv_transpose2d if dim == 2 else fftconv_ext.conv_transpose1d
+    ref_f = F.conv_transpose2d if dim == 2 else F.conv_transpose1d
+    # (stride, padding, output_padding, groups, dilation)
+    for stride, padding, output_padding, groups, dilation in [(1, 3, 0, 4, 1), (2, 1, 1, 4, 1), (2, 2, 1, 2, 2)]:
+        b = torch.randn(w.shape[1] * groups, generator=g, dtype=torch.float64).cuda()
+        args = (stride, padding, output_padding, groups, dilation)
+        with algo_mod.forced_pipeline(pipeline):
+            y = ours(x, w, b, *args, algo="fft")
+        ref = ref_f(x, w, b, *args)
+        assert y.shape == ref.shape and rel_err(y, ref) <= 1e-10

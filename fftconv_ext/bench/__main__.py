@@ -315,7 +315,7 @@ def main_nd(device: torch.device, args) -> None:
     print(" | ".join(f"{k} {v}" for k, v in meta.items()), flush=True)
     say = None if args.no_progress else (lambda m: print("  " + m, flush=True))
     with tempfile.TemporaryDirectory() as cache, fftconv_ext.backends.flags(cache_dir=cache):
-        rows = run_transposed(device, progress=say)
+        rows = run_transposed(device, budget=0.4 if args.quick else 1.5, progress=say)
     summ = transposed_summary(rows)
     md = transposed_markdown(rows, summ)
     print(md)
