@@ -110,9 +110,27 @@ def _conv_transpose_nd(input, weight, bias, stride, padding, output_padding, gro
         # it is the adjoint of: input of the output's size, output of the input's
         args = ("transpose", stride, padding, output_padding, dilation, groups, bias is not None)
         geometry = (out_spatial, kernel, tuple((p, p) for p in padding), stride, dilation)
-        choice = choose(x, weight, args, geometry, run_fft, run_direct)
+        choice = choose(x, weight, args, geometry, run_fft, run_direct,
+                        _pipeline_setter(x, weight, c_out, out_spatial, stride, padding, dilation, groups, dim))
         y = run_fft() if choice == "fft" else run_direct()
     return y.squeeze(0) if unbatched else y
+
+
+def _pipeline_setter(x, weight, c_out, out_spatial, stride, padding, dilation, groups, dim):
+    """algo's callback recording a CUDA pipeline for this call: the input-gradient direction of
+    the correlation it is the adjoint of (docs/design.md §17, §18)."""
+    def set_pipeline(name: str) -> None:
+        from . import _C
+        if dim == 1:
+            size, w4 = [x.shape[0], c_out, 1, out_spatial[0]], [weight.shape[0], weight.shape[1], 1, weight.shape[2]]
+            s2, p4, d2 = [1, stride[0]], [0, 0, padding[0], padding[0]], [1, dilation[0]]
+        else:
+            size, w4 = [x.shape[0], c_out, out_spatial[0], out_spatial[1]], list(weight.shape)
+            s2, p4, d2 = list(stride), [padding[0], padding[0], padding[1], padding[1]], list(dilation)
+        index = x.device.index if x.device.index is not None else (
+            torch.cuda.current_device() if x.device.type == "cuda" else 0)
+        _C.set_pipeline_choice(size, w4, s2, p4, d2, groups, False, index, x.dtype == torch.float64, 1, name)
+    return set_pipeline
 
 
 def _fft_conv_transpose(x, weight, bias, stride, padding, dilation, groups, out_spatial, dim):

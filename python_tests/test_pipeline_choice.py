@@ -235,3 +235,21 @@ def test_the_pipeline_setter_keys_the_problem_as_the_op_sees_it(monkeypatch):
     # and the op accepts them
     for a in seen:
         real(*a)
+
+
+def test_transposed_convolutions_record_the_input_gradient_pipeline(monkeypatch):
+    # conv_transpose2d is the input gradient of a correlation (design §18): its measured
+    # pipeline is recorded for that direction (1) of that correlation's problem
+    _on_cuda(monkeypatch)
+    monkeypatch.setattr(algo_mod, "_measure_pipelines", lambda *a, **k: "fft:planes")
+    seen = []
+    real = _C.set_pipeline_choice
+    monkeypatch.setattr(_C, "set_pipeline_choice", lambda *a: seen.append(a))
+    x, w = torch.randn(2, 4, 9, 10, dtype=torch.float64), torch.randn(4, 3, 5, 4, dtype=torch.float64)
+    y = fftconv_ext.conv_transpose2d(x, w, None, stride=2, padding=1, output_padding=1, groups=2)
+    assert torch.allclose(y, F.conv_transpose2d(x, w, None, 2, 1, 1, 2), atol=1e-10)
+    assert seen == [([2, 6, 20, 21], [4, 3, 5, 4], [2, 2], [1, 1, 1, 1], [1, 1], 2, False, 0, True, 1, "planes")]
+    real(*seen[0])
+    fftconv_ext.conv_transpose1d(x[:, :, 0], w[:, :, 0], None, stride=3, padding=2, groups=2)
+    assert seen[-1][:6] == ([2, 6, 1, 27], [4, 3, 1, 4], [1, 3], [0, 0, 2, 2], [1, 1], 2)
+    real(*seen[-1])
