@@ -16,9 +16,10 @@ import torch
 import torch.nn.functional as F
 
 from . import _ops  # noqa: F401  (fake kernels and autograd of the ops)
-from .algo import ALGOS, choose
+from .algo import ALGOS, _is_tracing, _under_dispatch_mode, choose
+from .algo import decided_calls as _decided_calls
 from ._shapes import LOW_PRECISION, autocast_dtype, output_length
-from .functional import ConvArgumentError, _as_int, _check_tensors, _tuple
+from .functional import _MAX_DECIDED_CALLS, ConvArgumentError, _as_int, _call_key, _check_tensors, _tuple
 
 __all__ = ["conv_transpose1d", "conv_transpose2d"]
 
@@ -47,6 +48,15 @@ def _check_bias(bias, input, c_out: int, fname: str) -> None:
 
 
 def _conv_transpose_nd(input, weight, bias, stride, padding, output_padding, groups, dilation, algo, dim: int):
+    key = None
+    if isinstance(algo, str) and not torch.compiler.is_compiling():
+        # a call seen before (same shapes, dtypes, devices, arguments) skips the checks and the
+        # choice, as conv2d's decided calls do (functional._call_key)
+        key = _call_key(input, weight, bias, stride, padding, dilation, groups, ("transpose", output_padding), dim)
+        key = None if key is None else key + (algo,)
+        decided = _decided_calls.get(key) if key is not None else None
+        if decided is not None:
+            return decided(input, weight, bias)
     fname = f"conv_transpose{dim}d"
     _check_tensors(input, weight, None, dim, fname)
     stride = _tuple(stride, dim, "stride")
@@ -94,12 +104,18 @@ def _conv_transpose_nd(input, weight, bias, stride, padding, output_padding, gro
         raise ConvArgumentError(f"{fname}: the output size {out_spatial} is not positive (input {tuple(x.shape[2:])}, "
                                 f"kernel {kernel}, padding {padding}, stride {stride}, dilation {dilation})")
 
-    def run_direct():
+    def direct(x_, w_, b_):
         conv = F.conv_transpose1d if dim == 1 else F.conv_transpose2d
-        return conv(x, weight, bias, stride, padding, output_padding, groups, dilation)
+        return conv(x_, w_, b_, stride, padding, output_padding, groups, dilation)
+
+    def fft(x_, w_, b_):
+        return _fft_conv_transpose(x_, w_, b_, stride, padding, dilation, groups, out_spatial, dim)
+
+    def run_direct():
+        return direct(x, weight, bias)
 
     def run_fft():
-        return _fft_conv_transpose(x, weight, bias, stride, padding, dilation, groups, out_spatial, dim)
+        return fft(x, weight, bias)
 
     if algo == "fft" or (algo == "auto" and x.device.type == "meta"):
         y = run_fft()
@@ -113,6 +129,11 @@ def _conv_transpose_nd(input, weight, bias, stride, padding, output_padding, gro
         choice = choose(x, weight, args, geometry, run_fft, run_direct,
                         _pipeline_setter(x, weight, c_out, out_spatial, stride, padding, dilation, groups, dim))
         y = run_fft() if choice == "fft" else run_direct()
+    if key is not None and not _is_tracing(x) and not _under_dispatch_mode():
+        if len(_decided_calls) >= _MAX_DECIDED_CALLS:
+            _decided_calls.clear()
+        path = fft if (algo == "fft" or (algo == "auto" and choice == "fft")) else direct
+        _decided_calls[key] = (lambda i, w_, b_: path(i.unsqueeze(0), w_, b_).squeeze(0)) if unbatched else path
     return y.squeeze(0) if unbatched else y
 
 

@@ -260,3 +260,22 @@ def test_convert_and_revert_a_decoder():
     xg2 = x.clone().requires_grad_()
     g2 = torch.autograd.grad(model(xg2).square().sum(), [xg2] + list(model.parameters()))
     assert all(rel_err(a, b) <= 1e-9 for a, b in zip(g1, g2))
+
+
+def test_repeated_calls_take_the_decided_path_with_the_same_results(monkeypatch, tmp_path):
+    # a call seen before skips the checks and the choice (as conv2d's decided calls do)
+    monkeypatch.setattr(fftconv_ext.backends, "cache_dir", str(tmp_path))
+    fftconv_ext.algo.clear_memory()
+    x, w, b = _case((2, 4, 9, 10), (4, 3, 5, 4), 2)
+    chosen = []
+    real_choose = fftconv_ext.transposed.choose
+    monkeypatch.setattr(fftconv_ext.transposed, "choose", lambda *a, **k: chosen.append(1) or real_choose(*a, **k))
+    ref = F.conv_transpose2d(x, w, b, 2, 1, 1, 2)
+    for algo in ("auto", "fft", "direct"):
+        for unbatched in (False, True):
+            xi = x[0] if unbatched else x
+            r = ref[0] if unbatched else ref
+            for _ in range(3):
+                assert rel_err(fftconv_ext.conv_transpose2d(xi, w, b, 2, 1, 1, 2, algo=algo), r) <= TOL64
+    assert len(chosen) == 2  # auto chose once per input shape; later calls were decided
+    fftconv_ext.algo.clear_memory()
