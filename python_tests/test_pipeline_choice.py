@@ -181,6 +181,11 @@ def test_matches_tolerance():
     bad = ref.clone()
     bad[0, 0, 0, 0] = float("inf")
     assert not algo_mod._matches(bad, ref)
+    # half precision: both sides rounded, a wider band; float64: a narrow one
+    half = ref.to(torch.bfloat16)
+    assert algo_mod._matches((ref * (1 + 4e-3)).to(torch.bfloat16), half)
+    assert not algo_mod._matches((ref + 0.1 * ref.abs().max()).to(torch.bfloat16), half)
+    assert not algo_mod._matches(ref.double() * (1 + 1e-6), ref.double())
 
 
 def test_the_operator_records_choices_and_forces_pipelines_per_thread():
