@@ -18,7 +18,7 @@ import torch.nn.functional as F
 import fftconv_ext
 import fftconv_ext._testing  # which layers the fused kernel takes (a developer script: test hooks are fine here)
 from fftconv_ext.bench.baselines import BestFFTComposition
-from fftconv_ext.bench.timing import time_interleaved
+from fftconv_ext.bench.timing import time_interleaved, with_backward
 
 LAYERS = [(16, 7), (16, 13), (16, 31), (32, 7), (32, 13), (32, 31), (64, 7), (64, 31)]
 
@@ -33,16 +33,6 @@ def _ours(fused: bool, pad, device_checks: bool = True):
         with fftconv_ext.backends.flags(cuda_fused=fused, device_checks=device_checks and not DEVICE_CHECKS_OFF):
             return fftconv_ext.conv2d(x, w, b, padding=pad, groups=x.shape[1], algo="fft")
     return conv
-
-
-def _with_backward(conv, x, w, b):
-    """conv's forward and both gradients through autograd (the backward the layer trains with)."""
-    xs, ws, bs = (t.detach().requires_grad_() for t in (x, w, b))
-    gy = torch.randn_like(conv(x, w, b))
-
-    def run():
-        return torch.autograd.grad(conv(xs, ws, bs), (xs, ws, bs), gy)
-    return run
 
 
 # "host checks": the finiteness and weight checks read back by the host (a wait for the
@@ -92,7 +82,7 @@ def main() -> None:
             if kind == "forward":
                 fns = {n: (lambda conv=conv: conv(x, w, b)) for n, conv in convs.items()}
             else:
-                fns = {n: _with_backward(conv, x, w, b) for n, conv in convs.items()}
+                fns = {n: with_backward(conv, x, w, b) for n, conv in convs.items()}
             t = time_interleaved(fns, dev, warmup=2, rounds=30, max_seconds=1.0, lockstep=True, paired=PAIRS)
             pr = t["fused"]["paired_ratio_vs"]
             row = {"layer": f"{args.batch}x{args.channels}x{r}x{r} k{k}", "pass": kind, "lengths": list(lengths),

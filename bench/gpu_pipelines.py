@@ -21,7 +21,7 @@ import fftconv_ext
 from fftconv_ext import algo
 from fftconv_ext.bench.impls import FORWARD
 from fftconv_ext.bench.memory import peak_allocated_bytes
-from fftconv_ext.bench.timing import time_interleaved
+from fftconv_ext.bench.timing import time_interleaved, with_backward
 
 LAYERS = [(16, 13), (16, 31), (32, 13), (32, 31), (64, 13), (64, 31)]
 BASELINES = ("F.conv2d", "best torch.fft", "best torch.fft 2-D", "torch-fftconv", "cupyx fftconvolve")
@@ -32,15 +32,6 @@ def _forced(name: str, pad: int, groups: int):
         with algo.forced_pipeline(name):
             return fftconv_ext.conv2d(x, w, b, padding=pad, groups=groups, algo="fft")
     return conv
-
-
-def _with_backward(conv, x, w, b):
-    xs, ws, bs = (t.detach().requires_grad_() for t in (x, w, b))
-    gy = torch.randn_like(conv(x, w, b))
-
-    def run():
-        return torch.autograd.grad(conv(xs, ws, bs), (xs, ws, bs), gy)
-    return run
 
 
 def _rel_err(y: torch.Tensor, ref: torch.Tensor) -> float:
@@ -98,7 +89,7 @@ def main() -> None:
             if kind == "forward":
                 fns = {n: (lambda conv=convs[n]: conv(x, w, b)) for n in names}
             else:
-                fns = {n: _with_backward(convs[n], x, w, b) for n in names}
+                fns = {n: with_backward(convs[n], x, w, b) for n in names}
             t = time_interleaved(fns, dev, warmup=2, rounds=30, max_seconds=args.max_seconds, lockstep=True)
             med = {n: v["median_ms"] for n, v in t.items()}
             ours = min(med[p] for p in pipelines)

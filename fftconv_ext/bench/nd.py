@@ -14,7 +14,7 @@ import torch.nn.functional as F
 import fftconv_ext
 from .baselines import BestFFTComposition
 from .report import geomean
-from .timing import time_interleaved
+from .timing import time_interleaved, with_backward
 
 # (name, input shape, out channels per group, kernel, stride, padding, output_padding, groups)
 TRANSPOSED = [
@@ -71,15 +71,8 @@ def run_transposed(device: torch.device, layers=TRANSPOSED, budget: float = 1.5,
                                      rounds=20, max_seconds=budget, lockstep=True)
         for impl, t in timed.items():
             row["forward"][impl].update(t)
-        xg, wg, bg = (t.detach().clone().requires_grad_() for t in (x, w, b))
-        gy = torch.randn(ref.shape, generator=g).to(device)
-
-        def step(f):
-            def run():
-                return torch.autograd.grad(f(xg, wg, bg), (xg, wg, bg), gy)
-            return run
-        bwd = {n: step(impls[n]) for n in ("fftconv_ext", "fftconv_ext auto", "F.conv_transpose2d",
-                                           "torch.fft composition") if n in impls}
+        bwd = {n: with_backward(impls[n], x, w, b) for n in ("fftconv_ext", "fftconv_ext auto", "F.conv_transpose2d",
+                                                             "torch.fft composition") if n in impls}
         row["backward"] = time_interleaved(bwd, device, warmup=1, rounds=10, max_seconds=budget, lockstep=True)
         rows.append(row)
         if progress:

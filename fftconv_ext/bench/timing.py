@@ -4,7 +4,7 @@ from __future__ import annotations
 import random
 import statistics
 import time
-from typing import Callable, Dict, Sequence, Tuple
+from typing import Callable, Dict, Optional, Sequence, Tuple
 
 import torch
 
@@ -96,3 +96,17 @@ def time_interleaved(fns: Dict[str, Callable[[], object]], device: torch.device,
             out[a].setdefault("paired_ratio_vs", {})[b] = statistics.median(
                 by_round[a][r] / by_round[b][r] for r in common)
     return out
+
+
+def with_backward(conv: Callable[..., torch.Tensor], x: torch.Tensor, w: torch.Tensor,
+                  b: Optional[torch.Tensor]) -> Callable[[], object]:
+    """A call of conv(x, w, b)'s forward and its input, weight and bias gradients through
+    autograd (the backward a layer trains with), on leaf copies of the operands."""
+    leaves = [t.detach().requires_grad_() for t in (x, w, b) if t is not None]
+    xs, ws = leaves[0], leaves[1]
+    bs = leaves[2] if b is not None else None
+    gy = torch.randn_like(conv(x, w, b))
+
+    def run():
+        return torch.autograd.grad(conv(xs, ws, bs), leaves, gy)
+    return run
