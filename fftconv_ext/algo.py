@@ -218,11 +218,11 @@ def _time_once(fn: Callable[[], torch.Tensor], device: torch.device) -> float:
 # samples within 25 %) gets more rounds before the choice is made: a single
 # timing of each had picked a path 10 % slower on a shared machine.
 _ROUNDS, _TIE_ROUNDS, _TIE = 3, 8, 1.25
-# Warm-up calls in which one path is this many times slower, and took over 50 ms, decide at once: no
+# Warm-up calls in which one path is this many times slower, and took over 20 ms, decide at once: no
 # round reverses such a gap, and the slow path's extra calls (a direct backward with
 # a large kernel takes seconds on the CPU) are what made a first training step cost
 # many plain ones.
-_LOPSIDED, _LOPSIDED_SECONDS = 5.0, 0.05
+_LOPSIDED, _LOPSIDED_SECONDS = 5.0, 0.02
 
 
 def _measure(run_fft: Callable[[], torch.Tensor], run_direct: Callable[[], torch.Tensor],

@@ -186,7 +186,7 @@ def test_near_ties_get_more_rounds_and_a_slow_spell_does_not_decide(monkeypatch)
     calls.update(fft=0, direct=0)
     assert algo_mod._measure(run("fft", 0.5), run("direct", 1.0), torch.device("cpu")) == "fft"
     assert calls == {"fft": 1 + algo_mod._ROUNDS, "direct": 1 + algo_mod._ROUNDS}
-    # a lopsided, expensive one (5x or more, over 50 ms, in the warm-up calls) after the warm-up
+    # a lopsided, expensive one (5x or more, over 20 ms, in the warm-up calls) after the warm-up
     calls.update(fft=0, direct=0)
     assert algo_mod._measure(run("fft", 0.1), run("direct", 1.0), torch.device("cpu")) == "fft"
     assert calls == {"fft": 1, "direct": 1}
