@@ -279,3 +279,19 @@ def test_repeated_calls_take_the_decided_path_with_the_same_results(monkeypatch,
                 assert rel_err(fftconv_ext.conv_transpose2d(xi, w, b, 2, 1, 1, 2, algo=algo), r) <= TOL64
     assert len(chosen) == 2  # auto chose once per input shape; later calls were decided
     fftconv_ext.algo.clear_memory()
+
+
+def test_nan_and_inf_land_where_torch_puts_them():
+    x, w, b = _case((2, 4, 9, 10), (4, 3, 5, 4), 2)
+    x[0, 1, 3, 4] = float("nan")
+    x[1, 2, 0, 0] = float("inf")
+    y = fftconv_ext.conv_transpose2d(x, w, b, 2, 1, 1, 2, algo="fft")
+    ref = F.conv_transpose2d(x, w, b, 2, 1, 1, 2)
+    assert torch.equal(y.isnan(), ref.isnan()) and torch.equal(y.isinf(), ref.isinf())
+    finite = ref.isfinite()
+    assert rel_err(y[finite], ref[finite]) <= TOL64
+    w2 = w.clone()
+    w2[0, 0, 0, 0] = float("nan")
+    x2 = torch.randn(2, 4, 9, 10, dtype=torch.float64)
+    assert torch.equal(fftconv_ext.conv_transpose2d(x2, w2, b, 2, 1, 1, 2, algo="fft").isnan(),
+                       F.conv_transpose2d(x2, w2, b, 2, 1, 1, 2).isnan())
