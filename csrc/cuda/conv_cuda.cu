@@ -25,6 +25,7 @@
 #include "cuda/cufft_plan_cache.h"
 #include "cuda/small_plane/launch.h"
 #include "cuda/small_plane/forward.h"
+#include "cuda/whole_plane.h"
 
 namespace fftconv {
 namespace {
@@ -84,18 +85,6 @@ inline void line_launch_shape(int64_t lines, int64_t per_line, dim3& grid, dim3&
       C10_CUDA_KERNEL_LAUNCH_CHECK();                                                                     \
     }                                                                                                     \
   } while (0)
-
-// Where plane q of a block comes from: batch b0 + q / per_batch, channel
-// c0 + q % per_batch of a (N, channels, src_h, src_w) tensor, placed with
-// steps (step_h, step_w) (the zero-stuffing of the input gradient).
-struct PlaneSource {
-  int64_t channels, planes_per_group, src_h, src_w, step_h, step_w;
-};
-
-PlaneSource input_side(const ConvGeometry2d& p) { return {p.c_in, p.cpg, p.h.in_len, p.w.in_len, 1, 1}; }
-PlaneSource output_side(const ConvGeometry2d& p) {
-  return {p.c_out, p.opg, p.h.out_len, p.w.out_len, p.h.stride, p.w.stride};
-}
 
 // ---- kernels: thin loops around the shared pointwise functions -------------
 
@@ -161,40 +150,30 @@ __global__ void crop_store_kernel(const T* __restrict__ buf, T* __restrict__ dst
   }
 }
 
-// Whole-plane layout (P, n_h, n_w): line L = q * n_h + r is row r of plane q, padded.
+// Whole-plane layout (P, n_h, n_w): line L = q * n_h + r is row r of plane q, padded
+// (whole_plane.h, shared with the host emulation).
 template <typename T, typename I>
 __global__ void pad_planes_kernel(const T* __restrict__ src, T* __restrict__ dst, PlaneSource s, int64_t b0,
                                   int64_t c0, int64_t per_batch_, int64_t n_h_, I lines, I n_w) {
   const I n_h = static_cast<I>(n_h_), per_batch = static_cast<I>(per_batch_);
-  const I src_h = static_cast<I>(s.src_h), src_w = static_cast<I>(s.src_w);
-  const I step_h = static_cast<I>(s.step_h), step_w = static_cast<I>(s.step_w);
   FFTCONV_LINES(I, L, lines) {
-    const I q = L / n_h, r = L - q * n_h;
-    const I qb = q / per_batch;
-    const int64_t b = b0 + qb, c = c0 + (q - qb * per_batch);
-    const T* plane = src + (b * s.channels + c) * s.src_h * s.src_w;
     T* out = dst + static_cast<int64_t>(L) * n_w;
-    FFTCONV_IN_LINE(I, m, n_w) { out[m] = pad_load_value_2d(plane, src_h, src_w, step_h, step_w, r, m); }
+    FFTCONV_IN_LINE(I, m, n_w) { out[m] = whole_plane::pad_value<T, I>(src, s, b0, c0, per_batch, n_h, L, m); }
   }
 }
 
-// Whole-plane layout (P, n_h, n_w/2+1): line L = qo * n_h + r, qo = (b*ng + g)*dpg + q; in
-// place (out == in) when every output plane reads only its own input plane.
+// Whole-plane layout (P, n_h, n_w/2+1): line L = qo * n_h + r of the products; in place
+// (out == in) when every output plane reads only its own input plane.
 template <typename T, typename I>
 __global__ void spectral_multiply_planes_kernel(const Complex<T>* in, const Complex<T>* __restrict__ spec,
                                                 Complex<T>* out, int64_t ng_, int64_t g0, int64_t cpg, int64_t opg,
                                                 int64_t n_h_, bool adjoint, I lines, I nfw) {
-  const I spg = static_cast<I>(adjoint ? opg : cpg), dpg = static_cast<I>(adjoint ? cpg : opg);
   const I ng = static_cast<I>(ng_), n_h = static_cast<I>(n_h_);
-  const int64_t n_freq = n_h_ * static_cast<int64_t>(nfw);
-  const int64_t s_step = spectrum_plane_step(cpg, adjoint) * n_freq;
   FFTCONV_LINES(I, L, lines) {
-    const I qo = L / n_h, r = L - qo * n_h;
-    const I bg = qo / dpg, q = qo - bg * dpg, g = bg % ng;
-    const Complex<T>* x = in + (static_cast<int64_t>(bg) * spg * n_h + r) * nfw;
-    const Complex<T>* sp = spec + spectrum_plane(g0 + g, q, 0, cpg, opg, adjoint) * n_freq + r * nfw;
     Complex<T>* y = out + static_cast<int64_t>(L) * nfw;
-    FFTCONV_IN_LINE(I, f, nfw) { y[f] = spectral_dot(x + f, n_freq, sp + f, s_step, spg, adjoint); }
+    FFTCONV_IN_LINE(I, f, nfw) {
+      y[f] = whole_plane::product<T, I>(in, spec, ng, g0, cpg, opg, n_h, nfw, adjoint, L, f);
+    }
   }
 }
 

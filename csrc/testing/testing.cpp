@@ -14,6 +14,7 @@
 #include "conv/spectrum_cache.h"
 #include "cpu/lane_pipeline.h"
 #include "testing/small_plane_emulation.h"
+#include "testing/whole_plane_emulation.h"
 #ifdef FFTCONV_WITH_CUDA
 #include "cuda/cufft_plan_cache.h"
 #endif
@@ -61,6 +62,14 @@ std::tuple<at::Tensor, at::Tensor> small_plane_emulate_backward(
                                              target_blocks);
 }
 
+at::Tensor whole_plane_emulate(const at::Tensor& src, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
+                               at::IntArrayRef input_size, at::IntArrayRef stride, at::IntArrayRef padding,
+                               at::IntArrayRef dilation, int64_t groups, bool adjoint, int64_t batch_block,
+                               int64_t group_block) {
+  const ConvGeometry2d p = geometry_of(input_size, weight.sizes(), stride, padding, dilation, groups, false);
+  return emulate_whole_plane(src, weight, bias, p, adjoint, batch_block, group_block);
+}
+
 }  // namespace
 }  // namespace fftconv
 
@@ -86,6 +95,11 @@ PYBIND11_MODULE(_testing, m) {
         py::arg("src"), py::arg("weight"), py::arg("bias"), py::arg("input_size"), py::arg("stride"),
         py::arg("padding"), py::arg("dilation"), py::arg("groups"), py::arg("circular"), py::arg("adjoint"),
         py::arg("reverse") = false, py::arg("shared_bytes") = 0, py::arg("nonfinite") = py::none());
+  m.def("whole_plane_emulate", &fftconv::whole_plane_emulate,
+        "The CUDA whole-plane pipeline's output on the host (its own pointwise functions, ATen's 2-D FFTs).",
+        py::arg("src"), py::arg("weight"), py::arg("bias"), py::arg("input_size"), py::arg("stride"),
+        py::arg("padding"), py::arg("dilation"), py::arg("groups"), py::arg("adjoint"), py::arg("batch_block"),
+        py::arg("group_block"));
   m.def("small_plane_emulate_backward", &fftconv::small_plane_emulate_backward,
         "(grad_input or None, grad_weight) of the fused small-plane CUDA backward computed on the host by "
         "running its phases.",
