@@ -108,6 +108,20 @@ def _check_tensors(input, weight, bias, dim: int, fname: str) -> None:
         raise ConvArgumentError(f"{fname}: only CPU, CUDA and meta tensors are supported, got {input.device}")
 
 
+def _stride_dilation_groups(stride, dilation, groups, dim: int, fname: str):
+    """stride and dilation as positive dim-tuples and groups as a positive int, as F.conv* accept them."""
+    stride = _tuple(stride, dim, "stride")
+    dilation = _tuple(dilation, dim, "dilation")
+    if any(s <= 0 for s in stride):
+        raise ConvArgumentError(f"{fname}: stride must be positive, got {stride}")
+    if any(d <= 0 for d in dilation):
+        raise ConvArgumentError(f"{fname}: dilation must be positive, got {dilation}")
+    groups_int = _as_int(groups)
+    if groups_int is None or groups_int <= 0:
+        raise ConvArgumentError(f"{fname}: groups must be a positive int, got {groups!r}")
+    return stride, dilation, groups_int
+
+
 def _resolve_padding(padding, kernel: Sequence[int], stride, dilation, fname: str):
     """Per-axis (left, right) padding, F.conv conventions ('same' puts the odd extra on the right)."""
     n = len(kernel)
@@ -162,16 +176,7 @@ def _conv_nd(input, weight, bias, stride, padding, dilation, groups, padding_mod
             return decided(input, weight, bias)
     fname = f"conv{dim}d"
     _check_tensors(input, weight, bias, dim, fname)
-    stride = _tuple(stride, dim, "stride")
-    dilation = _tuple(dilation, dim, "dilation")
-    if any(s <= 0 for s in stride):
-        raise ConvArgumentError(f"{fname}: stride must be positive, got {stride}")
-    if any(d <= 0 for d in dilation):
-        raise ConvArgumentError(f"{fname}: dilation must be positive, got {dilation}")
-    groups_int = _as_int(groups)
-    if groups_int is None or groups_int <= 0:
-        raise ConvArgumentError(f"{fname}: groups must be a positive int, got {groups!r}")
-    groups = groups_int
+    stride, dilation, groups = _stride_dilation_groups(stride, dilation, groups, dim, fname)
     if padding_mode not in _PADDING_MODES:
         raise ConvArgumentError(f"{fname}: padding_mode must be one of {_PADDING_MODES}, got {padding_mode!r}")
 

@@ -19,7 +19,8 @@ from . import _ops  # noqa: F401  (fake kernels and autograd of the ops)
 from .algo import ALGOS, _is_tracing, _under_dispatch_mode, choose
 from .algo import decided_calls as _decided_calls
 from ._shapes import LOW_PRECISION, autocast_dtype, output_length
-from .functional import _MAX_DECIDED_CALLS, ConvArgumentError, _as_int, _call_key, _check_tensors, _tuple
+from .functional import (_MAX_DECIDED_CALLS, ConvArgumentError, _call_key, _check_tensors,
+                         _stride_dilation_groups, _tuple)
 
 __all__ = ["conv_transpose1d", "conv_transpose2d"]
 
@@ -59,17 +60,12 @@ def _conv_transpose_nd(input, weight, bias, stride, padding, output_padding, gro
             return decided(input, weight, bias)
     fname = f"conv_transpose{dim}d"
     _check_tensors(input, weight, None, dim, fname)
-    stride = _tuple(stride, dim, "stride")
-    dilation = _tuple(dilation, dim, "dilation")
+    stride, dilation, groups = _stride_dilation_groups(stride, dilation, groups, dim, fname)
     if isinstance(padding, str):
         raise ConvArgumentError(f"{fname}: padding must be an int or a tuple of {dim} ints (no 'same'/'valid' for "
                                 f"transposed convolutions), got {padding!r}")
     padding = _tuple(padding, dim, "padding")
     output_padding = _tuple(output_padding, dim, "output_padding")
-    if any(s <= 0 for s in stride):
-        raise ConvArgumentError(f"{fname}: stride must be positive, got {stride}")
-    if any(d <= 0 for d in dilation):
-        raise ConvArgumentError(f"{fname}: dilation must be positive, got {dilation}")
     if any(p < 0 for p in padding):
         raise ConvArgumentError(f"{fname}: padding must be non-negative, got {padding}")
     if any(op < 0 for op in output_padding):
@@ -78,10 +74,6 @@ def _conv_transpose_nd(input, weight, bias, stride, padding, output_padding, gro
         if op >= s and op >= d:
             raise ConvArgumentError(f"{fname}: output_padding {output_padding} must be smaller than either stride "
                                     f"{stride} or dilation {dilation}")
-    groups_int = _as_int(groups)
-    if groups_int is None or groups_int <= 0:
-        raise ConvArgumentError(f"{fname}: groups must be a positive int, got {groups!r}")
-    groups = groups_int
     if algo not in ALGOS:
         raise ConvArgumentError(f"{fname}: algo must be one of {ALGOS}, got {algo!r}")
 

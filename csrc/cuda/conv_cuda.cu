@@ -269,14 +269,10 @@ at::Tensor block_inverse(at::Tensor& spec, const ConvGeometry2d& p, int64_t coun
 template <typename T>
 void run_pipeline(const at::Tensor& src, const at::Tensor& spec, const T* bias, at::Tensor& dst,
                   const ConvGeometry2d& p, bool adjoint) {
-  const PlaneSource s = adjoint ? output_side(p) : input_side(p);
-  const int64_t spg = adjoint ? p.opg : p.cpg;
-  const int64_t dpg = adjoint ? p.cpg : p.opg;
-  const int64_t dst_c = adjoint ? p.c_in : p.c_out;
-  const int64_t out_h = adjoint ? p.h.in_len : p.h.out_len;
-  const int64_t out_w = adjoint ? p.w.in_len : p.w.out_len;
-  const int64_t step_h = adjoint ? 1 : p.h.stride;
-  const int64_t step_w = adjoint ? 1 : p.w.stride;
+  const DirectionSides sides = direction_sides(p, adjoint);
+  const PlaneSource& s = sides.src;
+  const int64_t spg = sides.spg, dpg = sides.dpg, dst_c = sides.dst_c;
+  const int64_t out_h = sides.out_h, out_w = sides.out_w, step_h = sides.step_h, step_w = sides.step_w;
   const int64_t count = std::max<int64_t>(0, (out_h - 1) * step_h + 1);  // rows read back
   const ChunkShape cs = choose_chunk(p, 2 * sizeof(T), chunk_budget_bytes(dst), 1);
   const auto* spec_ptr = reinterpret_cast<const Complex<T>*>(spec.data_ptr());
@@ -308,14 +304,10 @@ void run_pipeline(const at::Tensor& src, const at::Tensor& spec, const T* bias, 
 template <typename T>
 void run_planes_pipeline(const at::Tensor& src, const at::Tensor& spec, const T* bias, at::Tensor& dst,
                          const ConvGeometry2d& p, bool adjoint) {
-  const PlaneSource s = adjoint ? output_side(p) : input_side(p);
-  const int64_t spg = adjoint ? p.opg : p.cpg;
-  const int64_t dpg = adjoint ? p.cpg : p.opg;
-  const int64_t dst_c = adjoint ? p.c_in : p.c_out;
-  const int64_t out_h = adjoint ? p.h.in_len : p.h.out_len;
-  const int64_t out_w = adjoint ? p.w.in_len : p.w.out_len;
-  const int64_t step_h = adjoint ? 1 : p.h.stride;
-  const int64_t step_w = adjoint ? 1 : p.w.stride;
+  const DirectionSides sides = direction_sides(p, adjoint);
+  const PlaneSource& s = sides.src;
+  const int64_t spg = sides.spg, dpg = sides.dpg, dst_c = sides.dst_c;
+  const int64_t out_h = sides.out_h, out_w = sides.out_w, step_h = sides.step_h, step_w = sides.step_w;
   const int64_t n_h = p.h.n_fft, n_w = p.w.n_fft, nfw = p.n_freq_w;
   const ChunkShape cs = choose_chunk(p, 2 * sizeof(T), chunk_budget_bytes(dst), 1);
   const auto* spec_ptr = reinterpret_cast<const Complex<T>*>(spec.data_ptr());

@@ -2,6 +2,8 @@
 // its CUDA kernels (cuda/conv_cuda.cu) and their host emulation (testing/), so that the
 // CPU tests check the kernels' own indexing. A block of P planes is plane-major:
 // (P, n_h, n_w) real, (P, n_h, n_w/2+1) complex, the layout of one batched 2-D cuFFT plan.
+// Also what a block reads and writes per direction (PlaneSource, DirectionSides), which the
+// row-pruned pipeline shares.
 // Header-only, no CUDA includes.
 #pragma once
 
@@ -22,6 +24,20 @@ struct PlaneSource {
 inline PlaneSource input_side(const ConvGeometry2d& p) { return {p.c_in, p.cpg, p.h.in_len, p.w.in_len, 1, 1}; }
 inline PlaneSource output_side(const ConvGeometry2d& p) {
   return {p.c_out, p.opg, p.h.out_len, p.w.out_len, p.h.stride, p.w.stride};
+}
+
+// What a pipeline reads and writes in one direction (the forward, or the input gradient when
+// adjoint): its source planes, source and destination planes per group, the destination's
+// channels and size, and the steps its crop reads with (the forward's stride; 1 for the
+// adjoint). Shared by both CUDA pipelines and the emulation.
+struct DirectionSides {
+  PlaneSource src;
+  int64_t spg, dpg, dst_c, out_h, out_w, step_h, step_w;
+};
+
+inline DirectionSides direction_sides(const ConvGeometry2d& p, bool adjoint) {
+  if (adjoint) return {output_side(p), p.opg, p.cpg, p.c_in, p.h.in_len, p.w.in_len, 1, 1};
+  return {input_side(p), p.cpg, p.opg, p.c_out, p.h.out_len, p.w.out_len, p.h.stride, p.w.stride};
 }
 
 namespace whole_plane {

@@ -13,11 +13,10 @@ namespace {
 template <typename T>
 void run(const at::Tensor& src, const at::Tensor& spec, const T* bias, at::Tensor& dst, const ConvGeometry2d& p,
          bool adjoint, int64_t batch_block, int64_t group_block) {
-  const PlaneSource s = adjoint ? output_side(p) : input_side(p);
-  const int64_t spg = adjoint ? p.opg : p.cpg, dpg = adjoint ? p.cpg : p.opg;
-  const int64_t dst_c = adjoint ? p.c_in : p.c_out;
-  const int64_t out_h = adjoint ? p.h.in_len : p.h.out_len, out_w = adjoint ? p.w.in_len : p.w.out_len;
-  const int64_t step_h = adjoint ? 1 : p.h.stride, step_w = adjoint ? 1 : p.w.stride;
+  const DirectionSides sides = direction_sides(p, adjoint);
+  const PlaneSource& s = sides.src;
+  const int64_t spg = sides.spg, dpg = sides.dpg, dst_c = sides.dst_c;
+  const int64_t out_h = sides.out_h, out_w = sides.out_w, step_h = sides.step_h, step_w = sides.step_w;
   const int64_t n_h = p.h.n_fft, n_w = p.w.n_fft, nfw = p.n_freq_w;
   const auto* spec_ptr = reinterpret_cast<const Complex<T>*>(spec.data_ptr());
   const T* src_ptr = src.data_ptr<T>();
@@ -68,9 +67,8 @@ at::Tensor emulate_whole_plane(const at::Tensor& src, const at::Tensor& weight, 
   const at::Tensor x = src.contiguous();
   // the CUDA layout: row-major planes (C_out, C_in/groups, n_h, n_w/2+1)
   const at::Tensor spec = kernel_spectrum(weight.contiguous(), p).transpose(2, 3).contiguous();
-  const int64_t dst_c = adjoint ? p.c_in : p.c_out;
-  at::Tensor dst = at::empty({p.batch, dst_c, adjoint ? p.h.in_len : p.h.out_len, adjoint ? p.w.in_len : p.w.out_len},
-                             x.options());
+  const DirectionSides sides = direction_sides(p, adjoint);
+  at::Tensor dst = at::empty({p.batch, sides.dst_c, sides.out_h, sides.out_w}, x.options());
   at::Tensor b;
   if (bias && bias->defined()) b = bias->contiguous();
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "emulate_whole_plane", [&] {
