@@ -15,8 +15,8 @@ import torch  # noqa: F401  (loads libtorch before the extension)
 from . import _C  # noqa: F401  (registers torch.ops.fftconv.*)
 from . import backends  # noqa: F401  (settings; reads the FFTCONV_* start-up defaults once)
 from . import _ops  # noqa: F401
-from .functional import ConvArgumentError, conv1d, conv2d
-from .transposed import conv_transpose1d, conv_transpose2d
+from .functional import ConvArgumentError, conv1d, conv2d, conv3d
+from .transposed import conv_transpose1d, conv_transpose2d, conv_transpose3d
 from . import nn  # noqa: E402
 from .convert import convert, revert
 from .long_conv import long_conv1d
@@ -24,7 +24,7 @@ from .fourier_mix import fourier_mix
 
 __version__ = "0.1.0"
 
-__all__ = ["conv1d", "conv2d", "conv_transpose1d", "conv_transpose2d", "long_conv1d", "fourier_mix",
+__all__ = ["conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d", "long_conv1d", "fourier_mix",
            "ConvArgumentError", "convert", "revert", "nn", "models", "backends", "built_with_cuda", "set_cache_limit",
            "clear_caches", "cache_info", "__version__"]
 

@@ -168,12 +168,19 @@ def _ratio(x_shape, w_shape, geometry) -> float:
         # one tap: the FFT path's spectral product alone does at least the direct
         # convolution's multiply-adds, before any transform; nothing to measure
         return 0.0
+    out_spatial = [output_length(n, k, pl, pr, s, d)
+                   for n, (pl, pr), k, d, s in zip(spatial, pads, kernel, dilation, stride)]
+    if len(spatial) == 3:  # the 2-D problem the operator runs (depth_fold.py)
+        from .depth_fold import DepthFold
+        fold = DepthFold(spatial, kernel, pads, stride, dilation)
+        p = fold.padding4
+        fft_shape = _C.fft_shape([1, 1, *fold.folded_spatial], [1, 1, *fold.folded_kernel], fold.stride2, p,
+                                 fold.dilation2, 1, False)
+        return arithmetic_ratio(x_shape, w_shape, out_spatial, fft_shape)
     lead = 2 - len(spatial)  # 1-D problems are height-1 2-D ones
     fft_shape = _C.fft_shape([1, 1] + [1] * lead + list(spatial), [1, 1] + [1] * lead + list(kernel),
                              [1] * lead + list(stride), [p for lr in [(0, 0)] * lead + list(pads) for p in lr],
                              [1] * lead + list(dilation), 1, False)
-    out_spatial = [output_length(n, k, pl, pr, s, d)
-                   for n, (pl, pr), k, d, s in zip(spatial, pads, kernel, dilation, stride)]
     return arithmetic_ratio(x_shape, w_shape, out_spatial, fft_shape)
 
 

@@ -17,12 +17,13 @@ from typing import List
 from torch import nn
 from torch.nn.utils import parametrize
 
-from .nn import FFTConv1d, FFTConv2d, FFTConvTranspose1d, FFTConvTranspose2d
+from .nn import FFTConv1d, FFTConv2d, FFTConv3d, FFTConvTranspose1d, FFTConvTranspose2d, FFTConvTranspose3d
 
 logger = logging.getLogger("fftconv_ext")
 
-_TO_FFT = {nn.Conv1d: FFTConv1d, nn.Conv2d: FFTConv2d, nn.ConvTranspose1d: FFTConvTranspose1d,
-           nn.ConvTranspose2d: FFTConvTranspose2d}
+_TO_FFT = {nn.Conv1d: FFTConv1d, nn.Conv2d: FFTConv2d, nn.Conv3d: FFTConv3d,
+           nn.ConvTranspose1d: FFTConvTranspose1d, nn.ConvTranspose2d: FFTConvTranspose2d,
+           nn.ConvTranspose3d: FFTConvTranspose3d}
 _TO_TORCH = {fft: torch_cls for torch_cls, fft in _TO_FFT.items()}
 
 
@@ -74,10 +75,11 @@ def _copy(model: nn.Module, fname: str) -> nn.Module:
 
 
 def convert(model: nn.Module, min_kernel_size: int = 7, inplace: bool = False, algo: str = "auto") -> nn.Module:
-    """Replace every ``nn.Conv1d``/``nn.Conv2d``/``nn.ConvTranspose1d``/``nn.ConvTranspose2d``
-    whose kernel is at least ``min_kernel_size`` in some dimension by its FFT layer
-    (:class:`FFTConv1d`, :class:`FFTConv2d`, :class:`FFTConvTranspose1d`,
-    :class:`FFTConvTranspose2d`) with the same weights, device and dtype.
+    """Replace every ``nn.Conv1d/2d/3d`` and ``nn.ConvTranspose1d/2d/3d`` whose kernel is at
+    least ``min_kernel_size`` in some dimension by its FFT layer (:class:`FFTConv1d`,
+    :class:`FFTConv2d`, :class:`FFTConv3d`, :class:`FFTConvTranspose1d`,
+    :class:`FFTConvTranspose2d`, :class:`FFTConvTranspose3d`) with the same weights, device
+    and dtype.
 
     Subclasses of the torch convolutions (which may change their behaviour) are
     left alone, as is everything else. With ``inplace=False`` (default) the

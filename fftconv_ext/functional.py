@@ -1,5 +1,5 @@
-"""conv1d / conv2d with the signature and results of torch.nn.functional,
-computed by the fused FFT operator.
+"""conv1d / conv2d / conv3d with the signature and results of torch.nn.functional,
+computed by the fused FFT operator (conv3d through its depth fold, depth_fold.py).
 
 Argument checks live here so that users get F.conv-style errors naming the
 argument; padding modes are resolved here (circular natively, reflect and
@@ -20,8 +20,11 @@ from . import algo as _algo
 from .algo import ALGOS, _is_tracing, choose, settings_version
 from .algo import decided_calls as _decided_calls
 from ._shapes import LOW_PRECISION, autocast_dtype, restore, upcast
+from .depth_fold import DepthFold
 
-__all__ = ["conv1d", "conv2d", "ConvArgumentError", "ALGOS"]
+__all__ = ["conv1d", "conv2d", "conv3d", "ConvArgumentError", "ALGOS"]
+
+_DIRECT = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
 
 _PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 
@@ -234,6 +237,11 @@ def _conv_nd(input, weight, bias, stride, padding, dilation, groups, padding_mod
     elif algo == "direct":
         choice = "direct"
         y = run_direct()
+    elif dim == 3 and _algo._under_dispatch_mode():
+        # under FlopCounterMode (or another mode that sees every op) the folded problem would be
+        # counted with its zero taps: auto takes F.conv3d, counted as PyTorch counts it
+        choice = "direct"
+        y = run_direct()
     else:
         args = (stride, tuple(pads), dilation, groups, padding_mode, bias is not None)
         geometry = (spatial, kernel, tuple(pads), stride, dilation)
@@ -282,7 +290,7 @@ def _decided_call(choice, unbatched, stride, padding, pads, dilation, groups, pa
     """The decided call for later calls with the same arguments (see _call_key)."""
     if choice == "direct" and padding_mode == "zeros" and not unbatched and not (
             x.device.type == "cpu" and x.dtype in LOW_PRECISION):
-        conv = F.conv1d if dim == 1 else F.conv2d
+        conv = _DIRECT[dim]
         return lambda inp, w, b: conv(inp, w, b, stride, padding, dilation, groups)
 
     def call(inp, w, b):
@@ -299,8 +307,8 @@ def _trains_per_direction(x, weight, bias, pads, padding_mode) -> bool:
     """Whether an algo='auto' call takes the per-direction path: gradients are wanted, and the
     problem is one both backward paths compute as they are (zero padding, equal on both sides;
     float32/float64 outside autocast). Other calls use the forward's choice for the backward too."""
-    if not torch.is_grad_enabled() or _is_tracing(x) or _algo._under_dispatch_mode():
-        return False
+    if x.dim() == 5 or not torch.is_grad_enabled() or _is_tracing(x) or _algo._under_dispatch_mode():
+        return False  # conv3d: its gradients take the forward's path
     if not (x.requires_grad or weight.requires_grad or (bias is not None and bias.requires_grad)):
         return False
     return (padding_mode == "zeros" and all(pl == pr for pl, pr in pads) and
@@ -393,7 +401,7 @@ class _PerDirectionConv(torch.autograd.Function):
 
 def _direct_conv(x, weight, bias, stride, padding, pads, dilation, groups, padding_mode, dim):
     """torch's own convolution (cuDNN / oneDNN), with nn.ConvNd's padding modes."""
-    conv = F.conv1d if dim == 1 else F.conv2d
+    conv = _DIRECT[dim]
     out_dtype = x.dtype
     # as the FFT path, float16/bfloat16 are computed in float32 on the CPU; inside torch.autocast
     # F.conv casts the operands and picks the result's dtype itself
@@ -412,6 +420,10 @@ def _op_problem(x_shape, w_shape, stride, pads, dilation, padding_mode, dim):
     right), dilation, circular, pad_first) of the 2-D op, where pad_first says the input is
     padded by F.pad first (reflect/replicate, circular too wide to fold; docs/design.md §8)."""
     kernel = tuple(w_shape[2:])
+    if dim == 3:  # the folded 2-D problem (depth_fold.py)
+        fold, pad_first = _depth_fold(tuple(x_shape[2:]), kernel, pads, stride, dilation, padding_mode)
+        return (tuple(x_shape[:2]) + fold.folded_spatial, tuple(w_shape[:2]) + fold.folded_kernel, fold.stride2,
+                fold.padding4, fold.dilation2, False, pad_first)
     circular = pad_first = False
     if padding_mode != "zeros" and any(p for lr in pads for p in lr):
         if padding_mode == "circular" and all(pl + pr <= d * (k - 1) for (pl, pr), k, d in zip(pads, kernel, dilation)):
@@ -427,8 +439,47 @@ def _op_problem(x_shape, w_shape, stride, pads, dilation, padding_mode, dim):
             list(dilation), circular, pad_first)
 
 
+def all_finite(*tensors) -> bool:
+    """Whether no tensor holds NaN/Inf (one read-back); True while tracing or on meta tensors,
+    where values are unknown."""
+    ts = [t for t in tensors if t is not None]
+    if not ts or ts[0].device.type == "meta" or _is_tracing(ts[0]) or torch.compiler.is_compiling():
+        return True
+    return all(bool(torch.isfinite(t).all()) for t in ts)
+
+
+def _depth_fold(spatial, kernel, pads, stride, dilation, padding_mode):
+    """The DepthFold of a conv3d call and whether its input is padded by F.pad first (every
+    padding mode but zeros: the folded problem has zero padding only)."""
+    pad_first = padding_mode != "zeros" and any(p for lr in pads for p in lr)
+    if pad_first:
+        spatial = tuple(n + pl + pr for n, (pl, pr) in zip(spatial, pads))
+        pads = [(0, 0)] * 3
+    return DepthFold(spatial, kernel, pads, stride, dilation), pad_first
+
+
+def _fft_conv3d(x, weight, bias, stride, pads, dilation, groups, padding_mode):
+    """conv3d as the fused operator's 2-D correlation of the depth-folded operands (docs/design.md §19)."""
+    channels_last = x.dim() == 5 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last_3d)
+    fold, pad_first = _depth_fold(tuple(x.shape[2:]), tuple(weight.shape[2:]), pads, stride, dilation, padding_mode)
+    if pad_first:
+        x = F.pad(x, [p for lr in reversed(pads) for p in lr], mode=padding_mode)
+    if not all_finite(x, weight, bias):
+        # the folded problem's own NaN/Inf fallback would spread a NaN over the zero taps between
+        # depth taps: F.conv3d puts them where PyTorch does
+        if not pad_first:
+            x = F.pad(x, [p for lr in reversed(pads) for p in lr])
+        return _direct_conv(x, weight, bias, stride, 0, [(0, 0)] * 3, dilation, groups, "zeros", 3)
+    y = torch.ops.fftconv.conv2d_forward(fold.fold_input(x), fold.fold_weight(weight), bias, fold.stride2,
+                                         fold.padding4, fold.dilation2, groups, False)
+    return fold.unfold_output(y).contiguous(
+        memory_format=torch.channels_last_3d if channels_last else torch.contiguous_format)
+
+
 def _fft_conv(x, weight, bias, stride, pads, dilation, groups, padding_mode, dim):
     """The fused FFT operator, with padding modes resolved (docs/design.md §8)."""
+    if dim == 3:
+        return _fft_conv3d(x, weight, bias, stride, pads, dilation, groups, padding_mode)
     # float16/bfloat16 are computed in float32 by the op itself, and returned in their dtype
     channels_last = dim == 2 and x.dim() == 4 and not x.is_contiguous() and \
         x.is_contiguous(memory_format=torch.channels_last)
@@ -498,3 +549,23 @@ def conv1d(input: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tenso
     everything else as in :func:`conv2d`.
     """
     return _conv_nd(input, weight, bias, stride, padding, dilation, groups, padding_mode, algo, 1)
+
+
+def conv3d(input: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] = None,
+           stride: IntOrTuple = 1, padding: Union[str, IntOrTuple] = 0, dilation: IntOrTuple = 1,
+           groups: int = 1, padding_mode: str = "zeros", algo: str = "auto") -> torch.Tensor:
+    """3-D cross-correlation through the FFT, a drop-in for ``torch.nn.functional.conv3d``.
+
+    ``input`` is ``(N, C_in, D, H, W)`` or unbatched ``(C_in, D, H, W)``, ``weight``
+    ``(C_out, C_in / groups, kD, kH, kW)``; stride, padding and dilation are ints or
+    triples; everything else as in :func:`conv2d`. The FFT path runs the 2-D operator on
+    the depth-folded problem (``fftconv_ext/depth_fold.py``). Under ``algo='auto'`` the
+    gradients take the path chosen for the forward.
+
+    Example::
+
+        >>> x = torch.randn(1, 48, 32, 32, 32)
+        >>> w = torch.randn(48, 1, 21, 21, 21)
+        >>> y = fftconv_ext.conv3d(x, w, padding="same", groups=48)
+    """
+    return _conv_nd(input, weight, bias, stride, padding, dilation, groups, padding_mode, algo, 3)

@@ -1,5 +1,5 @@
-"""conv_transpose1d / conv_transpose2d with the signature and results of
-torch.nn.functional, computed by the fused operator's adjoint pipeline.
+"""conv_transpose1d / conv_transpose2d / conv_transpose3d with the signature and results
+of torch.nn.functional, computed by the fused operator's adjoint pipeline.
 
 A transposed convolution is the adjoint of a correlation (docs/design.md §18): its
 forward is the input gradient of the correlation whose input has the transposed
@@ -7,6 +7,8 @@ convolution's output size, with the same weight. So it runs the existing
 ``conv2d_grad_input`` op, whose autograd formulas (registered in _ops.py) give
 its input gradient (the forward correlation), its weight gradient (the weight
 gradient with the roles of input and output swapped) and second derivatives.
+conv_transpose3d runs the same op on the depth-folded problem (depth_fold.py),
+with the fold's adjoints around it.
 """
 from __future__ import annotations
 
@@ -18,11 +20,14 @@ import torch.nn.functional as F
 from . import _ops  # noqa: F401  (fake kernels and autograd of the ops)
 from .algo import ALGOS, _is_tracing, _under_dispatch_mode, choose
 from .algo import decided_calls as _decided_calls
-from ._shapes import LOW_PRECISION, autocast_dtype, output_length
-from .functional import (_MAX_DECIDED_CALLS, ConvArgumentError, _call_key, _check_tensors,
+from ._shapes import LOW_PRECISION, autocast_dtype, output_length, upcast
+from .depth_fold import DepthFold
+from .functional import (_MAX_DECIDED_CALLS, ConvArgumentError, _call_key, _check_tensors, all_finite,
                          _stride_dilation_groups, _tuple)
 
-__all__ = ["conv_transpose1d", "conv_transpose2d"]
+__all__ = ["conv_transpose1d", "conv_transpose2d", "conv_transpose3d"]
+
+_DIRECT = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}
 
 IntOrTuple = Union[int, Sequence[int]]
 
@@ -97,8 +102,7 @@ def _conv_transpose_nd(input, weight, bias, stride, padding, output_padding, gro
                                 f"kernel {kernel}, padding {padding}, stride {stride}, dilation {dilation})")
 
     def direct(x_, w_, b_):
-        conv = F.conv_transpose1d if dim == 1 else F.conv_transpose2d
-        return conv(x_, w_, b_, stride, padding, output_padding, groups, dilation)
+        return _DIRECT[dim](x_, w_, b_, stride, padding, output_padding, groups, dilation)
 
     def fft(x_, w_, b_):
         return _fft_conv_transpose(x_, w_, b_, stride, padding, dilation, groups, out_spatial, dim)
@@ -111,7 +115,8 @@ def _conv_transpose_nd(input, weight, bias, stride, padding, output_padding, gro
 
     if algo == "fft" or (algo == "auto" and x.device.type == "meta"):
         y = run_fft()
-    elif algo == "direct":
+    elif algo == "direct" or (dim == 3 and _under_dispatch_mode()):
+        # (under FlopCounterMode the folded problem would be counted with its zero taps)
         y = run_direct()
     else:
         # keyed apart from correlations ("transpose"); the arithmetic estimate sees the correlation
@@ -134,7 +139,11 @@ def _pipeline_setter(x, weight, c_out, out_spatial, stride, padding, dilation, g
     the correlation it is the adjoint of (docs/design.md §17, §18)."""
     def set_pipeline(name: str) -> None:
         from . import _C
-        if dim == 1:
+        if dim == 3:
+            fold = DepthFold(out_spatial, weight.shape[2:], [(p, p) for p in padding], stride, dilation)
+            size, w4 = [x.shape[0], c_out, *fold.folded_spatial], list(weight.shape[:2]) + list(fold.folded_kernel)
+            s2, p4, d2 = fold.stride2, fold.padding4, fold.dilation2
+        elif dim == 1:
             size, w4 = [x.shape[0], c_out, 1, out_spatial[0]], [weight.shape[0], weight.shape[1], 1, weight.shape[2]]
             s2, p4, d2 = [1, stride[0]], [0, 0, padding[0], padding[0]], [1, dilation[0]]
         else:
@@ -151,6 +160,13 @@ def _fft_conv_transpose(x, weight, bias, stride, padding, dilation, groups, out_
     if low is not None:  # F.conv_transpose runs in the autocast dtype: so do we
         x, weight = x.to(low), weight.to(low)
         bias = None if bias is None else bias.to(low)
+    if dim == 3 and not all_finite(x, weight, bias):
+        # the folded problem's own NaN/Inf fallback would spread a NaN over the zero taps between
+        # depth taps: F.conv_transpose3d puts them where PyTorch does (in float32 for float16/bfloat16)
+        op = [o - transposed_output_length(n, k, p, 0, s, d) for o, n, k, p, s, d in
+              zip(out_spatial, x.shape[2:], weight.shape[2:], padding, stride, dilation)]
+        xs, ws, bs = upcast(x, weight, bias)
+        return F.conv_transpose3d(xs, ws, bs, stride, padding, op, groups, dilation).to(x.dtype)
     # the correlation of an out_spatial-sized input may have more outputs than x has entries
     # (output_padding >= stride, allowed when dilation is larger): they are zeros of the adjoint's input
     conv_out = [output_length(n, k, p, p, s, d) for n, k, p, s, d in
@@ -159,7 +175,13 @@ def _fft_conv_transpose(x, weight, bias, stride, padding, dilation, groups, out_
     if any(extra):
         x = F.pad(x, [v for e in reversed(extra) for v in (0, e)])
     c_out = weight.shape[1] * groups
-    if dim == 1:
+    fold = None
+    if dim == 3:  # the folded problem's adjoint: output folded, input unfolded
+        fold = DepthFold(out_spatial, weight.shape[2:], [(p, p) for p in padding], stride, dilation)
+        g4, w4 = fold.fold_output(x), fold.fold_weight(weight)
+        size = list(fold.folded_input_size(x.shape[0], c_out))
+        s2, p4, d2 = fold.stride2, fold.padding4, fold.dilation2
+    elif dim == 1:
         g4, w4 = x.unsqueeze(2), weight.unsqueeze(2)
         size = [x.shape[0], c_out, 1, out_spatial[0]]
         s2, p4, d2 = [1, stride[0]], [0, 0, padding[0], padding[0]], [1, dilation[0]]
@@ -170,6 +192,8 @@ def _fft_conv_transpose(x, weight, bias, stride, padding, dilation, groups, out_
     y = torch.ops.fftconv.conv2d_grad_input(g4, w4, size, s2, p4, d2, groups, False)
     if dim == 1:
         y = y.squeeze(2)
+    elif fold is not None:
+        y = fold.unfold_input(y).contiguous()
     if bias is not None:
         y = y + bias.view((1, -1) + (1,) * dim).to(y.dtype)
     if x.dtype in LOW_PRECISION and y.dtype != x.dtype:
@@ -205,3 +229,14 @@ def conv_transpose1d(input: torch.Tensor, weight: torch.Tensor, bias: Optional[t
     ``torch.nn.functional.conv_transpose1d``; ``input`` is ``(N, C_in, L)`` or ``(C_in, L)``,
     ``weight`` ``(C_in, C_out / groups, k)``; everything else as in :func:`conv_transpose2d`."""
     return _conv_transpose_nd(input, weight, bias, stride, padding, output_padding, groups, dilation, algo, 1)
+
+
+def conv_transpose3d(input: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] = None,
+                     stride: IntOrTuple = 1, padding: IntOrTuple = 0, output_padding: IntOrTuple = 0,
+                     groups: int = 1, dilation: IntOrTuple = 1, algo: str = "auto") -> torch.Tensor:
+    """3-D transposed convolution through the FFT, a drop-in for
+    ``torch.nn.functional.conv_transpose3d``; ``input`` is ``(N, C_in, D, H, W)`` or
+    ``(C_in, D, H, W)``, ``weight`` ``(C_in, C_out / groups, kD, kH, kW)``; everything else
+    as in :func:`conv_transpose2d`. The FFT path runs the operator's input-gradient op on
+    the depth-folded problem (``fftconv_ext/depth_fold.py``)."""
+    return _conv_transpose_nd(input, weight, bias, stride, padding, output_padding, groups, dilation, algo, 3)

@@ -32,9 +32,9 @@ def rel_err(y: torch.Tensor, ref: torch.Tensor) -> float:
 
 
 def reference_conv(x, w, b=None, stride=1, padding=0, dilation=1, groups=1, padding_mode="zeros"):
-    """torch.nn.Conv1d/Conv2d in float64 with the given weights: the independent reference."""
+    """torch.nn.Conv1d/Conv2d/Conv3d in float64 with the given weights: the independent reference."""
     dim = w.dim() - 2
-    cls = torch.nn.Conv1d if dim == 1 else torch.nn.Conv2d
+    cls = (torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d)[dim - 1]
     batched = x.dim() == dim + 2
     c_in = x.shape[1] if batched else x.shape[0]
     m = cls(c_in, w.shape[0], tuple(w.shape[2:]), stride=stride, padding=padding, dilation=dilation,

@@ -209,7 +209,7 @@ def main(argv=None) -> None:
                     help="a training step with algo='auto' against 'fft' and 'direct' (sweep layers, RepLKNet-31B "
                          "and ConvNeXt-T converted), and auto's choices in 5 fresh processes")
     ap.add_argument("--nd", action="store_true",
-                    help="the convolution family beyond conv1d/conv2d: transposed convolutions against "
+                    help="the convolution family beyond conv1d/conv2d: transposed and 3-D convolutions against "
                          "F.conv_transpose2d, a torch.fft composition and torch-fftconv")
     ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args(argv)
@@ -307,7 +307,7 @@ def main_long(device: torch.device, args) -> None:
 
 
 def main_nd(device: torch.device, args) -> None:
-    from .nd import run_transposed, transposed_markdown, transposed_summary
+    from .nd import run_3d, run_transposed, summary_3d, transposed_markdown, transposed_summary
     machine = machine_name(device, args.threads)
     meta = {"machine": machine, "device": str(device), "torch": torch.__version__,
             "threads": torch.get_num_threads(), "dtype": "float32",
@@ -316,11 +316,13 @@ def main_nd(device: torch.device, args) -> None:
     say = None if args.no_progress else (lambda m: print("  " + m, flush=True))
     with tempfile.TemporaryDirectory() as cache, fftconv_ext.backends.flags(cache_dir=cache):
         rows = run_transposed(device, budget=0.4 if args.quick else 1.5, progress=say)
-    summ = transposed_summary(rows)
-    md = transposed_markdown(rows, summ)
+        rows3 = run_3d(device, budget=1.0 if args.quick else 3.0, progress=say)
+    summ, summ3 = transposed_summary(rows), summary_3d(rows3)
+    md = ("## Transposed convolutions (2-D)\n\n" + transposed_markdown(rows, summ) +
+          "\n\n## 3-D convolutions\n\n" + transposed_markdown(rows3, summ3))
     print(md)
-    write_suite(args.out, machine, "nd", meta, {"transposed": rows, "summary": summ},
-                f"Transposed convolutions: {machine}",
+    write_suite(args.out, machine, "nd", meta, {"transposed": rows, "summary": summ, "3d": rows3, "summary_3d": summ3},
+                f"The convolution family: {machine}",
                 "Medians of interleaved rounds, ratios inside this run; algo='auto' measured before it is timed "
                 "(its first call, with an empty choice cache).", md)
 

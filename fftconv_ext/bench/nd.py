@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 import fftconv_ext
-from .baselines import BestFFTComposition
+from .baselines import BestFFTComposition, BestFFTComposition3d
 from .report import geomean
 from .timing import time_interleaved, with_backward
 
@@ -107,6 +107,7 @@ def transposed_summary(rows: List[Dict]) -> Dict[str, float]:
 
 
 def transposed_markdown(rows: List[Dict], summary: Dict[str, float]) -> str:
+    """Forward and forward + backward tables and the summary (the 3-D rows use it too)."""
     names = []
     for r in rows:
         names += [n for n in r["forward"] if n not in names]
@@ -120,7 +121,9 @@ def transposed_markdown(rows: List[Dict], summary: Dict[str, float]) -> str:
         lines.append(f"| {r['layer']} | {'x'.join(map(str, r['input']))} | {'x'.join(map(str, r['weight']))} "
                      f"(s{r['stride']} p{r['padding']} op{r['output_padding']} g{r['groups']}) | "
                      + " | ".join(cells) + f" | {err:.1e} |")
-    bnames = [n for n in ("fftconv_ext", "fftconv_ext auto", "F.conv_transpose2d", "torch.fft composition")]
+    bnames = []
+    for r in rows:
+        bnames += [n for n in r["backward"] if n not in bnames]
     lines += ["", "### Forward + backward (median ms)", "", "| layer | " + " | ".join(bnames) + " |",
               "|---|" + "---|" * len(bnames)]
     for r in rows:
@@ -130,3 +133,125 @@ def transposed_markdown(rows: List[Dict], summary: Dict[str, float]) -> str:
     lines += ["", "### Summary (ratios inside this run)", ""]
     lines += [f"- {k}: {v:.3f}" if "auto" in k else f"- {k}: {v:.2f}x" for k, v in summary.items()]
     return "\n".join(lines)
+
+
+# ---- 3-D ------------------------------------------------------------------------------
+
+# (name, input shape, kernel, padding) for depthwise conv3d, from RepUX-Net-like (k 13, 21) and
+# 3D UX-Net-like (k 7) stages, and a 3x3x3 one where direct must win
+CONV3D = [
+    ("depthwise 21x21x21 (RepUX-Net)", (1, 48, 32, 32, 32), 21, 10),
+    ("depthwise 13x13x13", (1, 48, 32, 32, 32), 13, 6),
+    ("depthwise 21x21x21, 16^3", (1, 96, 16, 16, 16), 21, 10),
+    ("depthwise 13x13x13, 16^3", (1, 96, 16, 16, 16), 13, 6),
+    ("depthwise 7x7x7 (3D UX-Net)", (2, 96, 16, 24, 24), 7, 3),
+    ("depthwise 3x3x3", (2, 96, 16, 24, 24), 3, 1),
+]
+
+# (name, input shape, out channels per group, kernel, stride, padding, output_padding, groups)
+TRANSPOSED3D = [
+    ("3-D depthwise 13x13x13, stride 1", (1, 48, 24, 24, 24), 1, 13, 1, 6, 0, 48),
+    ("3-D dense 2x2x2, stride 2 (decoder)", (1, 96, 16, 16, 16), 48, 2, 2, 0, 0, 1),
+]
+
+
+def _conv3d_impls(x, w, b, padding, groups) -> Dict[str, Callable[..., torch.Tensor]]:
+    impls = {
+        "fftconv_ext": lambda x_, w_, b_: fftconv_ext.conv3d(x_, w_, b_, 1, padding, 1, groups, algo="fft"),
+        "fftconv_ext auto": lambda x_, w_, b_: fftconv_ext.conv3d(x_, w_, b_, 1, padding, 1, groups, algo="auto"),
+        "F.conv3d": lambda x_, w_, b_: F.conv3d(x_, w_, b_, 1, padding, 1, groups),
+    }
+    best = BestFFTComposition3d()
+    impls["torch.fft composition"] = lambda x_, w_, b_: best(x_, w_, b_, padding)
+    if importlib.util.find_spec("fft_conv_pytorch") is not None:
+        from fft_conv_pytorch import fft_conv
+        impls["fft-conv-pytorch"] = lambda x_, w_, b_: fft_conv(x_, w_, b_, padding=padding, groups=groups)
+    if importlib.util.find_spec("torch_fftconv") is not None:
+        from torch_fftconv import fft_conv3d
+        impls["torch-fftconv"] = lambda x_, w_, b_: fft_conv3d(x_, w_, b_, 1, padding, 1, groups)
+    return impls
+
+
+def _transposed3d_impls(x, w, b, stride, padding, output_padding, groups) -> Dict[str, Callable[..., torch.Tensor]]:
+    impls = {
+        "fftconv_ext": lambda x_, w_, b_: fftconv_ext.conv_transpose3d(x_, w_, b_, stride, padding, output_padding,
+                                                                        groups, algo="fft"),
+        "fftconv_ext auto": lambda x_, w_, b_: fftconv_ext.conv_transpose3d(x_, w_, b_, stride, padding,
+                                                                             output_padding, groups, algo="auto"),
+        "F.conv_transpose3d": lambda x_, w_, b_: F.conv_transpose3d(x_, w_, b_, stride, padding, output_padding,
+                                                                     groups),
+    }
+    if importlib.util.find_spec("torch_fftconv") is not None:
+        from torch_fftconv import fft_conv_transpose3d
+        impls["torch-fftconv"] = lambda x_, w_, b_: fft_conv_transpose3d(x_, w_, b_, stride, padding,
+                                                                          output_padding, groups)
+    return impls
+
+
+def _time_row(row, impls, ref, x, w, b, device, budget, backward_names):
+    with torch.no_grad():
+        for impl, f in impls.items():
+            row["forward"][impl] = {"rel_err": ((f(x, w, b).double() - ref).norm() / ref.norm()).item()}
+        timed = time_interleaved({n: (lambda f=f: f(x, w, b)) for n, f in impls.items()}, device, warmup=1,
+                                 rounds=10, max_seconds=budget, lockstep=True)
+    for impl, t in timed.items():
+        row["forward"][impl].update(t)
+    bwd = {n: with_backward(impls[n], x, w, b) for n in backward_names if n in impls}
+    row["backward"] = time_interleaved(bwd, device, warmup=1, rounds=5, max_seconds=budget, lockstep=True)
+
+
+def run_3d(device: torch.device, layers=CONV3D, transposed=TRANSPOSED3D, budget: float = 3.0,
+           progress: Optional[Callable[[str], None]] = None) -> List[Dict]:
+    """conv3d and conv_transpose3d rows, in the format of run_transposed's."""
+    rows = []
+    g = torch.Generator().manual_seed(0)
+    for name, xs, k, padding in layers:
+        c = xs[1]
+        x = torch.randn(*xs, generator=g).to(device)
+        w = (torch.randn(c, 1, k, k, k, generator=g) / k ** 1.5).to(device)
+        b = torch.randn(c, generator=g).to(device)
+        ref = F.conv3d(x.double(), w.double(), b.double(), 1, padding, 1, c)
+        row = {"layer": name, "op": "conv3d", "input": list(xs), "weight": list(w.shape), "stride": 1,
+               "padding": padding, "output_padding": 0, "groups": c, "forward": {}, "backward": {}}
+        _time_row(row, _conv3d_impls(x, w, b, padding, c), ref, x, w, b, device, budget,
+                  ("fftconv_ext", "fftconv_ext auto", "F.conv3d", "torch.fft composition"))
+        rows.append(row)
+        if progress:
+            progress(f"{name}: " + ", ".join(f"{n} {v['median_ms']:.1f} ms" for n, v in row["forward"].items()))
+    for name, xs, opg, k, stride, padding, output_padding, groups in transposed:
+        x = torch.randn(*xs, generator=g).to(device)
+        w = (torch.randn(xs[1], opg, k, k, k, generator=g) / k ** 1.5).to(device)
+        b = torch.randn(opg * groups, generator=g).to(device)
+        ref = F.conv_transpose3d(x.double(), w.double(), b.double(), stride, padding, output_padding, groups)
+        row = {"layer": name, "op": "conv_transpose3d", "input": list(xs), "weight": list(w.shape),
+               "stride": stride, "padding": padding, "output_padding": output_padding, "groups": groups,
+               "forward": {}, "backward": {}}
+        _time_row(row, _transposed3d_impls(x, w, b, stride, padding, output_padding, groups), ref, x, w, b, device,
+                  budget, ("fftconv_ext", "fftconv_ext auto", "F.conv_transpose3d"))
+        rows.append(row)
+        if progress:
+            progress(f"{name}: " + ", ".join(f"{n} {v['median_ms']:.1f} ms" for n, v in row["forward"].items()))
+    return rows
+
+
+def summary_3d(rows: List[Dict]) -> Dict[str, float]:
+    out = {}
+    target = next((r for r in rows if r["layer"].startswith("depthwise 21x21x21 (RepUX")), None)
+    if target is not None:
+        for other in ("F.conv3d", "torch.fft composition", "torch-fftconv", "fft-conv-pytorch"):
+            v = _ratio(target, "forward", other, "fftconv_ext")
+            if v is not None:
+                out[f"depthwise 21x21x21 on {tuple(target['input'])}: speedup vs {other}"] = v
+    large = [r for r in rows if r["op"] == "conv3d" and r["weight"][-1] >= 13]
+    for other in ("F.conv3d", "torch.fft composition", "fft-conv-pytorch", "torch-fftconv"):
+        v = geomean([_ratio(r, "forward", other, "fftconv_ext") for r in large])
+        if v is not None:
+            out[f"3-D sweep, k >= 13: geomean speedup vs {other}"] = v
+    worst = 0.0
+    for r in rows:
+        direct = "F.conv3d" if r["op"] == "conv3d" else "F.conv_transpose3d"
+        f = r["forward"]
+        worst = max(worst, f["fftconv_ext auto"]["median_ms"] / min(f["fftconv_ext"]["median_ms"],
+                                                                     f[direct]["median_ms"]))
+    out["algo='auto', worst 3-D layer: time / faster of its two paths (forward)"] = worst
+    return out

@@ -1,4 +1,4 @@
-"""Drop-in nn.Conv1d / nn.Conv2d whose forward runs fftconv_ext.conv1d / conv2d.
+"""Drop-in nn.Conv1d / nn.Conv2d / nn.Conv3d whose forward runs fftconv_ext.conv1d / conv2d / conv3d.
 
 Same constructor, parameter names, initialisation and state_dict as the torch
 classes (they are subclasses), plus ``algo``. The kernel spectrum is cached
@@ -53,6 +53,31 @@ class FFTConv2d(nn.Conv2d):
 
     def _conv_forward(self, input: torch.Tensor, weight: torch.Tensor, bias):
         return FX.conv2d(input, weight, bias, self.stride, self.padding, self.dilation, self.groups,
+                         padding_mode=self.padding_mode, algo=self.algo)
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + f", algo={self.algo!r}"
+
+
+class FFTConv3d(nn.Conv3d):
+    """nn.Conv3d computed by the FFT operator (see :func:`fftconv_ext.conv3d`).
+
+    Args: those of ``nn.Conv3d``, plus ``algo`` ('auto', 'fft' or 'direct').
+
+    Example::
+
+        >>> conv = FFTConv3d(48, 48, 21, padding=10, groups=48)
+        >>> conv.load_state_dict(torch.nn.Conv3d(48, 48, 21, padding=10, groups=48).state_dict())
+    """
+
+    def __init__(self, *args, algo: str = "auto", **kwargs):
+        super().__init__(*args, **kwargs)
+        if algo not in FX.ALGOS:
+            raise ValueError(f"FFTConv3d: algo must be one of {FX.ALGOS}, got {algo!r}")
+        self.algo = algo
+
+    def _conv_forward(self, input: torch.Tensor, weight: torch.Tensor, bias):
+        return FX.conv3d(input, weight, bias, self.stride, self.padding, self.dilation, self.groups,
                          padding_mode=self.padding_mode, algo=self.algo)
 
     def extra_repr(self) -> str:

@@ -1,5 +1,5 @@
-"""Drop-in nn.ConvTranspose1d / nn.ConvTranspose2d whose forward runs
-fftconv_ext.conv_transpose1d / conv_transpose2d (the operator's adjoint pipeline).
+"""Drop-in nn.ConvTranspose1d / 2d / 3d whose forward runs
+fftconv_ext.conv_transpose1d / 2d / 3d (the operator's adjoint pipeline).
 
 Same constructor, parameter names, initialisation and state_dict as the torch
 classes (they are subclasses), plus ``algo``; ``forward(input, output_size=None)``
@@ -28,7 +28,7 @@ class _FFTConvTransposeMixin:
     def forward(self, input: torch.Tensor, output_size: Optional[List[int]] = None) -> torch.Tensor:
         output_padding = self._output_padding(input, output_size, self.stride, self.padding, self.kernel_size,
                                               self._dim, self.dilation)
-        fn = TX.conv_transpose1d if self._dim == 1 else TX.conv_transpose2d
+        fn = (TX.conv_transpose1d, TX.conv_transpose2d, TX.conv_transpose3d)[self._dim - 1]
         return fn(input, self.weight, self.bias, self.stride, self.padding, output_padding, self.groups,
                   self.dilation, algo=self.algo)
 
@@ -59,6 +59,18 @@ class FFTConvTranspose2d(_FFTConvTransposeMixin, nn.ConvTranspose2d):
         >>> up.load_state_dict(torch.nn.ConvTranspose2d(64, 64, 31, padding=15, groups=64).state_dict())
     """
     _dim = 2
+
+    def __init__(self, *args, algo: str = "auto", **kwargs):
+        super().__init__(*args, **kwargs)
+        self._init_algo(algo)
+
+
+class FFTConvTranspose3d(_FFTConvTransposeMixin, nn.ConvTranspose3d):
+    """nn.ConvTranspose3d computed by the FFT operator (see :func:`fftconv_ext.conv_transpose3d`).
+
+    Args: those of ``nn.ConvTranspose3d``, plus ``algo`` ('auto', 'fft' or 'direct').
+    """
+    _dim = 3
 
     def __init__(self, *args, algo: str = "auto", **kwargs):
         super().__init__(*args, **kwargs)
