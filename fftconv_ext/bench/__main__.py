@@ -278,6 +278,8 @@ def main(argv=None) -> None:
         if png:
             f.write(f"\n![time against kernel size]({os.path.basename(png)})\n")
     print(f"\nwrote {base}.json, .md" + (", .png" if png else "") + f" in {meta['seconds']} s")
+    if args.full:  # the whole family too: transposed and 3-D convolutions
+        main_nd(device, args)
 
 
 def write_suite(out: str, machine: str, suite: str, meta: dict, payload: dict, title: str, intro: str,
