@@ -5,7 +5,7 @@
 # CUDA pipeline timed beside the torch.fft compositions, cuDNN and the peers
 # (forward and forward+backward, memory, auto's choice), a kernel profile of the
 # target layer, the fused small-plane kernel's A/B and shared-memory sweep, the
-# quick benchmark against cuDNN and torch.fft, the transposed convolutions,
+# quick benchmark against cuDNN and torch.fft, the transposed and 3-D convolutions,
 # fourier_mix against torch.fft.
 # Writes under $OUT:
 #   gpu_check.log  build.log  cuda_tests.xml  <gpu>.json/.md/.png  gpu_extra.json
@@ -77,7 +77,7 @@ stamp "== every CUDA pipeline beside the compositions, cuDNN and the peers; auto
 timeout 100 python3 bench/gpu_pipelines.py --json "$OUT/gpu_pipelines.json" --md "$OUT/gpu_pipelines.md"
 
 stamp "== kernel profile of the target layer =="
-timeout 30 python3 bench/gpu_profile.py --json /tmp/gpu_profile.json
+timeout 20 python3 bench/gpu_profile.py --json /tmp/gpu_profile.json
 
 stamp "== fused small-plane kernel: A/B against the cuFFT pipeline, the composition, cuDNN =="
 timeout 40 python3 bench/gpu_fused_ab.py --json "$OUT/gpu_fused_ab.json"
@@ -86,7 +86,7 @@ stamp "== quick benchmark =="
 timeout 75 python3 -m fftconv_ext.bench --device cuda --quick --no-progress --out "$OUT"
 
 stamp "== transposed convolutions vs cuDNN, a torch.fft composition, torch-fftconv =="
-timeout 45 python3 -m fftconv_ext.bench --device cuda --nd --quick --no-progress --out "$OUT"
+timeout 55 python3 -m fftconv_ext.bench --device cuda --nd --quick --no-progress --out "$OUT"
 
 stamp "== fourier_mix vs torch.fft.fft2(x).real =="
 timeout 20 python3 - <<'PY'
