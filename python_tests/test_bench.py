@@ -357,6 +357,28 @@ def test_nd_suite_computes_every_transposed_layer(monkeypatch, tmp_path):
     assert "| depthwise 7x7, stride 2 |" in transposed_markdown(rows, summary)
 
 
+def test_nd_suite_computes_every_3d_layer(monkeypatch, tmp_path):
+    # --nd's 3-D part: every implementation computes the layer it claims, on small copies
+    import importlib.util
+    from fftconv_ext.bench.nd import run_3d, summary_3d, transposed_markdown
+    monkeypatch.setattr(fftconv_ext.backends, "cache_dir", str(tmp_path))
+    layers = [("depthwise 21x21x21 (RepUX-Net)", (1, 2, 8, 8, 8), 21, 10), ("depthwise 3x3x3", (1, 2, 6, 6, 6), 3, 1)]
+    transposed = [("3-D dense 2x2x2, stride 2 (decoder)", (1, 4, 4, 4, 4), 2, 2, 2, 0, 0, 1)]
+    rows = run_3d(torch.device("cpu"), layers, transposed, budget=0.02)
+    assert [r["layer"] for r in rows] == [name for name, *_ in layers + transposed]
+    for r in rows[:2]:
+        assert {"fftconv_ext", "fftconv_ext auto", "F.conv3d", "torch.fft composition"} <= set(r["forward"])
+        if importlib.util.find_spec("fft_conv_pytorch") is not None:
+            assert "fft-conv-pytorch" in r["forward"]
+    assert {"fftconv_ext", "F.conv_transpose3d"} <= set(rows[2]["forward"])
+    for r in rows:
+        assert all(v["rel_err"] < 1e-5 for v in r["forward"].values()), r["forward"]
+        assert all(v["median_ms"] > 0 for v in r["backward"].values())
+    summary = summary_3d(rows)
+    assert any(k.startswith("depthwise 21x21x21") for k in summary)
+    assert "| depthwise 3x3x3 |" in transposed_markdown(rows, summary)
+
+
 def test_auto_is_past_its_recheck_before_it_is_timed(monkeypatch, tmp_path):
     # algo='auto' measures a measured choice again at its RECHECK_AT-th call: one-time work
     # (seconds where direct convolution is slow) that the benchmark does before its timed

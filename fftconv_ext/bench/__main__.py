@@ -321,7 +321,7 @@ def main_nd(device: torch.device, args) -> None:
         rows3 = run_3d(device, budget=1.0 if args.quick else 3.0, progress=say)
     summ, summ3 = transposed_summary(rows), summary_3d(rows3)
     md = ("## Transposed convolutions (2-D)\n\n" + transposed_markdown(rows, summ) +
-          "\n\n## 3-D convolutions\n\n" + transposed_markdown(rows3, summ3))
+          "\n\n## 3-D convolutions\n\n" + transposed_markdown(rows3, summ3, "float32 direct"))
     print(md)
     write_suite(args.out, machine, "nd", meta, {"transposed": rows, "summary": summ, "3d": rows3, "summary_3d": summ3},
                 f"The convolution family: {machine}",
