@@ -362,7 +362,7 @@ def test_nd_suite_computes_every_3d_layer(monkeypatch, tmp_path):
     import importlib.util
     from fftconv_ext.bench.nd import run_3d, summary_3d, transposed_markdown
     monkeypatch.setattr(fftconv_ext.backends, "cache_dir", str(tmp_path))
-    layers = [("depthwise 21x21x21 (RepUX-Net)", (1, 2, 8, 8, 8), 21, 10), ("depthwise 3x3x3", (1, 2, 6, 6, 6), 3, 1)]
+    layers = [("depthwise 21x21x21 (RepUX-Net)", (1, 2, 12, 12, 12), 21, 10), ("depthwise 3x3x3", (1, 2, 6, 6, 6), 3, 1)]
     transposed = [("3-D dense 2x2x2, stride 2 (decoder)", (1, 4, 4, 4, 4), 2, 2, 2, 0, 0, 1)]
     rows = run_3d(torch.device("cpu"), layers, transposed, budget=0.02)
     assert [r["layer"] for r in rows] == [name for name, *_ in layers + transposed]

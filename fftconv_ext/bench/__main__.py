@@ -309,7 +309,7 @@ def main_long(device: torch.device, args) -> None:
 
 
 def main_nd(device: torch.device, args) -> None:
-    from .nd import run_3d, run_transposed, summary_3d, transposed_markdown, transposed_summary
+    from .nd import plot_family, run_3d, run_transposed, summary_3d, transposed_markdown, transposed_summary
     machine = machine_name(device, args.threads)
     meta = {"machine": machine, "device": str(device), "torch": torch.__version__,
             "threads": torch.get_num_threads(), "dtype": "float32",
@@ -323,6 +323,11 @@ def main_nd(device: torch.device, args) -> None:
     md = ("## Transposed convolutions (2-D)\n\n" + transposed_markdown(rows, summ) +
           "\n\n## 3-D convolutions\n\n" + transposed_markdown(rows3, summ3, "float32 direct"))
     print(md)
+    os.makedirs(args.out, exist_ok=True)
+    png = plot_family({"transposed convolutions (2-D)": rows, "3-D convolutions": rows3},
+                      os.path.join(args.out, f"{machine}-nd.png"), f"{machine}, float32, forward")
+    if png:
+        md += f"\n\n![forward time per layer]({os.path.basename(png)})"
     write_suite(args.out, machine, "nd", meta, {"transposed": rows, "summary": summ, "3d": rows3, "summary_3d": summ3},
                 f"The convolution family: {machine}",
                 "Medians of interleaved rounds, ratios inside this run; algo='auto' measured before it is timed "

@@ -267,3 +267,36 @@ def summary_3d(rows: List[Dict]) -> Dict[str, float]:
                                                                      f[direct]["median_ms"]))
     out["algo='auto', worst 3-D layer: time / faster of its two paths (forward)"] = worst
     return out
+
+
+def plot_family(sections: Dict[str, List[Dict]], path: str, title: str) -> Optional[str]:
+    """Forward time per layer and implementation, one panel per section (log scale); None
+    without matplotlib."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    fig, axes = plt.subplots(len(sections), 1, figsize=(11, 3.6 * len(sections)), squeeze=False)
+    for ax, (name, rows) in zip(axes[:, 0], sections.items()):
+        impls = []
+        for r in rows:
+            impls += [n for n in r["forward"] if n not in impls]
+        width = 0.8 / max(len(impls), 1)
+        for i, impl in enumerate(impls):
+            xs = [j + i * width for j, r in enumerate(rows) if impl in r["forward"]]
+            ts = [r["forward"][impl]["median_ms"] for r in rows if impl in r["forward"]]
+            ax.bar(xs, ts, width, label=impl)
+        ax.set_xticks([j + 0.4 - width / 2 for j in range(len(rows))])
+        ax.set_xticklabels([r["layer"] for r in rows], rotation=20, ha="right", fontsize=7)
+        ax.set_yscale("log")
+        ax.set_ylabel("forward time (ms)")
+        ax.set_title(name, fontsize=9)
+        ax.grid(True, axis="y", which="both", alpha=0.3)
+        ax.legend(fontsize=7, ncol=3)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
