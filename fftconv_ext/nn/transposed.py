@@ -18,9 +18,11 @@ from .. import transposed as TX
 
 
 class _FFTConvTransposeMixin:
+    """The FFT layers' part: ``algo`` and a ``forward`` through the functional op."""
     _dim = 0
 
-    def _init_algo(self, algo: str) -> None:
+    def __init__(self, *args, algo: str = "auto", **kwargs):
+        super().__init__(*args, **kwargs)
         if algo not in FX.ALGOS:
             raise ValueError(f"{type(self).__name__}: algo must be one of {FX.ALGOS}, got {algo!r}")
         self.algo = algo
@@ -43,10 +45,6 @@ class FFTConvTranspose1d(_FFTConvTransposeMixin, nn.ConvTranspose1d):
     """
     _dim = 1
 
-    def __init__(self, *args, algo: str = "auto", **kwargs):
-        super().__init__(*args, **kwargs)
-        self._init_algo(algo)
-
 
 class FFTConvTranspose2d(_FFTConvTransposeMixin, nn.ConvTranspose2d):
     """nn.ConvTranspose2d computed by the FFT operator (see :func:`fftconv_ext.conv_transpose2d`).
@@ -60,10 +58,6 @@ class FFTConvTranspose2d(_FFTConvTransposeMixin, nn.ConvTranspose2d):
     """
     _dim = 2
 
-    def __init__(self, *args, algo: str = "auto", **kwargs):
-        super().__init__(*args, **kwargs)
-        self._init_algo(algo)
-
 
 class FFTConvTranspose3d(_FFTConvTransposeMixin, nn.ConvTranspose3d):
     """nn.ConvTranspose3d computed by the FFT operator (see :func:`fftconv_ext.conv_transpose3d`).
@@ -71,7 +65,3 @@ class FFTConvTranspose3d(_FFTConvTransposeMixin, nn.ConvTranspose3d):
     Args: those of ``nn.ConvTranspose3d``, plus ``algo`` ('auto', 'fft' or 'direct').
     """
     _dim = 3
-
-    def __init__(self, *args, algo: str = "auto", **kwargs):
-        super().__init__(*args, **kwargs)
-        self._init_algo(algo)
