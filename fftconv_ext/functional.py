@@ -32,7 +32,7 @@ IntOrTuple = Union[int, Sequence[int]]
 
 
 class ConvArgumentError(ValueError, RuntimeError):
-    """Bad argument to fftconv_ext.conv1d/conv2d.
+    """Bad argument to fftconv_ext.conv1d/2d/3d or conv_transpose1d/2d/3d.
 
     A ValueError, and also a RuntimeError as torch.nn.functional raises for
     the same mistakes, so existing ``except RuntimeError`` code keeps working.
@@ -439,7 +439,7 @@ def _op_problem(x_shape, w_shape, stride, pads, dilation, padding_mode, dim):
             list(dilation), circular, pad_first)
 
 
-def all_finite(*tensors) -> bool:
+def _all_finite(*tensors) -> bool:
     """Whether no tensor holds NaN/Inf (one read-back); True while tracing or on meta tensors,
     where values are unknown."""
     ts = [t for t in tensors if t is not None]
@@ -468,7 +468,7 @@ def _fft_conv3d(x, weight, bias, stride, pads, dilation, groups, padding_mode):
     fold, pad_first = _depth_fold(tuple(x.shape[2:]), tuple(weight.shape[2:]), pads, stride, dilation, padding_mode)
     if pad_first:
         x = F.pad(x, [p for lr in reversed(pads) for p in lr], mode=padding_mode)
-    if not all_finite(x, weight, bias):
+    if not _all_finite(x, weight, bias):
         # the folded problem's own NaN/Inf fallback would spread a NaN over the zero taps between
         # depth taps: F.conv3d puts them where PyTorch does
         if not pad_first:

@@ -22,7 +22,7 @@ from .algo import ALGOS, _is_tracing, _under_dispatch_mode, choose
 from .algo import decided_calls as _decided_calls
 from ._shapes import LOW_PRECISION, autocast_dtype, output_length, upcast
 from .depth_fold import DepthFold
-from .functional import (_MAX_DECIDED_CALLS, ConvArgumentError, _call_key, _check_tensors, all_finite,
+from .functional import (_MAX_DECIDED_CALLS, ConvArgumentError, _call_key, _check_tensors, _all_finite,
                          _stride_dilation_groups, _tuple)
 
 __all__ = ["conv_transpose1d", "conv_transpose2d", "conv_transpose3d"]
@@ -160,7 +160,7 @@ def _fft_conv_transpose(x, weight, bias, stride, padding, dilation, groups, out_
     if low is not None:  # F.conv_transpose runs in the autocast dtype: so do we
         x, weight = x.to(low), weight.to(low)
         bias = None if bias is None else bias.to(low)
-    if dim == 3 and not all_finite(x, weight, bias):
+    if dim == 3 and not _all_finite(x, weight, bias):
         # the folded problem's own NaN/Inf fallback would spread a NaN over the zero taps between
         # depth taps: F.conv_transpose3d puts them where PyTorch does (in float32 for float16/bfloat16)
         op = [o - transposed_output_length(n, k, p, 0, s, d) for o, n, k, p, s, d in
