@@ -87,6 +87,18 @@ class DepthFold:
         folded = w.new_zeros((o, i, self.folded_kernel[0], k_w))
         return folded.index_add(2, rows, w.reshape(o, i, k_d * k_h, k_w))
 
+    def unfold_weight(self, w: torch.Tensor) -> torch.Tensor:
+        """Adjoint of fold_weight (a weight gradient's way back): (O, I, folded rows, kW) ->
+        (O, I, kD, kH, kW), each tap's row read (rows shared by two taps go to both)."""
+        k_d, k_h, _ = self.kernel
+        o, i, _, k_w = w.shape
+        if self.tap_pitch >= k_h:
+            w = F.pad(w, (0, 0, 0, k_d * self.tap_pitch - w.shape[2]))
+            return w.reshape(o, i, k_d, self.tap_pitch, k_w)[:, :, :, :k_h]
+        rows = (torch.arange(k_d, device=w.device)[:, None] * self.tap_pitch +
+                torch.arange(k_h, device=w.device)[None, :]).reshape(-1)
+        return w.index_select(2, rows).reshape(o, i, k_d, k_h, k_w)
+
     def unfold_output(self, y: torch.Tensor) -> torch.Tensor:
         """The folded correlation's output (N, O, rows, W') -> (N, O, D', H', W')."""
         d_out, h_out, _ = self.out_spatial

@@ -307,8 +307,8 @@ def _trains_per_direction(x, weight, bias, pads, padding_mode) -> bool:
     """Whether an algo='auto' call takes the per-direction path: gradients are wanted, and the
     problem is one both backward paths compute as they are (zero padding, equal on both sides;
     float32/float64 outside autocast). Other calls use the forward's choice for the backward too."""
-    if x.dim() == 5 or not torch.is_grad_enabled() or _is_tracing(x) or _algo._under_dispatch_mode():
-        return False  # conv3d: its gradients take the forward's path
+    if not torch.is_grad_enabled() or _is_tracing(x) or _algo._under_dispatch_mode():
+        return False
     if not (x.requires_grad or weight.requires_grad or (bias is not None and bias.requires_grad)):
         return False
     return (padding_mode == "zeros" and all(pl == pr for pl, pr in pads) and
@@ -317,15 +317,19 @@ def _trains_per_direction(x, weight, bias, pads, padding_mode) -> bool:
 
 
 class _Problem:
-    """What the per-direction path needs of a call: its choice keys and its arguments."""
+    """What the per-direction path needs of a call: its choice keys and its arguments, and the
+    operands as the 2-D ops see them (height 1 for conv1d, depth-folded for conv3d)."""
 
     def __init__(self, args, geometry, stride, pads, dilation, groups, padding_mode, dim, forward_choice):
         self.args, self.geometry = args, geometry
         self.stride, self.pads, self.dilation, self.groups = stride, pads, dilation, groups
         self.padding_mode, self.dim, self.forward_choice = padding_mode, dim, forward_choice
+        self.fold = DepthFold(geometry[0], geometry[1], pads, stride, dilation) if dim == 3 else None
 
     def fft_args(self):
         """(stride, padding (top, bottom, left, right), dilation) of the 2-D op."""
+        if self.fold is not None:
+            return self.fold.stride2, self.fold.padding4, self.fold.dilation2
         if self.dim == 1:
             return [1, self.stride[0]], [0, 0, self.pads[0][0], self.pads[0][1]], [1, self.dilation[0]]
         return (list(self.stride), [self.pads[0][0], self.pads[0][1], self.pads[1][0], self.pads[1][1]],
@@ -335,10 +339,25 @@ class _Problem:
         return _pipeline_setter(x, weight, self.stride, self.pads, self.dilation, self.groups, self.padding_mode,
                                 self.dim, direction)
 
-    def as_2d(self, t):
+    def input_2d(self, x):
+        return self.fold.fold_input(x) if self.fold is not None else self._as_2d(x)
+
+    def weight_2d(self, w):
+        return self.fold.fold_weight(w) if self.fold is not None else self._as_2d(w)
+
+    def grad_2d(self, g):
+        return self.fold.fold_output(g) if self.fold is not None else self._as_2d(g)
+
+    def input_from_2d(self, t):
+        return self.fold.unfold_input(t).contiguous() if self.fold is not None else self._from_2d(t)
+
+    def weight_from_2d(self, t):
+        return self.fold.unfold_weight(t).contiguous() if self.fold is not None else self._from_2d(t)
+
+    def _as_2d(self, t):
         return t.unsqueeze(2) if self.dim == 1 else t
 
-    def from_2d(self, t):
+    def _from_2d(self, t):
         return t.squeeze(2) if self.dim == 1 else t
 
 
@@ -355,7 +374,7 @@ class _PerDirectionConv(torch.autograd.Function):
         if problem.forward_choice == "fft":
             return _fft_conv(x, weight, bias, problem.stride, problem.pads, problem.dilation, problem.groups,
                              "zeros", problem.dim)
-        conv = F.conv1d if problem.dim == 1 else F.conv2d
+        conv = _DIRECT[problem.dim]
         return conv(x, weight, bias, problem.stride, [pl for pl, _ in problem.pads], problem.dilation, problem.groups)
 
     @staticmethod
@@ -365,14 +384,22 @@ class _PerDirectionConv(torch.autograd.Function):
         grad = grad.contiguous()
         want_x, want_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         s2, p4, d2 = pb.fft_args()
-        x4, w4, g4 = pb.as_2d(x), pb.as_2d(weight), pb.as_2d(grad)
         padding = [pl for pl, _ in pb.pads]
+        made = []
+
+        def operands_2d():  # (x, weight, grad) as the 2-D ops see them, made when an FFT path first runs
+            if not made:
+                made.extend((pb.input_2d(x), pb.weight_2d(weight), pb.grad_2d(grad)))
+            return made
 
         def fft_input():
-            return pb.from_2d(_ops_ns.conv2d_grad_input(g4, w4, list(x4.shape), s2, p4, d2, pb.groups, False))
+            x4, w4, g4 = operands_2d()
+            return pb.input_from_2d(_ops_ns.conv2d_grad_input(g4, w4, list(x4.shape), s2, p4, d2, pb.groups, False))
 
         def fft_weight():
-            return pb.from_2d(_ops_ns.conv2d_grad_weight(g4, x4, list(w4.shape), s2, p4, d2, pb.groups, False))
+            x4, w4, g4 = operands_2d()
+            return pb.weight_from_2d(_ops_ns.conv2d_grad_weight(g4, x4, list(w4.shape), s2, p4, d2, pb.groups,
+                                                                False))
 
         def direct(mask):
             return torch.ops.aten.convolution_backward(grad, x, weight, None, list(pb.stride), padding,
@@ -380,14 +407,19 @@ class _PerDirectionConv(torch.autograd.Function):
 
         with torch.no_grad():
             gx = gw = None
+            if pb.fold is not None and not _all_finite(grad, x, weight):
+                # the folded ops' NaN/Inf fallback would spread them over the zero taps between depth taps
+                gx, gw, _ = direct([want_x, want_w, False])
+                want_x = want_w = False
             c_x = choose(x, weight, pb.args + ("grad_input",), pb.geometry, fft_input,
                          lambda: direct([True, False, False])[0], pb.pipeline_setter(x, weight, 1)) if want_x else None
             c_w = choose(x, weight, pb.args + ("grad_weight",), pb.geometry, fft_weight,
                          lambda: direct([False, True, False])[1], pb.pipeline_setter(x, weight, 2)) if want_w else None
             if want_x and want_w and c_x == c_w:  # one joint pass: the output gradient transformed once
                 if c_x == "fft":
-                    gx, gw = (pb.from_2d(t) for t in _ops_ns.conv2d_backward(g4, x4, w4, s2, p4, d2, pb.groups,
-                                                                             False))
+                    x4, w4, g4 = operands_2d()
+                    gx4, gw4 = _ops_ns.conv2d_backward(g4, x4, w4, s2, p4, d2, pb.groups, False)
+                    gx, gw = pb.input_from_2d(gx4), pb.weight_from_2d(gw4)
                 else:
                     gx, gw, _ = direct([True, True, False])
             else:
@@ -563,8 +595,7 @@ def conv3d(input: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tenso
     ``input`` is ``(N, C_in, D, H, W)`` or unbatched ``(C_in, D, H, W)``, ``weight``
     ``(C_out, C_in / groups, kD, kH, kW)``; stride, padding and dilation are ints or
     triples; everything else as in :func:`conv2d`. The FFT path runs the 2-D operator on
-    the depth-folded problem (``fftconv_ext/depth_fold.py``). Under ``algo='auto'`` the
-    gradients take the path chosen for the forward.
+    the depth-folded problem (``fftconv_ext/depth_fold.py``).
 
     Example::
 

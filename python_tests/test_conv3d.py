@@ -436,3 +436,55 @@ def test_nan_and_inf_in_transposed_land_where_torch_puts_them():
     assert torch.equal(y.isnan(), ref.isnan()) and torch.equal(y.isinf(), ref.isinf())
     finite = ref.isfinite()
     assert rel_err(y[finite], ref[finite]) <= TOL64
+
+
+@pytest.mark.parametrize("choices", [("direct", "fft", "fft"), ("fft", "direct", "fft"), ("direct", "fft", "direct"),
+                                     ("fft", "fft", "fft")])
+def test_auto_training_takes_each_direction_s_choice(monkeypatch, tmp_path, choices):
+    # algo='auto' in training chooses the forward, the input gradient and the weight gradient apart
+    # (as for conv2d): scripted choices, gradients against F.conv3d in float64
+    import fftconv_ext.functional as FXM
+    monkeypatch.setattr(fftconv_ext.backends, "cache_dir", str(tmp_path))
+    fftconv_ext.algo.clear_memory()
+    scripted = dict(zip(("forward", "grad_input", "grad_weight"), choices))
+    monkeypatch.setattr(FXM, "choose", lambda x, w, args, *a, **k: scripted.get(args[-1], scripted["forward"]))
+    calls = []
+
+    class Counting:
+        def __getattr__(self, name):
+            op = getattr(torch.ops.fftconv, name)
+            return lambda *a: calls.append(name) or op(*a)
+    monkeypatch.setattr(FXM, "_ops_ns", Counting())
+    x, w, b = _case((2, 4, 7, 8, 9), (4, 1, 5, 5, 3), seed=13)
+    for kernel_taller_than_pitch in (False, True):
+        wk = torch.randn(4, 1, 3, 13, 3, dtype=torch.float64) if kernel_taller_than_pitch else w
+        padding = (1, 6, 1) if kernel_taller_than_pitch else (2, 2, 1)
+        xs, ws, bs = (t.clone().requires_grad_() for t in (x, wk, b))
+        y = fftconv_ext.conv3d(xs, ws, bs, padding=padding, groups=4)
+        gy = torch.randn_like(y)
+        got = torch.autograd.grad(y, (xs, ws, bs), gy)
+        xd, wd, bd = (t.clone().requires_grad_() for t in (x, wk, b))
+        ref = F.conv3d(xd, wd, bd, padding=padding, groups=4)
+        assert rel_err(y, ref) <= TOL64
+        assert all(rel_err(a, r) <= TOL64 for a, r in zip(got, torch.autograd.grad(ref, (xd, wd, bd), gy)))
+    fft_grads = [c for c in choices[1:] if c == "fft"]
+    assert bool(fft_grads) == any(n.startswith("conv2d_") for n in calls)
+    fftconv_ext.algo.clear_memory()
+
+
+def test_auto_training_gradients_of_a_nan_output_gradient_land_where_torch_puts_them(monkeypatch, tmp_path):
+    import fftconv_ext.functional as FXM
+    monkeypatch.setattr(fftconv_ext.backends, "cache_dir", str(tmp_path))
+    fftconv_ext.algo.clear_memory()
+    monkeypatch.setattr(FXM, "choose", lambda *a, **k: "fft")
+    x, w, b = _case((1, 2, 6, 7, 8), (2, 1, 3, 3, 3), seed=14)
+    xs, ws = x.clone().requires_grad_(), w.clone().requires_grad_()
+    y = fftconv_ext.conv3d(xs, ws, b, padding=1, groups=2)
+    gy = torch.randn_like(y)
+    gy[0, 1, 2, 3, 4] = float("nan")
+    got = torch.autograd.grad(y, (xs, ws), gy)
+    xd, wd = x.clone().requires_grad_(), w.clone().requires_grad_()
+    ref = torch.autograd.grad(F.conv3d(xd, wd, b, padding=1, groups=2), (xd, wd), gy)
+    for a, r in zip(got, ref):
+        assert torch.equal(a.isnan(), r.isnan())
+    fftconv_ext.algo.clear_memory()
