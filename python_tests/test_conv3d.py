@@ -488,3 +488,18 @@ def test_auto_training_gradients_of_a_nan_output_gradient_land_where_torch_puts_
     for a, r in zip(got, ref):
         assert torch.equal(a.isnan(), r.isnan())
     fftconv_ext.algo.clear_memory()
+
+
+def test_wrong_dtype_device_and_types_are_python_errors():
+    x, w, b = _case((1, 2, 5, 6, 7), (2, 1, 3, 3, 3))
+    for f, wt in ((fftconv_ext.conv3d, w), (fftconv_ext.conv_transpose3d, w)):
+        with pytest.raises(ConvArgumentError, match="dtype"):
+            f(x, wt.float(), None, groups=2)
+        with pytest.raises(ConvArgumentError, match="device"):
+            f(x, wt.to("meta"), None, groups=2)
+        with pytest.raises(TypeError, match="Tensor"):
+            f(x.tolist(), wt, None, groups=2)
+    with pytest.raises(ConvArgumentError, match="bias"):
+        fftconv_ext.conv3d(x, w, b[:1], groups=2)
+    with pytest.raises(ConvArgumentError, match="floating"):
+        fftconv_ext.conv3d(x.long(), w, None, groups=2)
