@@ -9,9 +9,12 @@ calls and later processes pay nothing. Problems where the FFT path does over
 4x the arithmetic of direct, or (on the CPU) direct over 4x that of the FFT
 path (30x elsewhere), and kernels of a single tap (1x1), are decided without
 measuring: no measurement has reversed such a gap, and on the CPU measuring a
-direct backward with a large kernel costs seconds. Measured paths within 15 %
-of each other are a tie, settled by the arithmetic estimate, so fresh
-processes make the same choice. On the CPU a measured
+direct backward with a large kernel costs seconds. Timing goes on until each
+path's fastest call settles; measured paths within 15 % of each other are a
+tie, settled by the arithmetic estimate, and overruling the estimate takes two
+measurements that agree, so fresh processes make the same choice. The first
+measurement on the CPU first moves glibc's mmap threshold to where a process
+working with large tensors settles (docs/design.md §15). On the CPU a measured
 choice is measured once more at the problem's 32nd call in each process (a timing
 taken while a shared machine was busy can be wrong by several times), and a
 third measurement settles a disagreement. Under
@@ -221,10 +224,16 @@ def _time_once(fn: Callable[[], torch.Tensor], device: torch.device) -> float:
     return time.perf_counter() - t0
 
 
-# Rounds of (fft, direct) timings, in alternating order; a near tie (fastest
-# samples within 25 %) gets more rounds before the choice is made: a single
-# timing of each had picked a path 10 % slower on a shared machine.
+# Rounds of (fft, direct) timings, in alternating order. Measuring goes on until the
+# fastest call of each path has settled (not improved by over _SETTLE in the last
+# _SETTLE_ROUNDS rounds): the first calls of a path can run at several times its
+# steady cost (first-touch pages of fresh buffers, a library's set-up), and a choice
+# made on them had flipped between fresh processes. A near tie (fastest samples
+# within 25 %) gets at least _ROUNDS + _TIE_ROUNDS rounds: a single timing of each had
+# picked a path 10 % slower on a shared machine. _MAX_ROUNDS and _BUDGET_SECONDS bound
+# the cost of a path that never settles.
 _ROUNDS, _TIE_ROUNDS, _TIE = 3, 8, 1.25
+_SETTLE, _SETTLE_ROUNDS, _MAX_ROUNDS, _BUDGET_SECONDS = 0.05, 2, 24, 1.0
 # Warm-up calls in which one path is this many times slower, and took over 20 ms, decide at once: no
 # round reverses such a gap, and the slow path's extra calls (a direct backward with
 # a large kernel takes seconds on the CPU) are what made a first training step cost
@@ -232,10 +241,41 @@ _ROUNDS, _TIE_ROUNDS, _TIE = 3, 8, 1.25
 _LOPSIDED, _LOPSIDED_SECONDS = 5.0, 0.02
 
 
+def _settled(samples: Sequence[float]) -> bool:
+    """Whether the fastest of these samples (one per round) was already within _SETTLE of
+    itself _SETTLE_ROUNDS rounds ago."""
+    if len(samples) <= _SETTLE_ROUNDS:
+        return False
+    return min(samples[:-_SETTLE_ROUNDS]) <= min(samples) * (1.0 + _SETTLE)
+
+
+# glibc serves an allocation at or above its mmap threshold with fresh pages, which fault on
+# first touch (several ms per call for a 12 MB output on a VM), and raises the threshold
+# whenever it frees a larger such block (up to 32 MiB), which a process working with large
+# tensors does early and for good. A fresh process measuring before that happened timed
+# some paths at 2-3x their cost in the loop that follows, and fresh processes disagreed.
+# So before its first measurement on the CPU, auto frees one block just under the ceiling,
+# as such a process would: the threshold (only ever raised) is then where it settles anyway.
+_GLIBC_MMAP_CEILING = 32 * 1024 * 1024
+_allocator_settled = False
+
+
+def _settle_allocator() -> None:
+    global _allocator_settled
+    if _allocator_settled:
+        return
+    _allocator_settled = True
+    if platform.system() == "Linux" and platform.libc_ver()[0] == "glibc":
+        block = torch.empty(_GLIBC_MMAP_CEILING - 64 * 1024, dtype=torch.uint8)
+        del block
+
+
 def _measure(run_fft: Callable[[], torch.Tensor], run_direct: Callable[[], torch.Tensor],
              device: torch.device, prefer: Optional[str] = None) -> str:
-    """'fft' or 'direct' by timing both; `prefer` (the arithmetic estimate's choice)
-    settles a tie (fastest calls within _NEAR of each other)."""
+    """'fft' or 'direct' by timing both until their fastest calls settle; `prefer` (the
+    arithmetic estimate's choice) settles a tie (fastest calls within _NEAR of each other)."""
+    if device.type == "cpu":
+        _settle_allocator()
     warm_fft = _time_once(run_fft, device)  # warm-up (plans, caches, first-touch memory)
     warm_direct = _time_once(run_direct, device)
     # only where the slow side is expensive: a sub-millisecond first call is mostly one-time set-up
@@ -243,12 +283,19 @@ def _measure(run_fft: Callable[[], torch.Tensor], run_direct: Callable[[], torch
     if max(warm_fft, warm_direct) > _LOPSIDED_SECONDS and \
             not 1 / _LOPSIDED < (warm_fft + 1e-9) / (warm_direct + 1e-9) < _LOPSIDED:
         return "fft" if warm_fft < warm_direct else "direct"
-    times = {"fft": [], "direct": []}
+    verdict = _timed_verdict(run_fft, run_direct, device, prefer)
+    if prefer is not None and verdict != prefer:
+        # overruling the arithmetic estimate takes two measurements that agree: one
+        # taken in a slow spell of the preferred path had flipped a near tie in one
+        # fresh process of five
+        verdict = _timed_verdict(run_fft, run_direct, device, prefer)
+    return verdict
 
-    def one_round(r: int) -> None:
-        order = ("direct", "fft") if r % 2 else ("fft", "direct")
-        for name in order:
-            times[name].append(_time_once(run_fft if name == "fft" else run_direct, device))
+
+def _timed_verdict(run_fft: Callable[[], torch.Tensor], run_direct: Callable[[], torch.Tensor],
+                   device: torch.device, prefer: Optional[str]) -> str:
+    """One measurement of _measure: rounds until the fastest calls settle, then the verdict."""
+    times = {"fft": [], "direct": []}
 
     def ratio() -> float:
         # the fastest sample of each: this shared machine switches between regimes that
@@ -257,11 +304,21 @@ def _measure(run_fft: Callable[[], torch.Tensor], run_direct: Callable[[], torch
         # sample nor same-round ratios are stable; the least disturbed call of each is
         return (min(times["fft"]) + 1e-9) / (min(times["direct"]) + 1e-9)
 
-    for r in range(_ROUNDS):
-        one_round(r)
-    if 1 / _TIE < ratio() < _TIE:
-        for r in range(_ROUNDS, _ROUNDS + _TIE_ROUNDS):
-            one_round(r)
+    spent = 0.0
+    for r in range(_MAX_ROUNDS):
+        order = ("direct", "fft") if r % 2 else ("fft", "direct")
+        for name in order:
+            t = _time_once(run_fft if name == "fft" else run_direct, device)
+            times[name].append(t)
+            spent += t
+        done = r + 1
+        if done < _ROUNDS:
+            continue
+        tie = 1 / _TIE < ratio() < _TIE
+        if (not tie or done >= _ROUNDS + _TIE_ROUNDS) and _settled(times["fft"]) and _settled(times["direct"]):
+            break
+        if spent > _BUDGET_SECONDS and not (tie and done < _ROUNDS + _TIE_ROUNDS):
+            break
     r = ratio()
     if prefer is not None and 1 / _NEAR < r < _NEAR:
         return prefer

@@ -211,6 +211,83 @@ def test_a_tie_is_settled_by_the_arithmetic_estimate(monkeypatch):
     assert algo_mod._measure(lambda: 1.1e-3, lambda: 1.0e-3, cpu) == "direct"
 
 
+def test_rounds_go_on_until_the_fastest_calls_settle(monkeypatch):
+    # direct's first calls run at several times its cost (fresh pages, a library's set-up)
+    # and come down over a few calls to 1.0, against fft's steady 1.3: three rounds would
+    # see direct at 2.0 and pick fft; rounds go on until direct's fastest call stops improving
+    slow = iter([4.0, 3.0, 2.4, 2.0, 1.6, 1.2] + [1.0] * 1000)
+    calls = {"fft": 0, "direct": 0}
+    monkeypatch.setattr(algo_mod, "_time_once", lambda fn, dev: fn())
+
+    def fft():
+        calls["fft"] += 1
+        return 1.3e-3
+
+    def direct():
+        calls["direct"] += 1
+        return 1.0e-3 * next(slow)
+    assert algo_mod._measure(fft, direct, torch.device("cpu")) == "direct"
+    # warm-up, 5 falling rounds, then rounds until the new minimum held _SETTLE_ROUNDS rounds
+    assert calls["direct"] == 6 + 1 + algo_mod._SETTLE_ROUNDS
+    # a path that never settles stops at the round cap
+    calls.update(fft=0, direct=0)
+    falling = iter([1.0 - 0.1 * i for i in range(1000)])
+
+    def direct_falling():
+        calls["direct"] += 1
+        return 1.0e-3 * max(next(falling), 0.01) ** 3
+    algo_mod._measure(fft, direct_falling, torch.device("cpu"))
+    assert calls["direct"] <= 1 + algo_mod._MAX_ROUNDS
+
+
+def test_overruling_the_arithmetic_estimate_takes_two_agreeing_measurements(monkeypatch):
+    monkeypatch.setattr(algo_mod, "_time_once", lambda fn, dev: fn())
+    cpu = torch.device("cpu")
+    # fft 30 % slower than direct in the first measurement only (a slow spell): the preferred fft stays
+    spell = {"n": 0}
+
+    def fft_spell():
+        spell["n"] += 1
+        return 1.3e-3 if spell["n"] <= 1 + algo_mod._ROUNDS else 1.0e-3  # warm-up and the first rounds
+    assert algo_mod._measure(fft_spell, lambda: 1.0e-3, cpu, prefer="fft") == "fft"
+    # 30 % slower in both: the measurements overrule the estimate
+    assert algo_mod._measure(lambda: 1.3e-3, lambda: 1.0e-3, cpu, prefer="fft") == "direct"
+
+
+@pytest.mark.skipif(not (os.uname().sysname == "Linux" and __import__("platform").libc_ver()[0] == "glibc"),
+                    reason="glibc's malloc only")
+def test_measuring_moves_glibc_mmap_threshold_to_where_a_loop_settles():
+    # in a fresh process that has freed a 4 MB tensor, a 16 MB one is still served by a fresh
+    # mmap (mallinfo2's hblkhd grows by it); after the first measurement on the CPU it comes
+    # from the heap, as in a process that has freed a tensor near 32 MB before
+    import subprocess
+    import sys
+    code = """
+import ctypes, torch
+from fftconv_ext import algo
+class Info(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_size_t) for n in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
+                                               "fsmblks", "uordblks", "fordblks", "keepcost")]
+libc = ctypes.CDLL("libc.so.6")
+libc.mallinfo2.restype = Info
+def mapped_by(n):
+    before = libc.mallinfo2().hblkhd
+    t = torch.empty(n, dtype=torch.uint8)
+    grew = libc.mallinfo2().hblkhd - before
+    del t
+    return grew
+small = mapped_by(4 << 20)
+algo._measure(lambda: None, lambda: None, torch.device("cpu"))
+print(small >= 4 << 20, mapped_by(16 << 20) == 0)
+"""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 0, r.stderr
+    if "mallinfo2" in r.stderr:
+        pytest.skip("glibc without mallinfo2")
+    assert r.stdout.split() == ["True", "True"]
+
+
 @pytest.mark.parametrize("ratio,expect", [(2.0, "fft"), (0.5, "direct")])
 def test_choose_hands_the_arithmetic_estimate_to_the_measurement(monkeypatch, ratio, expect):
     seen = []
