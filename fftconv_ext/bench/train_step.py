@@ -47,8 +47,10 @@ def _compare(name: str, make, x: torch.Tensor, device, max_seconds: float) -> Di
         m.load_state_dict(state)
     steps = {a: _step_fn(models[a], x, device) for a in ALGOS}
     first = algo_mod._time_once(steps["auto"], device)  # the step that measures auto's choices
-    t = time_interleaved(steps, device, warmup=1, rounds=15, max_seconds=max_seconds,
-                         paired=[("auto", "fft"), ("auto", "direct")])
+    # lockstep rounds until one path has used max_seconds: a layer with 2 ms steps gets a
+    # hundred rounds (15 had left its auto, the direct path itself, 13 % "slower" by medians)
+    t = time_interleaved(steps, device, warmup=1, rounds=100, max_seconds=max_seconds,
+                         paired=[("auto", "fft"), ("auto", "direct")], lockstep=True)
     med = {a: t[a]["median_ms"] for a in ALGOS}
     best = min(med["fft"], med["direct"])
     faster = "fft" if med["fft"] <= med["direct"] else "direct"
