@@ -234,11 +234,18 @@ def _time_once(fn: Callable[[], torch.Tensor], device: torch.device) -> float:
 # the cost of a path that never settles.
 _ROUNDS, _TIE_ROUNDS, _TIE = 3, 8, 1.25
 _SETTLE, _SETTLE_ROUNDS, _MAX_ROUNDS, _BUDGET_SECONDS = 0.05, 2, 24, 1.0
+# A measurement that overrules the arithmetic estimate by less than this factor is
+# taken again, and stands only if the second agrees (see _measure).
+_CONFIRM_BELOW = 1.5
 # Warm-up calls in which one path is this many times slower, and took over 20 ms, decide at once: no
 # round reverses such a gap, and the slow path's extra calls (a direct backward with
 # a large kernel takes seconds on the CPU) are what made a first training step cost
 # many plain ones.
-_LOPSIDED, _LOPSIDED_SECONDS = 5.0, 0.02
+_LOPSIDED, _LOPSIDED_SECONDS, _LOPSIDED_AGAIN_SECONDS = 5.0, 0.02, 0.002
+
+
+def _lopsided(t_fft: float, t_direct: float) -> bool:
+    return not 1 / _LOPSIDED < (t_fft + 1e-9) / (t_direct + 1e-9) < _LOPSIDED
 
 
 def _settled(samples: Sequence[float]) -> bool:
@@ -280,21 +287,30 @@ def _measure(run_fft: Callable[[], torch.Tensor], run_direct: Callable[[], torch
     warm_direct = _time_once(run_direct, device)
     # only where the slow side is expensive: a sub-millisecond first call is mostly one-time set-up
     # (a oneDNN primitive, MKL's tables) and had picked the wrong path for 3x3 layers
-    if max(warm_fft, warm_direct) > _LOPSIDED_SECONDS and \
-            not 1 / _LOPSIDED < (warm_fft + 1e-9) / (warm_direct + 1e-9) < _LOPSIDED:
-        return "fft" if warm_fft < warm_direct else "direct"
-    verdict = _timed_verdict(run_fft, run_direct, device, prefer)
-    if prefer is not None and verdict != prefer:
-        # overruling the arithmetic estimate takes two measurements that agree: one
-        # taken in a slow spell of the preferred path had flipped a near tie in one
-        # fresh process of five
-        verdict = _timed_verdict(run_fft, run_direct, device, prefer)
+    if _lopsided(warm_fft, warm_direct):
+        if max(warm_fft, warm_direct) > _LOPSIDED_SECONDS:
+            return "fft" if warm_fft < warm_direct else "direct"
+        if max(warm_fft, warm_direct) > _LOPSIDED_AGAIN_SECONDS:
+            # a few ms: one more call of each, past one-time set-up, decides if the gap holds
+            # (rounds of a 15 ms direct call against a 1 ms FFT one had cost a first
+            # training step 50 plain ones)
+            warm_fft = min(warm_fft, _time_once(run_fft, device))
+            warm_direct = min(warm_direct, _time_once(run_direct, device))
+            if _lopsided(warm_fft, warm_direct):
+                return "fft" if warm_fft < warm_direct else "direct"
+    verdict, ratio = _timed_verdict(run_fft, run_direct, device, prefer)
+    if prefer is not None and verdict != prefer and max(ratio, 1 / ratio) < _CONFIRM_BELOW:
+        # overruling the arithmetic estimate by a modest margin takes two measurements
+        # that agree: one taken in a slow spell of the preferred path had flipped a near
+        # tie in one fresh process of five
+        verdict, _ = _timed_verdict(run_fft, run_direct, device, prefer)
     return verdict
 
 
 def _timed_verdict(run_fft: Callable[[], torch.Tensor], run_direct: Callable[[], torch.Tensor],
-                   device: torch.device, prefer: Optional[str]) -> str:
-    """One measurement of _measure: rounds until the fastest calls settle, then the verdict."""
+                   device: torch.device, prefer: Optional[str]) -> tuple:
+    """One measurement of _measure: rounds until the fastest calls settle, then the verdict
+    and the ratio (fft's fastest call over direct's)."""
     times = {"fft": [], "direct": []}
 
     def ratio() -> float:
@@ -321,8 +337,8 @@ def _timed_verdict(run_fft: Callable[[], torch.Tensor], run_direct: Callable[[],
             break
     r = ratio()
     if prefer is not None and 1 / _NEAR < r < _NEAR:
-        return prefer
-    return "fft" if r <= 1.0 else "direct"
+        return prefer, r
+    return ("fft" if r <= 1.0 else "direct"), r
 
 
 # ---- CUDA: the FFT pipelines (docs/design.md §17) ----------------------------

@@ -252,6 +252,36 @@ def test_overruling_the_arithmetic_estimate_takes_two_agreeing_measurements(monk
     assert algo_mod._measure(fft_spell, lambda: 1.0e-3, cpu, prefer="fft") == "fft"
     # 30 % slower in both: the measurements overrule the estimate
     assert algo_mod._measure(lambda: 1.3e-3, lambda: 1.0e-3, cpu, prefer="fft") == "direct"
+    # 3x slower: one measurement overrules it (warm-up and three settled rounds of each)
+    calls = []
+    assert algo_mod._measure(lambda: calls.append(1) or 3.0e-3, lambda: 1.0e-3, cpu, prefer="fft") == "direct"
+    assert len(calls) == 1 + algo_mod._ROUNDS
+
+
+def test_a_lopsided_gap_of_a_few_ms_decides_after_one_more_call(monkeypatch):
+    monkeypatch.setattr(algo_mod, "_time_once", lambda fn, dev: fn())
+    cpu = torch.device("cpu")
+    calls = {"fft": 0, "direct": 0}
+
+    def fft():
+        calls["fft"] += 1
+        return 1.0e-3
+
+    def direct_steady():
+        calls["direct"] += 1
+        return 10e-3
+    # 10 ms against 1 ms in the warm-up and again: decided after two calls of each
+    assert algo_mod._measure(fft, direct_steady, cpu, prefer="direct") == "fft"
+    assert calls == {"fft": 2, "direct": 2}
+    # the slow first call was set-up (direct runs at 0.8 ms after it): rounds decide
+    calls.update(fft=0, direct=0)
+    first = iter([10e-3] + [0.8e-3] * 1000)
+
+    def direct_setup():
+        calls["direct"] += 1
+        return next(first)
+    assert algo_mod._measure(fft, direct_setup, cpu) == "direct"
+    assert calls["direct"] > 2
 
 
 @pytest.mark.skipif(not (os.uname().sysname == "Linux" and __import__("platform").libc_ver()[0] == "glibc"),
