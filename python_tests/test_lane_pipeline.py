@@ -76,6 +76,63 @@ def test_forward_and_input_gradient_match_reference(n, c, h, w, k, pad, dil, dty
     assert rel_err(y, y_off) <= 2 * tol and rel_err(gin, gin_off) <= 2 * tol
 
 
+# Tall planes with long columns, as a depth-folded volume gives (docs/design.md §19): column
+# transforms past a plane's 256 points, data rows loaded 64 at a time (a partial last block),
+# lanes not all in use.
+TALL_CASES = [
+    (1, 44, 404, 20, (89, 9), (44, 4)),   # 7 row blocks (the last of 20 rows); 44 planes, 4 lanes left over
+    (2, 22, 300, 12, (33, 5), (16, 2)),   # 5 row blocks; a column transform of over 300 points
+]
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("n, c, h, w, k, pad", TALL_CASES)
+def test_tall_planes_with_long_columns_match_reference(n, c, h, w, k, pad, dtype):
+    assert _mode((n, c, h, w), (c, 1) + k, _pad4(pad)) != 0
+    g = torch.Generator().manual_seed(h)
+    x = torch.randn(n, c, h, w, generator=g, dtype=torch.float64)
+    wt = torch.randn(c, 1, *k, generator=g, dtype=torch.float64)
+    b = torch.randn(c, generator=g, dtype=torch.float64)
+    ref = F.conv2d(x, wt, b, padding=pad, groups=c)
+    go = torch.randn(ref.shape, generator=g, dtype=torch.float64)
+    ref_gin = torch.nn.grad.conv2d_input(x.shape, wt, go, padding=pad, groups=c)
+    tol = TOL64 if dtype == torch.float64 else TOL32
+    args = ([1, 1], _pad4(pad), [1, 1], c, False)
+    y = torch.ops.fftconv.conv2d_forward(x.to(dtype), wt.to(dtype), b.to(dtype), *args)
+    gin = torch.ops.fftconv.conv2d_grad_input(go.to(dtype), wt.to(dtype), list(x.shape), *args)
+    assert rel_err(y, ref) <= tol
+    assert rel_err(gin, ref_gin) <= tol
+    with LanesOff():
+        y_off = torch.ops.fftconv.conv2d_forward(x.to(dtype), wt.to(dtype), b.to(dtype), *args)
+    assert rel_err(y, y_off) <= 2 * tol
+    # both gradients (the lane backward takes tall planes within its memory bound)
+    xr, wr = x.to(dtype).requires_grad_(), wt.to(dtype).requires_grad_()
+    gx, gw = torch.autograd.grad(fftconv_ext.conv2d(xr, wr, padding=pad, groups=c, algo="fft"), (xr, wr),
+                                 go.to(dtype))
+    assert rel_err(gx, ref_gin) <= tol
+    assert rel_err(gw, torch.nn.grad.conv2d_weight(x, wt.shape, go, padding=pad, groups=c)) <= 10 * tol
+
+
+def test_folded_volumes_take_the_lanes_and_match_conv3d():
+    # depthwise 9^3 on 12^3: its folded problem (192 data rows, 3 load blocks) has a column
+    # transform of over 256 points; the lanes take it, forward and input gradient
+    from fftconv_ext.functional import _depth_fold
+    x = torch.randn(1, 5, 12, 12, 12, dtype=torch.float64)
+    wt = torch.randn(5, 1, 9, 9, 9, dtype=torch.float64)
+    fold, _ = _depth_fold((12,) * 3, (9,) * 3, ((4, 4),) * 3, (1, 1, 1), (1, 1, 1), "zeros")
+    assert fold.folded_spatial[0] + fold.padding4[0] > 256
+    xf, wf = fold.fold_input(x), fold.fold_weight(wt)
+    assert fftconv_ext._testing.lane_pipeline_mode(list(xf.shape), list(wf.shape), list(fold.stride2),
+                                                   list(fold.padding4), list(fold.dilation2), 5, False) != 0
+    xr = x.clone().requires_grad_()
+    y = fftconv_ext.conv3d(xr, wt, padding=4, groups=5, algo="fft")
+    ref = F.conv3d(x, wt, padding=4, groups=5)
+    assert rel_err(y, ref) <= 1e-11
+    go = torch.randn_like(ref)
+    (gin,) = torch.autograd.grad(y, xr, go)
+    assert rel_err(gin, torch.nn.grad.conv3d_input(x.shape, wt, go, padding=4, groups=5)) <= 1e-11
+
+
 def test_circular_padding_and_autograd_through_the_lanes():
     # circular: n = H exactly (12 and 10: radices 3 and 5), no padding at all
     x = torch.randn(2, 5, 12, 10, dtype=torch.float64, requires_grad=True)

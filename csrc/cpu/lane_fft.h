@@ -43,9 +43,11 @@ struct Lanes<double> {
   static constexpr int64_t count = 4;
 };
 
-// Largest transform length the lane pipeline takes (its work buffers are a
-// few times n_h * (n_w/2+1) vectors per thread).
-constexpr int64_t kMaxLength = 256;
+// Largest transform length the lane pipeline takes: the column transform of a
+// depth-folded volume (docs/design.md §19) is ~1,800 points for 21^3 on 32^3.
+// Its work buffers are a few times n_h * (n_w/2+1) vectors per thread, which
+// lane_pipeline.cpp bounds on its own.
+constexpr int64_t kMaxLength = 2048;
 
 // True when n factors into the supported radices.
 inline bool supported_length(int64_t n) {
