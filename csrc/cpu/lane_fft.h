@@ -71,7 +71,7 @@ struct Plan {
   int64_t n = 1;
   int sign = -1;
   std::vector<Stage<T>> stages;
-  // r-point DFT matrices: dft_re[r][t * r + u] = cos(sign 2 pi t u / r), for r = 3, 5, 7
+  // the 7-point DFT matrix: dft_re[7][t * 7 + u] = cos(sign 2 pi t u / 7) (radices 2, 3, 4, 5 have butterflies)
   std::vector<T> dft_re[8], dft_im[8];
 
   Plan() = default;
@@ -86,7 +86,7 @@ struct Plan {
           g.tw_re.push_back(static_cast<T>(std::cos(a)));
           g.tw_im.push_back(static_cast<T>(std::sin(a)));
         }
-      if (r != 2 && r != 4 && dft_re[r].empty())
+      if (r == 7 && dft_re[r].empty())
         for (int64_t t = 0; t < r; ++t)
           for (int64_t u = 0; u < r; ++u) {
             const double a = sign * 2.0 * M_PI * static_cast<double>((t * u) % r) / static_cast<double>(r);
@@ -103,30 +103,68 @@ struct Plan {
 // In-place r-point DFT of (ar[t], ai[t]), t < r.
 template <typename V, typename T, int R>
 FFTCONV_LANE_INLINE void small_dft(V* ar, V* ai, const Plan<T>& plan) {
-  if (R == 2) {
+  if constexpr (R == 2) {
     const V r0 = ar[0] + ar[1], i0 = ai[0] + ai[1], r1 = ar[0] - ar[1], i1 = ai[0] - ai[1];
     ar[0] = r0, ai[0] = i0, ar[1] = r1, ai[1] = i1;
-  } else if (R == 4) {
+  } else if constexpr (R == 4) {
     const V t0r = ar[0] + ar[2], t0i = ai[0] + ai[2], t1r = ar[0] - ar[2], t1i = ai[0] - ai[2];
     const V t2r = ar[1] + ar[3], t2i = ai[1] + ai[3], t3r = ar[1] - ar[3], t3i = ai[1] - ai[3];
     // t3 times W4 = -i (forward) or +i (inverse)
     const V ur = plan.sign < 0 ? t3i : -t3i, ui = plan.sign < 0 ? -t3r : t3r;
     ar[0] = t0r + t2r, ai[0] = t0i + t2i, ar[2] = t0r - t2r, ai[2] = t0i - t2i;
     ar[1] = t1r + ur, ai[1] = t1i + ui, ar[3] = t1r - ur, ai[3] = t1i - ui;
+  } else if constexpr (R == 3) {
+    // y1,2 = x0 - (x1 + x2)/2 +- i sign sin(2 pi/3) (x1 - x2)
+    const T s = static_cast<T>(plan.sign) * T(0.866025403784438646763723170753);
+    const V ar_ = ar[1] + ar[2], ai_ = ai[1] + ai[2];
+    const V jr = (ar[1] - ar[2]) * s, ji = (ai[1] - ai[2]) * s;
+    const V mr = ar[0] - ar_ * T(0.5), mi = ai[0] - ai_ * T(0.5);
+    ar[0] = ar[0] + ar_, ai[0] = ai[0] + ai_;
+    ar[1] = mr - ji, ai[1] = mi + jr;
+    ar[2] = mr + ji, ai[2] = mi - jr;
+  } else if constexpr (R == 5) {
+    // pairs (x1, x4), (x2, x3): sums times the cosines, differences times the sines
+    const T c1 = T(0.309016994374947424102293417183), c2 = T(-0.809016994374947424102293417183);
+    const T sg = static_cast<T>(plan.sign);
+    const T s1 = sg * T(0.951056516295153572116439333379), s2 = sg * T(0.587785252292473129168705954639);
+    const V a1r = ar[1] + ar[4], a1i = ai[1] + ai[4], b1r = ar[1] - ar[4], b1i = ai[1] - ai[4];
+    const V a2r = ar[2] + ar[3], a2i = ai[2] + ai[3], b2r = ar[2] - ar[3], b2i = ai[2] - ai[3];
+    const V m1r = ar[0] + a1r * c1 + a2r * c2, m1i = ai[0] + a1i * c1 + a2i * c2;
+    const V m2r = ar[0] + a1r * c2 + a2r * c1, m2i = ai[0] + a1i * c2 + a2i * c1;
+    const V j1r = b1r * s1 + b2r * s2, j1i = b1i * s1 + b2i * s2;  // y1, y4 = m1 +- i j1
+    const V j2r = b1r * s2 - b2r * s1, j2i = b1i * s2 - b2i * s1;  // y2, y3 = m2 +- i j2
+    ar[0] = ar[0] + a1r + a2r, ai[0] = ai[0] + a1i + a2i;
+    ar[1] = m1r - j1i, ai[1] = m1i + j1r;
+    ar[4] = m1r + j1i, ai[4] = m1i - j1r;
+    ar[2] = m2r - j2i, ai[2] = m2i + j2r;
+    ar[3] = m2r + j2i, ai[3] = m2i - j2r;
   } else {
+    // odd R (7): with a_j = x_j + x_{R-j}, b_j = x_j - x_{R-j}, j <= H,
+    // y_u, y_{R-u} = x0 + sum_j cos(2 pi j u / R) a_j +- i sign sum_j sin(2 pi j u / R) b_j
+    // (cos and sign * sin from the plan's DFT matrix): H*H products each, not R*R
+    constexpr int H = (R - 1) / 2;
     const T* cr = plan.dft_re[R].data();
     const T* ci = plan.dft_im[R].data();
-    V br[R], bi[R];
-    for (int u = 0; u < R; ++u) {
-      br[u] = ar[0];
-      bi[u] = ai[0];
-      for (int t = 1; t < R; ++t) {
-        const T c = cr[t * R + u], s = ci[t * R + u];
-        br[u] += ar[t] * c - ai[t] * s;
-        bi[u] += ar[t] * s + ai[t] * c;
-      }
+    V pr[H], pi[H], qr[H], qi[H];
+    V y0r = ar[0], y0i = ai[0];
+    for (int j = 1; j <= H; ++j) {
+      pr[j - 1] = ar[j] + ar[R - j], pi[j - 1] = ai[j] + ai[R - j];
+      qr[j - 1] = ar[j] - ar[R - j], qi[j - 1] = ai[j] - ai[R - j];
+      y0r += pr[j - 1], y0i += pi[j - 1];
     }
-    for (int u = 0; u < R; ++u) ar[u] = br[u], ai[u] = bi[u];
+    V yr[R], yi[R];
+    for (int u = 1; u <= H; ++u) {
+      V mr = ar[0], mi = ai[0], jr = V{} * T(0), ji = V{} * T(0);
+      for (int j = 1; j <= H; ++j) {
+        const T c = cr[j * R + u], sn = ci[j * R + u];
+        mr += pr[j - 1] * c, mi += pi[j - 1] * c;
+        jr += qr[j - 1] * sn, ji += qi[j - 1] * sn;
+      }
+      yr[u] = mr - ji, yi[u] = mi + jr;
+      yr[R - u] = mr + ji, yi[R - u] = mi - jr;
+    }
+    ar[0] = y0r, ai[0] = y0i;
+    for (int u = 1; u < R; ++u) ar[u] = yr[u], ai[u] = yi[u];
   }
 }
 
