@@ -332,7 +332,8 @@ def main_nd(device: torch.device, args) -> None:
                 f"The convolution family: {machine}",
                 "Medians of interleaved rounds, ratios inside this run; algo='auto' measured before it is timed "
                 "(its first call, with an empty choice cache). 3-D forward rows: every implementation in "
-                "lockstep rounds, then those under 200 ms again among themselves, in up to 40 rounds.", md)
+                "lockstep rounds, then those under 200 ms again among themselves, in up to 40 rounds, auto paired with "
+                "each of its paths.", md)
 
 
 def main_train(device: torch.device, args) -> None:
