@@ -331,8 +331,9 @@ def main_nd(device: torch.device, args) -> None:
     write_suite(args.out, machine, "nd", meta, {"transposed": rows, "summary": summ, "3d": rows3, "summary_3d": summ3},
                 f"The convolution family: {machine}",
                 "Medians of interleaved rounds, ratios inside this run; algo='auto' measured before it is timed "
-                "(its first call, with an empty choice cache). 3-D forward rows: every implementation in "
-                "lockstep rounds, then those under 200 ms again among themselves, in up to 40 rounds, auto paired with "
+                "(its first call, with an empty choice cache). Forward rows: every implementation in "
+                "lockstep rounds, then those under 60 ms (2-D) or 200 ms (3-D) again among themselves, in up to 40 "
+                "rounds, auto paired with "
                 "each of its paths.", md)
 
 

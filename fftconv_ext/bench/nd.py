@@ -53,6 +53,9 @@ def _impls(x, w, b, stride, padding, output_padding, groups) -> Dict[str, Callab
     return impls
 
 
+_FAST_2D_MS = 60.0
+
+
 def run_transposed(device: torch.device, layers=TRANSPOSED, budget: float = 1.5,
                    progress: Optional[Callable[[str], None]] = None) -> List[Dict]:
     rows = []
@@ -74,6 +77,7 @@ def run_transposed(device: torch.device, layers=TRANSPOSED, budget: float = 1.5,
                                              ("fftconv_ext auto", "F.conv_transpose2d")])
         for impl, t in timed.items():
             row["forward"][impl].update(t)
+        _retime_fast(row, impls, x, w, b, device, budget, _FAST_2D_MS)
         bwd = {n: with_backward(impls[n], x, w, b) for n in ("fftconv_ext", "fftconv_ext auto", "F.conv_transpose2d",
                                                              "torch.fft composition") if n in impls}
         row["backward"] = time_interleaved(bwd, device, warmup=1, rounds=10, max_seconds=budget, lockstep=True)
@@ -212,6 +216,21 @@ def _transposed3d_impls(x, w, b, stride, padding, output_padding, groups) -> Dic
 _SLOW_DIRECT_MS = 200.0
 
 
+def _retime_fast(row, impls, x, w, b, device, budget, limit_ms):
+    """Lockstep rounds end when the slowest implementation (a direct conv3d: 0.6 s; torch-fftconv
+    on a decoder layer: 0.2 s) has used the budget, after a handful: those under limit_ms are
+    timed again among themselves, in up to 40 rounds, auto paired with each of the others (the
+    same-round ratio, which a slow spell of the machine moves less)."""
+    fast = {n: f for n, f in impls.items() if row["forward"][n]["median_ms"] <= limit_ms}
+    if len(fast) > 1:
+        with torch.no_grad():
+            again = time_interleaved({n: (lambda f=f: f(x, w, b)) for n, f in fast.items()}, device, warmup=1,
+                                     rounds=40, max_seconds=budget, lockstep=True,
+                                     paired=[("fftconv_ext auto", n) for n in fast if n != "fftconv_ext auto"])
+        for impl, t in again.items():
+            row["forward"][impl].update(t)
+
+
 def _time_row(row, impls, ref, x, w, b, device, budget, backward_names):
     with torch.no_grad():
         for impl, f in impls.items():
@@ -220,17 +239,7 @@ def _time_row(row, impls, ref, x, w, b, device, budget, backward_names):
                                  rounds=10, max_seconds=budget, lockstep=True)
     for impl, t in timed.items():
         row["forward"][impl].update(t)
-    # the rounds above end when the slowest implementation (a direct conv3d: 0.6 s) has used the
-    # budget, after a handful: the others are timed again among themselves, in more rounds
-    # (auto paired with each of its paths: the same-round ratio, which a slow spell moves less)
-    fast = {n: f for n, f in impls.items() if row["forward"][n]["median_ms"] <= _SLOW_DIRECT_MS}
-    if len(fast) > 1:
-        with torch.no_grad():
-            again = time_interleaved({n: (lambda f=f: f(x, w, b)) for n, f in fast.items()}, device, warmup=1,
-                                     rounds=40, max_seconds=budget, lockstep=True,
-                                     paired=[("fftconv_ext auto", n) for n in fast if n != "fftconv_ext auto"])
-        for impl, t in again.items():
-            row["forward"][impl].update(t)
+    _retime_fast(row, impls, x, w, b, device, budget, _SLOW_DIRECT_MS)
     # a direct backward whose forward takes over _SLOW_DIRECT_MS takes minutes on the CPU (a 21^3
     # depthwise conv3d: 95 s per call): not timed, shown as "—"
     bwd = {n: with_backward(impls[n], x, w, b) for n in backward_names if n in impls and not (
