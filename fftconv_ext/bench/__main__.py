@@ -332,8 +332,8 @@ def main_nd(device: torch.device, args) -> None:
                 f"The convolution family: {machine}",
                 "Medians of interleaved rounds, ratios inside this run; algo='auto' measured before it is timed "
                 "(its first call, with an empty choice cache). Forward rows: every implementation in "
-                "lockstep rounds, then those under 60 ms (2-D) or 200 ms (3-D) again among themselves, in up to 40 "
-                "rounds, auto paired with "
+                "lockstep rounds, then those under 60 ms (2-D) or 200 ms (3-D) and within 4x of the fastest again "
+                "among themselves, in up to 40 rounds, auto paired with "
                 "each of its paths.", md)
 
 
