@@ -14,15 +14,16 @@ using namespace fftconv::cpu;
 
 static std::mt19937 rng(11);
 
-// sum_t x[t] exp(sign 2 pi i t u / n), in long double
+// sum_t x[t] exp(sign 2 pi i t u / n), in long double (the n roots tabulated once)
 static std::vector<std::complex<long double>> naive_dft(const std::vector<std::complex<long double>>& x, int sign) {
   const int64_t n = static_cast<int64_t>(x.size());
-  std::vector<std::complex<long double>> y(n);
+  std::vector<std::complex<long double>> root(n), y(n);
+  for (int64_t j = 0; j < n; ++j) {
+    const long double a = sign * 2.0L * M_PI * static_cast<long double>(j) / n;
+    root[j] = {std::cos(a), std::sin(a)};
+  }
   for (int64_t u = 0; u < n; ++u)
-    for (int64_t t = 0; t < n; ++t) {
-      const long double a = sign * 2.0L * M_PI * static_cast<long double>((t * u) % n) / n;
-      y[u] += x[t] * std::complex<long double>(std::cos(a), std::sin(a));
-    }
+    for (int64_t t = 0; t < n; ++t) y[u] += x[t] * root[(t * u) % n];
   return y;
 }
 
@@ -41,7 +42,7 @@ static void check(int64_t n, int sign, double tol) {
       im[i][l] = static_cast<T>(x[l][i].imag());
     }
   lanes::fft(plan, re.data(), im.data(), wr.data(), wi.data());
-  for (int64_t l = 0; l < L; ++l) {
+  for (int64_t l = 0; l < L; l += (n > 256 ? L - 1 : 1)) {  // long transforms: the first and last lanes
     const auto y = naive_dft(x[l], sign);
     long double err = 0, mag = 0;
     for (int64_t u = 0; u < n; ++u) {
