@@ -72,9 +72,7 @@ def run_transposed(device: torch.device, layers=TRANSPOSED, budget: float = 1.5,
             for impl, f in impls.items():
                 row["forward"][impl] = {"rel_err": ((f(x, w, b).double() - ref).norm() / ref.norm()).item()}
             timed = time_interleaved({n: (lambda f=f: f(x, w, b)) for n, f in impls.items()}, device, warmup=1,
-                                     rounds=20, max_seconds=budget, lockstep=True,
-                                     paired=[("fftconv_ext auto", "fftconv_ext"),
-                                             ("fftconv_ext auto", "F.conv_transpose2d")])
+                                     rounds=20, max_seconds=budget, lockstep=True)
         for impl, t in timed.items():
             row["forward"][impl].update(t)
         _retime_fast(row, impls, x, w, b, device, budget, _FAST_2D_MS)
