@@ -11,6 +11,7 @@
 #include "conv/pipeline_choice.h"
 #include "conv/spectrum_cache.h"
 #include "settings.h"
+#include "verified_on_gpu.h"
 #ifdef FFTCONV_WITH_CUDA
 #include "cuda/cufft_plan_cache.h"
 #endif
@@ -73,11 +74,13 @@ std::vector<int64_t> cache_info() {
 }
 
 // algo="auto"'s record of the CUDA pipeline it measured fastest for a problem and direction
-// (0 forward, 1 input gradient, 2 weight gradient); see pipeline_choice.h.
+// (0 forward, 1 input gradient, 2 weight gradient, 3 both gradients in one pass); see
+// pipeline_choice.h.
 void set_pipeline_choice_for(at::IntArrayRef input_size, at::IntArrayRef weight_size, at::IntArrayRef stride,
                              at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups, bool circular,
                              int64_t device, bool is_double, int64_t direction, const std::string& pipeline) {
-  TORCH_CHECK_VALUE(direction >= 0 && direction <= 2, "fftconv: direction must be 0, 1 or 2, got ", direction);
+  TORCH_CHECK_VALUE(direction >= 0 && direction < kDirectionCount, "fftconv: direction must be 0, 1, 2 or 3, got ",
+                    direction);
   const ConvGeometry2d p =
       geometry_from_shapes(input_size, weight_size, parse_conv_args(stride, padding, dilation, groups, circular));
   set_pipeline_choice(p, static_cast<int>(device), is_double, static_cast<Direction>(direction),
@@ -88,9 +91,27 @@ std::string force_pipeline(const std::string& name) {
   return pipeline_info(set_forced_pipeline(pipeline_from_name(name))).name;
 }
 
+// Per pipeline: whether its forward has run on a GPU (verified_on_gpu.cpp).
 std::vector<bool> pipelines_verified() {
   std::vector<bool> v;
-  for (int i = 0; i < kPipelineCount; ++i) v.push_back(pipeline_info(static_cast<Pipeline>(i)).verified_on_gpu);
+  for (int i = 0; i < kPipelineCount; ++i)
+    v.push_back(gpu_component_info(component_of(static_cast<Pipeline>(i), Direction::Forward)).verified_on_gpu);
+  return v;
+}
+
+bool pipeline_applies_to(const std::string& pipeline, at::IntArrayRef input_size, at::IntArrayRef weight_size,
+                         at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups,
+                         bool circular, bool is_double, int64_t direction) {
+  TORCH_CHECK_VALUE(direction >= 0 && direction < kDirectionCount, "fftconv: direction must be 0, 1, 2 or 3, got ",
+                    direction);
+  const ConvGeometry2d p =
+      geometry_from_shapes(input_size, weight_size, parse_conv_args(stride, padding, dilation, groups, circular));
+  return pipeline_applies(pipeline_from_name(pipeline), p, is_double, static_cast<Direction>(direction));
+}
+
+std::vector<bool> gpu_components_verified() {
+  std::vector<bool> v;
+  for (int i = 0; i < kGpuComponentCount; ++i) v.push_back(gpu_component_info(static_cast<GpuComponent>(i)).verified_on_gpu);
   return v;
 }
 
@@ -118,5 +139,20 @@ PYBIND11_MODULE(_C, m) {
   m.def("pipeline_choice_count", &fftconv::pipeline_choice_count);
   m.def("force_pipeline", &fftconv::force_pipeline, py::arg("pipeline"),
         "Force a pipeline on the calling thread ('default': none); returns the previous one.");
+  m.def("pipeline_applies", &fftconv::pipeline_applies_to, py::arg("pipeline"), py::arg("input_size"),
+        py::arg("weight_size"), py::arg("stride"), py::arg("padding"), py::arg("dilation"), py::arg("groups"),
+        py::arg("circular"), py::arg("is_double"), py::arg("direction"),
+        "Whether a CUDA pipeline runs a conv2d problem itself in a direction (else it hands it to 'rows').");
+  m.def("gpu_component_names", &fftconv::gpu_component_names,
+        "The gated CUDA components, in the order of gpu_components_verified() (verified_on_gpu.h).");
+  m.def("gpu_components_verified", &fftconv::gpu_components_verified,
+        "Per component: whether it has passed the GPU check (the one table, verified_on_gpu.cpp).");
+  m.def("gpu_component_enabled", [](const std::string& name) {
+    return fftconv::gpu_component_enabled(fftconv::gpu_component_from_name(name));
+  }, py::arg("name"), "Verified or opted in (backends.cuda_unverified), and not disqualified in this process.");
+  m.def("disqualify_gpu_component", [](const std::string& name) {
+    fftconv::disqualify_gpu_component(fftconv::gpu_component_from_name(name));
+  }, py::arg("name"), "Keep a component off for the rest of the process (its output disagreed, or it failed).");
+  m.def("clear_gpu_disqualifications", &fftconv::clear_gpu_disqualifications);
   m.def("cache_info", &fftconv::cache_info, "(spectrum cache limit, cached spectra, cached cuFFT plans)");
 }

@@ -10,7 +10,7 @@ Settings& settings() {
 }
 
 std::vector<std::string> setting_names() {
-  return {"cpu_lanes", "cpu_chunk_bytes", "device_checks", "cuda_fused", "cuda_fused_shared_bytes"};
+  return {"cpu_lanes", "cpu_chunk_bytes", "device_checks", "cuda_fused", "cuda_fused_shared_bytes", "cuda_unverified"};
 }
 
 int64_t get_setting(const std::string& name) {
@@ -20,6 +20,7 @@ int64_t get_setting(const std::string& name) {
   if (name == "device_checks") return s.device_checks.load();
   if (name == "cuda_fused") return s.cuda_fused.load();
   if (name == "cuda_fused_shared_bytes") return s.cuda_fused_shared_bytes.load();
+  if (name == "cuda_unverified") return s.cuda_unverified.load();
   TORCH_CHECK_VALUE(false, "fftconv: unknown setting '", name, "'");
 }
 
@@ -39,6 +40,8 @@ void set_setting(const std::string& name, int64_t value) {
     TORCH_CHECK_VALUE(value >= (int64_t(1) << 10) && value <= (int64_t(200) << 10),
                       "fftconv: cuda_fused_shared_bytes must be in [1 KiB, 200 KiB], got ", value);
     s.cuda_fused_shared_bytes.store(value);
+  } else if (name == "cuda_unverified") {
+    s.cuda_unverified.store(value != 0);
   } else {
     TORCH_CHECK_VALUE(false, "fftconv: unknown setting '", name, "'");
   }

@@ -27,6 +27,8 @@ struct Settings {
   std::atomic<bool> cuda_fused{false};
   // CUDA: shared memory a block of the fused forward kernel may use.
   std::atomic<int64_t> cuda_fused_shared_bytes{kFusedSharedBytes};
+  // CUDA: whether code that has not yet passed the GPU check may run (verified_on_gpu.h).
+  std::atomic<bool> cuda_unverified{false};
 };
 
 Settings& settings();

@@ -22,14 +22,18 @@ third measurement settles a disagreement. Under
 else the arithmetic estimate.
 
 On CUDA the FFT side is several pipelines (docs/design.md §17: row-pruned,
-whole-plane, the fused small-plane kernel), and which is fastest depends on the
-GPU and the problem: the first call times each of them beside cuDNN and keeps
-the fastest, recorded in the operator per problem and direction, and on disk as
-``fft:<pipeline>``; ``algo="fft"`` chooses among the pipelines the same way. A
-pipeline that has not yet passed the CUDA tests on a GPU is a candidate only
-after its output on the measuring call matched cuDNN's; a mismatch disqualifies
-it for the process, with one warning. Unmeasured problems run the verified
-pipeline.
+whole-plane, the fused small-plane kernel). Only those that have passed the GPU
+check are candidates by default (``fftconv_ext.backends.verified_on_gpu()``:
+today the row-pruned one alone, so nothing is timed among pipelines); the others
+join with ``fftconv_ext.backends.cuda_unverified = True``, and only where they
+run the problem themselves. Then the first call times each candidate beside
+cuDNN and keeps the fastest, recorded in the operator per problem and direction,
+and on disk as ``fft:<pipeline>``; ``algo="fft"`` chooses among the pipelines the
+same way. An unverified candidate is taken only after its output on the
+measuring call matched cuDNN's (computed without TF32); a mismatch, or a
+candidate that raises (a cuFFT plan that cannot be allocated, say), disqualifies
+it for the process, with one warning. Where both gradients chose the fused
+kernel, its joint pass is compared with them before it is used.
 """
 from __future__ import annotations
 
@@ -65,6 +69,7 @@ _NEAR = 1.15
 _lock = threading.Lock()
 _memory: Dict[str, str] = {}      # problem key (str) -> choice, mirrors the disk file
 _fast: Dict[tuple, str] = {}      # the same, keyed by a tuple: the per-call lookup
+_pipeline_of: Dict[tuple, str] = {}  # fast key -> the CUDA pipeline recorded for it
 _preferred: Dict[tuple, str] = {}  # fast key -> the arithmetic estimate's choice (a tie's tie-breaker)
 decided_calls: Dict[tuple, Callable] = {}  # functional.conv1d/conv2d calls whose path is chosen (see _call_key there)
 _loaded_from: Optional[str] = None
@@ -344,22 +349,64 @@ def _timed_verdict(run_fft: Callable[[], torch.Tensor], run_direct: Callable[[],
 # ---- CUDA: the FFT pipelines (docs/design.md §17) ----------------------------
 
 PIPELINES = ("rows", "planes", "fused")
-_disqualified: set = set()   # pipelines whose output did not match cuDNN's in this process
+# Directions of the operator's record (pipeline_choice.h): 3 is both gradients in one pass.
+FORWARD, GRAD_INPUT, GRAD_WEIGHT, BACKWARD = 0, 1, 2, 3
+_disqualified: set = set()   # GPU components whose output disagreed or that failed in this process
+
+
+class PipelineTarget:
+    """Where algo records a CUDA pipeline choice for one problem and direction: `record(name)`
+    tells the operator, `applies(name)` says whether that pipeline runs the problem itself (one
+    that would hand it to the row-pruned pipeline is no candidate: it would time the same code)."""
+
+    def __init__(self, record: Callable[[str], None], applies: Optional[Callable[[str], bool]] = None,
+                 direction: int = FORWARD):
+        self.record, self.direction = record, direction
+        self.applies = applies if applies is not None else (lambda name: True)
+
+
+def component(pipeline: str, direction: int = FORWARD) -> str:
+    """The gated GPU component (backends.verified_on_gpu()) that runs `pipeline` in `direction`."""
+    if pipeline == "fused":
+        return {GRAD_WEIGHT: "fused_weight_gradient", BACKWARD: "fused_joint_backward"}.get(direction, "fused")
+    return pipeline
+
+
+def verified_components() -> frozenset:
+    """The GPU components that have passed the GPU check (one table in the operator's source)."""
+    return frozenset(n for n, v in backends.verified_on_gpu().items() if v)
 
 
 def verified_pipelines() -> frozenset:
-    """The pipelines that have passed the CUDA tests on a GPU (a flag in the operator's source)."""
+    """The pipelines whose forward has passed the GPU check."""
+    return frozenset(p for p in PIPELINES if component(p) in verified_components())
+
+
+def _may_run(name: str) -> bool:
+    """A component may run: verified or opted in (backends.cuda_unverified), not disqualified."""
     from . import _C
-    return frozenset(n for n, v in zip(_C.pipeline_names(), _C.pipelines_verified()) if v and n in PIPELINES)
+    return name not in _disqualified and bool(_C.gpu_component_enabled(name))
 
 
-def _pipelines_for(device: torch.device, dtype: torch.dtype) -> tuple:
-    """The FFT pipelines measured for a problem on this device: none off CUDA (the CPU driver
-    picks its own), the fused kernel for float32 only."""
+def _disqualify(name: str) -> None:
+    from . import _C
+    _disqualified.add(name)
+    _C.disqualify_gpu_component(name)
+
+
+def candidate_pipelines(target: PipelineTarget) -> tuple:
+    """The FFT pipelines measured for a CUDA problem: the row-pruned one, which takes every
+    problem, and each other one whose component may run and that runs the problem itself."""
+    return tuple(p for p in PIPELINES
+                 if p == "rows" or (_may_run(component(p, target.direction)) and target.applies(p)))
+
+
+def _pipelines_for(device: torch.device, target: PipelineTarget) -> tuple:
+    """None off CUDA (the CPU driver picks its own pipeline)."""
     from . import _C
     if device.type != "cuda" or not _C.built_with_cuda():
         return ()
-    return tuple(p for p in PIPELINES if p != "fused" or dtype == torch.float32)
+    return candidate_pipelines(target)
 
 
 @contextmanager
@@ -371,6 +418,23 @@ def forced_pipeline(name: str):
         yield
     finally:
         _C.force_pipeline(previous)
+
+
+@contextmanager
+def exact_direct():
+    """cuDNN without TF32, for the reference a pipeline's output is compared with: a dense
+    float32 layer in TF32 is off by about 1e-3, which had disqualified correct pipelines."""
+    cudnn = torch.backends.cudnn
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the allow_tf32 switch is deprecated in favour of fp32_precision
+        old = cudnn.allow_tf32
+        cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            cudnn.allow_tf32 = old
 
 
 def _matches(out: torch.Tensor, reference: torch.Tensor) -> bool:
@@ -414,31 +478,44 @@ def _measure_many(runs: Dict[str, Callable[[], torch.Tensor]], device: torch.dev
 
 
 def _measure_pipelines(run_fft: Callable[[], torch.Tensor], run_direct: Callable[[], torch.Tensor],
-                       pipelines: Sequence[str], device: torch.device, with_direct: bool, problem: str) -> str:
-    """'direct' or 'fft:<pipeline>': the fastest candidate. A pipeline not verified on a GPU
-    is a candidate only if its output on this call matched the direct convolution's; one that
-    did not is disqualified for the process, with one warning."""
-    verified = verified_pipelines()
+                       pipelines: Sequence[str], device: torch.device, with_direct: bool, problem: str,
+                       direction: int = FORWARD) -> str:
+    """'direct' or 'fft:<pipeline>': the fastest candidate. Each candidate runs once first: one
+    that raises is no candidate (an unverified one is disqualified for the process, with one
+    warning), and an unverified one must also match the direct convolution (without TF32)."""
+    verified = verified_components()
     runs: Dict[str, Callable[[], torch.Tensor]] = {"direct": run_direct} if with_direct else {}
     reference = None
     for name in pipelines:
-        if name in _disqualified:
+        part = component(name, direction)
+        if part in _disqualified:
             continue
 
         def run(name=name):
             with forced_pipeline(name):
                 return run_fft()
-        if name not in verified:
+        try:
+            out = run()
+        except RuntimeError as e:  # torch.OutOfMemoryError too
+            if part not in verified:
+                _disqualify(part)
+            warnings.warn(f"fftconv_ext: the CUDA pipeline '{name}' failed on {problem} ({str(e).splitlines()[0]}); "
+                          + ("it is not used again in this process" if part not in verified else
+                             "it is not a candidate for this problem"), RuntimeWarning, stacklevel=3)
+            continue
+        if part not in verified:
             if reference is None:
-                reference = run_direct()
-            if not _matches(run(), reference):
-                _disqualified.add(name)
+                with exact_direct():
+                    reference = run_direct()
+            if not _matches(out, reference):
+                _disqualify(part)
                 warnings.warn(f"fftconv_ext: the CUDA pipeline '{name}' (not yet verified on a GPU) disagreed with "
                               f"the direct convolution on {problem}; it is not used again in this process",
                               RuntimeWarning, stacklevel=3)
                 continue
+        del out
         runs["fft:" + name] = run
-    if not runs:  # every pipeline disqualified: the default one, which has run on a GPU
+    if not runs:  # no candidate left: the default pipeline, the one that has run on a GPU
         return "fft:default"
     return _measure_many(runs, device)
 
@@ -449,9 +526,9 @@ def _fast_key(x: torch.Tensor, w_shape: tuple, args: tuple) -> tuple:
 
 def choose(x: torch.Tensor, w: torch.Tensor, args: tuple, geometry: tuple,
            run_fft: Callable[[], torch.Tensor], run_direct: Callable[[], torch.Tensor],
-           set_pipeline: Optional[Callable[[str], None]] = None, with_direct: bool = True) -> str:
-    """'fft' or 'direct' for this problem (see the module docstring). On CUDA, with
-    set_pipeline given, the FFT pipelines are candidates too, and set_pipeline records the
+           target: Optional[PipelineTarget] = None, with_direct: bool = True) -> str:
+    """'fft' or 'direct' for this problem (see the module docstring). On CUDA, with a
+    PipelineTarget given, the FFT pipelines are candidates too, and the target records the
     chosen one in the operator; with_direct=False (algo='fft') chooses among them alone."""
     x_shape, w_shape = tuple(x.shape), tuple(w.shape)
     if not with_direct:
@@ -470,16 +547,18 @@ def choose(x: torch.Tensor, w: torch.Tensor, args: tuple, geometry: tuple,
         hit = _memory.get(key)
     ratio = _ratio(x_shape, w_shape, geometry)
     _preferred[fast_key] = "fft" if ratio >= 1.0 else "direct"
-    pipelines = _pipelines_for(x.device, x.dtype) if set_pipeline is not None else ()
-    if hit is not None and hit.partition(":")[2] in _disqualified:
-        hit = None  # remembered from another process: measured again without it
+    pipelines = _pipelines_for(x.device, target) if target is not None else ()
+    remembered = hit.partition(":")[2] if hit is not None else ""
+    if remembered and remembered not in ("default", "rows") and (
+            target is None or not _may_run(component(remembered, target.direction))):
+        hit = None  # remembered from another process or setting: measured again without it
     if hit is None:
         clear = clear_choice(ratio, x.device.type) if with_direct else "fft"
         if pipelines and clear != "direct":
             problem = f"input {x_shape}, weight {w_shape}, {args}"
             with torch.no_grad():
                 hit = _measure_pipelines(run_fft, run_direct, pipelines, x.device, with_direct and clear is None,
-                                         problem)
+                                         problem, target.direction)
         elif clear is not None:
             hit = clear
         else:
@@ -489,10 +568,47 @@ def choose(x: torch.Tensor, w: torch.Tensor, args: tuple, geometry: tuple,
             with _lock:
                 _store(key, hit)
     choice, _, pipeline = hit.partition(":")
-    if pipeline and set_pipeline is not None:
-        set_pipeline(pipeline)
+    if pipeline and target is not None:
+        target.record(pipeline)
+        _pipeline_of[fast_key] = pipeline
     _fast[fast_key] = choice
     return choice
+
+
+def check_joint_backward(x: torch.Tensor, w: torch.Tensor, args: tuple,
+                         run_joint: Callable[[], tuple], run_separate: Callable[[], tuple],
+                         target: PipelineTarget) -> None:
+    """Where both gradients of a CUDA problem chose the fused kernel, whether its joint pass
+    (both gradients from one kernel, a component of its own) may run: once per problem, its
+    output is compared with the two separate gradients (each already compared with cuDNN)
+    before the operator records it; a mismatch or an error disqualifies it for the process.
+    Until then, or otherwise, the backward runs the two chosen pipelines."""
+    w_shape = tuple(w.shape)
+    key = _fast_key(x, w_shape, args + ("backward",))
+    if key in _fast:
+        return
+    _fast[key] = "fft"
+    chose = [_pipeline_of.get(_fast_key(x, w_shape, args + (d,))) for d in ("grad_input", "grad_weight")]
+    part = component("fused", BACKWARD)
+    if chose != ["fused", "fused"] or not _may_run(part) or not target.applies("fused"):
+        return
+    if part not in verified_components():
+        with torch.no_grad():
+            references = run_separate()
+            try:
+                with forced_pipeline("fused"):
+                    joint = run_joint()
+                agree = all(_matches(j, r) for j, r in zip(joint, references))
+                why = "disagreed with the separate gradients"
+            except RuntimeError as e:
+                agree, why = False, f"failed ({str(e).splitlines()[0]})"
+        if not agree:
+            _disqualify(part)
+            warnings.warn(f"fftconv_ext: the fused kernel's joint backward (not yet verified on a GPU) {why} on input "
+                          f"{tuple(x.shape)}, weight {w_shape}, {args}; it is not used again in this process",
+                          RuntimeWarning, stacklevel=3)
+            return
+    target.record("fused")
 
 
 def agrees(x: torch.Tensor, w: torch.Tensor, args: tuple, forward: str) -> bool:
@@ -534,8 +650,10 @@ def clear_memory() -> None:
         _memory.clear()
         _fast.clear()
         _preferred.clear()
+        _pipeline_of.clear()
         _disqualified.clear()
         decided_calls.clear()
         _loaded_from = None
     from . import _C
     _C.clear_pipeline_choices()
+    _C.clear_gpu_disqualifications()

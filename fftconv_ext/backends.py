@@ -14,18 +14,26 @@ attribute                  effect                                               
 ``device_checks``          the forward's NaN/Inf and silent-edit checks made on the      ``None``
                            device without a host wait (docs/design.md §14); ``None``:
                            the device's default (on for CUDA, off for the CPU)
-``cuda_fused``             CUDA: the fused small-plane kernels (docs/design.md §13).     ``False``
-                           Opt-in: not yet measured on a GPU
+``cuda_unverified``        CUDA: let code run that has not yet passed the GPU check      ``False``
+                           (``verified_on_gpu()`` lists it); ``False``: never, whatever
+                           the other settings, ``algo`` or a recorded choice ask for
+``cuda_fused``             CUDA: the fused small-plane kernels (docs/design.md §13) on   ``False``
+                           problems ``algo`` did not choose for; needs
+                           ``cuda_unverified`` until they have run on a GPU
 ``cuda_fused_shared_kb``   CUDA: shared memory per block of the fused forward kernel     48
+                           (at most what the device gives a block)
 ``cache_dir``              where ``algo="auto"`` remembers its choices (``algo.json``)   ``~/.cache/fftconv_ext``
 ``cpu_isa``                read-only: ``"avx2+fma"`` or ``"baseline"``, the build of     (detected)
                            the CPU vector loops that runs
 =========================  ===========================================================  =========
 
-Every default except ``cache_dir`` is what has been measured on that device. The
+Every default except ``cache_dir`` is what has been measured on that device. On CUDA
+only what has passed the GPU check runs by default: today the row-pruned pipeline
+(``verified_on_gpu()``); the whole-plane pipeline, the fused small-plane kernels and
+the device checks wait for ``cuda_unverified = True``. The
 environment variables ``FFTCONV_CPU_LANES``, ``FFTCONV_CPU_CHUNK_BYTES``,
-``FFTCONV_DEVICE_CHECKS``, ``FFTCONV_CUDA_FUSED``, ``FFTCONV_CUDA_FUSED_SHARED_KB`` and
-``FFTCONV_CACHE_DIR`` are read once, when the package is imported, as start-up defaults;
+``FFTCONV_DEVICE_CHECKS``, ``FFTCONV_CUDA_UNVERIFIED``, ``FFTCONV_CUDA_FUSED``,
+``FFTCONV_CUDA_FUSED_SHARED_KB`` and ``FFTCONV_CACHE_DIR`` are read once, when the package is imported, as start-up defaults;
 ``FFTCONV_CPU_BASELINE=1`` (read once by the compiled code) forces the baseline CPU build.
 Later changes to the environment have no effect: use the attributes.
 
@@ -101,7 +109,15 @@ class _Backends(types.ModuleType):
             raise TypeError(f"fftconv_ext.backends.device_checks must be None, True or False, got {value!r}")
         self._set("device_checks", -1 if value is None else int(value))
 
-    cuda_fused = _switch("cuda_fused", "CUDA: the fused small-plane kernels (opt-in).")
+    cuda_unverified = _switch("cuda_unverified",
+                              "CUDA: let code run that has not passed the GPU check yet (see verified_on_gpu()).")
+    cuda_fused = _switch("cuda_fused", "CUDA: the fused small-plane kernels (opt-in; needs cuda_unverified).")
+
+    def verified_on_gpu(self) -> dict:
+        """``{component: passed the GPU check}`` for every gated CUDA pipeline, kernel and
+        check (one table in the operator's source, csrc/verified_on_gpu.cpp). The ``False``
+        ones run only with ``cuda_unverified = True``."""
+        return dict(zip(_C.gpu_component_names(), _C.gpu_components_verified()))
 
     @property
     def cuda_fused_shared_kb(self) -> int:
@@ -131,8 +147,8 @@ class _Backends(types.ModuleType):
     def pipeline_key(self) -> tuple:
         """The settings that select among the operator's pipelines: a choice
         ``algo="auto"`` measured under one of them says nothing about another."""
-        return (self.cpu_lanes, self.cpu_isa, self.cpu_chunk_bytes, self.device_checks, self.cuda_fused,
-                self.cuda_fused_shared_kb)
+        return (self.cpu_lanes, self.cpu_isa, self.cpu_chunk_bytes, self.device_checks, self.cuda_unverified,
+                self.cuda_fused, self.cuda_fused_shared_kb)
 
     @contextlib.contextmanager
     def flags(self, **settings) -> Iterator[None]:
@@ -140,8 +156,8 @@ class _Backends(types.ModuleType):
 
         ``with fftconv_ext.backends.flags(cpu_lanes=False, device_checks=True): ...``
         """
-        names = ("cpu_lanes", "cpu_chunk_bytes", "device_checks", "cuda_fused", "cuda_fused_shared_kb",
-                 "cache_dir")
+        names = ("cpu_lanes", "cpu_chunk_bytes", "device_checks", "cuda_unverified", "cuda_fused",
+                 "cuda_fused_shared_kb", "cache_dir")
         unknown = sorted(set(settings) - set(names))
         if unknown:
             raise TypeError(f"fftconv_ext.backends.flags: unknown setting(s) {unknown}; expected some of {list(names)}")
@@ -169,6 +185,8 @@ def _read_environment(module: _Backends) -> None:
         module.cpu_chunk_bytes = int(env["FFTCONV_CPU_CHUNK_BYTES"])
     if word("FFTCONV_DEVICE_CHECKS") is not None:
         module.device_checks = word("FFTCONV_DEVICE_CHECKS")
+    if word("FFTCONV_CUDA_UNVERIFIED") is not None:
+        module.cuda_unverified = word("FFTCONV_CUDA_UNVERIFIED")
     if word("FFTCONV_CUDA_FUSED") is not None:
         module.cuda_fused = word("FFTCONV_CUDA_FUSED")
     kb = env.get("FFTCONV_CUDA_FUSED_SHARED_KB", "")

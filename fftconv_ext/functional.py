@@ -418,6 +418,14 @@ class _PerDirectionConv(torch.autograd.Function):
             if want_x and want_w and c_x == c_w:  # one joint pass: the output gradient transformed once
                 if c_x == "fft":
                     x4, w4, g4 = operands_2d()
+                    if x.device.type == "cuda":  # the joint pass is a kernel of its own: compared first
+                        _algo.check_joint_backward(
+                            x, weight, pb.args,
+                            lambda: _ops_ns.conv2d_backward(g4, x4, w4, s2, p4, d2, pb.groups, False),
+                            lambda: (_ops_ns.conv2d_grad_input(g4, w4, list(x4.shape), s2, p4, d2, pb.groups, False),
+                                     _ops_ns.conv2d_grad_weight(g4, x4, list(w4.shape), s2, p4, d2, pb.groups,
+                                                                False)),
+                            pb.pipeline_setter(x, weight, _algo.BACKWARD))
                     gx4, gw4 = _ops_ns.conv2d_backward(g4, x4, w4, s2, p4, d2, pb.groups, False)
                     gx, gw = pb.input_from_2d(gx4), pb.weight_from_2d(gw4)
                 else:
@@ -533,16 +541,21 @@ def _fft_conv(x, weight, bias, stride, pads, dilation, groups, padding_mode, dim
 
 
 def _pipeline_setter(x, weight, stride, pads, dilation, groups, padding_mode, dim, direction: int):
-    """algo's callback that records a CUDA pipeline choice for this call's problem in the op
-    (direction 0 forward, 1 input gradient, 2 weight gradient; docs/design.md §17)."""
-    def set_pipeline(name: str) -> None:
+    """Where algo records a CUDA pipeline choice for this call's problem in the op (direction 0
+    forward, 1 input gradient, 2 weight gradient, 3 both gradients at once; docs/design.md §17)."""
+    def op_args():
         x4, w4, s2, p4, d2, circular, _ = _op_problem(tuple(x.shape), tuple(weight.shape), stride, pads, dilation,
                                                       padding_mode, dim)
+        return list(x4), list(w4), s2, p4, d2, groups, circular
+
+    def set_pipeline(name: str) -> None:
         index = x.device.index if x.device.index is not None else (
             torch.cuda.current_device() if x.device.type == "cuda" else 0)
-        _C.set_pipeline_choice(list(x4), list(w4), s2, p4, d2, groups, circular, index, x.dtype == torch.float64,
-                               direction, name)
-    return set_pipeline
+        _C.set_pipeline_choice(*op_args(), index, x.dtype == torch.float64, direction, name)
+
+    def applies(name: str) -> bool:
+        return bool(_C.pipeline_applies(name, *op_args(), x.dtype == torch.float64, direction))
+    return _algo.PipelineTarget(set_pipeline, applies, direction)
 
 
 def conv2d(input: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] = None,

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from . import _ops  # noqa: F401  (fake kernels and autograd of the ops)
+from . import algo as _algo
 from .algo import ALGOS, _is_tracing, _under_dispatch_mode, choose
 from .algo import decided_calls as _decided_calls
 from ._shapes import LOW_PRECISION, autocast_dtype, output_length, upcast
@@ -135,10 +136,11 @@ def _conv_transpose_nd(input, weight, bias, stride, padding, output_padding, gro
 
 
 def _pipeline_setter(x, weight, c_out, out_spatial, stride, padding, dilation, groups, dim):
-    """algo's callback recording a CUDA pipeline for this call: the input-gradient direction of
-    the correlation it is the adjoint of (docs/design.md §17, §18)."""
-    def set_pipeline(name: str) -> None:
-        from . import _C
+    """Where algo records a CUDA pipeline for this call: the input-gradient direction of the
+    correlation it is the adjoint of (docs/design.md §17, §18)."""
+    from . import _C
+
+    def op_args():
         if dim == 3:
             fold = DepthFold(out_spatial, weight.shape[2:], [(p, p) for p in padding], stride, dilation)
             size, w4 = [x.shape[0], c_out, *fold.folded_spatial], list(weight.shape[:2]) + list(fold.folded_kernel)
@@ -149,10 +151,16 @@ def _pipeline_setter(x, weight, c_out, out_spatial, stride, padding, dilation, g
         else:
             size, w4 = [x.shape[0], c_out, out_spatial[0], out_spatial[1]], list(weight.shape)
             s2, p4, d2 = list(stride), [padding[0], padding[0], padding[1], padding[1]], list(dilation)
+        return size, w4, s2, p4, d2, groups, False
+
+    def set_pipeline(name: str) -> None:
         index = x.device.index if x.device.index is not None else (
             torch.cuda.current_device() if x.device.type == "cuda" else 0)
-        _C.set_pipeline_choice(size, w4, s2, p4, d2, groups, False, index, x.dtype == torch.float64, 1, name)
-    return set_pipeline
+        _C.set_pipeline_choice(*op_args(), index, x.dtype == torch.float64, _algo.GRAD_INPUT, name)
+
+    def applies(name: str) -> bool:
+        return bool(_C.pipeline_applies(name, *op_args(), x.dtype == torch.float64, _algo.GRAD_INPUT))
+    return _algo.PipelineTarget(set_pipeline, applies, _algo.GRAD_INPUT)
 
 
 def _fft_conv_transpose(x, weight, bias, stride, padding, dilation, groups, out_spatial, dim):

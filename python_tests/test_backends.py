@@ -12,7 +12,8 @@ import fftconv_ext
 from fftconv_ext import backends
 from conftest import LanesOff, reference_conv, rel_err
 
-SETTINGS = ("cpu_lanes", "cpu_chunk_bytes", "device_checks", "cuda_fused", "cuda_fused_shared_kb", "cache_dir")
+SETTINGS = ("cpu_lanes", "cpu_chunk_bytes", "device_checks", "cuda_unverified", "cuda_fused", "cuda_fused_shared_kb",
+            "cache_dir")
 
 
 def _fresh_process(code: str, **env) -> dict:
@@ -31,24 +32,27 @@ _READ = ("import json, fftconv_ext; b = fftconv_ext.backends; "
 
 def test_defaults_without_environment():
     got = _fresh_process(_READ)
-    assert got == {"cpu_lanes": True, "cpu_chunk_bytes": 1 << 20, "device_checks": None, "cuda_fused": False,
-                   "cuda_fused_shared_kb": 48,
+    assert got == {"cpu_lanes": True, "cpu_chunk_bytes": 1 << 20, "device_checks": None, "cuda_unverified": False,
+                   "cuda_fused": False, "cuda_fused_shared_kb": 48,
                    "cache_dir": os.path.join(os.path.expanduser("~"), ".cache", "fftconv_ext")}
 
 
 def test_environment_gives_start_up_defaults(tmp_path):
     got = _fresh_process(_READ, FFTCONV_CPU_LANES="0", FFTCONV_CPU_CHUNK_BYTES="262144", FFTCONV_DEVICE_CHECKS="1",
-                         FFTCONV_CUDA_FUSED="1", FFTCONV_CUDA_FUSED_SHARED_KB="96", FFTCONV_CACHE_DIR=str(tmp_path))
-    assert got == {"cpu_lanes": False, "cpu_chunk_bytes": 262144, "device_checks": True, "cuda_fused": True,
-                   "cuda_fused_shared_kb": 96, "cache_dir": str(tmp_path)}
+                         FFTCONV_CUDA_UNVERIFIED="1", FFTCONV_CUDA_FUSED="1", FFTCONV_CUDA_FUSED_SHARED_KB="96",
+                         FFTCONV_CACHE_DIR=str(tmp_path))
+    assert got == {"cpu_lanes": False, "cpu_chunk_bytes": 262144, "device_checks": True, "cuda_unverified": True,
+                   "cuda_fused": True, "cuda_fused_shared_kb": 96, "cache_dir": str(tmp_path)}
     assert _fresh_process(_READ, FFTCONV_DEVICE_CHECKS="0")["device_checks"] is False
 
 
 @pytest.mark.parametrize("value", ["", "yes", "true", "2"])
 def test_other_environment_values_leave_the_default(value):
     # only "1" turns a switch on and "0" off
-    got = _fresh_process(_READ, FFTCONV_DEVICE_CHECKS=value, FFTCONV_CUDA_FUSED=value, FFTCONV_CPU_LANES=value)
-    assert (got["device_checks"], got["cuda_fused"], got["cpu_lanes"]) == (None, False, True)
+    got = _fresh_process(_READ, FFTCONV_DEVICE_CHECKS=value, FFTCONV_CUDA_FUSED=value, FFTCONV_CPU_LANES=value,
+                         FFTCONV_CUDA_UNVERIFIED=value)
+    assert (got["device_checks"], got["cuda_fused"], got["cpu_lanes"], got["cuda_unverified"]) == (None, False, True,
+                                                                                                  False)
 
 
 def test_environment_is_read_once():
@@ -99,7 +103,7 @@ def test_every_change_bumps_the_settings_version():
 
 
 @pytest.mark.parametrize("name,value,error", [
-    ("cpu_lanes", 0, TypeError), ("cuda_fused", "1", TypeError), ("device_checks", 1, TypeError),
+    ("cpu_lanes", 0, TypeError), ("cuda_fused", "1", TypeError), ("cuda_unverified", 1, TypeError), ("device_checks", 1, TypeError),
     ("cpu_chunk_bytes", 100, ValueError), ("cpu_chunk_bytes", 1.5, ValueError),
     ("cuda_fused_shared_kb", 0, ValueError), ("cuda_fused_shared_kb", 500, ValueError), ("cache_dir", "", TypeError)])
 def test_bad_values_name_the_setting(name, value, error):
@@ -147,3 +151,31 @@ FiT = fftconv_ext.models.FiT
 print(json.dumps([before, FiT.__name__]))
 """
     assert _fresh_process(code) == [False, "FiT"]
+
+
+def test_verified_on_gpu_is_one_table_and_gates_everything_else():
+    table = backends.verified_on_gpu()
+    assert set(table) == {"rows", "planes", "fused", "fused_weight_gradient", "fused_joint_backward",
+                          "device_checks"}
+    # the one pipeline that has passed the GPU check; flipping a flag takes a commit with its GPU run
+    assert [name for name, ok in table.items() if ok] == ["rows"]
+    assert backends.cuda_unverified is False
+    for name, ok in table.items():
+        assert fftconv_ext._C.gpu_component_enabled(name) is ok
+    with backends.flags(cuda_unverified=True):
+        assert all(fftconv_ext._C.gpu_component_enabled(name) for name in table)
+        assert fftconv_ext._C.get_setting("cuda_unverified") == 1
+    assert fftconv_ext._C.get_setting("cuda_unverified") == 0
+
+
+def test_a_disqualified_component_stays_off_until_cleared():
+    with backends.flags(cuda_unverified=True):
+        fftconv_ext._C.disqualify_gpu_component("planes")
+        try:
+            assert not fftconv_ext._C.gpu_component_enabled("planes")
+            assert fftconv_ext._C.gpu_component_enabled("fused")
+        finally:
+            fftconv_ext._C.clear_gpu_disqualifications()
+        assert fftconv_ext._C.gpu_component_enabled("planes")
+    with pytest.raises(ValueError, match="GPU component must be one of"):
+        fftconv_ext._C.gpu_component_enabled("winograd")

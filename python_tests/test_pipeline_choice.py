@@ -61,10 +61,16 @@ def _problem():
 
 
 def _on_cuda(monkeypatch, verified=("rows",)):
-    """The CUDA candidate list for CPU tensors, with `verified` as the pipelines run on a GPU."""
-    monkeypatch.setattr(algo_mod, "_pipelines_for", lambda device, dtype: algo_mod.PIPELINES)
-    monkeypatch.setattr(algo_mod, "verified_pipelines", lambda: frozenset(verified))
+    """The CUDA candidate list for CPU tensors, with `verified` as the components run on a GPU
+    and the unverified ones opted in (backends.cuda_unverified)."""
+    monkeypatch.setattr(fftconv_ext.backends, "cuda_unverified", True)
+    monkeypatch.setattr(algo_mod, "_pipelines_for", lambda device, target: algo_mod.PIPELINES)
+    monkeypatch.setattr(algo_mod, "verified_components", lambda: frozenset(verified))
     monkeypatch.setattr(algo_mod, "_ratio", lambda *a: 1.0)  # in the measured band
+
+
+def _target(recorded, direction=algo_mod.FORWARD, applies=None):
+    return algo_mod.PipelineTarget(recorded.append, applies, direction)
 
 
 @pytest.mark.parametrize("fastest", ["direct", "rows", "planes", "fused"])
@@ -76,7 +82,7 @@ def test_the_fastest_candidate_is_chosen_recorded_and_remembered(monkeypatch, tm
     x, w, args, geometry = _problem()
     recorded = []
     run_fft = lambda: F.conv2d(x, w, padding=2, groups=4)  # noqa: E731  (outputs agree: the guard passes)
-    choice = algo_mod.choose(x, w, args, geometry, run_fft, run_fft, recorded.append)
+    choice = algo_mod.choose(x, w, args, geometry, run_fft, run_fft, _target(recorded))
     assert choice == ("direct" if fastest == "direct" else "fft")
     assert recorded == ([] if fastest == "direct" else [fastest])
     assert set(timed) == {"direct", "rows", "planes", "fused"}  # every candidate was timed
@@ -84,12 +90,12 @@ def test_the_fastest_candidate_is_chosen_recorded_and_remembered(monkeypatch, tm
     assert list(stored.values()) == ["direct" if fastest == "direct" else "fft:" + fastest]
     # the same process: remembered, nothing timed or recorded again
     timed.clear()
-    assert algo_mod.choose(x, w, args, geometry, run_fft, run_fft, recorded.append) == choice
+    assert algo_mod.choose(x, w, args, geometry, run_fft, run_fft, _target(recorded)) == choice
     assert timed == [] and len(recorded) <= 1
     # a new process reads the choice back and records the pipeline in the operator without timing
     algo_mod.clear_memory()
     recorded.clear()
-    assert algo_mod.choose(x, w, args, geometry, run_fft, run_fft, recorded.append) == choice
+    assert algo_mod.choose(x, w, args, geometry, run_fft, run_fft, _target(recorded)) == choice
     assert timed == [] and recorded == ([] if fastest == "direct" else [fastest])
 
 
@@ -99,7 +105,7 @@ def test_algo_fft_chooses_among_the_pipelines_only(monkeypatch):
     x, w, args, geometry = _problem()
     recorded = []
     run = lambda: F.conv2d(x, w, padding=2, groups=4)  # noqa: E731
-    assert algo_mod.choose(x, w, args, geometry, run, run, recorded.append, with_direct=False) == "fft"
+    assert algo_mod.choose(x, w, args, geometry, run, run, _target(recorded), with_direct=False) == "fft"
     assert recorded == ["planes"] and "direct" not in timed
 
 
@@ -118,10 +124,10 @@ def test_a_mismatching_unverified_pipeline_is_disqualified_with_one_warning(monk
     recorded = []
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        choice = algo_mod.choose(x, w, args, geometry, *fft_of(x), recorded.append)
+        choice = algo_mod.choose(x, w, args, geometry, *fft_of(x), _target(recorded))
         # another problem in the same process: 'planes' is not tried again, no second warning
         x2 = torch.randn(2, 4, 12, 12)
-        algo_mod.choose(x2, w, args, ((12, 12),) + geometry[1:], *fft_of(x2), recorded.append)
+        algo_mod.choose(x2, w, args, ((12, 12),) + geometry[1:], *fft_of(x2), _target(recorded))
     mismatch = [c for c in caught if "planes" in str(c.message)]
     assert len(mismatch) == 1 and "disagreed" in str(mismatch[0].message) and "(2, 4, 10, 10)" in str(mismatch[0].message)
     assert choice == "fft" and recorded == ["fused", "fused"]  # the fastest of those that agreed
@@ -139,7 +145,7 @@ def test_verified_pipelines_are_not_compared(monkeypatch):
         return F.conv2d(x, w, padding=2, groups=4)
     recorded = []
     wrong = F.conv2d(x, w, padding=2, groups=4) + 1.0  # would fail any comparison
-    algo_mod.choose(x, w, args, geometry, lambda: wrong, run_direct, recorded.append)
+    algo_mod.choose(x, w, args, geometry, lambda: wrong, run_direct, _target(recorded))
     assert recorded == ["rows"]
     # direct ran only as a candidate (warm-up and rounds), never as a reference
     assert len(directs) == 1 + algo_mod._ROUNDS
@@ -152,7 +158,7 @@ def test_every_pipeline_disqualified_falls_back_to_the_verified_default(monkeypa
     recorded = []
     with pytest.warns(RuntimeWarning):
         choice = algo_mod.choose(x, w, args, geometry, lambda: torch.full((2, 4, 10, 10), float("nan")),
-                                 lambda: F.conv2d(x, w, padding=2, groups=4), recorded.append, with_direct=False)
+                                 lambda: F.conv2d(x, w, padding=2, groups=4), _target(recorded), with_direct=False)
     assert choice == "fft" and recorded == ["default"]
 
 
@@ -204,7 +210,7 @@ def test_the_operator_records_choices_and_forces_pipelines_per_thread():
     with pytest.raises(ValueError, match="pipeline must be one of"):
         _C.force_pipeline("winograd")
     with pytest.raises(ValueError, match="direction"):
-        _C.set_pipeline_choice([2, 4, 10, 10], [4, 1, 5, 5], [1, 1], [2, 2, 2, 2], [1, 1], 4, False, 0, False, 3,
+        _C.set_pipeline_choice([2, 4, 10, 10], [4, 1, 5, 5], [1, 1], [2, 2, 2, 2], [1, 1], 4, False, 0, False, 4,
                                "rows")
     assert _C.force_pipeline("planes") == "default"
     with algo_mod.forced_pipeline("fused"):
@@ -220,7 +226,7 @@ def test_cpu_calls_measure_no_pipelines(monkeypatch):
     x, w = torch.randn(2, 4, 16, 16), torch.randn(4, 1, 7, 7)
     y = fftconv_ext.conv2d(x, w, padding=3, groups=4)
     assert seen == [] and torch.allclose(y, F.conv2d(x, w, padding=3, groups=4), atol=1e-4)
-    assert algo_mod._pipelines_for(torch.device("cpu"), torch.float32) == ()
+    assert algo_mod._pipelines_for(torch.device("cpu"), algo_mod.PipelineTarget(print)) == ()
 
 
 def test_the_pipeline_setter_keys_the_problem_as_the_op_sees_it(monkeypatch):
@@ -230,12 +236,12 @@ def test_the_pipeline_setter_keys_the_problem_as_the_op_sees_it(monkeypatch):
     monkeypatch.setattr(fftconv_ext.functional._C, "set_pipeline_choice", lambda *a: seen.append(a))
     from fftconv_ext.functional import _pipeline_setter
     x, w = torch.randn(2, 4, 10, 11), torch.randn(4, 2, 5, 3)
-    _pipeline_setter(x, w, (1, 2), ((2, 2), (1, 1)), (1, 1), 2, "reflect", 2, 1)("planes")
+    _pipeline_setter(x, w, (1, 2), ((2, 2), (1, 1)), (1, 1), 2, "reflect", 2, 1).record("planes")
     assert seen[-1][:7] == ([2, 4, 14, 13], [4, 2, 5, 3], [1, 2], [0, 0, 0, 0], [1, 1], 2, False)
     assert seen[-1][8:] == (False, 1, "planes")
-    _pipeline_setter(x, w, (1, 1), ((2, 2), (1, 1)), (1, 1), 2, "circular", 2, 0)("rows")
+    _pipeline_setter(x, w, (1, 1), ((2, 2), (1, 1)), (1, 1), 2, "circular", 2, 0).record("rows")
     assert seen[-1][:7] == ([2, 4, 10, 11], [4, 2, 5, 3], [1, 1], [2, 2, 1, 1], [1, 1], 2, True)
-    _pipeline_setter(x[:, :, 0], w[:, :, 0], (2,), ((1, 1),), (1,), 2, "zeros", 1, 2)("fused")
+    _pipeline_setter(x[:, :, 0], w[:, :, 0], (2,), ((1, 1),), (1,), 2, "zeros", 1, 2).record("fused")
     assert seen[-1][:7] == ([2, 4, 1, 11], [4, 2, 1, 3], [1, 2], [0, 0, 1, 1], [1, 1], 2, False)
     # and the op accepts them
     for a in seen:
@@ -258,3 +264,159 @@ def test_transposed_convolutions_record_the_input_gradient_pipeline(monkeypatch)
     fftconv_ext.conv_transpose1d(x[:, :, 0], w[:, :, 0], None, stride=3, padding=2, groups=2)
     assert seen[-1][:6] == ([2, 6, 1, 27], [4, 3, 1, 4], [1, 3], [0, 0, 2, 2], [1, 1], 2)
     real(*seen[-1])
+
+
+# ---- the gate: nothing that has not run on a GPU runs unless asked for ----------------------
+
+def test_by_default_the_only_candidate_is_the_verified_pipeline():
+    # every direction, whatever the problem takes: with cuda_unverified off only 'rows' is measured
+    assert fftconv_ext.backends.cuda_unverified is False
+    for direction in (algo_mod.FORWARD, algo_mod.GRAD_INPUT, algo_mod.GRAD_WEIGHT):
+        assert algo_mod.candidate_pipelines(_target([], direction)) == ("rows",)
+
+
+def test_the_default_configuration_forces_no_unverified_pipeline(monkeypatch):
+    # the real candidate list (not a scripted one) on a simulated CUDA device: choose() forces
+    # nothing but 'rows', records nothing but 'rows', and no comparison against cuDNN is needed
+    monkeypatch.setattr(algo_mod, "_pipelines_for", lambda device, target: algo_mod.candidate_pipelines(target))
+    monkeypatch.setattr(algo_mod, "_ratio", lambda *a: 1.0)
+    timed = _scripted(monkeypatch, {"direct": 1.0, "rows": 0.5, "planes": 0.1, "fused": 0.1})
+    x, w, args, geometry = _problem()
+    recorded = []
+    run = lambda: F.conv2d(x, w, padding=2, groups=4)  # noqa: E731
+    for with_direct in (True, False):
+        algo_mod.clear_memory()
+        assert algo_mod.choose(x, w, args, geometry, run, run, _target(recorded), with_direct=with_direct) == "fft"
+    assert set(timed) <= {"direct", "rows"} and set(recorded) == {"rows"}
+
+
+def test_opting_in_makes_unverified_pipelines_candidates_where_they_apply(monkeypatch):
+    monkeypatch.setattr(fftconv_ext.backends, "cuda_unverified", True)
+    assert algo_mod.candidate_pipelines(_target([])) == ("rows", "planes", "fused")
+    # a pipeline that would hand the problem to 'rows' is no candidate (it would time rows twice)
+    only_planes = lambda name: name == "planes"  # noqa: E731
+    assert algo_mod.candidate_pipelines(_target([], applies=only_planes)) == ("rows", "planes")
+    # the fused weight gradient is a component of its own: disqualifying the forward leaves it
+    algo_mod._disqualify("fused")
+    assert algo_mod.candidate_pipelines(_target([])) == ("rows", "planes")
+    assert algo_mod.candidate_pipelines(_target([], algo_mod.GRAD_WEIGHT)) == ("rows", "planes", "fused")
+    assert not _C.gpu_component_enabled("fused")  # the operator sees the disqualification too
+
+
+def test_a_recorded_unverified_choice_is_not_reused_with_the_gate_closed(monkeypatch, tmp_path):
+    # a choice measured with cuda_unverified on (or in another process) is measured again without it
+    _on_cuda(monkeypatch)
+    _scripted(monkeypatch, {"direct": 1.0, "rows": 0.5, "planes": 0.1, "fused": 1.0})
+    x, w, args, geometry = _problem()
+    recorded = []
+    run = lambda: F.conv2d(x, w, padding=2, groups=4)  # noqa: E731
+    assert algo_mod.choose(x, w, args, geometry, run, run, _target(recorded)) == "fft" and recorded == ["planes"]
+    monkeypatch.setattr(fftconv_ext.backends, "cuda_unverified", False)
+    monkeypatch.setattr(algo_mod, "_pipelines_for", lambda device, target: algo_mod.candidate_pipelines(target))
+    algo_mod.clear_memory()
+    recorded.clear()
+    algo_mod.choose(x, w, args, geometry, run, run, _target(recorded))
+    assert recorded == ["rows"]
+
+
+def test_pipeline_applies_tells_what_each_pipeline_runs_itself():
+    def applies(name, x, wt, stride=(1, 1), pad=(3, 3, 3, 3), groups=None, double=False, direction=0):
+        return _C.pipeline_applies(name, list(x), list(wt), list(stride), list(pad), [1, 1],
+                                   groups if groups is not None else x[1], False, double, direction)
+    dw = ((2, 8, 32, 32), (8, 1, 7, 7))
+    assert applies("rows", *dw) and applies("planes", *dw) and applies("fused", *dw)
+    assert not applies("planes", *dw, direction=algo_mod.GRAD_WEIGHT)  # the weight gradient is rows' own
+    assert applies("fused", *dw, direction=algo_mod.GRAD_WEIGHT) and applies("fused", *dw, direction=algo_mod.BACKWARD)
+    assert not applies("rows", *dw, direction=algo_mod.BACKWARD)  # no joint pass of its own
+    assert not applies("fused", *dw, double=True)                 # float32 only
+    assert not applies("fused", *dw, stride=(2, 2))
+    assert not applies("fused", (2, 8, 32, 32), (8, 2, 7, 7), groups=4)  # not depthwise
+    assert not applies("fused", (2, 8, 56, 56), (8, 1, 31, 31), pad=(15,) * 4)  # alias-free 71 > 64
+    # an empty input axis whose padding still gives an output: no plane to split
+    assert not applies("fused", (1, 4, 0, 8), (4, 1, 3, 3), pad=(2, 2, 2, 2))
+
+
+def test_a_candidate_that_raises_is_disqualified_not_the_users_error(monkeypatch):
+    _on_cuda(monkeypatch)
+    _scripted(monkeypatch, {"direct": 1.0, "rows": 0.8, "planes": 0.1, "fused": 0.5})
+    x, w, args, geometry = _problem()
+    good = F.conv2d(x, w, padding=2, groups=4)
+
+    def run_fft():
+        forced = _C.force_pipeline("default")
+        _C.force_pipeline(forced)
+        if forced == "planes":
+            raise RuntimeError("fftconv: cuFFT plan creation failed with CUFFT_ALLOC_FAILED (2)")
+        return good.clone()
+    recorded = []
+    with pytest.warns(RuntimeWarning, match="'planes' failed .*CUFFT_ALLOC_FAILED.*not used again"):
+        choice = algo_mod.choose(x, w, args, geometry, run_fft, lambda: good, _target(recorded))
+    assert choice == "fft" and recorded == ["fused"] and "planes" in algo_mod._disqualified
+    assert not _C.gpu_component_enabled("planes")
+    # a verified pipeline that raises is only no candidate for that problem
+    algo_mod.clear_memory()
+    os.remove(algo_mod.cache_path())
+    _on_cuda(monkeypatch, verified=("rows", "planes", "fused"))
+    with pytest.warns(RuntimeWarning, match="not a candidate for this problem"):
+        algo_mod.choose(x, w, args, geometry, run_fft, lambda: good, _target(recorded))
+    assert "planes" not in algo_mod._disqualified
+
+
+def test_the_reference_is_computed_without_tf32(monkeypatch):
+    _on_cuda(monkeypatch)
+    _scripted(monkeypatch, {"direct": 1.0, "rows": 0.8, "planes": 0.1, "fused": 0.5})
+    x, w, args, geometry = _problem()
+    good = F.conv2d(x, w, padding=2, groups=4)
+    seen = []
+
+    def run_direct():
+        seen.append(torch.backends.cudnn.allow_tf32)
+        return good
+    before = torch.backends.cudnn.allow_tf32
+    algo_mod.choose(x, w, args, geometry, lambda: good.clone(), run_direct, _target([]), with_direct=False)
+    assert seen == [False]  # the one reference call, with TF32 off
+    assert torch.backends.cudnn.allow_tf32 == before
+
+
+def _joint_setup(monkeypatch, chose=("fused", "fused")):
+    _on_cuda(monkeypatch)
+    x, w, args, _ = _problem()
+    for d, p in zip(("grad_input", "grad_weight"), chose):
+        algo_mod._pipeline_of[algo_mod._fast_key(x, tuple(w.shape), args + (d,))] = p
+    g = torch.Generator().manual_seed(1)
+    refs = (torch.randn(2, 4, 10, 10, generator=g), torch.randn(4, 1, 5, 5, generator=g))
+    return x, w, args, refs
+
+
+def test_the_joint_fused_backward_is_compared_before_it_is_recorded(monkeypatch):
+    x, w, args, refs = _joint_setup(monkeypatch)
+    recorded, forced = [], []
+
+    def joint():
+        forced.append(_C.force_pipeline("default"))
+        _C.force_pipeline(forced[-1])
+        return tuple(r.clone() for r in refs)
+    algo_mod.check_joint_backward(x, w, args, joint, lambda: refs, _target(recorded, algo_mod.BACKWARD))
+    assert forced == ["fused"] and recorded == ["fused"]
+    # once per problem
+    algo_mod.check_joint_backward(x, w, args, joint, lambda: refs, _target(recorded, algo_mod.BACKWARD))
+    assert forced == ["fused"] and recorded == ["fused"]
+
+
+def test_a_disagreeing_joint_backward_is_disqualified(monkeypatch):
+    x, w, args, refs = _joint_setup(monkeypatch)
+    recorded = []
+    with pytest.warns(RuntimeWarning, match="joint backward .*disagreed"):
+        algo_mod.check_joint_backward(x, w, args, lambda: (refs[0].clone(), refs[1] + 1.0), lambda: refs,
+                                      _target(recorded, algo_mod.BACKWARD))
+    assert recorded == [] and "fused_joint_backward" in algo_mod._disqualified
+    assert not _C.gpu_component_enabled("fused_joint_backward")
+
+
+@pytest.mark.parametrize("chose", [("fused", "rows"), ("rows", "fused"), (None, "fused")])
+def test_the_joint_backward_runs_only_where_both_gradients_chose_the_fused_kernel(monkeypatch, chose):
+    x, w, args, refs = _joint_setup(monkeypatch, chose)
+    recorded, ran = [], []
+    algo_mod.check_joint_backward(x, w, args, lambda: ran.append(1), lambda: ran.append(2),
+                                  _target(recorded, algo_mod.BACKWARD))
+    assert recorded == [] and ran == []

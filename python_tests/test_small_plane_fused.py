@@ -362,3 +362,17 @@ def test_emulation_hooks_reject_bad_operands():
         _emulate_backward(go[:, :, :15], x, w, (2, 2, 2, 2))
     with pytest.raises(RuntimeError, match="one dtype"):
         _emulate_backward(go.int(), x, w, (2, 2, 2, 2))
+
+
+@pytest.mark.parametrize("x_shape,padding", [((1, 4, 0, 8), (2, 2, 2, 2)), ((2, 4, 8, 0), (2, 2, 2, 2))])
+def test_an_empty_input_axis_is_declined_not_divided_by(x_shape, padding):
+    # padding that still gives an output from an empty axis used to reach the kernel's fast
+    # divisions with a divisor of zero: SIGFPE, the whole process gone. Now the kernel declines it.
+    assert _lengths(x_shape, (4, 1, 3, 3), padding) == ()
+    x, w = torch.randn(x_shape, dtype=torch.float64), torch.randn(4, 1, 3, 3, dtype=torch.float64)
+    with pytest.raises(RuntimeError, match="does not take"):
+        fftconv_ext._testing.small_plane_emulate(x, w, None, list(x_shape), [1, 1], list(padding), [1, 1], 4, False,
+                                                 False)
+    go = torch.randn(x_shape[0], 4, x_shape[2] + 2, x_shape[3] + 2, dtype=torch.float64)
+    with pytest.raises(RuntimeError, match="does not take"):
+        fftconv_ext._testing.small_plane_emulate_backward(go, x, w, [1, 1], list(padding), [1, 1], 4, False, True)

@@ -15,7 +15,7 @@
 //   static ConvGeometry2d geometry_for(geometry, dtype);
 //     (the geometry the pipelines run: as computed, or with the transform lengths
 //      a driver's kernel is compiled for; made before the kernel spectrum)
-//   static constexpr bool device_checks_by_default;
+//   static bool device_checks();   (whether this call checks on the device, settings.h)
 //   static void flag(a, b, flag);   (flag <- 1 where flags_element(a, b, i), device_checks.h)
 //   static void direct_where_flagged(flags, problem, x, w, bias, out);
 //     (out <- the direct correlation when either of the two flags is set, nothing otherwise;
@@ -118,8 +118,7 @@ at::Tensor forward_entry(const at::Tensor& input, const at::Tensor& weight, cons
   at::Tensor out = at::empty({p.batch, p.c_out, p.h.out_len, p.w.out_len}, input.options());
   if (out.numel() == 0) return out;
   if (p.c_in == 0) return bias_c.defined() ? out.copy_(bias_c.view({1, -1, 1, 1}).expand_as(out)) : out.zero_();
-  if (device_checks_on(Driver::device_checks_by_default) &&
-      forward_checked_on_device<Driver>(input, weight, bias_c, out, p, a))
+  if (Driver::device_checks() && forward_checked_on_device<Driver>(input, weight, bias_c, out, p, a))
     return out;
   // The input's and weight's finiteness, in one read-back (on CUDA it waits for the device:
   // a weight's first call after it changed, or checks off).
@@ -214,7 +213,7 @@ std::tuple<at::Tensor, at::Tensor> backward_entry(const at::Tensor& grad_output,
   check_grad_output(grad_output, p);
   const bool plain = input.numel() > 0 && weight.numel() > 0 && p.batch > 0 && p.c_out > 0;
   std::optional<KernelSpectrumSource> spectra;
-  if (plain && device_checks_on(Driver::device_checks_by_default))
+  if (plain && Driver::device_checks())
     spectra = backward_spectra_checked_on_device<Driver>(grad_output, input, weight, p);
   // else the three operands' finiteness in one read-back (and a value comparison on a hit)
   if (plain && !spectra) spectra.emplace(weight, p, at::TensorList{grad_output, input});

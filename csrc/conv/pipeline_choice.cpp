@@ -2,6 +2,8 @@
 
 #include <c10/util/Exception.h>
 
+#include "cuda/small_plane/forward.h"
+
 #include <map>
 #include <mutex>
 #include <tuple>
@@ -9,12 +11,7 @@
 namespace fftconv {
 namespace {
 
-constexpr PipelineInfo kInfo[kPipelineCount] = {
-    {"default", true},
-    {"rows", true},     // the CUDA tests passed on an H200 (bench/results/nvidia-h200.*)
-    {"planes", false},  // never run on a GPU yet
-    {"fused", false},   // never run on a GPU yet
-};
+constexpr PipelineInfo kInfo[kPipelineCount] = {{"default"}, {"rows"}, {"planes"}, {"fused"}};
 
 // What defines the problem, not how a pipeline runs it (no n_fft).
 using Key = std::tuple<int, bool, int, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,
@@ -43,6 +40,28 @@ const PipelineInfo& pipeline_info(Pipeline p) {
   const int i = static_cast<int>(p);
   TORCH_CHECK(i >= 0 && i < kPipelineCount, "fftconv: no pipeline ", i);
   return kInfo[i];
+}
+
+GpuComponent component_of(Pipeline p, Direction d) {
+  switch (p) {
+    case Pipeline::Planes: return GpuComponent::PlanesPipeline;
+    case Pipeline::Fused:
+      return d == Direction::GradWeight ? GpuComponent::FusedWeightGradient
+             : d == Direction::Backward ? GpuComponent::FusedJointBackward
+                                        : GpuComponent::FusedForward;
+    default: return GpuComponent::RowsPipeline;
+  }
+}
+
+bool pipeline_applies(Pipeline p, const ConvGeometry2d& geometry, bool is_double, Direction d) {
+  switch (p) {
+    case Pipeline::Default:
+    case Pipeline::Rows: return d != Direction::Backward;  // no joint pass: the two pipelines
+    case Pipeline::Planes: return d == Direction::Forward || d == Direction::GradInput;
+    case Pipeline::Fused:
+      return !is_double && small_plane::applies(small_plane::pad_to_compiled_lengths(geometry));
+  }
+  return false;
 }
 
 Pipeline pipeline_for(const ConvGeometry2d& p, int device, bool is_double, Direction d) {

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "conv/conv_geometry.h"
+#include "verified_on_gpu.h"
 
 namespace fftconv {
 
@@ -23,16 +24,23 @@ enum class Pipeline : int {
 };
 constexpr int kPipelineCount = 4;
 
-enum class Direction : int { Forward = 0, GradInput = 1, GradWeight = 2 };
+// Backward: both gradients in one pass (conv2d_backward). Only the fused kernel has
+// such a pass; it runs where this direction recorded Fused (after algo compared it)
+// or where backends.cuda_fused opts in.
+enum class Direction : int { Forward = 0, GradInput = 1, GradWeight = 2, Backward = 3 };
+constexpr int kDirectionCount = 4;
 
 struct PipelineInfo {
   const char* name;
-  // Whether the pipeline has passed the CUDA tests on a real GPU. Flipped only by
-  // the commit that records such a run (bench/results/nvidia-*); until then
-  // algo="auto" takes the pipeline only after its output matched cuDNN's.
-  bool verified_on_gpu;
 };
 const PipelineInfo& pipeline_info(Pipeline p);
+
+// The GPU component (verified_on_gpu.h) that runs pipeline p in direction d.
+GpuComponent component_of(Pipeline p, Direction d);
+
+// Whether pipeline p runs this problem itself in direction d, rather than handing
+// it to the row-pruned one (its kernel does not take the geometry or the dtype).
+bool pipeline_applies(Pipeline p, const ConvGeometry2d& geometry, bool is_double, Direction d);
 
 // The pipeline for a problem (the geometry's transform lengths do not enter:
 // the fused kernel raises them), in this order: the calling thread's forced

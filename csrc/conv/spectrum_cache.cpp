@@ -156,6 +156,16 @@ bool same_values(const at::Tensor& stored, const at::Tensor& weight) {
 }
 
 
+// A cached tensor is read by a call on the current stream. The caching allocator knows
+// only the stream it was allocated on: without a record it could hand the memory to
+// another allocation once the entry is replaced (an optimizer step) or trimmed, while
+// this stream may still be reading it. A no-op on the allocation stream and on the CPU.
+void used_on_current_stream(const at::Tensor& t) {
+  if (!t.defined() || t.is_cpu()) return;
+  const c10::impl::VirtualGuardImpl impl(t.device().type());
+  impl.recordDataPtrOnStream(t.storage().data_ptr(), impl.getStream(t.device()));
+}
+
 // The cached spectrum of this weight's values, or an undefined tensor. Values
 // are compared only where they can match: not with another live tensor's
 // entry (another layer's weight; two live weights with equal values are rare
@@ -174,6 +184,7 @@ at::Tensor find_cached_spectrum(const at::Tensor& weight, const std::vector<int6
     if (alive && it->version != version) continue;
     if (!same_values(it->values, weight)) continue;
     c.entries.splice(c.entries.begin(), c.entries, it);
+    used_on_current_stream(c.entries.front().spectrum);
     return c.entries.front().spectrum;
   }
   return at::Tensor();
@@ -241,6 +252,8 @@ std::optional<KernelSpectrumSource> KernelSpectrumSource::unchecked_hit(const at
     if (!it->watch->allow_device_checks()) return std::nullopt;
     c.entries.splice(c.entries.begin(), c.entries, it);
     stored = c.entries.front().values;
+    used_on_current_stream(stored);  // the device checks compare the weight with it
+    used_on_current_stream(c.entries.front().spectrum);
     unchecked_hits.fetch_add(1, std::memory_order_relaxed);
     KernelSpectrumSource source(Cached{}, weight, geom, c.entries.front().spectrum);
     source.watch_ = c.entries.front().watch;

@@ -7,6 +7,8 @@
 #pragma once
 
 #include <cstdint>
+#include <stdexcept>
+#include <string>
 
 #include "core/geometry.h"
 
@@ -16,8 +18,11 @@ struct FastDivider {
   uint32_t divisor = 1, multiplier = 1, shift = 0;
 
   FastDivider() = default;
-  // 1 <= d < 2^31 (host only: made once per launch).
+  // 1 <= d < 2^31 (host only: made once per launch); anything else throws, as a
+  // divisor of zero would otherwise divide by zero right here (SIGFPE).
   explicit FastDivider(int64_t d) : divisor(static_cast<uint32_t>(d)) {
+    if (d < 1 || d >= (int64_t(1) << 31))
+      throw std::invalid_argument("fftconv: FastDivider needs a divisor in [1, 2^31), got " + std::to_string(d));
     while ((uint64_t(1) << shift) < uint64_t(d)) ++shift;
     multiplier = static_cast<uint32_t>(((uint64_t(1) << 32) * ((uint64_t(1) << shift) - uint64_t(d))) / uint64_t(d) + 1);
   }

@@ -381,7 +381,8 @@ struct CpuDriver {
     explicit Guard(at::Device) {}
   };
   static ConvGeometry2d geometry_for(const ConvGeometry2d& p, at::ScalarType) { return p; }  // the alias-free lengths
-  static constexpr bool device_checks_by_default = false;  // a host check costs no wait here
+  // off by default: a host check costs no wait here
+  static bool device_checks() { return device_checks_on(/*driver_default=*/false); }
   static void flag(const at::Tensor& a, const at::Tensor* b, at::Tensor& f) { flag_cpu(a, b, f); }
   static void direct_where_flagged(const at::Tensor& f, const DirectProblem& d, const at::Tensor& x,
                                    const at::Tensor& w, const at::Tensor& bias, at::Tensor& out) {

@@ -378,10 +378,13 @@ void grad_weight_pipeline(const at::Tensor& input, const at::Tensor& grad_out, a
 
 // The pipeline a call runs (pipeline_choice.h): Fused where chosen (or opted in with
 // backends.cuda_fused on an unchosen problem) and the kernel applies, Planes where chosen,
-// Rows otherwise.
+// Rows otherwise. A pipeline whose component has not run on a GPU is never returned unless
+// backends.cuda_unverified opts in (verified_on_gpu.h): whatever chose or forced it, the call
+// then runs the row-pruned pipeline, which has.
 inline Pipeline chosen(const ConvGeometry2d& p, bool is_double, Direction d) {
-  const Pipeline c = pipeline_for(p, static_cast<int>(c10::cuda::current_device()), is_double, d);
-  if (c == Pipeline::Default) return !is_double && small_plane::enabled() ? Pipeline::Fused : Pipeline::Rows;
+  Pipeline c = pipeline_for(p, static_cast<int>(c10::cuda::current_device()), is_double, d);
+  if (c == Pipeline::Default) c = !is_double && small_plane::enabled() ? Pipeline::Fused : Pipeline::Rows;
+  if (c != Pipeline::Rows && !gpu_component_enabled(component_of(c, d))) return Pipeline::Rows;
   return c;
 }
 
@@ -392,12 +395,16 @@ struct CudaDriver {
   // compiled for (before the kernel spectrum is made, which every direction shares).
   static ConvGeometry2d geometry_for(const ConvGeometry2d& p, at::ScalarType dtype) {
     if (dtype != at::kFloat) return p;
-    for (Direction d : {Direction::Forward, Direction::GradInput, Direction::GradWeight})
+    for (Direction d : {Direction::Forward, Direction::GradInput, Direction::GradWeight, Direction::Backward})
       if (chosen(p, false, d) == Pipeline::Fused) return small_plane::pad_to_compiled_lengths(p);
     return p;
   }
-  // A host check would wait for the device each call (device_checks.h).
-  static constexpr bool device_checks_by_default = true;
+  // On by default where they have run on a GPU: a host check waits for the device each call
+  // (device_checks.h). Off, whatever the setting, while they have not and
+  // backends.cuda_unverified is off.
+  static bool device_checks() {
+    return gpu_component_enabled(GpuComponent::DeviceChecks) && device_checks_on(/*driver_default=*/true);
+  }
   static void flag(const at::Tensor& a, const at::Tensor* b, at::Tensor& f) { flag_cuda(a, b, f); }
   static void direct_where_flagged(const at::Tensor& f, const DirectProblem& d, const at::Tensor& x,
                                    const at::Tensor& w, const at::Tensor& bias, at::Tensor& out) {
@@ -427,14 +434,14 @@ struct CudaDriver {
         return;
     grad_weight_pipeline<T>(input, grad_out, gw, p);
   }
-  // Both gradients in one pass: the fused small-plane backward where both gradients chose it
-  // and it applies; otherwise backward_entry runs the two pipelines.
+  // Both gradients in one pass: the fused small-plane backward where the joint direction
+  // chose it (algo compares it first, see algo.check_joint_backward) or backends.cuda_fused
+  // opts in, and it applies; otherwise backward_entry runs the two pipelines.
   template <typename T>
   static bool backward(const at::Tensor& input, const at::Tensor& grad_out, const KernelSpectrumSource& spectra,
                        at::Tensor& gin, at::Tensor& gw, const ConvGeometry2d& p) {
     if constexpr (std::is_same<T, float>::value)
-      return chosen(p, false, Direction::GradInput) == Pipeline::Fused &&
-             chosen(p, false, Direction::GradWeight) == Pipeline::Fused &&
+      return chosen(p, false, Direction::Backward) == Pipeline::Fused &&
              small_plane::run_fused_backward(input, grad_out, &spectra.whole(), &gin, gw, p);
     return false;
   }

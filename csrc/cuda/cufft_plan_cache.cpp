@@ -81,9 +81,16 @@ void bind_primary_context() {
 
 using Key = std::tuple<int, int, bool, int64_t, int64_t, int64_t, int64_t>;
 
+// As many plans as PyTorch's own cuFFT plan cache holds: one layer needs about ten in
+// training (per direction, block batch and kind), so a small limit thrashes on a model
+// with a few shapes, and every eviction's cufftDestroy synchronises the device. A plan
+// here holds no work area (it comes from PyTorch's allocator at execution), only
+// cuFFT's own small tables.
+constexpr int64_t kDefaultPlanLimit = 4096;
+
 struct PlanCache {
   std::mutex mutex;
-  int64_t limit = 64;
+  int64_t limit = kDefaultPlanLimit;
   std::list<Key> order;  // most recently used first
   std::map<Key, std::pair<std::shared_ptr<CufftPlan>, std::list<Key>::iterator>> plans;
 

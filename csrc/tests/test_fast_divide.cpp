@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <random>
+#include <stdexcept>
 
 #include "core/fast_divide.h"
 
@@ -36,6 +37,21 @@ int main() {
     check(d, 0);
     check(d, d - 1);
     check(d, top);
+  }
+  // a divisor outside [1, 2^31) is refused (zero used to divide by zero in the constructor)
+  for (int64_t d : {int64_t(0), int64_t(-3), int64_t(1) << 31}) {
+    bool threw = false;
+    try {
+      const fftconv::FastDivider f(d);
+      (void)f;
+    } catch (const std::invalid_argument&) {
+      threw = true;
+    }
+    ++checked;
+    if (!threw) {
+      ++failed;
+      std::printf("FAIL d=%lld was accepted\n", (long long)d);
+    }
   }
   std::printf("%lld divisions checked, %lld failed\n", (long long)checked, (long long)failed);
   return failed == 0 ? 0 : 1;

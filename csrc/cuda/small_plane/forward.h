@@ -51,8 +51,12 @@ constexpr int64_t kSharedBytes = kFusedSharedBytes;  // settings.h
 constexpr int64_t kBackwardSharedBytes = 48 << 10;
 
 // Whether the kernel takes this geometry as it is (lengths already compiled ones).
+// Every plane it splits must be non-empty: its item numbers are divided by the
+// planes' sides (fast_divide.h), and an empty input axis whose padding still gives
+// an output would make a divisor of zero.
 inline bool applies(const ConvGeometry2d& p) {
   return p.cpg == 1 && p.opg == 1 && p.h.stride == 1 && p.w.stride == 1 && p.h.n_fft >= 2 &&
+         p.h.in_len >= 1 && p.w.in_len >= 1 && p.h.out_len >= 1 && p.w.out_len >= 1 &&
          fused_length(p.h.n_fft) == p.h.n_fft && fused_length(p.w.n_fft) == p.w.n_fft;
 }
 

@@ -6,6 +6,7 @@
 
 #include <ATen/cuda/CUDAContext.h>
 
+#include <algorithm>
 #include <climits>
 #include <cstdlib>
 #include <cstring>
@@ -18,8 +19,16 @@ namespace small_plane {
 bool enabled() { return settings().cuda_fused.load(std::memory_order_relaxed); }
 
 namespace {
-// Shared memory a block may use (backends.cuda_fused_shared_kb, settings.h).
-int64_t shared_budget() { return settings().cuda_fused_shared_bytes.load(std::memory_order_relaxed); }
+// The most shared memory a block of this device can be given (with the opt-in attribute):
+// 227 KB on an H100/H200, 163 KB on an A100, 99 KB on consumer parts.
+int64_t device_shared_limit() {
+  return static_cast<int64_t>(at::cuda::getCurrentDeviceProperties()->sharedMemPerBlockOptin);
+}
+// Shared memory a block may use: backends.cuda_fused_shared_kb (settings.h), within what the
+// device gives; asking cudaFuncSetAttribute for more fails the call.
+int64_t shared_budget() {
+  return std::min(settings().cuda_fused_shared_bytes.load(std::memory_order_relaxed), device_shared_limit());
+}
 }  // namespace
 
 bool run_fused(const at::Tensor& src, const at::Tensor& spectrum, const float* bias, at::Tensor& dst,
@@ -28,8 +37,11 @@ bool run_fused(const at::Tensor& src, const at::Tensor& spectrum, const float* b
   bool launched = false;
   with_lengths(p.h.n_fft, p.w.n_fft, [&](auto lengths) {
     constexpr int NH = decltype(lengths)::h, NW = decltype(lengths)::w;
-    const Geometry g = Kernel<float, NH, NW>::geometry(p, adjoint, shared_budget());
+    using K = Kernel<float, NH, NW>;
+    const Geometry g = K::geometry(p, adjoint, shared_budget());
     if (g.blocks() > INT_MAX) return;  // beyond one grid: the cuFFT pipeline
+    // one plane a block always: a plane larger than the device's shared memory goes to cuFFT
+    if (K::shared_elements(g) * int64_t(sizeof(Complex<float>)) > device_shared_limit()) return;
     launch_fused<NH, NW>(g, src.data_ptr<float>(), reinterpret_cast<const Complex<float>*>(spectrum.data_ptr()),
                          bias, dst.data_ptr<float>(), nonfinite);
     launched = true;
@@ -46,8 +58,10 @@ bool run_fused_backward(const at::Tensor& input, const at::Tensor& grad_out, con
     using K = BackwardKernel<float, NH, NW>;
     // about four blocks per multiprocessor in all
     const int64_t target = 4 * int64_t(at::cuda::getCurrentDeviceProperties()->multiProcessorCount);
-    const BackwardGeometry g = K::geometry(p, gin != nullptr, kBackwardSharedBytes, target);
+    const BackwardGeometry g = K::geometry(p, gin != nullptr, std::min(kBackwardSharedBytes, device_shared_limit()),
+                                           target);
     if (g.blocks() > INT_MAX) return;
+    if (K::shared_elements(g) * int64_t(sizeof(Complex<float>)) > device_shared_limit()) return;
     at::Tensor partial = at::empty({g.blocks() * K::kAcc * 2}, input.options());
     launch_fused_backward<NH, NW>(
         g, input.data_ptr<float>(), grad_out.data_ptr<float>(),
