@@ -1,27 +1,67 @@
 #!/usr/bin/env bash
-# GPU check for an H100/H200 machine (torch 2.11 + nvcc 13.0 there, no network):
-# build for sm_90 (unless an sm_90 build for this torch and Python was carried
-# along and imports), run the CUDA tests (every pipeline forced in turn), every
-# CUDA pipeline timed beside the torch.fft compositions, cuDNN and the peers
-# (forward and forward+backward, memory, auto's choice), a kernel profile of the
-# target layer, the fused small-plane kernel's A/B and shared-memory sweep, the
-# quick benchmark against cuDNN and torch.fft, the transposed and 3-D convolutions,
-# fourier_mix against torch.fft.
-# Writes under $OUT:
-#   gpu_check.log  build.log  cuda_tests.xml  <gpu>.json/.md/.png  gpu_extra.json
-#   gpu_pipelines.json/.md  gpu_fused_ab.json  <gpu>-nd.json/.md
-# Every stage has its own time limit; with a carried build the whole check
-# takes about 5 minutes and at most 8 (a build there adds up to 5).
+# GPU check for an H100/H200 machine (torch 2.11 + nvcc 13.0 there, 16 cores, no network), in
+# the order that finds faults first and survives them:
+#   build      sm_90, with every core (unless a build for this torch and Python was carried along)
+#   memcheck   compute-sanitizer memcheck over the CUDA tests (PYTORCH_NO_CUDA_MEMORY_CACHING=1,
+#              so that an access past an allocation is past the allocation), fused kernels first
+#   racecheck  compute-sanitizer racecheck over the fused kernels' tests (shared memory, barriers)
+#   tests      each CUDA test file in a process of its own with CUDA_LAUNCH_BLOCKING=1: a fault
+#              ends that file's process only, and is blamed on the test that caused it
+#   bench      every pipeline forced in turn beside both torch.fft compositions, cuDNN,
+#              torch-fftconv and cupyx (forward, forward+backward, memory, auto's choice), the fused
+#              kernel's A/B, a kernel profile, the quick benchmark, the transposed and 3-D
+#              convolutions, fourier_mix
+# Every stage has a time limit of its own, within one budget for the whole check
+# (GPU_CHECK_SECONDS, default 530: one 9-minute command), and writes its logs, JSON and markdown
+# into $OUT as soon as it ends; stages.tsv records each stage's exit status and seconds, and
+# bench/gpu_summary.py prints the summary table at the end (also after a stage timed out).
+# GPU_CHECK_STAGES picks stages (default: all, in the order above).
 #
 #   OUT=/some/dir bash bench/gpu_check.sh
+#   OUT=/some/dir GPU_CHECK_STAGES="build bench" bash bench/gpu_check.sh    # a second run
 set -uo pipefail
 cd "$(dirname "$0")/.."
-OUT=${OUT:-bench/results}
+OUT=${OUT:-/tmp/fftconv_gpu_check}
 mkdir -p "$OUT"
 exec > >(tee "$OUT/gpu_check.log") 2>&1
-export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" OUT
+BUDGET=${GPU_CHECK_SECONDS:-530}
+STAGES=${GPU_CHECK_STAGES:-build memcheck racecheck tests bench}
 t_start=$(date +%s)
 stamp() { echo "[$(( $(date +%s) - t_start )) s] $*"; }
+wanted() { case " $STAGES " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
+printf 'stage\tstatus\tseconds\tlimit\n' > "$OUT/stages.tsv"
+
+# step NAME LIMIT LOG CMD...: CMD under its own time limit (cut to what is left of the budget),
+# its output into $OUT/LOG (- for the console), its exit status and seconds appended to
+# stages.tsv. Never stops the check.
+step() {
+  local name=$1 limit=$2 log=$3
+  shift 3
+  local left=$(( BUDGET - ($(date +%s) - t_start) ))
+  if (( left < 15 )); then
+    stamp "-- $name: skipped, the check's time budget is spent"
+    printf '%s\tskipped\t0\t%s\n' "$name" "$limit" >> "$OUT/stages.tsv"
+    return 0
+  fi
+  (( limit > left )) && limit=$left
+  stamp "== $name (at most $limit s) =="
+  local t0 rc
+  t0=$(date +%s)
+  if [ "$log" = - ]; then
+    timeout -k 10 "$limit" "$@"
+  else
+    timeout -k 10 "$limit" "$@" > "$OUT/$log" 2>&1
+  fi
+  rc=$?
+  [ "$log" = - ] || tail -n 3 "$OUT/$log"
+  (( rc == 124 || rc == 137 )) && rc=timeout
+  printf '%s\t%s\t%s\t%s\n' "$name" "$rc" "$(( $(date +%s) - t0 ))" "$limit" >> "$OUT/stages.tsv"
+  stamp "-- $name: status $rc"
+  return 0
+}
+summary() { python3 bench/gpu_summary.py "$OUT" | tee "$OUT/summary.md"; }
+trap summary EXIT
 
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
 python3 -c "import sys, torch; print('python', sys.version.split()[0], '| torch', torch.__version__, '| cuda', torch.version.cuda)"
@@ -32,75 +72,68 @@ if ls .whl/*.whl >/dev/null 2>&1; then
     && export PYTHONPATH="$PYTHONPATH:/tmp/fftconv_bench_site"
 fi
 
-stamp "== build (sm_90) =="
-if python3 -c "import fftconv_ext, sys; sys.exit(0 if fftconv_ext.built_with_cuda() else 1)" 2>/dev/null; then
-  echo "using the carried sm_90 build: $(ls fftconv_ext/_C*.so fftconv_ext/_testing*.so)" | tee "$OUT/build.log"
-else
-  rm -f fftconv_ext/_C*.so fftconv_ext/_testing*.so
-  FFTCONV_FORCE_CUDA=1 FFTCONV_BUILD_TESTING=1 TORCH_CUDA_ARCH_LIST="9.0" MAX_JOBS=16 timeout 300 \
-    python3 setup.py build_ext --inplace > "$OUT/build.log" 2>&1
-  tail -3 "$OUT/build.log"
+imports() { python3 -c "import fftconv_ext, fftconv_ext._testing, sys; sys.exit(0 if fftconv_ext.built_with_cuda() else 1)" 2>/dev/null; }
+if wanted build; then
+  if imports; then
+    echo "using the carried CUDA build: $(ls fftconv_ext/_C*.so fftconv_ext/_testing*.so)" | tee "$OUT/build.log"
+    printf 'build\tcarried\t0\t0\n' >> "$OUT/stages.tsv"
+  else
+    rm -f fftconv_ext/_C*.so fftconv_ext/_testing*.so
+    step build 300 build.log env FFTCONV_FORCE_CUDA=1 FFTCONV_BUILD_TESTING=1 TORCH_CUDA_ARCH_LIST="9.0" \
+      MAX_JOBS="$(nproc)" python3 setup.py build_ext --inplace
+  fi
 fi
-python3 -c "import fftconv_ext; print('CUDA kernels built:', fftconv_ext.built_with_cuda())" || exit 1
+if ! imports; then
+  echo "!! the CUDA build does not import: nothing else can run"
+  python3 -c "import fftconv_ext" 2>&1 | tail -5
+  exit 1
+fi
+python3 -c "import fftconv_ext; print('verified on a GPU:', fftconv_ext.backends.verified_on_gpu())"
 
-stamp "== CUDA tests =="
-timeout 150 python3 -m pytest -q -p no:cacheprovider --rootdir=. -o addopts="" --timeout 60 --tb=short -rfEs \
-  python_tests/test_cuda.py python_tests/test_cuda_pipelines.py python_tests/test_pipeline_choice.py \
-  python_tests/test_errors.py python_tests/test_bench.py \
-  python_tests/test_small_plane_fused.py python_tests/test_device_checks.py python_tests/test_training_grade.py \
-  --junitxml="$OUT/cuda_tests.xml" 2>&1 | tail -60
+PYTEST=(python3 -m pytest -p no:cacheprovider --rootdir=. -o addopts= -v --tb=short -rfE)
+if python3 -c "import pytest_timeout" 2>/dev/null; then PYTEST+=(--timeout 120); fi
+SAN=$(command -v compute-sanitizer || ls /usr/local/cuda*/bin/compute-sanitizer 2>/dev/null | head -n 1 || true)
+# riskiest first: the fused kernels, the whole-plane pipeline, the device checks, then the rest
+SANITIZED=(python_tests/test_small_plane_fused.py python_tests/test_cuda_pipelines.py
+           python_tests/test_device_checks.py python_tests/test_cuda.py)
 
-# The device checks (csrc/nonfinite/device_checks.h, default on for CUDA) had not run on a GPU
-# when this script was written: if their smoke test fails, the rest of the check runs with
-# them off, so that the benchmark still measures the operator.
-stamp "== device checks smoke test =="
-if ! timeout 20 python3 - <<'PY'
-import torch, fftconv_ext, fftconv_ext._testing
-x = torch.randn(4, 64, 32, 32, device="cuda")
-w = torch.randn(64, 1, 31, 31, device="cuda") / 31
-ref = torch.nn.functional.conv2d(x.double(), w.double(), padding=15, groups=64)
-h0 = fftconv_ext._testing.spectrum_cache_unchecked_hits()
-for _ in range(3):
-    y = fftconv_ext.conv2d(x, w, padding=15, groups=64, algo="fft")
-torch.cuda.synchronize()
-err = ((y.double() - ref).norm() / ref.norm()).item()
-hits = fftconv_ext._testing.spectrum_cache_unchecked_hits() - h0
-print(f"device checks: {hits} unchecked hits of 3 calls, rel err {err:.1e}")
-assert hits == 2 and err < 1e-5
-PY
-then
-  echo "!! device checks failed their smoke test: off (FFTCONV_DEVICE_CHECKS=0) for the rest of this check"
-  export FFTCONV_DEVICE_CHECKS=0
+if wanted memcheck; then
+  if [ -n "$SAN" ]; then
+    step memcheck 110 memcheck.log env PYTORCH_NO_CUDA_MEMORY_CACHING=1 "$SAN" --tool memcheck \
+      --error-exitcode 97 --print-limit 20 --log-file "$OUT/memcheck.sanitizer.log" \
+      "${PYTEST[@]}" -x -k cuda "${SANITIZED[@]}" --junitxml="$OUT/memcheck.xml"
+  else
+    echo "!! no compute-sanitizer found"; printf 'memcheck\tno sanitizer\t0\t0\n' >> "$OUT/stages.tsv"
+  fi
+fi
+if wanted racecheck && [ -n "$SAN" ]; then
+  step racecheck 60 racecheck.log "$SAN" --tool racecheck --error-exitcode 97 --print-limit 20 \
+    --log-file "$OUT/racecheck.sanitizer.log" \
+    "${PYTEST[@]}" -x -k "cuda and (kernel or backward)" python_tests/test_small_plane_fused.py \
+    --junitxml="$OUT/racecheck.xml"
 fi
 
-stamp "== every CUDA pipeline beside the compositions, cuDNN and the peers; auto's choice =="
-timeout 100 python3 bench/gpu_pipelines.py --json "$OUT/gpu_pipelines.json" --md "$OUT/gpu_pipelines.md"
+if wanted tests; then
+  for f in test_cuda test_cuda_pipelines test_small_plane_fused test_device_checks test_training_grade \
+           test_whole_plane test_pipeline_choice test_errors; do
+    step "tests:$f" 45 "tests-$f.log" env CUDA_LAUNCH_BLOCKING=1 "${PYTEST[@]}" "python_tests/$f.py" \
+      --junitxml="$OUT/tests-$f.xml"
+  done
+fi
 
-stamp "== kernel profile of the target layer =="
-timeout 20 python3 bench/gpu_profile.py --json /tmp/gpu_profile.json
-
-stamp "== fused small-plane kernel: A/B against the cuFFT pipeline, the composition, cuDNN =="
-timeout 40 python3 bench/gpu_fused_ab.py --json "$OUT/gpu_fused_ab.json"
-
-stamp "== quick benchmark =="
-timeout 75 python3 -m fftconv_ext.bench --device cuda --quick --no-progress --out "$OUT"
-
-stamp "== transposed convolutions vs cuDNN, a torch.fft composition, torch-fftconv =="
-timeout 55 python3 -m fftconv_ext.bench --device cuda --nd --quick --no-progress --out "$OUT"
-
-stamp "== fourier_mix vs torch.fft.fft2(x).real =="
-timeout 20 python3 - <<'PY'
+if wanted bench; then
+  step "bench:pipelines" 90 bench-pipelines.log python3 bench/gpu_pipelines.py --json "$OUT/gpu_pipelines.json" --md "$OUT/gpu_pipelines.md"
+  step "bench:quick" 75 bench-quick.log python3 -m fftconv_ext.bench --device cuda --quick --no-progress --out "$OUT"
+  step "bench:fused_ab" 40 bench-fused_ab.log python3 bench/gpu_fused_ab.py --json "$OUT/gpu_fused_ab.json"
+  step "bench:nd" 55 bench-nd.log python3 -m fftconv_ext.bench --device cuda --nd --quick --no-progress --out "$OUT"
+  step "bench:profile" 25 bench-profile.log python3 bench/gpu_profile.py --json "$OUT/gpu_profile.json"
+  step "bench:fourier_mix" 20 - python3 - <<'PY'
 import json, os, torch
 from fftconv_ext.bench.fit import fit_markdown, run_fourier_mix
 rows = run_fourier_mix(torch.device("cuda"))
-extra = {"device": torch.cuda.get_device_name(), "torch": torch.__version__, "fourier_mix": rows}
-try:
-    with open("/tmp/gpu_profile.json") as f:
-        extra["profile"] = json.load(f)
-except OSError:
-    pass
-with open(os.path.join(os.environ["OUT"], "gpu_extra.json"), "w") as f:
-    json.dump(extra, f, indent=1)
+with open(os.path.join(os.environ["OUT"], "gpu_fourier_mix.json"), "w") as f:
+    json.dump({"device": torch.cuda.get_device_name(), "torch": torch.__version__, "fourier_mix": rows}, f, indent=1)
 print(fit_markdown(rows, [], 12).split("### FiT-Base")[0])
 PY
+fi
 stamp "done"

@@ -332,9 +332,29 @@ def test_gpu_pipelines_script_runs(tmp_path):
     assert set(rows) == {(layer, kind) for layer in ("1x4x16x16 k13", "1x4x16x16 k5") for kind in ("forward", "fwd+bwd")}
     for r in data["rows"]:
         assert set(r["rel_err"]) == {"rows", "planes", "fused"} and max(r["rel_err"].values()) < 1e-5
-        assert {"rows", "planes", "fused", "auto", "fft", "F.conv2d", "best torch.fft"} <= set(r["median_ms"])
+        assert {"rows", "planes", "fused", "auto", "fft", "auto+unverified", "fft+unverified", "F.conv2d",
+                "best torch.fft"} <= set(r["median_ms"])
         assert all(v > 0 for v in r["median_ms"].values()) and r["extra_memory_over_output"]
+        assert set(r["choices"]) == {"auto", "fft", "auto+unverified", "fft+unverified"}
+        assert r["auto_over_fastest_candidate"] > 0 and r["auto_unverified_over_fastest_candidate"] > 0
     assert "| 1x4x16x16 k13 | forward |" in md.read_text()
+    # the check's summary reads what the stages left, also a stage that ran out of time
+    (tmp_path / "stages.tsv").write_text("stage\tstatus\tseconds\tlimit\nbuild\t0\t95\t300\n"
+                                         "memcheck\t0\t80\t110\ntests:test_cuda\ttimeout\t45\t45\n"
+                                         "bench:pipelines\t0\t60\t90\n")
+    (tmp_path / "gpu_pipelines.json").write_text(out.read_text())
+    (tmp_path / "memcheck.sanitizer.log").write_text("========= ERROR SUMMARY: 0 errors\n")
+    (tmp_path / "memcheck.xml").write_text('<testsuites><testsuite tests="7" failures="1" errors="0" skipped="2"/>'
+                                           '</testsuites>')
+    (tmp_path / "tests-test_cuda.log").write_text(
+        "python_tests/test_cuda.py::test_a PASSED [ 10%]\npython_tests/test_cuda.py::test_b FAILED [ 20%]\n"
+        "python_tests/test_cuda.py::test_c PASSED [ 30%]\n")
+    summary = subprocess.run([sys.executable, os.path.join(os.path.dirname(script), "gpu_summary.py"),
+                              str(tmp_path)], check=True, capture_output=True, text=True, timeout=60).stdout
+    assert "| memcheck | 0 | 80 | 110 | 0 sanitizer errors; tests 4 passed, 1 failed |" in summary
+    assert "| tests:test_cuda | timeout | 45 | 45 | 2 passed, 1 failed, 0 skipped |" in summary
+    assert "sweep k>=13 forward: fastest pipeline vs best torch.fft" in summary
+    assert "auto (default) / its fastest candidate" in summary and "forward extra memory" in summary
 
 
 def test_nd_suite_computes_every_transposed_layer(monkeypatch, tmp_path):
@@ -406,3 +426,13 @@ def test_auto_is_past_its_recheck_before_it_is_timed(monkeypatch, tmp_path):
     monkeypatch.setattr(bench_main, "layers", lambda suites, full, device: [("sweep", "sweep R8 k13", shape, k)])
     bench_main.run(torch.device("cpu"), ["sweep"], full=False, quick=False, progress=False)
     assert seen_at_first_timing and seen_at_first_timing[0] == 1 and len(rechecks) == 1
+
+
+def test_gpu_check_script_parses_and_runs_the_sanitizers_first():
+    # bench/gpu_check.sh runs only on a GPU machine: here, its syntax and its stage order
+    script = os.path.join(os.path.dirname(__file__), "..", "bench", "gpu_check.sh")
+    subprocess.run(["bash", "-n", script], check=True, timeout=30)
+    text = open(script).read()
+    order = [text.index(s) for s in ("step build", "step memcheck", "step racecheck", 'step "tests:', 'step "bench:')]
+    assert order == sorted(order)
+    assert "PYTORCH_NO_CUDA_MEMORY_CACHING=1" in text and "CUDA_LAUNCH_BLOCKING=1" in text

@@ -1,7 +1,8 @@
 """Each CUDA pipeline forced in turn (docs/design.md §17): parity with cuDNN in float64 and
 float32, gradients, opcheck, the memory budget, and algo='auto' choosing among them on the
-device. Skipped, with the reason, without a GPU; run by bench/gpu_check.sh. A pipeline whose
-tests pass here on a GPU gets its verified flag in csrc/conv/pipeline_choice.cpp."""
+device. Skipped, with the reason, without a GPU; run by bench/gpu_check.sh. The unverified
+pipelines are opted in here (backends.cuda_unverified): a pipeline whose tests pass on a GPU
+gets its verified flag in csrc/verified_on_gpu.cpp."""
 import pytest
 import torch
 import torch.nn.functional as F
@@ -23,7 +24,8 @@ CASES = [
 
 
 @pytest.fixture(autouse=True)
-def _fresh():
+def _fresh(monkeypatch):
+    monkeypatch.setattr(fftconv_ext.backends, "cuda_unverified", True)
     fftconv_ext.clear_caches()
     algo_mod.clear_memory()
     yield

@@ -291,7 +291,9 @@ def test_gradcheck_with_device_checks(device_checks):
 
 @pytest.fixture(params=["0", "1"], ids=["cufft", "fused"])
 def cuda_default_checks(monkeypatch, request):
-    """CUDA's default checks, with the cuFFT pipeline or the fused small-plane kernel."""
+    """The device checks CUDA takes by default once they have passed the GPU check (opted in
+    until then), with the cuFFT pipeline or the fused small-plane kernel."""
+    monkeypatch.setattr(fftconv_ext.backends, "cuda_unverified", True)
     monkeypatch.setattr(fftconv_ext.backends, "device_checks", None)
     monkeypatch.setattr(fftconv_ext.backends, "cuda_fused", request.param == "1")
     fftconv_ext.clear_caches()
@@ -373,6 +375,7 @@ def test_cuda_fused_nonfinite_input(cuda_default_checks):
 @requires_cuda
 @pytest.mark.parametrize("xs,ws,kw", CASES)
 def test_cuda_nonfinite_input_and_silent_edit(monkeypatch, xs, ws, kw):
+    monkeypatch.setattr(fftconv_ext.backends, "cuda_unverified", True)  # the device checks are not verified yet
     monkeypatch.setattr(fftconv_ext.backends, "device_checks", None)
     fftconv_ext.clear_caches()
     g = torch.Generator().manual_seed(10)

@@ -178,6 +178,7 @@ def test_search(n, c, h, w, kh, kw, ph, pw, d, seed):
 @pytest.mark.parametrize("nh", LENGTHS)
 @pytest.mark.parametrize("nw", LENGTHS)
 def test_cuda_kernel_every_length_pair(nh, nw, monkeypatch):
+    monkeypatch.setattr(fftconv_ext.backends, "cuda_unverified", True)  # what the GPU check verifies
     monkeypatch.setattr(fftconv_ext.backends, "cuda_fused", True)
     (h, kh), (w, kw) = AXIS_FOR_LENGTH[nh], AXIS_FOR_LENGTH[nw]
     torch.manual_seed(0)
@@ -203,10 +204,13 @@ def test_cuda_kernel_matches_cufft_pipeline_and_leaves_inputs(monkeypatch):
     w = torch.randn(16, 1, 31, 31, device="cuda")
     b = torch.randn(16, device="cuda")
     x0, w0 = x.clone(), w.clone()
-    monkeypatch.setattr(fftconv_ext.backends, "cuda_fused", False)
-    off = fftconv_ext.conv2d(x, w, b, padding=15, groups=16, algo="fft")
-    monkeypatch.setattr(fftconv_ext.backends, "cuda_fused", True)
-    on = fftconv_ext.conv2d(x, w, b, padding=15, groups=16, algo="fft")
+    monkeypatch.setattr(fftconv_ext.backends, "cuda_unverified", True)  # what the GPU check verifies
+    # forced, not toggled with cuda_fused: algo='fft' records its own choice on a first call
+    with fftconv_ext.algo.forced_pipeline("rows"):
+        off = fftconv_ext.conv2d(x, w, b, padding=15, groups=16, algo="fft")
+    with fftconv_ext.algo.forced_pipeline("fused"):
+        on = fftconv_ext.conv2d(x, w, b, padding=15, groups=16, algo="fft")
+    assert not torch.equal(on, off), "both calls ran one pipeline"
     torch.cuda.synchronize()
     assert torch.equal(x, x0) and torch.equal(w, w0)
     ref = F.conv2d(x.double(), w.double(), b.double(), padding=15, groups=16)
@@ -215,6 +219,7 @@ def test_cuda_kernel_matches_cufft_pipeline_and_leaves_inputs(monkeypatch):
 
 @requires_cuda
 def test_cuda_kernel_float64_keeps_the_cufft_pipeline(monkeypatch):
+    monkeypatch.setattr(fftconv_ext.backends, "cuda_unverified", True)  # what the GPU check verifies
     monkeypatch.setattr(fftconv_ext.backends, "cuda_fused", True)
     x = torch.randn(2, 3, 20, 20, device="cuda", dtype=torch.float64)
     w = torch.randn(3, 1, 9, 9, device="cuda", dtype=torch.float64)
@@ -309,6 +314,7 @@ def test_backward_search(n, c, h, w, kh, kw, ph, pw, d, seed, target_blocks):
 @pytest.mark.parametrize("nw", LENGTHS)
 def test_cuda_backward_every_length_pair(nh, nw, monkeypatch):
     # both gradients through conv2d_backward, and the weight gradient alone
+    monkeypatch.setattr(fftconv_ext.backends, "cuda_unverified", True)  # what the GPU check verifies
     monkeypatch.setattr(fftconv_ext.backends, "cuda_fused", True)
     (h, kh), (w, kw) = AXIS_FOR_LENGTH[nh], AXIS_FOR_LENGTH[nw]
     torch.manual_seed(1)
@@ -329,6 +335,7 @@ def test_cuda_backward_every_length_pair(nh, nw, monkeypatch):
 
 @requires_cuda
 def test_cuda_fused_opcheck_and_memory(monkeypatch):
+    monkeypatch.setattr(fftconv_ext.backends, "cuda_unverified", True)  # what the GPU check verifies
     monkeypatch.setattr(fftconv_ext.backends, "cuda_fused", True)
     x = torch.randn(3, 4, 20, 20, device="cuda", requires_grad=True)
     w = torch.randn(4, 1, 9, 9, device="cuda", requires_grad=True)
