@@ -17,12 +17,14 @@ per-epoch train loss and test accuracy, checkpoints (``last.pt``) that
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import math
 import os
 import pickle
 import random
 import time
+import traceback
 from typing import Dict, Optional, Tuple
 
 import numpy as np
@@ -189,6 +191,21 @@ def train(args) -> Dict[str, list]:
     if args.resume and args.overwrite:
         raise ValueError("--resume and --overwrite contradict each other")
     rank, world, device = setup_distributed(args.device)
+    try:
+        history = _train(args, rank, world, device)
+    except BaseException as e:  # an error or Ctrl-C: this rank exits too, and the others see it
+        # The traceback keeps _train's frames, and so the DDP wrapper, alive: clear them first,
+        # or destroying the process group under them can deadlock (see _teardown).
+        traceback.clear_frames(e.__traceback__)
+        _teardown(world, meet=False)  # the other ranks may be inside a collective: no barrier
+        raise
+    _teardown(world, meet=True)
+    return history
+
+
+def _train(args, rank: int, world: int, device: torch.device) -> Dict[str, list]:
+    """train()'s body: everything that holds the process group (the DDP wrapper, its Reducer,
+    the optimizer over its parameters) lives in this frame and is gone when it returns."""
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed + rank)
@@ -253,7 +270,6 @@ def train(args) -> Dict[str, list]:
             if rank == 0:
                 print(f"{args.out}: the run is already complete ({start_epoch} of {args.epochs} epochs, "
                       f"{step} of {total_steps} steps); nothing to resume", flush=True)
-            _teardown(world)
             return history
 
     gen = torch.Generator().manual_seed(args.seed * 1000 + rank)
@@ -310,14 +326,24 @@ def train(args) -> Dict[str, list]:
             torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(),
                         "scheduler": sched.state_dict(), "scaler": scaler.state_dict(), "epoch": epoch + 1, "step": step,
                         "history": history, "rng": torch.get_rng_state(), "args": vars(args)}, ckpt_path)
-    _teardown(world)
     return history
 
 
-def _teardown(world: int) -> None:
-    if world > 1:
-        import torch.distributed as dist
-        dist.destroy_process_group()
+def _teardown(world: int, meet: bool) -> None:
+    """Destroy the process group once nothing holds it. A DistributedDataParallel wrapper still
+    alive then frees its Reducer later, with the GIL held, and the Reducer's last reference to a
+    gloo group joins a gloo thread that waits for the GIL: a rank that never exits. So the
+    wrapper (train()'s frame) is gone before this runs, a collection frees what cycles kept, and
+    the ranks meet at a barrier (meet=True, a run that ended normally) before the group goes."""
+    if world <= 1:
+        return
+    import torch.distributed as dist
+    gc.collect()
+    if not dist.is_initialized():
+        return
+    if meet:
+        dist.barrier()
+    dist.destroy_process_group()
 
 
 def main(argv=None):

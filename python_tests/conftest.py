@@ -69,3 +69,50 @@ def _private_algo_cache(tmp_path, monkeypatch):
     """Keep algo='auto' choices of the tests out of the user's cache folder."""
     monkeypatch.setattr(fftconv_ext.backends, "cache_dir", str(tmp_path / "fftconv_cache"))
     yield
+
+
+def _descendants(pid: int) -> list:
+    """Every process below pid (from /proc's parent links): torchrun starts its ranks in sessions
+    of their own, so killing a process group does not reach them."""
+    children = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            children.setdefault(ppid, []).append(int(entry))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def run_processes(cmd, timeout: float, **kwargs):
+    """subprocess.run(cmd, capture_output=True, text=True) in a session of its own; on a timeout
+    the command and every process it started are killed (none is left behind) and
+    subprocess.TimeoutExpired is raised."""
+    import signal
+    import subprocess
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            **kwargs)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except BaseException:
+        for pid in [proc.pid] + _descendants(proc.pid):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        proc.communicate()
+        raise
+    finally:
+        for pid in _descendants(proc.pid):  # anything still running after the command ended
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)

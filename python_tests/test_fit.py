@@ -9,6 +9,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from conftest import run_processes
+
 from fftconv_ext import models, train
 from fftconv_ext.models.fit import FourierBlock
 
@@ -178,13 +180,25 @@ def test_vit_trains_through_the_command_line(tmp_path):
     assert '"epoch": 1' in r.stdout and (tmp_path / "last.pt").exists()
 
 
-def test_ddp_two_processes_on_cpu(tmp_path):
-    args = TINY + ["--epochs", "1", "--out", str(tmp_path)]
+def _torchrun(args, timeout=240):
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--standalone",
-                        "-m", "fftconv_ext.train", *args], capture_output=True, text=True, timeout=300, env=env)
+    return run_processes([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--standalone",
+                          "-m", "fftconv_ext.train", *args], timeout=timeout, env=env)
+
+
+def test_ddp_two_processes_on_cpu(tmp_path):
+    # the ranks free the DDP wrapper before the process group: they exit (a stuck rank hit the timeout)
+    r = _torchrun(TINY + ["--epochs", "1", "--out", str(tmp_path)])
     assert r.returncode == 0, r.stderr[-3000:]
     assert '"epoch": 1' in r.stdout
+
+
+def test_ddp_ranks_exit_when_one_fails(tmp_path):
+    # an error on the ranks (here: the run already exists and neither --resume nor --overwrite
+    # was given) ends every rank: torchrun reports the failure, nothing waits for a timeout
+    (tmp_path / "log.jsonl").write_text("{}\n")
+    r = _torchrun(TINY + ["--epochs", "1", "--out", str(tmp_path)], timeout=120)
+    assert r.returncode != 0 and "FileExistsError" in r.stderr
 
 
 @pytest.mark.parametrize("amp", ["bf16", "fp16"])
