@@ -59,7 +59,7 @@ def test_hit_takes_the_unchecked_path_and_matches(device_checks, xs, ws, kw, dty
     ref = _ref(x, w, b, kw)
     tol = 1e-5 if dtype == torch.float32 else 1e-12
     h0 = hits()
-    y1 = _call(x, w, b, kw)  # makes and caches the spectrum (checked on the host)
+    y1 = _call(x, w, b, kw)  # makes and caches the spectrum (the weight flagged on the device)
     assert hits() == h0
     y2 = _call(x, w, b, kw)  # same tensor, same version: checked on the device
     assert hits() == h0 + 1
@@ -146,19 +146,19 @@ def test_silently_edited_weight_goes_back_to_host_checks(device_checks):
 
 
 def test_silent_nonfinite_weight_edit(device_checks):
-    """A NaN written into a cached weight through `.data`: taps on zero padding add
-    nothing (as cuDNN computes), so an output is NaN exactly where a NaN tap meets the input."""
+    """A NaN written into a cached weight through `.data`: the device's direct correlation
+    multiplies the zero padding as F.conv2d does, so NaN lands exactly where F puts it
+    (also where the NaN tap meets only padding)."""
     g = torch.Generator().manual_seed(4)
     x = torch.randn(2, 4, 12, 12, generator=g, dtype=torch.float64)
     w = torch.randn(4, 1, 5, 5, generator=g, dtype=torch.float64)
     _call(x, w, None, dict(padding=2, groups=4))
     w.data[1, 0, 0, 0] = float("nan")
     y = _call(x, w, None, dict(padding=2, groups=4))
-    bad_taps = (~w.isfinite()).double()
-    reach = F.conv2d(torch.ones_like(x), bad_taps, padding=2, groups=4) > 0
-    assert torch.equal(y.isnan(), reach)
-    finite_ref = F.conv2d(x, w.nan_to_num(0.0), padding=2, groups=4)
-    assert (y[~reach] - finite_ref[~reach]).abs().max() < 1e-12
+    ref = reference_conv(x, w, padding=2, groups=4)
+    assert torch.equal(y.isnan(), ref.isnan())
+    fin = ref.isfinite()
+    assert (y[fin] - ref[fin]).abs().max() < 1e-12
 
 
 DW = dict(padding=3, groups=4)
@@ -178,7 +178,7 @@ def test_version_bump_goes_back_to_the_host_check(device_checks):
     with torch.no_grad():
         w.mul_(2)  # an optimizer step: the version moves on
     y = _call(x, w, None, dict(padding=3, groups=4))
-    assert hits() == h0  # new values, checked and cached on the host
+    assert hits() == h0  # new values: a new spectrum, the weight flagged on the device
     assert rel_err(y, reference_conv(x, w, padding=3, groups=4)) < 1e-5
     _call(x, w, None, dict(padding=3, groups=4))
     assert hits() == h0 + 1
@@ -334,8 +334,8 @@ def _syncs(fn):
 
 @requires_cuda
 def test_cuda_training_step_waits_at_most_twice(cuda_default_checks):
-    """After an optimizer step the forward reads back one value (the input's and the new weight's
-    finiteness), the backward one (device flags); inference forwards none."""
+    """After an optimizer step the forward reads nothing back (the new weight is flagged on the
+    device), the backward one value (device flags); inference forwards none."""
     torch.manual_seed(14)
     conv = fftconv_ext.nn.FFTConv2d(32, 32, 31, padding=15, groups=32, algo="fft").cuda()
     opt = torch.optim.SGD(conv.parameters(), lr=1e-3)
@@ -344,7 +344,7 @@ def test_cuda_training_step_waits_at_most_twice(cuda_default_checks):
     opt.step()
     opt.zero_grad()
     out = {}
-    assert _syncs(lambda: out.setdefault("y", conv(x))) <= 1
+    assert _syncs(lambda: out.setdefault("y", conv(x))) == 0  # a new weight version, flagged on the device
     assert _syncs(lambda: out["y"].sum().backward()) <= 1
     with torch.no_grad():
         assert _syncs(lambda: conv(x)) == 0
@@ -395,3 +395,44 @@ def test_cuda_nonfinite_input_and_silent_edit(monkeypatch, xs, ws, kw):
     wc.data.mul_(-0.5)
     y = _call(xc, wc, None, kw).cpu()
     assert rel_err(y, _ref(x, w * -0.5, None, kw)) < 1e-12
+
+
+def _host_checks():
+    return _testing.spectrum_cache_host_checks()
+
+
+@pytest.mark.parametrize("xs,ws,kw", CASES[:4])
+def test_a_training_step_forward_reads_nothing_back(device_checks, xs, ws, kw):
+    # each optimizer step bumps the weight's version: its forward used to read the new weight's
+    # finiteness back (a wait for the device on CUDA); now the weight is flagged on the device
+    g = torch.Generator().manual_seed(21)
+    x = torch.randn(xs, generator=g, dtype=torch.float64)
+    w = torch.randn(ws, generator=g, dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.SGD([w], lr=0.1)
+    h0 = _host_checks()
+    for _ in range(3):
+        y = _call(x, w, None, kw)
+        assert rel_err(y.detach(), _ref(x, w.detach(), None, kw)) < 1e-12
+        y.square().sum().backward()
+        opt.step()
+        opt.zero_grad()
+    assert _host_checks() == h0
+
+
+def test_a_new_nonfinite_weight_is_flagged_on_the_device_and_never_served_unchecked(device_checks, monkeypatch):
+    g = torch.Generator().manual_seed(22)
+    x = torch.randn(2, 4, 16, 16, generator=g, dtype=torch.float64)
+    w = torch.randn(4, 1, 5, 5, generator=g, dtype=torch.float64)
+    w[1, 0, 2, 3] = float("nan")
+    w[3, 0, 0, 0] = float("inf")
+    ref = reference_conv(x, w, padding=2, groups=4)
+    h0 = _host_checks()
+    for _ in range(2):  # the first call makes an unchecked entry, the second compares with it
+        y = _call(x, w, None, dict(padding=2, groups=4))
+        assert torch.equal(y.isnan(), ref.isnan()) and torch.equal(y.isinf(), ref.isinf())
+        assert (y[ref.isfinite()] - ref[ref.isfinite()]).abs().max() < 1e-10
+    assert _host_checks() == h0
+    # the host path (checks off) must not take the entry made from NaN/Inf values
+    monkeypatch.setattr(fftconv_ext.backends, "device_checks", False)
+    y = _call(x, w, None, dict(padding=2, groups=4))
+    assert torch.equal(y.isnan(), ref.isnan()) and torch.equal(y.isinf(), ref.isinf())

@@ -75,20 +75,31 @@ inline DirectProblem direct_problem(const ConvGeometry2d& p, const ConvArgs& a) 
   return d;
 }
 
-// The forward with its checks on the device, when the weight's spectrum is
-// cached for this tensor at its version (device_checks.h); false, touching
-// nothing, otherwise.
+// The forward with its checks on the device (device_checks.h), when the weight's
+// spectrum is cached for this tensor at its version (the weight compared with the
+// stored copy), or at a new version of the tensor (an optimizer step: its spectrum
+// made now and the weight itself flagged for NaN/Inf), so that a training step's
+// forward never waits for the device either; false, touching nothing, otherwise
+// (an inference tensor's first call, the cache off, a tensor sent back to host checks).
 template <typename Driver>
 bool forward_checked_on_device(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& bias,
                                at::Tensor& out, const ConvGeometry2d& p, const ConvArgs& a) {
   at::Tensor stored;
-  const std::optional<KernelSpectrumSource> spectra = KernelSpectrumSource::unchecked_hit(weight, p, stored);
+  std::optional<KernelSpectrumSource> spectra = KernelSpectrumSource::unchecked_hit(weight, p, stored);
+  const bool hit = spectra.has_value();
+  if (!hit) spectra = KernelSpectrumSource::unchecked_new(weight, p);
   if (!spectra) return false;
-  const at::Tensor x = input.contiguous(), w = weight.contiguous(), s = stored.contiguous();
-  // flags: [0] the input holds NaN/Inf, [1] the weight differs from the stored values
+  const at::Tensor x = input.contiguous(), w = weight.contiguous();
+  // flags: [0] the input holds NaN/Inf, [1] the weight differs from the stored values (a hit)
+  // or holds NaN/Inf (a new version)
   at::Tensor flags = at::zeros({2}, input.options().dtype(at::kInt));
   at::Tensor input_flag = flags.narrow(0, 0, 1), weight_flag = flags.narrow(0, 1, 1);
-  Driver::flag(w, &s, weight_flag);
+  if (hit) {
+    const at::Tensor s = stored.contiguous();
+    Driver::flag(w, &s, weight_flag);
+  } else {
+    Driver::flag(w, nullptr, weight_flag);
+  }
   bool input_flagged = false;
   AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "fftconv_forward", [&] {
     input_flagged = Driver::template pipeline<scalar_t>(
@@ -97,7 +108,7 @@ bool forward_checked_on_device(const at::Tensor& input, const at::Tensor& weight
   });
   if (!input_flagged) Driver::flag(x, nullptr, input_flag);  // a pass of its own
   Driver::direct_where_flagged(flags, direct_problem(p, a), x, w, bias, out);
-  spectra->report_weight_flag(weight_flag);  // a silent edit sends this tensor back to host checks
+  if (hit) spectra->report_weight_flag(weight_flag);  // a silent edit sends this tensor back to host checks
   return true;
 }
 

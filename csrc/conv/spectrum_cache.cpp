@@ -87,6 +87,7 @@ struct Entry {
   // training step), its new spectrum replaces this entry instead of joining it.
   c10::weak_intrusive_ptr<c10::TensorImpl> owner{c10::intrusive_ptr<c10::TensorImpl>()};
   int64_t version = -1;  // owner's version counter then (-1: an inference tensor, which has none)
+  bool checked = true;   // its values were read back finite (false: unchecked_new, flagged on the device)
   // shared by the owner's successive entries (a new spectrum keeps what was seen of the tensor)
   std::shared_ptr<SilentEditWatch> watch = std::make_shared<SilentEditWatch>();
 };
@@ -103,6 +104,7 @@ struct SpectrumCache {
 
 std::atomic<int64_t> unchecked_hits{0};
 std::atomic<int64_t> value_comparisons{0};
+std::atomic<int64_t> host_checks{0};
 
 // A tensor's version counter, or -1 for inference tensors (they have none).
 int64_t version_of(const at::Tensor& t) {
@@ -178,7 +180,7 @@ at::Tensor find_cached_spectrum(const at::Tensor& weight, const std::vector<int6
   std::lock_guard<std::mutex> lock(c.mutex);
   const int64_t version = version_of(weight);
   for (auto it = c.entries.begin(); it != c.entries.end(); ++it) {
-    if (it->key != key) continue;
+    if (it->key != key || !it->checked) continue;  // an unchecked entry may hold NaN/Inf
     auto alive = it->owner.lock();
     if (alive && alive.get() != weight.unsafeGetTensorImpl()) continue;
     if (alive && it->version != version) continue;
@@ -190,14 +192,16 @@ at::Tensor find_cached_spectrum(const at::Tensor& weight, const std::vector<int6
   return at::Tensor();
 }
 
-// Makes the spectrum and caches it (the weight must be finite).
-at::Tensor make_cached_spectrum(const at::Tensor& weight, const ConvGeometry2d& geom, std::vector<int64_t> key) {
+// Makes the spectrum and caches it (the weight must be finite, or checked=false).
+at::Tensor make_cached_spectrum(const at::Tensor& weight, const ConvGeometry2d& geom, std::vector<int64_t> key,
+                                bool checked = true) {
   SpectrumCache& c = cache();
   at::Tensor spec = kernel_spectrum(weight, geom);
   Entry e;
   e.key = key;
   e.spectrum = spec;
   e.values = weight.detach().clone();
+  e.checked = checked;
   e.owner = c10::weak_intrusive_ptr<c10::TensorImpl>(
       c10::intrusive_ptr<c10::TensorImpl>::reclaim_copy(weight.unsafeGetTensorImpl()));
   e.version = version_of(weight);
@@ -225,6 +229,7 @@ KernelSpectrumSource::KernelSpectrumSource(const at::Tensor& weight, const ConvG
     key = make_key(weight, geom);
     whole_ = find_cached_spectrum(weight, key);
     if (whole_.defined()) {  // only finite weights are ever cached: the operands alone
+      host_checks.fetch_add(1, std::memory_order_relaxed);
       finite_ = all_finite(operands);
       if (!finite_) whole_ = at::Tensor();
       return;
@@ -232,6 +237,7 @@ KernelSpectrumSource::KernelSpectrumSource(const at::Tensor& weight, const ConvG
   }
   std::vector<at::Tensor> all(operands.begin(), operands.end());
   all.push_back(weight);
+  host_checks.fetch_add(1, std::memory_order_relaxed);
   finite_ = all_finite(all);
   if (finite_ && caching) whole_ = make_cached_spectrum(weight, geom, std::move(key));
 }
@@ -260,6 +266,25 @@ std::optional<KernelSpectrumSource> KernelSpectrumSource::unchecked_hit(const at
     return source;
   }
   return std::nullopt;
+}
+
+std::optional<KernelSpectrumSource> KernelSpectrumSource::unchecked_new(const at::Tensor& weight,
+                                                                      const ConvGeometry2d& geom) {
+  const int64_t version = version_of(weight);
+  if (spectrum_cache_limit() == 0 || version < 0) return std::nullopt;
+  const std::vector<int64_t> key = make_key(weight, geom);
+  {
+    // this version has an entry, which unchecked_hit declined (host checks for a while)
+    SpectrumCache& c = cache();
+    std::lock_guard<std::mutex> lock(c.mutex);
+    for (const Entry& e : c.entries) {
+      if (e.key != key || e.version != version) continue;
+      auto alive = e.owner.lock();
+      if (alive && alive.get() == weight.unsafeGetTensorImpl()) return std::nullopt;
+    }
+  }
+  return KernelSpectrumSource(Cached{}, weight, geom,
+                              make_cached_spectrum(weight, geom, key, /*checked=*/false));
 }
 
 void KernelSpectrumSource::report_weight_flag(const at::Tensor& flag) const {
@@ -298,6 +323,7 @@ int64_t spectrum_cache_size() {
 
 int64_t spectrum_cache_unchecked_hits() { return unchecked_hits.load(); }
 int64_t spectrum_cache_value_comparisons() { return value_comparisons.load(); }
+int64_t spectrum_cache_host_checks() { return host_checks.load(); }
 int64_t spectrum_cache_silent_edits_seen() { return SilentEditWatch::silent_edits_seen().load(); }
 
 void clear_spectrum_cache() {

@@ -52,6 +52,14 @@ class KernelSpectrumSource {
   static std::optional<KernelSpectrumSource> unchecked_hit(const at::Tensor& weight, const ConvGeometry2d& geom,
                                                            at::Tensor& stored);
 
+  // A weight tensor's first call at a new version (an optimizer step), without reading its
+  // finiteness back: the spectrum is made and cached as unchecked, for the caller to flag
+  // NaN/Inf in the weight on the device. Later unchecked hits compare with the stored copy
+  // on the device too (a NaN never compares equal, so such a weight is flagged every call);
+  // the host path never takes an unchecked entry. Empty when the cache is off or the weight
+  // is an inference tensor (no version to key on).
+  static std::optional<KernelSpectrumSource> unchecked_new(const at::Tensor& weight, const ConvGeometry2d& geom);
+
   // After an unchecked hit's call: `flag` (one int32 on the device, set when
   // the weight's values differed from the stored ones) is read back without
   // waiting, and a later unchecked_hit of this tensor acts on it.
@@ -93,6 +101,7 @@ int64_t spectrum_cache_size();
 int64_t spectrum_cache_unchecked_hits();
 int64_t spectrum_cache_value_comparisons();  // cached weights compared by value with a call's
 int64_t spectrum_cache_silent_edits_seen();
+int64_t spectrum_cache_host_checks();  // operand finiteness read back by the host (each waits for the device on CUDA)
 void clear_spectrum_cache();
 
 }  // namespace fftconv

@@ -61,9 +61,8 @@ FFTCONV_HD int64_t direct_source(int64_t o, int64_t t, int64_t stride, int64_t d
 }
 
 // Output element `index` (flat, (batch, c_out, out_h, out_w)) of the direct
-// correlation, bias included. Taps that fall on zero padding add nothing
-// (as cuDNN does; a non-finite weight only reaches this through a silent edit
-// of a cached weight, see above).
+// correlation, bias included, with zero padding multiplied as F.conv2d on the CPU does
+// (a non-finite tap on padding gives NaN).
 template <typename T>
 FFTCONV_HD T direct_output(const DirectProblem& d, const T* x, const T* w, const T* bias, int64_t index) {
   const int64_t j = index % d.out_w;
@@ -78,10 +77,12 @@ FFTCONV_HD T direct_output(const DirectProblem& d, const T* x, const T* w, const
     const T* taps = w + (oc * cpg + cl) * d.kernel_h * d.kernel_w;
     for (int64_t th = 0; th < d.kernel_h; ++th) {
       const int64_t y = direct_source(i, th, d.stride_h, d.dilation_h, d.pad_top, d.in_h, d.circular);
-      if (y < 0) continue;
       for (int64_t tw = 0; tw < d.kernel_w; ++tw) {
-        const int64_t xx = direct_source(j, tw, d.stride_w, d.dilation_w, d.pad_left, d.in_w, d.circular);
-        if (xx >= 0) acc += taps[th * d.kernel_w + tw] * plane[y * d.in_w + xx];
+        const int64_t xx = y < 0 ? -1 : direct_source(j, tw, d.stride_w, d.dilation_w, d.pad_left, d.in_w,
+                                                      d.circular);
+        // a tap on zero padding multiplies a zero, as F.conv2d does: nothing for a finite weight,
+        // NaN for a non-finite one (a new weight version flagged on the device, or a silent edit)
+        acc += taps[th * d.kernel_w + tw] * (xx >= 0 ? plane[y * d.in_w + xx] : T(0));
       }
     }
   }

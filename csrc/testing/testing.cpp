@@ -110,6 +110,8 @@ PYBIND11_MODULE(_testing, m) {
         "Forward calls that found their spectrum without comparing values and checked on the device.");
   m.def("spectrum_cache_value_comparisons", &fftconv::spectrum_cache_value_comparisons,
         "Cached weights compared by value with a call's weight (each waits for the device on CUDA).");
+  m.def("spectrum_cache_host_checks", &fftconv::spectrum_cache_host_checks,
+        "Calls whose operands' finiteness the host read back (each waits for the device on CUDA).");
   m.def("spectrum_cache_silent_edits_seen", &fftconv::spectrum_cache_silent_edits_seen,
         "Weight edits without a version bump that the device checks reported back.");
 #ifdef FFTCONV_WITH_CUDA
