@@ -29,7 +29,7 @@ install:
 test: install bench-deps test-cpp test-python
 
 test-python:
-	FFTCONV_TEST_THREADS=$(THREADS) $(PY) -m pytest -q -m "not slow" python_tests
+	FFTCONV_TEST_THREADS=$(THREADS) $(PY) -m pytest -q -m "not slow" --durations=25 python_tests
 
 # the 5,000-example hypothesis searches
 test-slow: install

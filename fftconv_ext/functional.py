@@ -111,6 +111,29 @@ def _check_tensors(input, weight, bias, dim: int, fname: str) -> None:
         raise ConvArgumentError(f"{fname}: only CPU, CUDA and meta tensors are supported, got {input.device}")
 
 
+def _check_not_empty(x, weight, out_channels_axis: int, fname: str) -> None:
+    """The empty shapes torch.nn.functional refuses: a spatial axis of length 0 in an input with a
+    batch and channels (only zero batch or zero channel inputs are supported), and a weight with
+    no output channels (x is the batched input)."""
+    if x.shape[0] > 0 and x.shape[1] > 0 and any(n == 0 for n in x.shape[2:]):
+        raise ConvArgumentError(f"{fname}: input has an empty spatial axis, shape {tuple(x.shape)}: only inputs with "
+                                f"zero batch or zero channels may be empty")
+    if weight.shape[out_channels_axis] == 0:
+        raise ConvArgumentError(f"{fname}: weight has no output channels, shape {tuple(weight.shape)}")
+
+
+def _memory_format_of(x) -> torch.memory_format:
+    """The memory format F.conv* gives its output: channels_last for a 4-D input in that layout
+    (and not also contiguous); channels_last_3d for a 5-D one where PyTorch's kernels keep it
+    (oneDNN on the CPU: float32 and bfloat16; cuDNN); else contiguous."""
+    if x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
+        return torch.channels_last
+    if x.dim() == 5 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last_3d) and (
+            x.device.type != "cpu" or x.dtype in (torch.float32, torch.bfloat16)):
+        return torch.channels_last_3d
+    return torch.contiguous_format
+
+
 def _stride_dilation_groups(stride, dilation, groups, dim: int, fname: str):
     """stride and dilation as positive dim-tuples and groups as a positive int, as F.conv* accept them."""
     stride = _tuple(stride, dim, "stride")
@@ -197,6 +220,7 @@ def _conv_nd(input, weight, bias, stride, padding, dilation, groups, padding_mod
             f"weight.shape[1] * groups = {weight.shape[1]} * {groups} = {weight.shape[1] * groups}")
     if any(k == 0 for k in kernel):
         raise ConvArgumentError(f"{fname}: weight has an empty kernel, shape {tuple(weight.shape)}")
+    _check_not_empty(x, weight, 0, fname)
     pads = _resolve_padding(padding, kernel, stride, dilation, fname)
     spatial = tuple(x.shape[2:])
     for axis, (n, k, d, (pl, pr)) in enumerate(zip(spatial, kernel, dilation, pads)):
@@ -226,11 +250,16 @@ def _conv_nd(input, weight, bias, stride, padding, dilation, groups, padding_mod
     def run_direct():
         return _direct_conv(x, weight, bias, stride, padding, pads, dilation, groups, padding_mode, dim)
 
-    if algo == "fft":
+    geometry = (spatial, kernel, tuple(pads), stride, dilation)
+    if c_in == 0:
+        # no input channels: F's own result (its output shape for this case is its convention)
+        choice = "direct"
+        y = run_direct()
+    elif algo == "fft":
         choice = "fft"
         if x.device.type == "cuda":  # which FFT pipeline, by measurement (docs/design.md §17)
             args = (stride, tuple(pads), dilation, groups, padding_mode, bias is not None)
-            choose(x, weight, args, (spatial, kernel, tuple(pads), stride, dilation), run_fft, run_direct,
+            choose(x, weight, args, geometry, run_fft, run_direct,
                    _pipeline_setter(x, weight, stride, pads, dilation, groups, padding_mode, dim, 0),
                    with_direct=False)
         y = run_fft()
@@ -244,7 +273,6 @@ def _conv_nd(input, weight, bias, stride, padding, dilation, groups, padding_mod
         y = run_direct()
     else:
         args = (stride, tuple(pads), dilation, groups, padding_mode, bias is not None)
-        geometry = (spatial, kernel, tuple(pads), stride, dilation)
         choice = choose(x, weight, args, geometry, run_fft, run_direct,
                         _pipeline_setter(x, weight, stride, pads, dilation, groups, padding_mode, dim, 0))
         if _trains_per_direction(x, weight, bias, pads, padding_mode) and not _algo.agrees(x, weight, args, choice):
@@ -504,7 +532,7 @@ def _depth_fold(spatial, kernel, pads, stride, dilation, padding_mode):
 
 def _fft_conv3d(x, weight, bias, stride, pads, dilation, groups, padding_mode):
     """conv3d as the fused operator's 2-D correlation of the depth-folded operands (docs/design.md §19)."""
-    channels_last = x.dim() == 5 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last_3d)
+    layout = _memory_format_of(x)
     fold, pad_first = _depth_fold(tuple(x.shape[2:]), tuple(weight.shape[2:]), pads, stride, dilation, padding_mode)
     if pad_first:
         x = F.pad(x, [p for lr in reversed(pads) for p in lr], mode=padding_mode)
@@ -516,8 +544,7 @@ def _fft_conv3d(x, weight, bias, stride, pads, dilation, groups, padding_mode):
         return _direct_conv(x, weight, bias, stride, 0, [(0, 0)] * 3, dilation, groups, "zeros", 3)
     y = torch.ops.fftconv.conv2d_forward(fold.fold_input(x), fold.fold_weight(weight), bias, fold.stride2,
                                          fold.padding4, fold.dilation2, groups, False)
-    return fold.unfold_output(y).contiguous(
-        memory_format=torch.channels_last_3d if channels_last else torch.contiguous_format)
+    return fold.unfold_output(y).contiguous(memory_format=layout)
 
 
 def _fft_conv(x, weight, bias, stride, pads, dilation, groups, padding_mode, dim):

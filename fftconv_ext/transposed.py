@@ -23,8 +23,8 @@ from .algo import ALGOS, _is_tracing, _under_dispatch_mode, choose
 from .algo import decided_calls as _decided_calls
 from ._shapes import LOW_PRECISION, autocast_dtype, output_length, upcast
 from .depth_fold import DepthFold
-from .functional import (_MAX_DECIDED_CALLS, ConvArgumentError, _call_key, _check_tensors, _all_finite,
-                         _stride_dilation_groups, _tuple)
+from .functional import (_MAX_DECIDED_CALLS, ConvArgumentError, _call_key, _check_not_empty, _check_tensors,
+                         _all_finite, _memory_format_of, _stride_dilation_groups, _tuple)
 
 __all__ = ["conv_transpose1d", "conv_transpose2d", "conv_transpose3d"]
 
@@ -94,6 +94,10 @@ def _conv_transpose_nd(input, weight, bias, stride, padding, output_padding, gro
         raise ConvArgumentError(f"{fname}: groups={groups} must divide in_channels={c_in}")
     if any(k == 0 for k in kernel):
         raise ConvArgumentError(f"{fname}: weight has an empty kernel, shape {tuple(weight.shape)}")
+    if c_in == 0:
+        raise ConvArgumentError(f"{fname}: input and weight have no input channels, weight shape "
+                                f"{tuple(weight.shape)}")
+    _check_not_empty(x, weight, 1, fname)
     c_out = weight.shape[1] * groups
     _check_bias(bias, input, c_out, fname)
     out_spatial = tuple(transposed_output_length(n, k, p, op, s, d) for n, k, p, op, s, d in
@@ -164,6 +168,7 @@ def _pipeline_setter(x, weight, c_out, out_spatial, stride, padding, dilation, g
 
 
 def _fft_conv_transpose(x, weight, bias, stride, padding, dilation, groups, out_spatial, dim):
+    layout = _memory_format_of(x)
     low = autocast_dtype(x.device)
     if low is not None:  # F.conv_transpose runs in the autocast dtype: so do we
         x, weight = x.to(low), weight.to(low)
@@ -206,7 +211,7 @@ def _fft_conv_transpose(x, weight, bias, stride, padding, dilation, groups, out_
         y = y + bias.view((1, -1) + (1,) * dim).to(y.dtype)
     if x.dtype in LOW_PRECISION and y.dtype != x.dtype:
         y = y.to(x.dtype)
-    return y
+    return y.contiguous(memory_format=layout)  # F.conv_transpose keeps a channels_last input's layout
 
 
 def conv_transpose2d(input: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] = None,

@@ -70,7 +70,9 @@ def test_channels_last_3d_empty_and_inputs_untouched():
     y = fftconv_ext.conv3d(xcl, w, b, padding=1, groups=2, algo="fft")
     ref = F.conv3d(xcl, w, b, padding=1, groups=2)
     assert rel_err(y, ref) <= TOL64
-    assert y.is_contiguous(memory_format=torch.channels_last_3d)
+    # the layout F gives (in float64 PyTorch's CPU kernels return it contiguous; float32 keeps it,
+    # test_edge_inputs.py)
+    assert y.is_contiguous() == ref.is_contiguous()
     for t, c in zip((x, w, b), copies):
         assert torch.equal(t, c)
     assert fftconv_ext.conv3d(x[:0], w, b, padding=1, groups=2, algo="fft").shape == \
