@@ -16,7 +16,7 @@ else
 PY := $(CURDIR)/.venv/bin/python
 endif
 
-.PHONY: install bench-deps test test-python test-slow test-cpp bench clean
+.PHONY: install bench-deps test test-python test-quick test-slow test-cpp bench clean
 
 install:
 	@if [ -z "$$VIRTUAL_ENV" ] && [ ! -x .venv/bin/python ]; then $(PYTHON) -m venv .venv; fi
@@ -31,9 +31,13 @@ test: install bench-deps test-cpp test-python
 test-python:
 	FFTCONV_TEST_THREADS=$(THREADS) $(PY) -m pytest -q -m "not slow" --durations=25 python_tests
 
-# the 5,000-example hypothesis searches
+# while working: the suite without the heavy groups (processes, compilers, whole networks, training)
+test-quick:
+	FFTCONV_TEST_THREADS=$(THREADS) $(PY) -m pytest -q -m "not (slow or subprocess or compile or models or training)" python_tests
+
+# the hypothesis searches at 5,000 examples each (the "long" profile of conftest.py), and the slow marks
 test-slow: install
-	FFTCONV_TEST_THREADS=$(THREADS) $(PY) -m pytest -q -m slow python_tests
+	HYPOTHESIS_PROFILE=long FFTCONV_TEST_THREADS=$(THREADS) $(PY) -m pytest -q -m "hypothesis or slow" --durations=15 python_tests
 
 test-cpp:
 	cmake -S . -B build-cmake -DPython3_EXECUTABLE=$(PY) > /dev/null

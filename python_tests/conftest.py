@@ -31,6 +31,16 @@ def rel_err(y: torch.Tensor, ref: torch.Tensor) -> float:
     return diff / denom if denom > 0 else diff
 
 
+def random_case(x_shape, w_shape, *, bias=True, bias_channels=None, dtype=torch.float64, seed=0):
+    """(x, w, b) drawn from N(0, 1) by a generator seeded with ``seed``, in this order; b has
+    ``bias_channels`` entries (default: the weight's first dimension) or is None without bias."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(*x_shape, generator=g, dtype=dtype)
+    w = torch.randn(*w_shape, generator=g, dtype=dtype)
+    b = torch.randn(w_shape[0] if bias_channels is None else bias_channels, generator=g, dtype=dtype) if bias else None
+    return x, w, b
+
+
 def reference_conv(x, w, b=None, stride=1, padding=0, dilation=1, groups=1, padding_mode="zeros"):
     """torch.nn.Conv1d/Conv2d/Conv3d in float64 with the given weights: the independent reference."""
     dim = w.dim() - 2
@@ -64,11 +74,36 @@ def fft_conv1d(*args, **kwargs):
     return fftconv_ext.conv1d(*args, algo="fft", **kwargs)
 
 
+# Tolerances of the tests (relative errors against a float64 reference, conftest.rel_err):
+# float64 through the FFT operator; float64 on small planes (short transforms: the lane and
+# fused small-plane pipelines); float32 against a float64 reference.
+TOL64 = 1e-10
+TOL64_SMALL_PLANES = 1e-12
+TOL32 = 3e-6
+
+_SETTINGS = ("cpu_lanes", "cpu_chunk_bytes", "device_checks", "cuda_unverified", "cuda_fused",
+             "cuda_fused_shared_kb")
+_SPECTRA_LIMIT, _PLAN_LIMIT = fftconv_ext.cache_info()["limit"], 4096  # the limits at start (set_cache_limit)
+
+
 @pytest.fixture(autouse=True)
-def _private_algo_cache(tmp_path, monkeypatch):
-    """Keep algo='auto' choices of the tests out of the user's cache folder."""
-    monkeypatch.setattr(fftconv_ext.backends, "cache_dir", str(tmp_path / "fftconv_cache"))
+def _fresh_process_state(tmp_path, monkeypatch):
+    """Every test starts from the same process state, whatever ran before it: the backends
+    settings as at import, no remembered algo='auto' choices, empty spectrum and plan caches at
+    their default limits, and a cache folder of its own (never the user's)."""
+    from fftconv_ext import algo
+    backends = fftconv_ext.backends
+    settings_before = {name: getattr(backends, name) for name in _SETTINGS}
+    monkeypatch.setattr(backends, "cache_dir", str(tmp_path / "fftconv_cache"))
+    algo.clear_memory()
+    fftconv_ext.clear_caches()
     yield
+    for name, value in settings_before.items():
+        if getattr(backends, name) != value:
+            setattr(backends, name, value)
+    algo.clear_memory()
+    fftconv_ext.clear_caches()
+    fftconv_ext.set_cache_limit(_SPECTRA_LIMIT, plans=_PLAN_LIMIT)
 
 
 def _descendants(pid: int) -> list:

@@ -11,13 +11,6 @@ from fftconv_ext import algo as algo_mod
 from conftest import reference_conv, rel_err
 
 
-@pytest.fixture(autouse=True)
-def _fresh():
-    algo_mod.clear_memory()
-    yield
-    algo_mod.clear_memory()
-
-
 @pytest.mark.parametrize("algo", ["fft", "direct", "auto"])
 @pytest.mark.parametrize("mode", ["zeros", "reflect", "circular"])
 def test_every_algo_matches_reference(algo, mode):
@@ -106,6 +99,7 @@ def test_bad_algo():
         fftconv_ext.conv2d(torch.randn(1, 1, 5, 5), torch.randn(1, 1, 3, 3), algo="winograd")
 
 
+@pytest.mark.compile
 def test_auto_under_compile_matches_eager():
     x = torch.randn(2, 8, 20, 20)
     w = torch.randn(8, 1, 7, 7)
@@ -286,6 +280,7 @@ def test_a_lopsided_gap_of_a_few_ms_decides_after_one_more_call(monkeypatch):
 
 @pytest.mark.skipif(not (os.uname().sysname == "Linux" and __import__("platform").libc_ver()[0] == "glibc"),
                     reason="glibc's malloc only")
+@pytest.mark.subprocess
 def test_measuring_moves_glibc_mmap_threshold_to_where_a_loop_settles():
     # in a fresh process that has freed a 4 MB tensor, a 16 MB one is still served by a fresh
     # mmap (mallinfo2's hblkhd grows by it); after the first measurement on the CPU it comes

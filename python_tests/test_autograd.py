@@ -119,6 +119,7 @@ class _Block(torch.nn.Module):
         return x + self.norm(fft_conv2d(x, self.w, self.b, padding="same", groups=8))
 
 
+@pytest.mark.compile
 def test_torch_compile_fullgraph_matches_eager():
     torch.manual_seed(0)
     m = _Block()
@@ -187,7 +188,7 @@ def test_joint_backward_non_finite_falls_back():
     torch.testing.assert_close(gw, wr.grad, equal_nan=True, rtol=1e-10, atol=1e-10)
 
 
-from hypothesis import given, settings  # noqa: E402
+from hypothesis import given  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 
@@ -234,9 +235,3 @@ def _backward_case(data):
 def test_hypothesis_gradients(data):
     _backward_case(data)
 
-
-@pytest.mark.slow
-@settings(max_examples=5000)
-@given(data=st.data())
-def test_hypothesis_gradients_long(data):
-    _backward_case(data)

@@ -30,6 +30,7 @@ _READ = ("import json, fftconv_ext; b = fftconv_ext.backends; "
          "print(json.dumps({n: getattr(b, n) for n in %r}))" % (SETTINGS,))
 
 
+@pytest.mark.subprocess
 def test_defaults_without_environment():
     got = _fresh_process(_READ)
     assert got == {"cpu_lanes": True, "cpu_chunk_bytes": 1 << 20, "device_checks": None, "cuda_unverified": False,
@@ -37,6 +38,7 @@ def test_defaults_without_environment():
                    "cache_dir": os.path.join(os.path.expanduser("~"), ".cache", "fftconv_ext")}
 
 
+@pytest.mark.subprocess
 def test_environment_gives_start_up_defaults(tmp_path):
     got = _fresh_process(_READ, FFTCONV_CPU_LANES="0", FFTCONV_CPU_CHUNK_BYTES="262144", FFTCONV_DEVICE_CHECKS="1",
                          FFTCONV_CUDA_UNVERIFIED="1", FFTCONV_CUDA_FUSED="1", FFTCONV_CUDA_FUSED_SHARED_KB="96",
@@ -46,6 +48,7 @@ def test_environment_gives_start_up_defaults(tmp_path):
     assert _fresh_process(_READ, FFTCONV_DEVICE_CHECKS="0")["device_checks"] is False
 
 
+@pytest.mark.subprocess
 @pytest.mark.parametrize("value", ["", "yes", "true", "2"])
 def test_other_environment_values_leave_the_default(value):
     # only "1" turns a switch on and "0" off
@@ -55,6 +58,7 @@ def test_other_environment_values_leave_the_default(value):
                                                                                                   False)
 
 
+@pytest.mark.subprocess
 def test_environment_is_read_once():
     code = ("import json, os, fftconv_ext; os.environ['FFTCONV_CPU_LANES'] = '0'; "
             "os.environ['FFTCONV_DEVICE_CHECKS'] = '1'; b = fftconv_ext.backends; "
@@ -119,6 +123,7 @@ def test_flags_rejects_unknown_names():
             pass
 
 
+@pytest.mark.subprocess
 def test_cpu_isa_is_read_only_and_honours_the_baseline_switch():
     assert backends.cpu_isa in ("avx2+fma", "baseline")
     with pytest.raises(AttributeError):
@@ -128,6 +133,7 @@ def test_cpu_isa_is_read_only_and_honours_the_baseline_switch():
     assert got == "baseline"
 
 
+@pytest.mark.subprocess
 def test_user_code_never_loads_the_test_hooks():
     code = """
 import json, sys, torch, fftconv_ext
@@ -143,6 +149,7 @@ print(json.dumps(["fftconv_ext._testing" in sys.modules, hooks]))
     assert _fresh_process(code) == [False, []]
 
 
+@pytest.mark.subprocess
 def test_models_are_reachable_after_import_and_imported_lazily():
     code = """
 import json, sys, fftconv_ext

@@ -58,6 +58,7 @@ def test_long_conv_baseline_is_causal_convolution():
     assert torch.allclose(fft_composition(u, k, D), ref, atol=1e-10)
 
 
+@pytest.mark.subprocess
 def test_fit_worker_reports_latency_parameters_and_memory():
     r = subprocess.run([sys.executable, "-m", "fftconv_ext.bench.fit_worker", "--model", "fit_base", "--img", "32",
                         "--patch", "8", "--batch", "2", "--depth", "1", "--repeats", "2"],
@@ -287,6 +288,7 @@ def test_run_end_to_end_on_a_small_layer(monkeypatch):
     assert row["backward"]["fftconv_ext"]["median_ms"] > 0 and row["memory"]
 
 
+@pytest.mark.subprocess
 def test_gpu_profile_script_runs(tmp_path):
     # bench/gpu_profile.py, run by gpu_check.sh on a GPU machine: a dry run on the CPU.
     out = tmp_path / "profile.json"
@@ -301,6 +303,7 @@ def test_gpu_profile_script_runs(tmp_path):
         assert data["kernels"][name], name
 
 
+@pytest.mark.subprocess
 def test_gpu_fused_ab_script_runs(tmp_path):
     # bench/gpu_fused_ab.py runs only on a GPU: a dry run on the CPU (where the switch it
     # toggles does nothing) proves the script itself before device time is spent on it.
@@ -318,6 +321,7 @@ def test_gpu_fused_ab_script_runs(tmp_path):
     assert len(data["shared_sweep_r32_k31"]) == 6
 
 
+@pytest.mark.subprocess
 def test_gpu_pipelines_script_runs(tmp_path):
     # bench/gpu_pipelines.py (every CUDA pipeline forced in turn; gpu_check.sh) as a dry run on
     # the CPU, where the forced pipeline has no effect: the script is proven before a GPU runs it.
@@ -428,6 +432,7 @@ def test_auto_is_past_its_recheck_before_it_is_timed(monkeypatch, tmp_path):
     assert seen_at_first_timing and seen_at_first_timing[0] == 1 and len(rechecks) == 1
 
 
+@pytest.mark.subprocess
 def test_gpu_check_script_parses_and_runs_the_sanitizers_first():
     # bench/gpu_check.sh runs only on a GPU machine: here, its syntax and its stage order
     script = os.path.join(os.path.dirname(__file__), "..", "bench", "gpu_check.sh")

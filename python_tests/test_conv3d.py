@@ -7,7 +7,7 @@ FFTConv3d / FFTConvTranspose3d and convert()/revert() on a small 3-D U-Net."""
 import pytest
 import torch
 import torch.nn.functional as F
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from torch import nn
 
@@ -15,9 +15,7 @@ import fftconv_ext
 from fftconv_ext import ConvArgumentError
 from fftconv_ext.depth_fold import DepthFold
 from fftconv_ext.nn import FFTConv3d, FFTConvTranspose3d
-from conftest import reference_conv, rel_err
-
-TOL64 = 1e-10
+from conftest import TOL64, random_case, reference_conv, rel_err
 
 # (input shape, weight shape, stride, padding, dilation, groups)
 CASES = [
@@ -34,18 +32,10 @@ CASES = [
 ]
 
 
-def _case(xs, ws, dtype=torch.float64, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(*xs, generator=g, dtype=dtype)
-    w = torch.randn(*ws, generator=g, dtype=dtype)
-    b = torch.randn(ws[0], generator=g, dtype=dtype)
-    return x, w, b
-
-
 @pytest.mark.parametrize("algo", ["fft", "auto"])
 @pytest.mark.parametrize("xs,ws,stride,padding,dilation,groups", CASES)
 def test_conv3d_matches_torch(xs, ws, stride, padding, dilation, groups, algo):
-    x, w, b = _case(xs, ws)
+    x, w, b = random_case(xs, ws)
     y = fftconv_ext.conv3d(x, w, b, stride, padding, dilation, groups, algo=algo)
     ref = F.conv3d(x, w, b, stride, padding, dilation, groups)
     assert y.shape == ref.shape and y.dtype == ref.dtype and y.is_contiguous()
@@ -57,14 +47,14 @@ def test_conv3d_matches_torch(xs, ws, stride, padding, dilation, groups, algo):
 @pytest.mark.parametrize("mode", ["reflect", "replicate", "circular"])
 @pytest.mark.parametrize("padding", [1, (2, 1, 3), "same"])
 def test_padding_modes_match_nn_conv3d(mode, padding):
-    x, w, b = _case((2, 3, 6, 7, 8), (3, 1, 5, 3, 7), seed=1)
+    x, w, b = random_case((2, 3, 6, 7, 8), (3, 1, 5, 3, 7), seed=1)
     y = fftconv_ext.conv3d(x, w, b, padding=padding, groups=3, padding_mode=mode, algo="fft")
     ref = reference_conv(x, w, b, padding=padding, groups=3, padding_mode=mode)
     assert y.shape == ref.shape and rel_err(y, ref) <= TOL64
 
 
 def test_channels_last_3d_empty_and_inputs_untouched():
-    x, w, b = _case((2, 4, 6, 7, 8), (4, 2, 3, 5, 3), seed=2)
+    x, w, b = random_case((2, 4, 6, 7, 8), (4, 2, 3, 5, 3), seed=2)
     copies = [t.clone() for t in (x, w, b)]
     xcl = x.contiguous(memory_format=torch.channels_last_3d)
     y = fftconv_ext.conv3d(xcl, w, b, padding=1, groups=2, algo="fft")
@@ -80,7 +70,7 @@ def test_channels_last_3d_empty_and_inputs_untouched():
 
 
 def test_gradcheck_and_gradgradcheck():
-    x, w, b = _case((2, 2, 4, 5, 4), (4, 1, 3, 2, 3), seed=3)
+    x, w, b = random_case((2, 2, 4, 5, 4), (4, 1, 3, 2, 3), seed=3)
     x, w, b = (t.requires_grad_() for t in (x, w, b))
 
     def fn(x_, w_, b_):
@@ -100,7 +90,7 @@ def test_gradcheck_and_gradgradcheck():
 
 
 def test_float32_gradients_against_float64():
-    x, w, b = _case((1, 4, 10, 12, 12), (4, 1, 7, 7, 7), dtype=torch.float32, seed=4)
+    x, w, b = random_case((1, 4, 10, 12, 12), (4, 1, 7, 7, 7), dtype=torch.float32, seed=4)
     xs, ws, bs = (t.requires_grad_() for t in (x, w, b))
     y = fftconv_ext.conv3d(xs, ws, bs, padding="same", groups=4, algo="fft")
     gy = torch.randn_like(y)
@@ -112,7 +102,7 @@ def test_float32_gradients_against_float64():
 
 def test_opcheck_on_a_folded_problem():
     # conv3d is the registered 2-D ops on the folded operands: check those ops on such a problem
-    x, w, b = _case((2, 2, 5, 4, 6), (4, 1, 3, 3, 2), seed=5)
+    x, w, b = random_case((2, 2, 5, 4, 6), (4, 1, 3, 3, 2), seed=5)
     fold = DepthFold((5, 4, 6), (3, 3, 2), [(1, 1), (1, 0), (0, 1)], (1, 2, 1), (1, 1, 2))
     xf, wf = fold.fold_input(x).requires_grad_(), fold.fold_weight(w).requires_grad_()
     args = (fold.stride2, fold.padding4, fold.dilation2, 2, False)
@@ -122,8 +112,9 @@ def test_opcheck_on_a_folded_problem():
                           (torch.randn_like(y), wf, list(xf.shape), *args))
 
 
+@pytest.mark.compile
 def test_compile_fullgraph_and_meta():
-    x, w, b = _case((2, 4, 6, 7, 8), (4, 2, 3, 5, 3), dtype=torch.float32)
+    x, w, b = random_case((2, 4, 6, 7, 8), (4, 2, 3, 5, 3), dtype=torch.float32)
     f = torch.compile(lambda x, w, b: fftconv_ext.conv3d(x, w, b, 1, 2, 1, 2, algo="fft"), fullgraph=True,
                       backend="aot_eager")
     assert rel_err(f(x, w, b), F.conv3d(x, w, b, 1, 2, 1, 2)) <= 1e-5
@@ -140,7 +131,7 @@ def test_compile_fullgraph_and_meta():
 
 @pytest.mark.parametrize("dtype,tol", [(torch.float16, 2e-3), (torch.bfloat16, 1e-2)])
 def test_low_precision(dtype, tol):
-    x, w, b = _case((1, 4, 8, 9, 10), (4, 1, 5, 5, 5), dtype=dtype, seed=6)
+    x, w, b = random_case((1, 4, 8, 9, 10), (4, 1, 5, 5, 5), dtype=dtype, seed=6)
     y = fftconv_ext.conv3d(x, w, b, padding=2, groups=4, algo="fft")
     assert y.dtype == dtype
     assert rel_err(y, F.conv3d(x.double(), w.double(), b.double(), padding=2, groups=4)) <= tol
@@ -151,7 +142,7 @@ def test_low_precision(dtype, tol):
 
 
 def test_autocast_matches_torch():
-    x, w, b = _case((1, 4, 8, 9, 10), (4, 2, 5, 5, 5), dtype=torch.float32, seed=7)
+    x, w, b = random_case((1, 4, 8, 9, 10), (4, 2, 5, 5, 5), dtype=torch.float32, seed=7)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         y = fftconv_ext.conv3d(x, w, b, padding=2, groups=2, algo="fft")
         ref = F.conv3d(x, w, b, padding=2, groups=2)
@@ -171,7 +162,7 @@ def test_autocast_matches_torch():
     (dict(algo="winograd"), "algo"),
 ])
 def test_conv3d_bad_arguments_name_the_argument(kwargs, match):
-    x, w, b = _case((2, 4, 6, 7, 8), (4, 2, 3, 3, 3))
+    x, w, b = random_case((2, 4, 6, 7, 8), (4, 2, 3, 3, 3))
     base = dict(stride=1, padding=0, dilation=1, groups=2)
     base.update(kwargs)
     with pytest.raises(ConvArgumentError, match=match):
@@ -179,7 +170,7 @@ def test_conv3d_bad_arguments_name_the_argument(kwargs, match):
 
 
 def test_shape_errors():
-    x, w, b = _case((2, 4, 6, 7, 8), (4, 2, 3, 3, 3))
+    x, w, b = random_case((2, 4, 6, 7, 8), (4, 2, 3, 3, 3))
     with pytest.raises(ConvArgumentError, match="5-D"):
         fftconv_ext.conv3d(x, w[0], b, groups=2)
     with pytest.raises(ConvArgumentError, match="channels"):
@@ -193,7 +184,7 @@ def test_shape_errors():
 
 
 def test_nan_and_inf_land_where_torch_puts_them():
-    x, w, b = _case((2, 2, 6, 7, 8), (4, 2, 3, 3, 3), seed=8)
+    x, w, b = random_case((2, 2, 6, 7, 8), (4, 2, 3, 3, 3), seed=8)
     x[0, 1, 2, 3, 4] = float("nan")
     x[1, 0, 0, 0, 0] = float("inf")
     y = fftconv_ext.conv3d(x, w, b, padding=1, algo="fft")
@@ -243,18 +234,6 @@ def test_hypothesis_conv_transpose3d(data):
     _hypothesis_conv_transpose3d(data)
 
 
-@pytest.mark.slow
-@settings(max_examples=5000)
-@given(data=st.data())
-def test_hypothesis_conv3d_long(data):
-    _hypothesis_conv3d(data)
-
-
-@pytest.mark.slow
-@settings(max_examples=5000)
-@given(data=st.data())
-def test_hypothesis_conv_transpose3d_long(data):
-    _hypothesis_conv_transpose3d(data)
 
 
 def _draw_common(data):
@@ -417,7 +396,7 @@ def test_flop_counts_of_a_converted_3d_model_do_not_change():
 
 def test_kernel_taller_than_the_slice_pitch():
     # 'same' padding of a kernel over twice the map: taps of adjacent depths share folded rows
-    x, w, b = _case((1, 2, 3, 2, 3), (2, 1, 3, 7, 2), seed=11)
+    x, w, b = random_case((1, 2, 3, 2, 3), (2, 1, 3, 7, 2), seed=11)
     fold = DepthFold((3, 2, 3), (3, 7, 2), [(1, 1), (3, 3), (0, 1)], (1, 1, 1), (1, 1, 1))
     assert fold.tap_pitch < 7
     y = fftconv_ext.conv3d(x, w, b, padding="same", groups=2, algo="fft")
@@ -457,7 +436,7 @@ def test_auto_training_takes_each_direction_s_choice(monkeypatch, tmp_path, choi
             op = getattr(torch.ops.fftconv, name)
             return lambda *a: calls.append(name) or op(*a)
     monkeypatch.setattr(FXM, "_ops_ns", Counting())
-    x, w, b = _case((2, 4, 7, 8, 9), (4, 1, 5, 5, 3), seed=13)
+    x, w, b = random_case((2, 4, 7, 8, 9), (4, 1, 5, 5, 3), seed=13)
     for kernel_taller_than_pitch in (False, True):
         wk = torch.randn(4, 1, 3, 13, 3, dtype=torch.float64) if kernel_taller_than_pitch else w
         padding = (1, 6, 1) if kernel_taller_than_pitch else (2, 2, 1)
@@ -479,7 +458,7 @@ def test_auto_training_gradients_of_a_nan_output_gradient_land_where_torch_puts_
     monkeypatch.setattr(fftconv_ext.backends, "cache_dir", str(tmp_path))
     fftconv_ext.algo.clear_memory()
     monkeypatch.setattr(FXM, "choose", lambda *a, **k: "fft")
-    x, w, b = _case((1, 2, 6, 7, 8), (2, 1, 3, 3, 3), seed=14)
+    x, w, b = random_case((1, 2, 6, 7, 8), (2, 1, 3, 3, 3), seed=14)
     xs, ws = x.clone().requires_grad_(), w.clone().requires_grad_()
     y = fftconv_ext.conv3d(xs, ws, b, padding=1, groups=2)
     gy = torch.randn_like(y)
@@ -493,7 +472,7 @@ def test_auto_training_gradients_of_a_nan_output_gradient_land_where_torch_puts_
 
 
 def test_wrong_dtype_device_and_types_are_python_errors():
-    x, w, b = _case((1, 2, 5, 6, 7), (2, 1, 3, 3, 3))
+    x, w, b = random_case((1, 2, 5, 6, 7), (2, 1, 3, 3, 3))
     for f, wt in ((fftconv_ext.conv3d, w), (fftconv_ext.conv_transpose3d, w)):
         with pytest.raises(ConvArgumentError, match="dtype"):
             f(x, wt.float(), None, groups=2)

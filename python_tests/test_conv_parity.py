@@ -3,21 +3,15 @@ import itertools
 
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 import fftconv_ext
-from conftest import reference_conv, rel_err, fft_conv1d, fft_conv2d
-
-TOL64 = 1e-10
+from conftest import TOL64, random_case, reference_conv, rel_err, fft_conv1d, fft_conv2d
 
 
 def _case(n, c_in, c_out, size, kernel, groups, seed=0, dtype=torch.float64, bias=True):
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(n, c_in, *size, generator=g, dtype=dtype)
-    w = torch.randn(c_out, c_in // groups, *kernel, generator=g, dtype=dtype)
-    b = torch.randn(c_out, generator=g, dtype=dtype) if bias else None
-    return x, w, b
+    return random_case((n, c_in, *size), (c_out, c_in // groups, *kernel), bias=bias, dtype=dtype, seed=seed)
 
 
 GRID_2D = [
@@ -153,12 +147,6 @@ def test_hypothesis_conv2d(data):
     _conv2d_case(data)
 
 
-@pytest.mark.slow
-@settings(max_examples=5000)
-@given(data=st.data())
-def test_hypothesis_conv2d_long(data):
-    _conv2d_case(data)
-
 
 def _conv2d_case(data):
     groups = data.draw(st.sampled_from([1, 2, 3]), label="groups")
@@ -281,6 +269,7 @@ print("ok")
 """
 
 
+@pytest.mark.subprocess
 @pytest.mark.parametrize("baseline", [False, True])
 def test_depthwise_multiply_loops_match_reference(baseline):
     # The depthwise spectral multiply has a baseline loop and an AVX2+FMA one

@@ -130,6 +130,7 @@ def test_long_layers_see_data_edits(layer):
         assert not torch.equal(y0, y1) and rel_err(y1, fresh(u)) < 1e-6
 
 
+@pytest.mark.compile
 def test_sgconv_compiles_with_fullgraph():
     torch.manual_seed(0)
     m = SGConv1d(4, l_max=64)

@@ -24,12 +24,9 @@ CASES = [
 
 
 @pytest.fixture(autouse=True)
-def _fresh(monkeypatch):
+def _unverified_allowed(monkeypatch):
+    """The pipelines under test are the ones not yet verified (conftest resets the rest)."""
     monkeypatch.setattr(fftconv_ext.backends, "cuda_unverified", True)
-    fftconv_ext.clear_caches()
-    algo_mod.clear_memory()
-    yield
-    algo_mod.clear_memory()
 
 
 @pytest.mark.parametrize("pipeline", PIPELINES)

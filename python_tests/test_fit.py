@@ -146,6 +146,7 @@ TINY = ["--model", "fit_tiny", "--embed-dim", "32", "--depth", "2", "--mlp-dim",
         "--warmup-epochs", "0.5", "--no-progress", "--device", "cpu", "--seed", "3"]
 
 
+@pytest.mark.training
 def test_tiny_fit_trains_and_resumes(tmp_path, capsys):
     straight = train.train(train.parse_args(TINY + ["--epochs", "3", "--out", str(tmp_path / "a")]))
     losses = straight["step_losses"]
@@ -170,6 +171,8 @@ def test_resume_without_checkpoint_is_an_error(tmp_path):
         train.train(train.parse_args(TINY + ["--epochs", "1", "--out", str(tmp_path), "--resume"]))
 
 
+@pytest.mark.subprocess
+@pytest.mark.training
 def test_vit_trains_through_the_command_line(tmp_path):
     args = ["--model", "vit_tiny", "--embed-dim", "24", "--depth", "1", "--mlp-dim", "48", "--img-size", "16",
             "--synthetic-train", "64", "--synthetic-test", "32", "--batch-size", "16", "--epochs", "1",
@@ -186,6 +189,8 @@ def _torchrun(args, timeout=240):
                           "-m", "fftconv_ext.train", *args], timeout=timeout, env=env)
 
 
+@pytest.mark.subprocess
+@pytest.mark.training
 def test_ddp_two_processes_on_cpu(tmp_path):
     # the ranks free the DDP wrapper before the process group: they exit (a stuck rank hit the timeout)
     r = _torchrun(TINY + ["--epochs", "1", "--out", str(tmp_path)])
@@ -193,6 +198,8 @@ def test_ddp_two_processes_on_cpu(tmp_path):
     assert '"epoch": 1' in r.stdout
 
 
+@pytest.mark.subprocess
+@pytest.mark.training
 def test_ddp_ranks_exit_when_one_fails(tmp_path):
     # an error on the ranks (here: the run already exists and neither --resume nor --overwrite
     # was given) ends every rank: torchrun reports the failure, nothing waits for a timeout
@@ -201,6 +208,7 @@ def test_ddp_ranks_exit_when_one_fails(tmp_path):
     assert r.returncode != 0 and "FileExistsError" in r.stderr
 
 
+@pytest.mark.training
 @pytest.mark.parametrize("amp", ["bf16", "fp16"])
 def test_trainer_mixed_precision(tmp_path, amp):
     # fp16 runs with a GradScaler, whose state is checkpointed with the rest
@@ -211,6 +219,7 @@ def test_trainer_mixed_precision(tmp_path, amp):
     assert ck["scaler"]["scale"] > 1 if amp == "fp16" else ck["scaler"] == {}
 
 
+@pytest.mark.training
 def test_trainer_converts_a_convnet(tmp_path, monkeypatch):
     import fftconv_ext
     converted = []

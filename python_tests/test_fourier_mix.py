@@ -4,7 +4,7 @@ import threading
 
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 import fftconv_ext
@@ -108,6 +108,7 @@ def test_opcheck(shape, norm):
     torch.library.opcheck(torch.ops.fftconv.fourier_mix.default, (x, norm))
 
 
+@pytest.mark.compile
 def test_torch_compile_fullgraph():
     x = torch.randn(2, 17, 12)
     f = torch.compile(lambda t: fourier_mix(t, "ortho") * 2.0, fullgraph=True, backend="aot_eager")
@@ -209,9 +210,3 @@ def _check_fuzz(problem):
 def test_hypothesis_fourier_mix(problem):
     _check_fuzz(problem)
 
-
-@pytest.mark.slow
-@settings(max_examples=5000)
-@given(fourier_problem())
-def test_hypothesis_fourier_mix_long(problem):
-    _check_fuzz(problem)

@@ -3,7 +3,7 @@ import threading
 
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 import fftconv_ext
@@ -128,9 +128,3 @@ def _conv1d_case(data):
 def test_hypothesis_conv1d(data):
     _conv1d_case(data)
 
-
-@pytest.mark.slow
-@settings(max_examples=5000)
-@given(data=st.data())
-def test_hypothesis_conv1d_long(data):
-    _conv1d_case(data)

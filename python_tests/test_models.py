@@ -10,6 +10,9 @@ from fftconv_ext.nn import FFTConv2d
 from conftest import rel_err
 
 
+pytestmark = pytest.mark.models  # whole networks: built, converted, compared
+
+
 def _randomise_bn(model):
     g = torch.Generator().manual_seed(1)
     for m in model.modules():

@@ -14,14 +14,6 @@ from fftconv_ext import _C
 from fftconv_ext import algo as algo_mod
 
 
-@pytest.fixture(autouse=True)
-def _fresh(tmp_path, monkeypatch):
-    monkeypatch.setattr(fftconv_ext.backends, "cache_dir", str(tmp_path))
-    algo_mod.clear_memory()
-    yield
-    algo_mod.clear_memory()
-
-
 def _scripted(monkeypatch, costs):
     """_time_once returns the scripted cost of the candidate being timed: the pipeline forced
     on this thread (read back from the operator) or 'direct'."""
@@ -86,7 +78,7 @@ def test_the_fastest_candidate_is_chosen_recorded_and_remembered(monkeypatch, tm
     assert choice == ("direct" if fastest == "direct" else "fft")
     assert recorded == ([] if fastest == "direct" else [fastest])
     assert set(timed) == {"direct", "rows", "planes", "fused"}  # every candidate was timed
-    stored = json.load(open(os.path.join(tmp_path, "algo.json")))
+    stored = json.load(open(os.path.join(fftconv_ext.backends.cache_dir, "algo.json")))
     assert list(stored.values()) == ["direct" if fastest == "direct" else "fft:" + fastest]
     # the same process: remembered, nothing timed or recorded again
     timed.clear()

@@ -14,10 +14,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import fftconv_ext
-from conftest import rel_err, requires_cuda
+from conftest import TOL32, TOL64_SMALL_PLANES, rel_err, requires_cuda
 
 LENGTHS = (16, 32, 48, 64)
-TOL64, TOL32 = 1e-12, 3e-6
 
 # (H or W, kernel) whose "same"-padded alias-free length rounds up to each compiled length
 AXIS_FOR_LENGTH = {16: (10, 5), 32: (20, 9), 48: (32, 31), 64: (40, 21)}
@@ -53,7 +52,7 @@ def _check(x_shape, k, padding, dilation=(1, 1), dtype=torch.float64, bias=True,
     assert lengths, "the fused kernel must take this problem"
     if expect is not None:
         assert lengths == expect
-    tol = TOL64 if dtype == torch.float64 else TOL32
+    tol = TOL64_SMALL_PLANES if dtype == torch.float64 else TOL32
     pad = (padding[2], padding[3], padding[0], padding[1])
     ref = F.conv2d(F.pad(x.double(), pad), w.double(), None if b is None else b.double(), dilation=dilation, groups=c)
     x_before = x.clone()
@@ -101,7 +100,7 @@ def test_planes_per_block_do_not_change_results():
     b = torch.randn(3, dtype=torch.float64)
     args = (w, b, list(x.shape), [1, 1], [4] * 4, [1, 1], 3, False, False, False)
     outs = [fftconv_ext._testing.small_plane_emulate(x, *args, shared_bytes=kb << 10) for kb in (2, 12, 24, 200)]
-    assert rel_err(outs[0], F.conv2d(x, w, b, padding=4, groups=3)) < TOL64
+    assert rel_err(outs[0], F.conv2d(x, w, b, padding=4, groups=3)) < TOL64_SMALL_PLANES
     for y in outs[1:]:
         assert torch.equal(y, outs[0])
 
@@ -138,7 +137,7 @@ def test_circular_padding_at_a_compiled_period():
     padding = (2, 2, 3, 3)
     assert _lengths(x.shape, w.shape, padding, circular=True) == (16, 32)
     ref = F.conv2d(F.pad(x, (3, 3, 2, 2), mode="circular"), w, groups=3)
-    assert rel_err(_emulate(x, w, None, x.shape, padding, circular=True), ref) < TOL64
+    assert rel_err(_emulate(x, w, None, x.shape, padding, circular=True), ref) < TOL64_SMALL_PLANES
     # a period that is not a compiled length is never changed, so the kernel declines it
     assert _lengths((2, 3, 20, 32), w.shape, padding, circular=True) == ()
 
@@ -224,7 +223,7 @@ def test_cuda_kernel_float64_keeps_the_cufft_pipeline(monkeypatch):
     x = torch.randn(2, 3, 20, 20, device="cuda", dtype=torch.float64)
     w = torch.randn(3, 1, 9, 9, device="cuda", dtype=torch.float64)
     y = fftconv_ext.conv2d(x, w, padding=4, groups=3, algo="fft")
-    assert rel_err(y, F.conv2d(x, w, padding=4, groups=3)) < TOL64
+    assert rel_err(y, F.conv2d(x, w, padding=4, groups=3)) < TOL64_SMALL_PLANES
 
 
 # ---- the fused backward (small_plane_backward.h) ------------------------------
@@ -247,7 +246,7 @@ def _check_backward(x_shape, k, padding, dilation=(1, 1), dtype=torch.float64, c
     y = F.conv2d(F.pad(xd, pad, mode="circular" if circular else "constant"), wd, dilation=dilation, groups=c)
     go = torch.randn(y.shape, dtype=dtype)
     ref_gin, ref_gw = torch.autograd.grad(y, (xd, wd), go.double())
-    tol = TOL64 if dtype == torch.float64 else TOL32
+    tol = TOL64_SMALL_PLANES if dtype == torch.float64 else TOL32
     x0, w0, g0 = x.clone(), w.clone(), go.clone()
     gin, gw = _emulate_backward(go, x, w, padding, dilation, circular, **kw)
     assert torch.equal(x, x0) and torch.equal(w, w0) and torch.equal(go, g0)

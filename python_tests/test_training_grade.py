@@ -114,6 +114,7 @@ def test_fourier_mix_under_autocast_keeps_its_dtype_as_torch_fft_does():
         assert FourierMix()(x).dtype == torch.float32
 
 
+@pytest.mark.compile
 def test_autocast_under_torch_compile_fullgraph():
     x, w = torch.randn(2, 4, 16, 16), torch.randn(4, 1, 9, 9)
 
@@ -126,6 +127,7 @@ def test_autocast_under_torch_compile_fullgraph():
     assert rel_err(compiled.float(), eager.float()) < 1e-2
 
 
+@pytest.mark.compile
 def test_autocast_under_torch_export():
     class M(nn.Module):
         def __init__(self):
@@ -271,6 +273,7 @@ def test_jit_trace():
     assert rel_err(traced(x2), F.conv2d(x2, m.weight, m.bias, padding=4, groups=4)) < 1e-12
 
 
+@pytest.mark.compile
 def test_torch_export_round_trip():
     m = FFTConv2d(4, 4, 9, padding=4, groups=4, algo="fft").double()
     x = torch.randn(2, 4, 16, 16, dtype=torch.float64)

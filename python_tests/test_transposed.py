@@ -5,16 +5,14 @@ FFTConvTranspose*d and convert()/revert() on a small decoder."""
 import pytest
 import torch
 import torch.nn.functional as F
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from torch import nn
 
 import fftconv_ext
 from fftconv_ext import ConvArgumentError
 from fftconv_ext.nn import FFTConvTranspose1d, FFTConvTranspose2d
-from conftest import rel_err
-
-TOL64 = 1e-10
+from conftest import TOL64, random_case, rel_err
 
 # (input shape, weight shape, stride, padding, output_padding, groups, dilation)
 CASES_2D = [
@@ -30,11 +28,7 @@ CASES_2D = [
 
 
 def _case(xs, ws, groups, dtype=torch.float64, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(*xs, generator=g, dtype=dtype)
-    w = torch.randn(*ws, generator=g, dtype=dtype)
-    b = torch.randn(ws[1] * groups, generator=g, dtype=dtype)
-    return x, w, b
+    return random_case(xs, ws, bias_channels=ws[1] * groups, dtype=dtype, seed=seed)  # (c_in, c_out / groups, ...)
 
 
 @pytest.mark.parametrize("algo", ["fft", "auto"])
@@ -98,6 +92,7 @@ def test_float32_gradients_against_float64():
     assert all(rel_err(a, r) <= 1e-5 for a, r in zip(got, ref))
 
 
+@pytest.mark.compile
 def test_compile_fullgraph_and_meta():
     x, w, b = _case((2, 4, 9, 10), (4, 3, 5, 4), 1, dtype=torch.float32)
     f = torch.compile(lambda x, w, b: fftconv_ext.conv_transpose2d(x, w, b, 2, 1, 1, algo="fft"), fullgraph=True,
@@ -164,12 +159,6 @@ def test_hypothesis_conv_transpose2d(data):
 def test_hypothesis_conv_transpose1d(data):
     _hypothesis_case(data, 1)
 
-
-@pytest.mark.slow
-@settings(max_examples=5000)
-@given(data=st.data())
-def test_hypothesis_conv_transpose_long(data):
-    _hypothesis_case(data, data.draw(st.sampled_from([1, 2]), label="dim"))
 
 
 def _hypothesis_case(data, dim):
