@@ -5,7 +5,7 @@ rounds, no shared cache folder): if a headline and this script disagree, the hea
 
     python bench/headlines.py                      # every headline, 2 threads
     python bench/headlines.py --only conv3d_21     # one of: see --help
-    python bench/headlines.py --json out.json      # also write the numbers
+    python bench/headlines.py --json out.json --md out.md   # also write the numbers
 
 Each line prints the ratio the README quotes (slower side / fftconv_ext).
 """
@@ -23,6 +23,7 @@ import torch.nn.functional as F
 
 import fftconv_ext
 from fftconv_ext.bench.baselines import BestFFTComposition, BestFFTComposition3d
+from fftconv_ext.bench.machine import finish_meta, run_meta
 
 
 def medians_ms(fns: dict, repeats: int) -> dict:
@@ -169,9 +170,11 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--only", nargs="+", choices=sorted(HEADLINES), default=list(HEADLINES))
     ap.add_argument("--json", help="write the times and ratios here")
+    ap.add_argument("--md", help="write the ratios as a markdown table here")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    out = {"threads": args.threads, "torch": torch.__version__, "repeats": args.repeats, "headlines": {}}
+    cpu = torch.device("cpu")
+    out = {"meta": run_meta(cpu, args.threads, repeats=args.repeats), "headlines": {}}
     for name in args.only:
         fn = HEADLINES[name]
         times, ratios = fn(args.repeats)
@@ -179,9 +182,29 @@ def main() -> None:
         print(f"{name}: {fn.__doc__}")
         for k, v in ratios.items():
             print(f"    {k}: {v:.2f}x")
+    finish_meta(out["meta"], cpu)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(out, f, indent=1)
+    if args.md:
+        with open(args.md, "w") as f:
+            f.write(markdown(out))
+
+
+def markdown(out: dict) -> str:
+    meta = out["meta"]
+    lines = ["# README headlines, measured by bench/headlines.py", "",
+             " | ".join(f"{k} {v}" for k, v in meta.items()), "",
+             "| headline | what | ratio |", "|---|---|---|"]
+    for name, h in out["headlines"].items():
+        for k, v in h["ratios"].items():
+            lines.append(f"| `{name}` | {h['what']} | {k}: {v:.2f}x |")
+    lines += ["", "Median times (ms):", ""]
+    for name, h in out["headlines"].items():
+        lines.append(f"- `{name}`: " + "; ".join(
+            (f"{k}: " + ", ".join(f"{n} {t:.2f}" for n, t in v.items())) if isinstance(v, dict) else f"{k} {v:.2f}"
+            for k, v in h["median_ms"].items()))
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

@@ -23,7 +23,6 @@ Other runs: --models (whole networks, original vs converted), --long
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import tempfile
 import os
@@ -35,6 +34,7 @@ import torch.nn.functional as F
 
 import fftconv_ext
 from . import impls as impl_registry
+from .machine import finish_meta, machine_name, run_meta
 from .memory import forward_memory
 from .report import COMPOSITION_VARIANTS, auto_markdown, markdown, memory_markdown, plot, summary
 from .timing import time_call, time_interleaved
@@ -51,21 +51,6 @@ MODEL_LAYERS = [
     ("RepLKNet-31B s3", 512, 14, 27), ("RepLKNet-31B s4", 1024, 7, 13),
     ("SLaK-T s1", 96, 56, 51), ("SLaK-T s2", 192, 28, 49), ("SLaK-T s3", 384, 14, 47),
 ]
-
-
-def machine_name(device: torch.device, threads: int) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device).replace(" ", "-").lower()
-    cpu = "cpu"
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip().replace(" ", "-").lower()
-                    break
-    except OSError:
-        pass
-    return f"{cpu}-{platform.machine()}-{threads}t"
 
 
 def layers(suites, full: bool, device: torch.device):
@@ -228,20 +213,17 @@ def main(argv=None) -> None:
         return main_nd(device, args)
     suites = [s.strip() for s in args.shapes.split(",") if s.strip()]
     machine = machine_name(device, args.threads)
-    meta = {
-        "machine": machine, "device": str(device), "torch": torch.__version__,
-        "fftconv_ext": fftconv_ext.__version__, "threads": torch.get_num_threads(),
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "python": platform.python_version(), "built_with_cuda": fftconv_ext.built_with_cuda(),
-        "mode": "full" if args.full else ("quick" if args.quick else "default"), "suites": suites,
-        "dtype": "float32", "note": ("sweep batch reduced on CPU (2, or 4 with --full) from RepLKNet's 64"
-                                     if device.type == "cpu" else "sweep batch 32"),
-    }
+    meta = run_meta(device, args.threads, fftconv_ext=fftconv_ext.__version__, python=platform.python_version(),
+                    built_with_cuda=fftconv_ext.built_with_cuda(),
+                    mode="full" if args.full else ("quick" if args.quick else "default"), suites=suites,
+                    note=("sweep batch reduced on CPU (2, or 4 with --full) from RepLKNet's 64"
+                          if device.type == "cpu" else "sweep batch 32"))
     print(" | ".join(f"{k} {v}" for k, v in meta.items() if k in
                      ("machine", "torch", "threads", "mode", "note")), flush=True)
     t0 = time.time()
     rows, names = run(device, suites, args.full, args.quick, progress=not args.no_progress)
     meta["seconds"] = round(time.time() - t0, 1)
+    finish_meta(meta, device)
     summ = summary(rows)
     fwd_md = markdown(rows, names, "forward")
     bwd_md = markdown(rows, list(impl_registry.BACKWARD), "backward")
@@ -285,6 +267,8 @@ def main(argv=None) -> None:
 def write_suite(out: str, machine: str, suite: str, meta: dict, payload: dict, title: str, intro: str,
                 md: str) -> None:
     """<out>/<machine>-<suite>.json (meta and payload) and .md (title, meta, intro, tables)."""
+    if "quiet" not in meta:
+        finish_meta(meta, torch.device(meta["device"]))
     os.makedirs(out, exist_ok=True)
     base = os.path.join(out, f"{machine}-{suite}")
     with open(base + ".json", "w") as f:
@@ -297,9 +281,7 @@ def write_suite(out: str, machine: str, suite: str, meta: dict, payload: dict, t
 def main_long(device: torch.device, args) -> None:
     from .long import long_markdown, run_long
     machine = machine_name(device, args.threads)
-    meta = {"machine": machine, "device": str(device), "torch": torch.__version__,
-            "threads": torch.get_num_threads(), "dtype": "float32",
-            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+    meta = run_meta(device, args.threads)
     print(" | ".join(f"{k} {v}" for k, v in meta.items()), flush=True)
     res = run_long(device)
     md = long_markdown(res)
@@ -311,9 +293,7 @@ def main_long(device: torch.device, args) -> None:
 def main_nd(device: torch.device, args) -> None:
     from .nd import plot_family, run_3d, run_transposed, summary_3d, transposed_markdown, transposed_summary
     machine = machine_name(device, args.threads)
-    meta = {"machine": machine, "device": str(device), "torch": torch.__version__,
-            "threads": torch.get_num_threads(), "dtype": "float32",
-            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+    meta = run_meta(device, args.threads)
     print(" | ".join(f"{k} {v}" for k, v in meta.items()), flush=True)
     say = None if args.no_progress else (lambda m: print("  " + m, flush=True))
     with tempfile.TemporaryDirectory() as cache, fftconv_ext.backends.flags(cache_dir=cache):
@@ -341,10 +321,8 @@ def main_train(device: torch.device, args) -> None:
     from .train_step import run_stability, run_train, train_markdown
     machine = machine_name(device, args.threads)
     batch = 2 if device.type == "cpu" else 32
-    meta = {"machine": machine, "device": str(device), "torch": torch.__version__,
-            "threads": torch.get_num_threads(), "dtype": "float32", "sweep batch": batch,
-            "models": "batch 2 at 64x64, converted with algo='auto'/'fft'/'direct'",
-            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+    meta = run_meta(device, args.threads, **{"sweep batch": batch,
+                                             "models": "batch 2 at 64x64, converted with algo='auto'/'fft'/'direct'"})
     print(" | ".join(f"{k} {v}" for k, v in meta.items()), flush=True)
     with tempfile.TemporaryDirectory() as cache, fftconv_ext.backends.flags(cache_dir=cache):
         fftconv_ext.algo.clear_memory()  # auto starts from nothing: its first step measures
@@ -362,15 +340,14 @@ def main_fit(device: torch.device, args) -> None:
     from .fit import default_depth, fit_markdown, run_fourier_mix, run_models
     machine = machine_name(device, args.threads)
     depth = args.fit_depth or default_depth(device)
-    meta = {"machine": machine, "device": str(device), "torch": torch.__version__,
-            "threads": torch.get_num_threads(), "dtype": "float32", "fit_depth": depth,
-            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+    meta = run_meta(device, args.threads, fit_depth=depth)
     print(" | ".join(f"{k} {v}" for k, v in meta.items()), flush=True)
     t0 = time.time()
     mix = run_fourier_mix(device)
     say = None if args.no_progress else (lambda m: print("  " + m, flush=True))
     rows = run_models(device, depth, args.threads, progress=say)
     meta["seconds"] = round(time.time() - t0, 1)
+    finish_meta(meta, device)
     md = fit_markdown(mix, rows, depth)
     print(md)
     os.makedirs(args.out, exist_ok=True)
@@ -389,11 +366,10 @@ def main_fit(device: torch.device, args) -> None:
 def main_models(device: torch.device, args) -> None:
     from .models import models_markdown, run_models
     machine = machine_name(device, args.threads)
-    meta = {"machine": machine, "device": str(device), "torch": torch.__version__,
-            "threads": torch.get_num_threads(), "batch": args.batch, "resolution": 224,
-            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+    meta = run_meta(device, args.threads, batch=args.batch, resolution=224)
     print(" | ".join(f"{k} {v}" for k, v in meta.items()), flush=True)
     rows = run_models(device, args.batch)
+    finish_meta(meta, device)
     md = models_markdown(rows)
     print(md)
     os.makedirs(args.out, exist_ok=True)
