@@ -1,46 +1,38 @@
-"""algo="auto": choose between direct convolution (F.conv, i.e. cuDNN/oneDNN)
-and the FFT operator, per problem, by measurement.
+"""algo="auto": direct convolution (F.conv, i.e. cuDNN/oneDNN) or the FFT operator, per problem
+and direction, the way ``torch.backends.cudnn`` chooses its algorithms.
 
-The first call of a problem (shapes, arguments, dtype, device, thread count)
-times both algorithms once on the real inputs, like ``cudnn.benchmark``, and
-remembers the faster one in memory and on disk
-(``fftconv_ext.backends.cache_dir``/``algo.json``, default ``~/.cache/fftconv_ext``), so later
-calls and later processes pay nothing. Problems where the FFT path does over
-4x the arithmetic of direct, or (on the CPU) direct over 4x that of the FFT
-path (30x elsewhere), and kernels of a single tap (1x1), are decided without
-measuring: no measurement has reversed such a gap, and on the CPU measuring a
-direct backward with a large kernel costs seconds. Timing goes on until each
-path's fastest call settles; measured paths within 15 % of each other are a
-tie, settled by the arithmetic estimate, and overruling the estimate takes two
-measurements that agree, so fresh processes make the same choice. The first
-measurement on the CPU first moves glibc's mmap threshold to where a process
-working with large tensors settles (docs/design.md §15). On the CPU a measured
-choice is measured once more at the problem's 32nd call in each process (a timing
-taken while a shared machine was busy can be wrong by several times), and a
-third measurement settles a disagreement. Under
-``torch.compile`` tracing (no real data to time) the cached choice is used,
-else the arithmetic estimate.
+By default the choice comes from a cost model (fftconv_ext/cost_model.py, docs/design.md §15):
+the problem's arithmetic ratio (direct multiply-adds over the FFT path's estimated work) against a
+threshold per device type and direction, fitted from measurements. Nothing is timed, nothing is
+written to disk, and every process, eager or under torch.compile/export, makes the same choice.
+Forward, input gradient and weight gradient are chosen apart (a direct forward with FFT gradients
+is common on the CPU, where PyTorch's direct backward costs several forwards).
 
-On CUDA the FFT side is several pipelines (docs/design.md §17: row-pruned,
-whole-plane, the fused small-plane kernel). Only those that have passed the GPU
-check are candidates by default (``fftconv_ext.backends.verified_on_gpu()``:
-today the row-pruned one alone, so nothing is timed among pipelines); the others
-join with ``fftconv_ext.backends.cuda_unverified = True``, and only where they
-run the problem themselves. Then the first call times each candidate beside
-cuDNN and keeps the fastest, recorded in the operator per problem and direction,
-and on disk as ``fft:<pipeline>``; ``algo="fft"`` chooses among the pipelines the
-same way. An unverified candidate is taken only after its output on the
-measuring call matched cuDNN's (computed without TF32); a mismatch, or a
-candidate that raises (a cuFFT plan that cannot be allocated, say), disqualifies
-it for the process, with one warning. Where both gradients chose the fused
-kernel, its joint pass is compared with them before it is used.
+With ``fftconv_ext.backends.benchmark = True`` (like ``torch.backends.cudnn.benchmark``) the first
+call of a problem whose ratio is near its threshold times both paths on the real inputs (one
+warm-up call each, then the median of a few calls in alternating order) and keeps the faster;
+problems far from the threshold (``cost_model.CLEAR_FACTOR``) keep the model's choice. Measured
+choices live in memory for the process, and on disk only where ``backends.cache_dir`` is set:
+one small file per problem, written whole and renamed into place, so concurrent processes never
+lose or corrupt each other's entries; an unreadable or foreign file is ignored.
+
+On CUDA the FFT side is several pipelines (docs/design.md §17: row-pruned, whole-plane, the fused
+small-plane kernel). By default the operator runs its default pipeline, the one that has passed
+the GPU check (``fftconv_ext.backends.verified_on_gpu()``), and nothing is measured. Under
+``benchmark`` the candidates are timed beside cuDNN: the verified pipelines, and the others only
+with ``fftconv_ext.backends.cuda_unverified = True`` and only where they run the problem
+themselves. An unverified candidate is taken only after its output on the measuring call matched
+cuDNN's (computed without TF32); a mismatch, or a candidate that raises, disqualifies it for the
+process, with one warning. Where both gradients chose the fused kernel, its joint pass is compared
+with them before it is used.
 """
 from __future__ import annotations
 
+import hashlib
 import json
-import math
 import os
 import platform
+import statistics
 import tempfile
 import threading
 import time
@@ -50,33 +42,16 @@ from typing import Callable, Dict, Optional, Sequence
 
 import torch
 
-from . import backends
-from ._shapes import output_length
+from . import backends, cost_model
+from .cost_model import arithmetic_ratio, problem_ratio  # noqa: F401  (the model's terms, re-exported)
 
 ALGOS = ("auto", "fft", "direct")
-# Arithmetic ratios (direct over FFT work) past which no measurement is made: the FFT
-# path at 4x direct's work never won a measurement (3x3 layers had flipped between
-# processes on a shared machine's timing regimes); direct at 4x the FFT path's work
-# never won on the CPU, where measuring it costs seconds per call (a 31x31 depthwise
-# backward); elsewhere cuDNN's own algorithms (Winograd, its FFT) keep it measured.
-_CLEAR_DIRECT = 4.0
-_CLEAR_FFT = {"cpu": 4.0}
-_CLEAR_FFT_DEFAULT = 30.0
-# Measured fastest calls within this factor are a tie: either path is close to the
-# best, and the arithmetic estimate decides, so that fresh processes choose alike.
-_NEAR = 1.15
 
 _lock = threading.Lock()
-_memory: Dict[str, str] = {}      # problem key (str) -> choice, mirrors the disk file
-_fast: Dict[tuple, str] = {}      # the same, keyed by a tuple: the per-call lookup
+_memory: Dict[str, str] = {}      # problem key (str) -> measured choice ("fft", "direct", "fft:<pipeline>")
+_fast: Dict[tuple, str] = {}      # per-call lookup (see _fast_key) -> "fft" or "direct"
 _pipeline_of: Dict[tuple, str] = {}  # fast key -> the CUDA pipeline recorded for it
-_preferred: Dict[tuple, str] = {}  # fast key -> the arithmetic estimate's choice (a tie's tie-breaker)
 decided_calls: Dict[tuple, Callable] = {}  # functional.conv1d/conv2d calls whose path is chosen (see _call_key there)
-_loaded_from: Optional[str] = None
-
-
-def cache_path() -> str:
-    return os.path.join(backends.cache_dir, "algo.json")
 
 
 def _device_name(device: torch.device) -> str:
@@ -105,104 +80,115 @@ def build_id() -> str:
 
 def settings_version() -> int:
     """Bumped by every change of fftconv_ext.backends: the in-memory keys of
-    decided calls hold it, so a changed setting is measured anew."""
+    decided calls hold it, so a changed setting is chosen anew."""
     return backends._version
 
 
 def problem_key(device: torch.device, dtype: torch.dtype, x_shape: tuple, w_shape: tuple, args: tuple) -> str:
+    """What a measured choice depends on: the device, the software, the operator's settings,
+    the thread count, and the problem."""
     threads = torch.get_num_threads() if device.type == "cpu" else 0
     return "|".join(map(str, (_device_name(device), torch.__version__, build_id(), backends.pipeline_key(), threads,
                               dtype, x_shape, w_shape, args)))
 
 
-def _load() -> None:
-    global _loaded_from
-    path = cache_path()
-    if _loaded_from == path:
-        return
-    _loaded_from = path
+def _direction(args: tuple) -> str:
+    """The direction a choice is for: functional.py appends it to the forward's arguments."""
+    return args[-1] if args and args[-1] in ("grad_input", "grad_weight") else "forward"
+
+
+# ---- the disk cache (benchmark mode with backends.cache_dir set) ---------------
+
+def entry_path(key: str) -> Optional[str]:
+    """The file that holds the measured choice of problem `key`, or None (no cache_dir)."""
+    if backends.cache_dir is None:
+        return None
+    name = hashlib.sha256(key.encode()).hexdigest()[:32] + ".json"
+    return os.path.join(backends.cache_dir, "auto", name)
+
+
+def _valid(choice) -> bool:
+    return isinstance(choice, str) and choice.split(":")[0] in ("fft", "direct")
+
+
+def _read_entry(key: str) -> Optional[str]:
+    path = entry_path(key)
+    if path is None:
+        return None
     try:
-        with open(path) as f:
+        with open(path, encoding="utf-8") as f:
             data = json.load(f)
-        _memory.update({k: v for k, v in data.items() if isinstance(v, str) and v.split(":")[0] in ("fft", "direct")})
     except (OSError, ValueError):
-        pass
+        return None
+    # another problem's file (a hash collision, a hand edit) or a malformed one: not ours
+    if not isinstance(data, dict) or data.get("key") != key or not _valid(data.get("choice")):
+        return None
+    return data["choice"]
 
 
-def _store(key: str, choice: str) -> None:
-    _memory[key] = choice
-    path = cache_path()
+def _write_entry(key: str, choice: str) -> None:
+    path = entry_path(key)
+    if path is None:
+        return
     try:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
+        folder = os.path.dirname(path)
+        os.makedirs(folder, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
         try:
-            with open(path) as f:
-                data = json.load(f)
-        except (OSError, ValueError):
-            data = {}
-        data[key] = choice
-        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=0)
-        os.replace(tmp, path)  # atomic: concurrent processes never read half a file
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                json.dump({"key": key, "choice": choice}, f)
+            os.replace(tmp, path)  # atomic: a reader sees the old file or the new one, whole
+        except BaseException:
+            os.unlink(tmp)
+            raise
     except OSError:
-        pass  # read-only home: the choice lives in memory for this process
+        pass  # a read-only folder: the choice lives in memory for this process
 
 
-def arithmetic_ratio(x_shape, w_shape, out_spatial, fft_shape) -> float:
-    """Direct multiply-adds over an estimate of the FFT path's work (> 1: FFT cheaper)."""
-    n, c_in = x_shape[0], x_shape[1]
-    c_out, cpg = w_shape[0], w_shape[1]
-    taps = math.prod(w_shape[2:])
-    direct = n * c_out * cpg * taps * math.prod(out_spatial)
-    points = math.prod(fft_shape)
-    fft = n * (c_in + c_out) * 2.5 * points * math.log2(max(points, 2)) + n * c_out * cpg * points * 2
-    return direct / max(fft, 1.0)
+# ---- choices while tracing ------------------------------------------------------
+
+def _hint(v):
+    """An int for a size: itself, or a symbolic size's example value (None if it has none, or
+    under torch.compile, whose symbolic sizes give none without a guard on their value)."""
+    if isinstance(v, torch.SymInt):
+        if torch.compiler.is_compiling():
+            return None
+    elif isinstance(v, int):
+        return v
+    node = getattr(v, "node", None)
+    hint = getattr(node, "hint", None)
+    return int(hint) if isinstance(hint, int) else None
 
 
-def clear_choice(ratio: float, device_type: str) -> Optional[str]:
-    """The choice the arithmetic ratio settles without measuring, or None."""
-    if ratio <= 1.0 / _CLEAR_DIRECT:
-        return "direct"
-    if ratio >= _CLEAR_FFT.get(device_type, _CLEAR_FFT_DEFAULT):
-        return "fft"
-    return None
-
-
-def _ratio(x_shape, w_shape, geometry) -> float:
-    """geometry = (spatial, kernel, pads, stride, dilation), one entry per spatial axis."""
-    from . import _C
-    spatial, kernel, pads, stride, dilation = geometry
-    if math.prod(kernel) == 1:
-        # one tap: the FFT path's spectral product alone does at least the direct
-        # convolution's multiply-adds, before any transform; nothing to measure
-        return 0.0
-    out_spatial = [output_length(n, k, pl, pr, s, d)
-                   for n, (pl, pr), k, d, s in zip(spatial, pads, kernel, dilation, stride)]
-    if len(spatial) == 3:  # the 2-D problem the operator runs (depth_fold.py)
-        from .depth_fold import DepthFold
-        fold = DepthFold(spatial, kernel, pads, stride, dilation)
-        p = fold.padding4
-        fft_shape = _C.fft_shape([1, 1, *fold.folded_spatial], [1, 1, *fold.folded_kernel], fold.stride2, p,
-                                 fold.dilation2, 1, False)
-        return arithmetic_ratio(x_shape, w_shape, out_spatial, fft_shape)
-    lead = 2 - len(spatial)  # 1-D problems are height-1 2-D ones
-    fft_shape = _C.fft_shape([1, 1] + [1] * lead + list(spatial), [1, 1] + [1] * lead + list(kernel),
-                             [1] * lead + list(stride), [p for lr in [(0, 0)] * lead + list(pads) for p in lr],
-                             [1] * lead + list(dilation), 1, False)
-    return arithmetic_ratio(x_shape, w_shape, out_spatial, fft_shape)
+def _concrete(value):
+    """Nested tuples of sizes with every symbolic size replaced by its example value, or None."""
+    if isinstance(value, (tuple, list)):
+        out = [_concrete(v) for v in value]
+        return None if any(o is None for o in out) else tuple(out)
+    return _hint(value)
 
 
 @torch.compiler.assume_constant_result
-def _static_choice(device: torch.device, dtype: torch.dtype, x_shape: tuple, w_shape: tuple, args: tuple,
-                   geometry: tuple) -> str:
-    """The choice while torch.compile traces: the remembered one, else the estimate."""
-    key = problem_key(device, dtype, x_shape, w_shape, args)
-    with _lock:
-        _load()
-        hit = _memory.get(key)
-    if hit is not None:
-        return hit.split(":")[0]
-    return "fft" if _ratio(x_shape, w_shape, geometry) >= 1.0 else "direct"
+def _static_choice(device_type: str, direction: str, x_shape: tuple, w_shape: tuple, geometry: tuple) -> str:
+    """The model's choice while torch.compile or export traces (sizes as ints)."""
+    return cost_model.choice(problem_ratio(x_shape, w_shape, geometry), device_type, direction,
+                             cost_model.kind(w_shape))
+
+
+def _traced_choice(x: torch.Tensor, w: torch.Tensor, args: tuple, geometry: tuple) -> str:
+    """The choice under tracing: what eager makes for the example sizes (a measured one if this
+    process measured it, else the model's). Where a size is symbolic without an example value
+    (torch.compile(dynamic=True), data-dependent sizes) one graph serves every size: the FFT
+    path, which is correct for all of them, unless the kernel has a single tap."""
+    shapes = _concrete((tuple(x.shape), tuple(w.shape), geometry))
+    if shapes is None:
+        return "direct" if all(k == 1 for k in w.shape[2:]) else "fft"
+    x_shape, w_shape, geometry = shapes
+    if backends.benchmark:
+        hit = _memory.get(problem_key(x.device, x.dtype, x_shape, w_shape, args))
+        if hit is not None:
+            return hit.split(":")[0]
+    return _static_choice(x.device.type, _direction(args), x_shape, w_shape, geometry)
 
 
 def _under_dispatch_mode() -> bool:
@@ -218,6 +204,13 @@ def _is_tracing(t: torch.Tensor) -> bool:
     return t.device.type == "meta" or type(t).__name__ in ("FakeTensor", "FunctionalTensor")
 
 
+# ---- measuring (benchmark mode) -------------------------------------------------
+
+# Timed calls per candidate after its warm-up call; the median decides. Candidates alternate
+# (rotating order), so a slow spell of the machine falls on all of them alike.
+ROUNDS = 5
+
+
 def _time_once(fn: Callable[[], torch.Tensor], device: torch.device) -> float:
     """Seconds of one call of fn (synchronised on CUDA)."""
     if device.type == "cuda":
@@ -229,121 +222,26 @@ def _time_once(fn: Callable[[], torch.Tensor], device: torch.device) -> float:
     return time.perf_counter() - t0
 
 
-# Rounds of (fft, direct) timings, in alternating order. Measuring goes on until the
-# fastest call of each path has settled (not improved by over _SETTLE in the last
-# _SETTLE_ROUNDS rounds): the first calls of a path can run at several times its
-# steady cost (first-touch pages of fresh buffers, a library's set-up), and a choice
-# made on them had flipped between fresh processes. A near tie (fastest samples
-# within 25 %) gets at least _ROUNDS + _TIE_ROUNDS rounds: a single timing of each had
-# picked a path 10 % slower on a shared machine. _MAX_ROUNDS and _BUDGET_SECONDS bound
-# the cost of a path that never settles.
-_ROUNDS, _TIE_ROUNDS, _TIE = 3, 8, 1.25
-_SETTLE, _SETTLE_ROUNDS, _MAX_ROUNDS, _BUDGET_SECONDS = 0.05, 2, 24, 1.0
-# A measurement that overrules the arithmetic estimate by less than this factor is
-# taken again, and stands only if the second agrees (see _measure).
-_CONFIRM_BELOW = 1.5
-# Warm-up calls in which one path is this many times slower, and took over 20 ms, decide at once: no
-# round reverses such a gap, and the slow path's extra calls (a direct backward with
-# a large kernel takes seconds on the CPU) are what made a first training step cost
-# many plain ones.
-_LOPSIDED, _LOPSIDED_SECONDS, _LOPSIDED_AGAIN_SECONDS = 5.0, 0.02, 0.002
-
-
-def _lopsided(t_fft: float, t_direct: float) -> bool:
-    return not 1 / _LOPSIDED < (t_fft + 1e-9) / (t_direct + 1e-9) < _LOPSIDED
-
-
-def _settled(samples: Sequence[float]) -> bool:
-    """Whether the fastest of these samples (one per round) was already within _SETTLE of
-    itself _SETTLE_ROUNDS rounds ago."""
-    if len(samples) <= _SETTLE_ROUNDS:
-        return False
-    return min(samples[:-_SETTLE_ROUNDS]) <= min(samples) * (1.0 + _SETTLE)
-
-
-# glibc serves an allocation at or above its mmap threshold with fresh pages, which fault on
-# first touch (several ms per call for a 12 MB output on a VM), and raises the threshold
-# whenever it frees a larger such block (up to 32 MiB), which a process working with large
-# tensors does early and for good. A fresh process measuring before that happened timed
-# some paths at 2-3x their cost in the loop that follows, and fresh processes disagreed.
-# So before its first measurement on the CPU, auto frees one block just under the ceiling,
-# as such a process would: the threshold (only ever raised) is then where it settles anyway.
-_GLIBC_MMAP_CEILING = 32 * 1024 * 1024
-_allocator_settled = False
-
-
-def _settle_allocator() -> None:
-    global _allocator_settled
-    if _allocator_settled:
-        return
-    _allocator_settled = True
-    if platform.system() == "Linux" and platform.libc_ver()[0] == "glibc":
-        block = torch.empty(_GLIBC_MMAP_CEILING - 64 * 1024, dtype=torch.uint8)
-        del block
+def _measure_many(runs: Dict[str, Callable[[], torch.Tensor]], device: torch.device) -> str:
+    """The name of the fastest run: one warm-up call each (plans, caches, first-touch memory),
+    then ROUNDS rounds in rotating order; the smallest median wins."""
+    names = list(runs)
+    if len(names) == 1:
+        return names[0]
+    for name in names:
+        _time_once(runs[name], device)
+    times: Dict[str, list] = {n: [] for n in names}
+    for r in range(ROUNDS):
+        for i in range(len(names)):
+            name = names[(i + r) % len(names)]
+            times[name].append(_time_once(runs[name], device))
+    return min(names, key=lambda n: statistics.median(times[n]))
 
 
 def _measure(run_fft: Callable[[], torch.Tensor], run_direct: Callable[[], torch.Tensor],
-             device: torch.device, prefer: Optional[str] = None) -> str:
-    """'fft' or 'direct' by timing both until their fastest calls settle; `prefer` (the
-    arithmetic estimate's choice) settles a tie (fastest calls within _NEAR of each other)."""
-    if device.type == "cpu":
-        _settle_allocator()
-    warm_fft = _time_once(run_fft, device)  # warm-up (plans, caches, first-touch memory)
-    warm_direct = _time_once(run_direct, device)
-    # only where the slow side is expensive: a sub-millisecond first call is mostly one-time set-up
-    # (a oneDNN primitive, MKL's tables) and had picked the wrong path for 3x3 layers
-    if _lopsided(warm_fft, warm_direct):
-        if max(warm_fft, warm_direct) > _LOPSIDED_SECONDS:
-            return "fft" if warm_fft < warm_direct else "direct"
-        if max(warm_fft, warm_direct) > _LOPSIDED_AGAIN_SECONDS:
-            # a few ms: one more call of each, past one-time set-up, decides if the gap holds
-            # (rounds of a 15 ms direct call against a 1 ms FFT one had cost a first
-            # training step 50 plain ones)
-            warm_fft = min(warm_fft, _time_once(run_fft, device))
-            warm_direct = min(warm_direct, _time_once(run_direct, device))
-            if _lopsided(warm_fft, warm_direct):
-                return "fft" if warm_fft < warm_direct else "direct"
-    verdict, ratio = _timed_verdict(run_fft, run_direct, device, prefer)
-    if prefer is not None and verdict != prefer and max(ratio, 1 / ratio) < _CONFIRM_BELOW:
-        # overruling the arithmetic estimate by a modest margin takes two measurements
-        # that agree: one taken in a slow spell of the preferred path had flipped a near
-        # tie in one fresh process of five
-        verdict, _ = _timed_verdict(run_fft, run_direct, device, prefer)
-    return verdict
-
-
-def _timed_verdict(run_fft: Callable[[], torch.Tensor], run_direct: Callable[[], torch.Tensor],
-                   device: torch.device, prefer: Optional[str]) -> tuple:
-    """One measurement of _measure: rounds until the fastest calls settle, then the verdict
-    and the ratio (fft's fastest call over direct's)."""
-    times = {"fft": [], "direct": []}
-
-    def ratio() -> float:
-        # the fastest sample of each: this shared machine switches between regimes that
-        # slow one kernel several times more than another for a dozen calls (seen: a
-        # direct 3x3 depthwise call at 2 ms and at 15 ms, minutes apart), so neither one
-        # sample nor same-round ratios are stable; the least disturbed call of each is
-        return (min(times["fft"]) + 1e-9) / (min(times["direct"]) + 1e-9)
-
-    spent = 0.0
-    for r in range(_MAX_ROUNDS):
-        order = ("direct", "fft") if r % 2 else ("fft", "direct")
-        for name in order:
-            t = _time_once(run_fft if name == "fft" else run_direct, device)
-            times[name].append(t)
-            spent += t
-        done = r + 1
-        if done < _ROUNDS:
-            continue
-        tie = 1 / _TIE < ratio() < _TIE
-        if (not tie or done >= _ROUNDS + _TIE_ROUNDS) and _settled(times["fft"]) and _settled(times["direct"]):
-            break
-        if spent > _BUDGET_SECONDS and not (tie and done < _ROUNDS + _TIE_ROUNDS):
-            break
-    r = ratio()
-    if prefer is not None and 1 / _NEAR < r < _NEAR:
-        return prefer, r
-    return ("fft" if r <= 1.0 else "direct"), r
+             device: torch.device) -> str:
+    """'fft' or 'direct', whichever is faster on these inputs."""
+    return _measure_many({"fft": run_fft, "direct": run_direct}, device)
 
 
 # ---- CUDA: the FFT pipelines (docs/design.md §17) ----------------------------
@@ -454,29 +352,6 @@ def _matches(out: torch.Tensor, reference: torch.Tensor) -> bool:
     return float((out - reference).abs().max()) <= tol * scale + 1e-6 if out.numel() else True
 
 
-def _measure_many(runs: Dict[str, Callable[[], torch.Tensor]], device: torch.device) -> str:
-    """The name of the fastest of several runs, by each one's fastest call over rounds in
-    rotating order (one warm-up call each first); a near tie of the two fastest gets more rounds."""
-    names = list(runs)
-    if len(names) == 1:
-        return names[0]
-    for name in names:
-        _time_once(runs[name], device)
-    times: Dict[str, list] = {n: [] for n in names}
-
-    def rounds(start: int, count: int) -> None:
-        for r in range(start, start + count):
-            for i in range(len(names)):
-                name = names[(i + r) % len(names)]
-                times[name].append(_time_once(runs[name], device))
-
-    rounds(0, _ROUNDS)
-    best = sorted(names, key=lambda n: min(times[n]))
-    if (min(times[best[1]]) + 1e-9) / (min(times[best[0]]) + 1e-9) < _TIE:
-        rounds(_ROUNDS, _TIE_ROUNDS)
-    return min(names, key=lambda n: min(times[n]))
-
-
 def _measure_pipelines(run_fft: Callable[[], torch.Tensor], run_direct: Callable[[], torch.Tensor],
                        pipelines: Sequence[str], device: torch.device, with_direct: bool, problem: str,
                        direction: int = FORWARD) -> str:
@@ -527,46 +402,56 @@ def _fast_key(x: torch.Tensor, w_shape: tuple, args: tuple) -> tuple:
 def choose(x: torch.Tensor, w: torch.Tensor, args: tuple, geometry: tuple,
            run_fft: Callable[[], torch.Tensor], run_direct: Callable[[], torch.Tensor],
            target: Optional[PipelineTarget] = None, with_direct: bool = True) -> str:
-    """'fft' or 'direct' for this problem (see the module docstring). On CUDA, with a
-    PipelineTarget given, the FFT pipelines are candidates too, and the target records the
-    chosen one in the operator; with_direct=False (algo='fft') chooses among them alone."""
-    x_shape, w_shape = tuple(x.shape), tuple(w.shape)
+    """'fft' or 'direct' for this problem and direction (see the module docstring). `args` ends
+    with "grad_input" or "grad_weight" for a gradient's choice. On CUDA under benchmark, with a
+    PipelineTarget given, the FFT pipelines are candidates too, and the target records the chosen
+    one in the operator; with_direct=False (algo='fft') chooses among them alone."""
     if not with_direct:
+        if not backends.benchmark or _is_tracing(x) or _under_dispatch_mode():
+            return "fft"  # the operator's default pipeline
         args = args + ("fft",)
     if x.device.type == "meta":
         return "fft"  # shapes only: the op's fake kernel keeps the memory format (F.conv2d's meta one does not)
     if _is_tracing(x) or _under_dispatch_mode():
-        return _static_choice(x.device, x.dtype, x_shape, w_shape, args, geometry) if with_direct else "fft"
+        return _traced_choice(x, w, args, geometry)
+    x_shape, w_shape = tuple(x.shape), tuple(w.shape)
     fast_key = _fast_key(x, w_shape, args)
     hit = _fast.get(fast_key)
     if hit is not None:
         return hit
+    direction = _direction(args)
+    if not backends.benchmark:
+        hit = cost_model.choice(problem_ratio(x_shape, w_shape, geometry), x.device.type, direction,
+                                cost_model.kind(w_shape))
+        _fast[fast_key] = hit
+        return hit
     key = problem_key(x.device, x.dtype, x_shape, w_shape, args)
     with _lock:
-        _load()
         hit = _memory.get(key)
-    ratio = _ratio(x_shape, w_shape, geometry)
-    _preferred[fast_key] = "fft" if ratio >= 1.0 else "direct"
-    pipelines = _pipelines_for(x.device, target) if target is not None else ()
+    if hit is None:
+        hit = _read_entry(key)
     remembered = hit.partition(":")[2] if hit is not None else ""
     if remembered and remembered not in ("default", "rows") and (
             target is None or not _may_run(component(remembered, target.direction))):
-        hit = None  # remembered from another process or setting: measured again without it
+        hit = None  # a pipeline this process may not run (another setting, or disqualified): measured again
     if hit is None:
-        clear = clear_choice(ratio, x.device.type) if with_direct else "fft"
-        if pipelines and clear != "direct":
+        clear = cost_model.clear_choice(problem_ratio(x_shape, w_shape, geometry), x.device.type, direction,
+                                        cost_model.kind(w_shape)) if with_direct else "fft"
+        pipelines = _pipelines_for(x.device, target) if target is not None else ()
+        if len(pipelines) > 1 and clear != "direct":
             problem = f"input {x_shape}, weight {w_shape}, {args}"
             with torch.no_grad():
                 hit = _measure_pipelines(run_fft, run_direct, pipelines, x.device, with_direct and clear is None,
                                          problem, target.direction)
         elif clear is not None:
-            hit = clear
+            hit = clear  # far from the threshold: the model's choice, not stored
         else:
             with torch.no_grad():
-                hit = _measure(run_fft, run_direct, x.device, prefer=_preferred[fast_key])
-        if pipelines or clear is None:
+                hit = _measure(run_fft, run_direct, x.device)
+        if clear is None or len(pipelines) > 1:
             with _lock:
-                _store(key, hit)
+                _memory[key] = hit
+            _write_entry(key, hit)
     choice, _, pipeline = hit.partition(":")
     if pipeline and target is not None:
         target.record(pipeline)
@@ -619,41 +504,14 @@ def agrees(x: torch.Tensor, w: torch.Tensor, args: tuple, forward: str) -> bool:
     return all(_fast.get(_fast_key(x, w_shape, args + (d,))) == forward for d in ("grad_input", "grad_weight"))
 
 
-# The call at which a measured choice is measured again (per process; see the module docstring).
-RECHECK_AT = 32
-
-
-def measured(x_shape: tuple, w_shape: tuple, geometry: tuple, device_type: str = "cpu") -> bool:
-    """Whether choose() decides this problem by measurement (not by arithmetic alone)."""
-    return clear_choice(_ratio(x_shape, w_shape, geometry), device_type) is None
-
-
-def recheck(x: torch.Tensor, w: torch.Tensor, args: tuple, first: str,
-            run_fft: Callable[[], torch.Tensor], run_direct: Callable[[], torch.Tensor]) -> str:
-    """The choice after measuring once more: `first` if the new measurement agrees, else
-    what a third one says. Remembered in memory and on disk like choose()'s."""
-    prefer = _preferred.get(_fast_key(x, tuple(w.shape), args))
-    with torch.no_grad():
-        second = _measure(run_fft, run_direct, x.device, prefer=prefer)
-        final = first if second == first else _measure(run_fft, run_direct, x.device, prefer=prefer)
-    key = problem_key(x.device, x.dtype, tuple(x.shape), tuple(w.shape), args)
-    with _lock:
-        _store(key, final)
-    _fast[_fast_key(x, tuple(w.shape), args)] = final
-    return final
-
-
 def clear_memory() -> None:
-    """Forget the in-memory choices (the disk file stays); mostly for tests."""
-    global _loaded_from
+    """Forget the in-memory choices (files under backends.cache_dir stay); mostly for tests."""
     with _lock:
         _memory.clear()
         _fast.clear()
-        _preferred.clear()
         _pipeline_of.clear()
         _disqualified.clear()
         decided_calls.clear()
-        _loaded_from = None
     from . import _C
     _C.clear_pipeline_choices()
     _C.clear_gpu_disqualifications()

@@ -22,18 +22,23 @@ attribute                  effect                                               
                            ``cuda_unverified`` until they have run on a GPU
 ``cuda_fused_shared_kb``   CUDA: shared memory per block of the fused forward kernel     48
                            (at most what the device gives a block)
-``cache_dir``              where ``algo="auto"`` remembers its choices (``algo.json``)   ``~/.cache/fftconv_ext``
+``benchmark``              ``algo="auto"`` measures problems near its cost model's      ``False``
+                           threshold on their first call (as ``torch.backends.cudnn.
+                           benchmark``); ``False``: the cost model decides, nothing is
+                           timed
+``cache_dir``              where ``benchmark`` keeps its measured choices across          ``None``
+                           processes (one file per problem); ``None``: in memory only
 ``cpu_isa``                read-only: ``"avx2+fma"`` or ``"baseline"``, the build of     (detected)
                            the CPU vector loops that runs
 =========================  ===========================================================  =========
 
-Every default except ``cache_dir`` is what has been measured on that device. On CUDA
+Every default is what has been measured and tested on that device. On CUDA
 only what has passed the GPU check runs by default: today the row-pruned pipeline
 (``verified_on_gpu()``); the whole-plane pipeline, the fused small-plane kernels and
 the device checks wait for ``cuda_unverified = True``. The
 environment variables ``FFTCONV_CPU_LANES``, ``FFTCONV_CPU_CHUNK_BYTES``,
 ``FFTCONV_DEVICE_CHECKS``, ``FFTCONV_CUDA_UNVERIFIED``, ``FFTCONV_CUDA_FUSED``,
-``FFTCONV_CUDA_FUSED_SHARED_KB`` and ``FFTCONV_CACHE_DIR`` are read once, when the package is imported, as start-up defaults;
+``FFTCONV_CUDA_FUSED_SHARED_KB``, ``FFTCONV_BENCHMARK`` and ``FFTCONV_CACHE_DIR`` are read once, when the package is imported, as start-up defaults;
 ``FFTCONV_CPU_BASELINE=1`` (read once by the compiled code) forces the baseline CPU build.
 Later changes to the environment have no effect: use the attributes.
 
@@ -50,7 +55,6 @@ from typing import Iterator, Optional
 
 from . import _C
 
-_DEFAULT_CACHE_DIR = os.path.join(os.path.expanduser("~"), ".cache", "fftconv_ext")
 _BOOL_WORDS = {"1": True, "0": False}  # other values leave the default
 
 
@@ -127,17 +131,30 @@ class _Backends(types.ModuleType):
     def cuda_fused_shared_kb(self, value: int) -> None:
         self._set("cuda_fused_shared_bytes", _check_int("cuda_fused_shared_kb", value, 1, 200) << 10)
 
-    _cache_dir = _DEFAULT_CACHE_DIR
+    _benchmark = False
 
     @property
-    def cache_dir(self) -> str:
+    def benchmark(self) -> bool:
+        """algo="auto" measures problems near its cost model's threshold (off by default)."""
+        return type(self)._benchmark
+
+    @benchmark.setter
+    def benchmark(self, value: bool) -> None:
+        type(self)._benchmark = _check_bool("benchmark", value)
+        type(self)._version += 1
+
+    _cache_dir: Optional[str] = None
+
+    @property
+    def cache_dir(self) -> Optional[str]:
+        """Where benchmark mode keeps measured choices across processes; None: memory only."""
         return type(self)._cache_dir
 
     @cache_dir.setter
     def cache_dir(self, value) -> None:
-        if not isinstance(value, (str, os.PathLike)) or not str(value):
-            raise TypeError(f"fftconv_ext.backends.cache_dir must be a non-empty path, got {value!r}")
-        type(self)._cache_dir = os.fspath(value)
+        if value is not None and (not isinstance(value, (str, os.PathLike)) or not os.fspath(value)):
+            raise TypeError(f"fftconv_ext.backends.cache_dir must be None or a non-empty path, got {value!r}")
+        type(self)._cache_dir = None if value is None else os.path.abspath(os.fspath(value))
         type(self)._version += 1
 
     @property
@@ -157,7 +174,7 @@ class _Backends(types.ModuleType):
         ``with fftconv_ext.backends.flags(cpu_lanes=False, device_checks=True): ...``
         """
         names = ("cpu_lanes", "cpu_chunk_bytes", "device_checks", "cuda_unverified", "cuda_fused",
-                 "cuda_fused_shared_kb", "cache_dir")
+                 "cuda_fused_shared_kb", "benchmark", "cache_dir")
         unknown = sorted(set(settings) - set(names))
         if unknown:
             raise TypeError(f"fftconv_ext.backends.flags: unknown setting(s) {unknown}; expected some of {list(names)}")
@@ -192,6 +209,8 @@ def _read_environment(module: _Backends) -> None:
     kb = env.get("FFTCONV_CUDA_FUSED_SHARED_KB", "")
     if kb.isdigit() and 1 <= int(kb) <= 200:
         module.cuda_fused_shared_kb = int(kb)
+    if word("FFTCONV_BENCHMARK") is not None:
+        module.benchmark = word("FFTCONV_BENCHMARK")
     if env.get("FFTCONV_CACHE_DIR"):
         module.cache_dir = env["FFTCONV_CACHE_DIR"]
 

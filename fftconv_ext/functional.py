@@ -285,33 +285,8 @@ def _conv_nd(input, weight, bias, stride, padding, dilation, groups, padding_mod
         if len(_decided_calls) >= _MAX_DECIDED_CALLS:
             _decided_calls.clear()
         call_args = (unbatched, stride, padding, pads, dilation, groups, padding_mode, dim, x)
-        # the re-check guards against a shared CPU's timing spells; CUDA timings are steadier
-        if algo == "auto" and x.device.type != "cuda" and \
-                _algo.measured(tuple(x.shape), tuple(weight.shape), geometry, x.device.type):
-            _decided_calls[key] = _rechecking_call(key, choice, args, call_args)
-        else:
-            _decided_calls[key] = _decided_call(choice, *call_args)
+        _decided_calls[key] = _decided_call(choice, *call_args)
     return y.squeeze(0) if unbatched else y
-
-
-def _rechecking_call(key, choice, args, call_args):
-    """The decided call of algo='auto', which at its RECHECK_AT-th call measures the two
-    paths once more (algo.recheck) and hands over to the decided call of the final choice."""
-    paths = {c: _decided_call(c, *call_args) for c in ("fft", "direct")}
-    unbatched = call_args[0]
-    calls = 1  # the call that made the choice
-
-    def call(inp, w, b):
-        nonlocal calls
-        calls += 1
-        if calls < _algo.RECHECK_AT:
-            return paths[choice](inp, w, b)
-        xb = inp.unsqueeze(0) if unbatched else inp
-        final = _algo.recheck(xb, w, args, choice, lambda: paths["fft"](inp, w, b),
-                              lambda: paths["direct"](inp, w, b))
-        _decided_calls[key] = paths[final]
-        return paths[final](inp, w, b)
-    return call
 
 
 def _decided_call(choice, unbatched, stride, padding, pads, dilation, groups, padding_mode, dim, x):
@@ -600,8 +575,9 @@ def conv2d(input: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tenso
         padding_mode: ``'zeros'``, ``'reflect'``, ``'replicate'`` or ``'circular'``
             (as in ``nn.Conv2d``).
         algo: ``'fft'`` (the fused FFT operator), ``'direct'`` (``F.conv2d``) or
-            ``'auto'`` (default): the faster of the two for this problem, measured on
-            its first call and remembered on disk (see :mod:`fftconv_ext.algo`).
+            ``'auto'`` (default): the one a cost model of the problem's arithmetic picks,
+            per direction when training; measured instead with
+            ``fftconv_ext.backends.benchmark = True`` (see :mod:`fftconv_ext.algo`).
 
     float32/float64 are computed in their own precision; float16/bfloat16 in
     float32 and returned in the input dtype. Differentiable in input, weight and

@@ -227,7 +227,8 @@ def conv_transpose2d(input: torch.Tensor, weight: torch.Tensor, bias: Optional[t
         stride, padding, output_padding, dilation: int or a pair.
         groups: number of channel groups.
         algo: ``'fft'``, ``'direct'`` (``F.conv_transpose2d``) or ``'auto'`` (default):
-            the faster of the two for this problem, measured on its first call.
+            the one algo's cost model picks for this problem (measured under
+            ``fftconv_ext.backends.benchmark``).
 
     Differentiable in input, weight and bias (second derivatives too); float16/bfloat16
     are computed in float32.

@@ -82,7 +82,7 @@ TOL64_SMALL_PLANES = 1e-12
 TOL32 = 3e-6
 
 _SETTINGS = ("cpu_lanes", "cpu_chunk_bytes", "device_checks", "cuda_unverified", "cuda_fused",
-             "cuda_fused_shared_kb")
+             "cuda_fused_shared_kb", "benchmark")
 _SPECTRA_LIMIT, _PLAN_LIMIT = fftconv_ext.cache_info()["limit"], 4096  # the limits at start (set_cache_limit)
 
 

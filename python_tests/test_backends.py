@@ -13,7 +13,7 @@ from fftconv_ext import backends
 from conftest import LanesOff, reference_conv, rel_err
 
 SETTINGS = ("cpu_lanes", "cpu_chunk_bytes", "device_checks", "cuda_unverified", "cuda_fused", "cuda_fused_shared_kb",
-            "cache_dir")
+            "benchmark", "cache_dir")
 
 
 def _fresh_process(code: str, **env) -> dict:
@@ -34,17 +34,16 @@ _READ = ("import json, fftconv_ext; b = fftconv_ext.backends; "
 def test_defaults_without_environment():
     got = _fresh_process(_READ)
     assert got == {"cpu_lanes": True, "cpu_chunk_bytes": 1 << 20, "device_checks": None, "cuda_unverified": False,
-                   "cuda_fused": False, "cuda_fused_shared_kb": 48,
-                   "cache_dir": os.path.join(os.path.expanduser("~"), ".cache", "fftconv_ext")}
+                   "cuda_fused": False, "cuda_fused_shared_kb": 48, "benchmark": False, "cache_dir": None}
 
 
 @pytest.mark.subprocess
 def test_environment_gives_start_up_defaults(tmp_path):
     got = _fresh_process(_READ, FFTCONV_CPU_LANES="0", FFTCONV_CPU_CHUNK_BYTES="262144", FFTCONV_DEVICE_CHECKS="1",
                          FFTCONV_CUDA_UNVERIFIED="1", FFTCONV_CUDA_FUSED="1", FFTCONV_CUDA_FUSED_SHARED_KB="96",
-                         FFTCONV_CACHE_DIR=str(tmp_path))
+                         FFTCONV_BENCHMARK="1", FFTCONV_CACHE_DIR=str(tmp_path))
     assert got == {"cpu_lanes": False, "cpu_chunk_bytes": 262144, "device_checks": True, "cuda_unverified": True,
-                   "cuda_fused": True, "cuda_fused_shared_kb": 96, "cache_dir": str(tmp_path)}
+                   "cuda_fused": True, "cuda_fused_shared_kb": 96, "benchmark": True, "cache_dir": str(tmp_path)}
     assert _fresh_process(_READ, FFTCONV_DEVICE_CHECKS="0")["device_checks"] is False
 
 
@@ -109,7 +108,8 @@ def test_every_change_bumps_the_settings_version():
 @pytest.mark.parametrize("name,value,error", [
     ("cpu_lanes", 0, TypeError), ("cuda_fused", "1", TypeError), ("cuda_unverified", 1, TypeError), ("device_checks", 1, TypeError),
     ("cpu_chunk_bytes", 100, ValueError), ("cpu_chunk_bytes", 1.5, ValueError),
-    ("cuda_fused_shared_kb", 0, ValueError), ("cuda_fused_shared_kb", 500, ValueError), ("cache_dir", "", TypeError)])
+    ("cuda_fused_shared_kb", 0, ValueError), ("cuda_fused_shared_kb", 500, ValueError), ("cache_dir", "", TypeError), ("cache_dir", 3, TypeError),
+    ("benchmark", 1, TypeError)])
 def test_bad_values_name_the_setting(name, value, error):
     before = getattr(backends, name)
     with pytest.raises(error, match=name):

@@ -403,35 +403,6 @@ def test_nd_suite_computes_every_3d_layer(monkeypatch, tmp_path):
     assert "| depthwise 3x3x3 |" in transposed_markdown(rows, summary)
 
 
-def test_auto_is_past_its_recheck_before_it_is_timed(monkeypatch, tmp_path):
-    # algo='auto' measures a measured choice again at its RECHECK_AT-th call: one-time work
-    # (seconds where direct convolution is slow) that the benchmark does before its timed
-    # rounds, as it does the first-call measurement, so no timed round holds it.
-    import fftconv_ext.bench.__main__ as bench_main
-    from fftconv_ext import algo
-
-    monkeypatch.setattr(fftconv_ext.backends, "cache_dir", str(tmp_path))  # a fresh choice: measured, then re-checked
-    algo.clear_memory()  # choices and decided calls
-    shape, k = (1, 8, 8, 8), 13
-    geometry = ((8, 8), (k, k), ((k // 2, k // 2), (k // 2, k // 2)), (1, 1), (1, 1))
-    assert algo.measured(shape, (8, 1, k, k), geometry)  # the layer's choice is a measured one
-    rechecks, seen_at_first_timing = [], []
-    real_recheck, real_timing = algo.recheck, bench_main.time_interleaved
-
-    def counting_recheck(*a, **kw):
-        rechecks.append(1)
-        return real_recheck(*a, **kw)
-
-    def timing(*a, **kw):
-        seen_at_first_timing.append(len(rechecks))
-        return real_timing(*a, **kw)
-    monkeypatch.setattr(algo, "recheck", counting_recheck)
-    monkeypatch.setattr(bench_main, "time_interleaved", timing)
-    monkeypatch.setattr(bench_main, "layers", lambda suites, full, device: [("sweep", "sweep R8 k13", shape, k)])
-    bench_main.run(torch.device("cpu"), ["sweep"], full=False, quick=False, progress=False)
-    assert seen_at_first_timing and seen_at_first_timing[0] == 1 and len(rechecks) == 1
-
-
 @pytest.mark.subprocess
 def test_gpu_check_script_parses_and_runs_the_sanitizers_first():
     # bench/gpu_check.sh runs only on a GPU machine: here, its syntax and its stage order
@@ -441,3 +412,28 @@ def test_gpu_check_script_parses_and_runs_the_sanitizers_first():
     order = [text.index(s) for s in ("step build", "step memcheck", "step racecheck", 'step "tests:', 'step "bench:')]
     assert order == sorted(order)
     assert "PYTORCH_NO_CUDA_MEMORY_CACHING=1" in text and "CUDA_LAUNCH_BLOCKING=1" in text
+
+
+def test_calibrate_fits_each_kind_and_direction_and_writes_its_tables(tmp_path):
+    from fftconv_ext import cost_model
+    from fftconv_ext.bench import calibrate
+    points = calibrate.measure(quick=True, progress=lambda s: None)
+    assert {p["direction"] for p in points} == set(cost_model.DIRECTIONS)
+    assert all(p["fft_ms"] > 0 and (p["direct_ms"] is None or p["direct_ms"] > 0) for p in points)
+    fits = calibrate.fit(points, "cpu")
+    for per in fits.values():
+        for f in per.values():
+            assert f["loss"] >= 1.0 and f["committed_loss"] >= f["loss"] - 1e-12  # the fit is the least loss
+    md = calibrate.markdown({"meta": {"machine": "m", "device": "cpu"}, "points": points, "fit": fits})
+    assert md.count("\n| depthwise 2-D") == len(points)
+
+
+def test_calibrate_from_a_committed_run(tmp_path):
+    import json
+    import os
+    from fftconv_ext.bench.__main__ import main
+    src = os.path.join(os.path.dirname(__file__), "..", "bench", "results", "nvidia-h200.json")
+    main(["--calibrate", "--calibrate-from", src, "--out", str(tmp_path)])
+    out = json.load(open(tmp_path / "nvidia-h200-calibrate-forward.json"))
+    assert len(out["points"]) == 7 and set(out["fit"]) == {"depthwise"}
+    assert (tmp_path / "nvidia-h200-calibrate-forward.md").exists()

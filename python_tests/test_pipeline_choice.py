@@ -1,6 +1,7 @@
 """CUDA pipeline choice (docs/design.md §17), tested without a GPU: the choice logic with
 scripted timings and outputs, the operator's record of choices, and the guard that keeps
 pipelines never run on a GPU out until their output matched the direct convolution's."""
+import glob
 import json
 import os
 import warnings
@@ -58,7 +59,8 @@ def _on_cuda(monkeypatch, verified=("rows",)):
     monkeypatch.setattr(fftconv_ext.backends, "cuda_unverified", True)
     monkeypatch.setattr(algo_mod, "_pipelines_for", lambda device, target: algo_mod.PIPELINES)
     monkeypatch.setattr(algo_mod, "verified_components", lambda: frozenset(verified))
-    monkeypatch.setattr(algo_mod, "_ratio", lambda *a: 1.0)  # in the measured band
+    monkeypatch.setattr(fftconv_ext.backends, "benchmark", True)
+    monkeypatch.setattr(algo_mod.cost_model, "clear_choice", lambda *a: None)  # in the measured band
 
 
 def _target(recorded, direction=algo_mod.FORWARD, applies=None):
@@ -78,8 +80,8 @@ def test_the_fastest_candidate_is_chosen_recorded_and_remembered(monkeypatch, tm
     assert choice == ("direct" if fastest == "direct" else "fft")
     assert recorded == ([] if fastest == "direct" else [fastest])
     assert set(timed) == {"direct", "rows", "planes", "fused"}  # every candidate was timed
-    stored = json.load(open(os.path.join(fftconv_ext.backends.cache_dir, "algo.json")))
-    assert list(stored.values()) == ["direct" if fastest == "direct" else "fft:" + fastest]
+    stored = [json.load(open(p))["choice"] for p in glob.glob(os.path.join(fftconv_ext.backends.cache_dir, "auto", "*"))]
+    assert stored == ["direct" if fastest == "direct" else "fft:" + fastest]
     # the same process: remembered, nothing timed or recorded again
     timed.clear()
     assert algo_mod.choose(x, w, args, geometry, run_fft, run_fft, _target(recorded)) == choice
@@ -140,7 +142,7 @@ def test_verified_pipelines_are_not_compared(monkeypatch):
     algo_mod.choose(x, w, args, geometry, lambda: wrong, run_direct, _target(recorded))
     assert recorded == ["rows"]
     # direct ran only as a candidate (warm-up and rounds), never as a reference
-    assert len(directs) == 1 + algo_mod._ROUNDS
+    assert len(directs) == 1 + algo_mod.ROUNDS
 
 
 def test_every_pipeline_disqualified_falls_back_to_the_verified_default(monkeypatch):
@@ -154,21 +156,21 @@ def test_every_pipeline_disqualified_falls_back_to_the_verified_default(monkeypa
     assert choice == "fft" and recorded == ["default"]
 
 
-def test_measure_many_picks_the_fastest_call_and_breaks_near_ties_with_more_rounds(monkeypatch):
+def test_measure_many_picks_the_smallest_median_after_one_warm_up_each(monkeypatch):
     monkeypatch.setattr(algo_mod, "_time_once", lambda fn, dev: fn())
     calls = {"a": 0, "b": 0, "c": 0}
 
-    def run(name, cost):
+    def run(name, costs):
         def fn():
             calls[name] += 1
-            return cost
+            return costs[calls[name] - 1]
         return fn
     cpu = torch.device("cpu")
-    assert algo_mod._measure_many({"a": run("a", 3.0), "b": run("b", 1.0), "c": run("c", 2.0)}, cpu) == "b"
-    assert calls == {n: 1 + algo_mod._ROUNDS for n in calls}
-    calls.update(a=0, b=0, c=0)
-    assert algo_mod._measure_many({"a": run("a", 1.05), "b": run("b", 1.0), "c": run("c", 2.0)}, cpu) == "b"
-    assert calls["a"] == 1 + algo_mod._ROUNDS + algo_mod._TIE_ROUNDS
+    # b's warm-up is slow and one of its calls too: its median still wins
+    runs = {"a": run("a", [1.0] + [3.0] * 9), "b": run("b", [9.0, 1.0, 8.0, 1.0, 1.0, 1.0]),
+            "c": run("c", [1.0] + [2.0] * 9)}
+    assert algo_mod._measure_many(runs, cpu) == "b"
+    assert calls == {n: 1 + algo_mod.ROUNDS for n in calls}
 
 
 def test_matches_tolerance():
@@ -214,7 +216,8 @@ def test_cpu_calls_measure_no_pipelines(monkeypatch):
     # the CPU driver picks its own pipeline: auto on the CPU times fft against direct only
     seen = []
     monkeypatch.setattr(algo_mod, "_measure_pipelines", lambda *a, **k: seen.append(1) or "fft:rows")
-    monkeypatch.setattr(algo_mod, "_ratio", lambda *a: 1.0)
+    monkeypatch.setattr(fftconv_ext.backends, "benchmark", True)
+    monkeypatch.setattr(algo_mod.cost_model, "clear_choice", lambda *a: None)
     x, w = torch.randn(2, 4, 16, 16), torch.randn(4, 1, 7, 7)
     y = fftconv_ext.conv2d(x, w, padding=3, groups=4)
     assert seen == [] and torch.allclose(y, F.conv2d(x, w, padding=3, groups=4), atol=1e-4)
@@ -270,16 +273,23 @@ def test_by_default_the_only_candidate_is_the_verified_pipeline():
 def test_the_default_configuration_forces_no_unverified_pipeline(monkeypatch):
     # the real candidate list (not a scripted one) on a simulated CUDA device: choose() forces
     # nothing but 'rows', records nothing but 'rows', and no comparison against cuDNN is needed
+    # by default nothing is timed or recorded: the operator runs its default (verified) pipeline;
+    # under benchmark, only cuDNN and the default pipeline are timed
     monkeypatch.setattr(algo_mod, "_pipelines_for", lambda device, target: algo_mod.candidate_pipelines(target))
-    monkeypatch.setattr(algo_mod, "_ratio", lambda *a: 1.0)
     timed = _scripted(monkeypatch, {"direct": 1.0, "rows": 0.5, "planes": 0.1, "fused": 0.1})
     x, w, args, geometry = _problem()
     recorded = []
     run = lambda: F.conv2d(x, w, padding=2, groups=4)  # noqa: E731
-    for with_direct in (True, False):
-        algo_mod.clear_memory()
-        assert algo_mod.choose(x, w, args, geometry, run, run, _target(recorded), with_direct=with_direct) == "fft"
-    assert set(timed) <= {"direct", "rows"} and set(recorded) == {"rows"}
+    for benchmark in (False, True):
+        monkeypatch.setattr(fftconv_ext.backends, "benchmark", benchmark)
+        monkeypatch.setattr(algo_mod.cost_model, "choice", lambda *a: "fft")
+        monkeypatch.setattr(algo_mod.cost_model, "clear_choice", lambda *a: None)
+        for with_direct in (True, False):
+            algo_mod.clear_memory()
+            assert algo_mod.choose(x, w, args, geometry, run, run, _target(recorded), with_direct=with_direct) == "fft"
+        if not benchmark:
+            assert timed == [] and recorded == []
+    assert set(timed) <= {"direct", "rows"} and set(recorded) <= {"rows"}
 
 
 def test_opting_in_makes_unverified_pipelines_candidates_where_they_apply(monkeypatch):
@@ -307,8 +317,10 @@ def test_a_recorded_unverified_choice_is_not_reused_with_the_gate_closed(monkeyp
     monkeypatch.setattr(algo_mod, "_pipelines_for", lambda device, target: algo_mod.candidate_pipelines(target))
     algo_mod.clear_memory()
     recorded.clear()
-    algo_mod.choose(x, w, args, geometry, run, run, _target(recorded))
-    assert recorded == ["rows"]
+    timed = _scripted(monkeypatch, {"direct": 1.0, "rows": 0.5, "planes": 0.1, "fused": 1.0})
+    assert algo_mod.choose(x, w, args, geometry, run, run, _target(recorded)) == "fft"
+    # measured again (the stored 'fft:planes' not taken), among cuDNN and the verified default only
+    assert timed and set(timed) <= {"direct", "default"} and recorded in ([], ["rows"])
 
 
 def test_pipeline_applies_tells_what_each_pipeline_runs_itself():
@@ -347,7 +359,8 @@ def test_a_candidate_that_raises_is_disqualified_not_the_users_error(monkeypatch
     assert not _C.gpu_component_enabled("planes")
     # a verified pipeline that raises is only no candidate for that problem
     algo_mod.clear_memory()
-    os.remove(algo_mod.cache_path())
+    for path in glob.glob(os.path.join(fftconv_ext.backends.cache_dir, "auto", "*")):
+        os.remove(path)
     _on_cuda(monkeypatch, verified=("rows", "planes", "fused"))
     with pytest.warns(RuntimeWarning, match="not a candidate for this problem"):
         algo_mod.choose(x, w, args, geometry, run_fft, lambda: good, _target(recorded))

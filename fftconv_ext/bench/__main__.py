@@ -110,13 +110,6 @@ def run(device, suites, full, quick, progress=True):
                 fns[impl] = fn
             except (RuntimeError, MemoryError, ValueError) as e:  # unsupported shape, out of memory: recorded
                 row["forward"][impl] = {"error": type(e).__name__, "message": str(e)[:200]}
-        if "fftconv_ext auto" in fns:
-            # auto's one-time work before the timing, as its first-call measurement above:
-            # a measured choice is measured again at its RECHECK_AT-th call, which costs
-            # seconds where direct convolution is slow and would land in a timed round
-            with torch.no_grad():
-                for _ in range(fftconv_ext.algo.RECHECK_AT):
-                    fns["fftconv_ext auto"]()
         with torch.no_grad():  # the checking call above was the warm-up
             pairs = [("fftconv_ext auto", "fftconv_ext"), ("fftconv_ext auto", "F.conv2d")]
             main_pairs = pairs + [("fftconv_ext", v) for v in COMPOSITION_VARIANTS if v in fns]
@@ -196,6 +189,11 @@ def main(argv=None) -> None:
     ap.add_argument("--nd", action="store_true",
                     help="the convolution family beyond conv1d/conv2d: transposed and 3-D convolutions against "
                          "F.conv_transpose2d, a torch.fft composition and torch-fftconv")
+    ap.add_argument("--calibrate", action="store_true",
+                    help="time both paths of every direction on a set of layers and fit algo='auto''s cost model "
+                         "(writes <machine>-calibrate.json, .md)")
+    ap.add_argument("--calibrate-from", metavar="RESULTS_JSON",
+                    help="with --calibrate: fit the forward threshold from a committed benchmark run instead")
     ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args(argv)
 
@@ -211,6 +209,9 @@ def main(argv=None) -> None:
         return main_train(device, args)
     if args.nd:
         return main_nd(device, args)
+    if args.calibrate or args.calibrate_from:
+        from .calibrate import main_calibrate
+        return main_calibrate(device, args)
     suites = [s.strip() for s in args.shapes.split(",") if s.strip()]
     machine = machine_name(device, args.threads)
     meta = run_meta(device, args.threads, fftconv_ext=fftconv_ext.__version__, python=platform.python_version(),
@@ -310,8 +311,8 @@ def main_nd(device: torch.device, args) -> None:
         md += f"\n\n![forward time per layer]({os.path.basename(png)})"
     write_suite(args.out, machine, "nd", meta, {"transposed": rows, "summary": summ, "3d": rows3, "summary_3d": summ3},
                 f"The convolution family: {machine}",
-                "Medians of interleaved rounds, ratios inside this run; algo='auto' measured before it is timed "
-                "(its first call, with an empty choice cache). Forward rows: every implementation in "
+                "Medians of interleaved rounds, ratios inside this run; algo='auto' as a user gets it (its "
+                "first call made before the timing). Forward rows: every implementation in "
                 "lockstep rounds, then those under 60 ms (2-D) or 200 ms (3-D) and within 4x of the fastest again "
                 "among themselves, in up to 40 rounds, auto paired with "
                 "each of its paths.", md)

@@ -1,0 +1,217 @@
+"""python -m fftconv_ext.bench --calibrate: the measurements behind algo="auto"'s cost model.
+
+For a set of layers (depthwise 1-D, 2-D and 3-D kernels from 3 to 31 taps a side, dense
+layers), each direction (forward, input gradient, weight gradient) is timed on both paths,
+``algo="fft"`` and ``algo="direct"``: one warm-up call each, then the median of ROUNDS calls in
+alternating order. A layer whose direct convolution does over SKIP_DIRECT_MACS multiply-adds is
+not timed direct (a direct 3-D backward there takes tens of seconds): it is listed, and left out
+of the fit. ``cost_model.fit_threshold`` then gives, per kind (depthwise, dense) and direction,
+the threshold that loses least against
+always taking the faster path. The run prints each layer's ratio, both times and the choice of
+the fitted and of the committed thresholds, and writes <out>/<machine>-calibrate.{json,md}.
+
+``--calibrate-from RESULTS.json`` fits the forward threshold from a committed benchmark run
+instead (its depthwise rows' fftconv_ext and F.conv2d medians), e.g. a GPU's.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import statistics
+import time
+
+import torch
+
+import fftconv_ext
+from fftconv_ext import cost_model
+from .machine import finish_meta, machine_name, run_meta
+
+ROUNDS = 3
+SKIP_DIRECT_MACS = 4e9
+
+
+def layers(quick: bool = False):
+    """(name, x shape, w shape, groups) of 'same' layers, stride 1."""
+    out = []
+    sizes = (3, 7, 13, 31) if quick else (3, 5, 7, 9, 11, 13, 17, 21, 31)
+    for r in ((16, 32) if quick else (16, 32, 64)):
+        for k in sizes:
+            out.append((f"depthwise 2-D R{r} k{k}", (2, 128, r, r), (128, 1, k, k), 128))
+    if not quick:
+        for k in (7, 13, 31):
+            out.append((f"depthwise 2-D 56x56 k{k}", (4, 96, 56, 56), (96, 1, k, k), 96))
+        for k in (9, 33, 129, 257):
+            out.append((f"depthwise 1-D L4096 k{k}", (4, 64, 4096), (64, 1, k), 64))
+        for k in (3, 7, 13):
+            out.append((f"depthwise 3-D 16^3 k{k}", (1, 48, 16, 16, 16), (48, 1, k, k, k), 48))
+        for k in (3, 5, 7, 11, 15):
+            out.append((f"dense 2-D 32x32 k{k}", (4, 64, 32, 32), (64, 64, k, k), 1))
+        for k in (3, 7, 13, 21):
+            out.append((f"dense 2-D 24x24 k{k}", (2, 16, 24, 24), (16, 16, k, k), 1))
+        for k in (7, 13):
+            out.append((f"grouped 2-D 28x28 k{k} g16", (4, 128, 28, 28), (128, 8, k, k), 16))
+    return out
+
+
+_CONV = {3: fftconv_ext.conv1d, 4: fftconv_ext.conv2d, 5: fftconv_ext.conv3d}
+
+
+def _geometry(x_shape, w_shape):
+    spatial, kernel = tuple(x_shape[2:]), tuple(w_shape[2:])
+    pads = tuple((k // 2, k // 2) for k in kernel)
+    return spatial, kernel, pads, (1,) * len(kernel), (1,) * len(kernel)
+
+
+def _step(direction, x_shape, w_shape, groups, algo):
+    """A callable running one direction of the layer on one path."""
+    g = torch.Generator().manual_seed(0)
+    conv = _CONV[len(x_shape)]
+    pad = [k // 2 for k in w_shape[2:]]
+    x = torch.randn(*x_shape, generator=g)
+    w = torch.randn(*w_shape, generator=g) / math.prod(w_shape[2:])
+    if direction == "forward":
+        def run():
+            with torch.no_grad():
+                return conv(x, w, padding=pad, groups=groups, algo=algo)
+        return run
+    leaf = x if direction == "grad_input" else w
+    leaf.requires_grad_(True)
+    y = conv(x, w, padding=pad, groups=groups, algo=algo)
+    grad = torch.randn(y.shape, generator=g)
+    return lambda: torch.autograd.grad(y, leaf, grad, retain_graph=True)[0]
+
+
+def _medians_ms(runs: dict) -> dict:
+    for f in runs.values():
+        f()
+    times = {n: [] for n in runs}
+    names = list(runs)
+    for r in range(ROUNDS):
+        for n in (names if r % 2 == 0 else names[::-1]):
+            t0 = time.perf_counter()
+            runs[n]()
+            times[n].append((time.perf_counter() - t0) * 1e3)
+    return {n: statistics.median(t) for n, t in times.items()}
+
+
+def measure(quick: bool = False, progress=print) -> list:
+    points = []
+    for name, x_shape, w_shape, groups in layers(quick):
+        ratio = cost_model.problem_ratio(x_shape, w_shape, _geometry(x_shape, w_shape))
+        for direction in cost_model.DIRECTIONS:
+            runs = {"fft": _step(direction, x_shape, w_shape, groups, "fft")}
+            macs = math.prod(x_shape[:1]) * w_shape[0] * math.prod(w_shape[1:]) * math.prod(x_shape[2:])
+            if macs <= SKIP_DIRECT_MACS:
+                runs["direct"] = _step(direction, x_shape, w_shape, groups, "direct")
+            t = _medians_ms(runs)
+            points.append({"layer": name, "input": list(x_shape), "weight": list(w_shape), "groups": groups,
+                           "direction": direction, "ratio": ratio, "fft_ms": t["fft"],
+                           "direct_ms": t.get("direct")})
+            progress(f"{name:28s} {direction:11s} ratio {ratio:8.3f}  fft {t['fft']:9.2f} ms  direct "
+                     + (f"{t['direct']:9.2f} ms" if "direct" in t else "   (not timed)"))
+    return points
+
+
+def fit(points: list, device_type: str) -> dict:
+    """{kind: {direction: the fitted threshold, its loss, the committed one and its loss}}."""
+    out = {}
+    for kind in cost_model.KINDS:
+        for direction in cost_model.DIRECTIONS:
+            pts = [(p["ratio"], p["fft_ms"], p["direct_ms"]) for p in points
+                   if p["direction"] == direction and p["direct_ms"] is not None
+                   and cost_model.kind(p["weight"]) == kind]
+            if not pts:
+                continue
+            t, loss = cost_model.fit_threshold(pts)
+            committed = cost_model.threshold(device_type, direction, kind)
+            out.setdefault(kind, {})[direction] = {"threshold": t, "loss": loss, "committed_threshold": committed,
+                                                   "committed_loss": _loss(pts, committed), "layers": len(pts),
+                                                   "worst_committed": _worst(pts, committed)}
+    return out
+
+
+def _worst(pts, t) -> float:
+    return max((f if r >= t else d) / min(f, d) for r, f, d in pts)
+
+
+def _loss(pts, t) -> float:
+    logs = [math.log((f if r >= t else d) / min(f, d)) for r, f, d in pts]
+    return math.exp(sum(logs) / len(logs))
+
+
+def markdown(result: dict) -> str:
+    meta, fits, device_type = result["meta"], result["fit"], result["meta"]["device"]
+    lines = ["# algo='auto' cost-model calibration: " + meta["machine"], "",
+             ", ".join(f"{k}: {v}" for k, v in meta.items()), "",
+             "Threshold per direction: FFT where the arithmetic ratio reaches it. Loss: geometric mean "
+             "over layers of (time of the chosen path) / (faster path's time).", "",
+             "| kind | direction | layers | fitted threshold | its loss | committed threshold | its loss | "
+             "its worst layer |", "|---|---|---|---|---|---|---|---|"]
+    for kind, per in fits.items():
+        for d, f in per.items():
+            lines.append(f"| {kind} | {d} | {f['layers']} | {f['threshold']:.3f} | {f['loss']:.3f} | "
+                         f"{f['committed_threshold']:.3f} | {f['committed_loss']:.3f} | {f['worst_committed']:.2f} |")
+    lines += ["", "| layer | direction | ratio | fft ms | direct ms | faster | committed model picks | "
+                  "chosen / faster |", "|---|---|---|---|---|---|---|---|"]
+    for p in result["points"]:
+        pick = cost_model.choice(p["ratio"], device_type, p["direction"], cost_model.kind(p["weight"]))
+        if p["direct_ms"] is None:
+            lines.append(f"| {p['layer']} | {p['direction']} | {p['ratio']:.3f} | {p['fft_ms']:.2f} | not timed | "
+                         f"– | {pick} | – |")
+            continue
+        faster = "fft" if p["fft_ms"] <= p["direct_ms"] else "direct"
+        chosen = p["fft_ms"] if pick == "fft" else p["direct_ms"]
+        lines.append(f"| {p['layer']} | {p['direction']} | {p['ratio']:.3f} | {p['fft_ms']:.2f} | "
+                     f"{p['direct_ms']:.2f} | {faster} | {pick} | {chosen / min(p['fft_ms'], p['direct_ms']):.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+def points_from_results(path: str) -> list:
+    """Forward points from a committed benchmark run: its depthwise 'same' rows."""
+    with open(path) as f:
+        data = json.load(f)
+    points = []
+    for row in data["rows"]:
+        fwd = row.get("forward", {})
+        if "fftconv_ext" not in fwd or "F.conv2d" not in fwd or "median_ms" not in fwd["F.conv2d"]:
+            continue
+        x_shape, k = tuple(row["input"]), row["kernel"]
+        w_shape = (x_shape[1], 1, k, k)
+        points.append({"layer": row["name"], "input": list(x_shape), "weight": list(w_shape), "groups": x_shape[1],
+                       "direction": "forward", "ratio": cost_model.problem_ratio(x_shape, w_shape,
+                                                                                 _geometry(x_shape, w_shape)),
+                       "fft_ms": fwd["fftconv_ext"]["median_ms"], "direct_ms": fwd["F.conv2d"]["median_ms"]})
+    return points
+
+
+def main_calibrate(device: torch.device, args) -> None:
+    if getattr(args, "calibrate_from", None):
+        with open(args.calibrate_from) as f:
+            meta = dict(json.load(f)["meta"])
+        meta["source"] = os.path.basename(args.calibrate_from)
+        device_type = "cuda" if meta.get("device", "cpu").startswith("cuda") else "cpu"
+        meta["device"] = device_type
+        points = points_from_results(args.calibrate_from)
+        stem = meta["machine"] + "-calibrate-forward"
+    else:
+        if device.type != "cpu":
+            raise SystemExit("--calibrate times the CPU here; on a GPU use --calibrate-from a --device cuda run")
+        torch.set_num_threads(args.threads)
+        meta = run_meta(device, args.threads, rounds=ROUNDS, skip_direct_macs=SKIP_DIRECT_MACS)
+        meta["device"] = device_type = "cpu"
+        points = measure(quick=args.quick, progress=(lambda s: None) if args.no_progress else print)
+        finish_meta(meta, device)
+        stem = machine_name(device, args.threads) + "-calibrate"
+    result = {"meta": meta, "points": points, "fit": fit(points, device_type)}
+    for kind, per in result["fit"].items():
+        for d, f in per.items():
+            print(f"{kind:9s} {d:11s}: fitted threshold {f['threshold']:.3f} (loss {f['loss']:.3f}); committed "
+                  f"{f['committed_threshold']:.3f} (loss {f['committed_loss']:.3f}, worst layer "
+                  f"{f['worst_committed']:.2f}) over {f['layers']} layers")
+    os.makedirs(args.out, exist_ok=True)
+    with open(os.path.join(args.out, stem + ".json"), "w") as f:
+        json.dump(result, f, indent=1)
+    with open(os.path.join(args.out, stem + ".md"), "w") as f:
+        f.write(markdown(result))
+    print(f"wrote {os.path.join(args.out, stem)}.json, .md")

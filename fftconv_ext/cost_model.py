@@ -1,0 +1,142 @@
+"""The cost model behind algo="auto"'s default choice: direct convolution or the FFT operator,
+decided from the problem's arithmetic alone (docs/design.md §15).
+
+``arithmetic_ratio`` is direct convolution's multiply-adds over an estimate of the FFT path's
+work (> 1: the FFT path does less). For each device type and direction (forward, input gradient,
+weight gradient) the FFT path is chosen where the ratio reaches a threshold fitted from
+measurements by ``python -m fftconv_ext.bench --calibrate`` (``fit_threshold`` below; the data
+and the fit are committed under bench/results/). The choice is a pure function of shapes and
+arguments: the same in every process, in eager mode and under torch.compile and export.
+"""
+from __future__ import annotations
+
+import math
+from typing import Iterable, Optional, Sequence, Tuple
+
+from ._shapes import output_length
+
+DIRECTIONS = ("forward", "grad_input", "grad_weight")
+# One weight input channel per group (depthwise) or several (dense, grouped): the two run on
+# different direct kernels (a depthwise loop, a GEMM) whose speed per multiply-add differs by
+# an order of magnitude, so each kind has its thresholds.
+KINDS = ("depthwise", "dense")
+
+# FFT where arithmetic_ratio >= the threshold, fitted by `python -m fftconv_ext.bench --calibrate`
+# (rounded). CPU: 48 layers on 2 threads of an AVX-512 x86 VM, every direction
+# (bench/results/amd-epyc-x86_64-2t-calibrate.{json,md}); direct depthwise weight gradients are
+# slow there, so the FFT takes them early, while the dense layers measured ran direct in every
+# weight gradient (32: past every measured ratio). CUDA: only the depthwise forward has been
+# measured (7 layers of an H200, bench/results/nvidia-h200-calibrate-forward.*); its gradients
+# take the forward's value and dense layers the CPU's, until a GPU run of --calibrate fits them.
+THRESHOLDS = {
+    "cpu": {"depthwise": {"forward": 1.45, "grad_input": 0.85, "grad_weight": 0.14},
+            "dense": {"forward": 9.3, "grad_input": 9.3, "grad_weight": 32.0}},
+    "cuda": {"depthwise": {"forward": 5.8, "grad_input": 5.8, "grad_weight": 5.8},
+             "dense": {"forward": 9.3, "grad_input": 9.3, "grad_weight": 32.0}},
+}
+# Other device types: the arithmetic break-even.
+DEFAULT_THRESHOLD = 1.0
+
+
+def kind(w_shape: Sequence[int]) -> str:
+    """'depthwise' (one input channel per group) or 'dense'."""
+    return "depthwise" if w_shape[1] == 1 else "dense"
+
+
+# With backends.benchmark, problems whose ratio is this far from the threshold (either way)
+# are decided by the model without measuring: no measurement has reversed such a gap, and a
+# direct backward with a large kernel costs seconds per call on a CPU.
+CLEAR_FACTOR = 4.0
+
+
+def arithmetic_ratio(x_shape: Sequence[int], w_shape: Sequence[int], out_spatial: Sequence[int],
+                     fft_shape: Sequence[int]) -> float:
+    """Direct multiply-adds over an estimate of the FFT path's work (> 1: FFT cheaper): two real
+    transforms per input and output plane (2.5 N log2 N flops each) and the spectral product."""
+    n, c_in = x_shape[0], x_shape[1]
+    c_out, cpg = w_shape[0], w_shape[1]
+    taps = math.prod(w_shape[2:])
+    direct = n * c_out * cpg * taps * math.prod(out_spatial)
+    points = math.prod(fft_shape)
+    fft = n * (c_in + c_out) * 2.5 * points * math.log2(max(points, 2)) + n * c_out * cpg * points * 2
+    return direct / max(fft, 1.0)
+
+
+def problem_ratio(x_shape: Sequence[int], w_shape: Sequence[int], geometry: tuple) -> float:
+    """arithmetic_ratio of a convolution given as geometry = (spatial, kernel, pads, stride,
+    dilation), one entry per spatial axis, with the FFT shape the operator would use."""
+    from . import _C
+    spatial, kernel, pads, stride, dilation = geometry
+    if math.prod(kernel) == 1:
+        # one tap: the spectral product alone does at least the direct convolution's
+        # multiply-adds, before any transform
+        return 0.0
+    out_spatial = [output_length(n, k, pl, pr, s, d)
+                   for n, (pl, pr), k, d, s in zip(spatial, pads, kernel, dilation, stride)]
+    if len(spatial) == 3:  # the 2-D problem the operator runs (depth_fold.py)
+        from .depth_fold import DepthFold
+        fold = DepthFold(spatial, kernel, pads, stride, dilation)
+        fft_shape = _C.fft_shape([1, 1, *fold.folded_spatial], [1, 1, *fold.folded_kernel], fold.stride2,
+                                 fold.padding4, fold.dilation2, 1, False)
+    else:
+        lead = 2 - len(spatial)  # 1-D problems are height-1 2-D ones
+        fft_shape = _C.fft_shape([1, 1] + [1] * lead + list(spatial), [1, 1] + [1] * lead + list(kernel),
+                                 [1] * lead + list(stride), [p for lr in [(0, 0)] * lead + list(pads) for p in lr],
+                                 [1] * lead + list(dilation), 1, False)
+    return arithmetic_ratio(x_shape, w_shape, out_spatial, fft_shape)
+
+
+def threshold(device_type: str, direction: str = "forward", kind: str = "depthwise") -> float:
+    if direction not in DIRECTIONS:
+        raise ValueError(f"direction must be one of {DIRECTIONS}, got {direction!r}")
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    return THRESHOLDS.get(device_type, {}).get(kind, {}).get(direction, DEFAULT_THRESHOLD)
+
+
+def choice(ratio: float, device_type: str, direction: str = "forward", kind: str = "depthwise") -> str:
+    """'fft' or 'direct': the model's choice for a problem of this arithmetic ratio."""
+    if ratio <= 0.0:
+        return "direct"
+    return "fft" if ratio >= threshold(device_type, direction, kind) else "direct"
+
+
+def clear_choice(ratio: float, device_type: str, direction: str = "forward", kind: str = "depthwise") -> Optional[str]:
+    """The model's choice where the ratio is CLEAR_FACTOR or more from the threshold, else None
+    (a problem backends.benchmark measures)."""
+    t = threshold(device_type, direction, kind)
+    if ratio <= t / CLEAR_FACTOR:
+        return "direct"
+    if ratio >= t * CLEAR_FACTOR:
+        return "fft"
+    return None
+
+
+def fit_threshold(points: Iterable[Tuple[float, float, float]]) -> Tuple[float, float]:
+    """The threshold that loses least against always taking the faster path, and that loss.
+
+    points: (ratio, fft seconds, direct seconds) per measured problem. The loss of a threshold
+    T is the geometric mean over problems of (time of the path T picks) / (faster path's time);
+    among the thresholds of least loss (an interval between two measured ratios) the geometric
+    middle of that interval is returned, or the edge ratio where it is unbounded."""
+    pts = sorted((r, f, d) for r, f, d in points if r > 0 and f > 0 and d > 0)
+    if not pts:
+        raise ValueError("fit_threshold needs at least one measured problem")
+    ratios = [r for r, _, _ in pts]
+    # candidates: below every ratio, between each neighbouring pair, above every ratio
+    candidates = [ratios[0] / 2] + [math.sqrt(a * b) for a, b in zip(ratios, ratios[1:])] + [ratios[-1] * 2]
+
+    def loss(t: float) -> float:
+        logs = [math.log((f if r >= t else d) / min(f, d)) for r, f, d in pts]
+        return math.exp(sum(logs) / len(logs))
+
+    losses = [loss(t) for t in candidates]
+    best = min(losses)
+    good = [i for i, v in enumerate(losses) if v <= best * (1 + 1e-12)]
+    first = last = good[0]
+    while last + 1 in good:  # the first run of least-loss candidates
+        last += 1
+    # candidate i stands for every T in (ratios[i-1], ratios[i]]: the run spans (low, high]
+    low = ratios[first - 1] if first > 0 else ratios[0] / 2
+    high = ratios[last] if last < len(ratios) else ratios[-1] * 2
+    return math.sqrt(low * high), best
