@@ -36,12 +36,10 @@ import fftconv_ext
 from . import impls as impl_registry
 from .machine import finish_meta, machine_name, run_meta
 from .memory import forward_memory
+from .sweep import SWEEP_K_DEFAULT, SWEEP_K_FULL, SWEEP_R
 from .report import COMPOSITION_VARIANTS, auto_markdown, markdown, memory_markdown, plot, summary
 from .timing import time_call, time_interleaved
 
-SWEEP_K_FULL = (3, 5, 7, 9, 13, 17, 21, 27, 31)
-SWEEP_K_DEFAULT = (3, 7, 13, 21, 31)
-SWEEP_R = (16, 32, 64)
 
 # (name, channels, resolution, kernel)
 MODEL_LAYERS = [

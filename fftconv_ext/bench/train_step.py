@@ -60,7 +60,7 @@ def _compare(name: str, make, x: torch.Tensor, device, max_seconds: float) -> Di
 
 
 def sweep_layers(full: bool = False):
-    from .__main__ import SWEEP_K_DEFAULT, SWEEP_K_FULL, SWEEP_R
+    from .sweep import SWEEP_K_DEFAULT, SWEEP_K_FULL, SWEEP_R
     return [(R, k) for R in SWEEP_R for k in (SWEEP_K_FULL if full else SWEEP_K_DEFAULT)]
 
 
