@@ -16,7 +16,7 @@ else
 PY := $(CURDIR)/.venv/bin/python
 endif
 
-.PHONY: install bench-deps test test-python test-quick test-slow test-cpp bench clean
+.PHONY: install bench-deps deploy-deps test test-python test-quick test-slow test-cpp bench clean
 
 install:
 	@if [ -z "$$VIRTUAL_ENV" ] && [ ! -x .venv/bin/python ]; then $(PYTHON) -m venv .venv; fi
@@ -26,7 +26,7 @@ install:
 	@$(PY) -c "import fftconv_ext, torch; print('fftconv_ext', fftconv_ext.__version__, '| torch', torch.__version__, '| CUDA kernels built:', fftconv_ext.built_with_cuda())"
 
 # bench-deps: the tests also check that every benchmark baseline computes the layer it claims
-test: install bench-deps test-cpp test-python
+test: install bench-deps deploy-deps test-cpp test-python
 
 test-python:
 	FFTCONV_TEST_THREADS=$(THREADS) $(PY) -m pytest -q -m "not slow" --durations=25 python_tests
@@ -49,6 +49,12 @@ BENCH_PKGS ?= fft-conv-pytorch==1.2.0 torch-fftconv==1.0.0
 
 bench-deps: install
 	-$(PY) -m pip install -q --no-deps $(BENCH_PKGS)
+
+# the ONNX exporter's and runtime's packages: the deployment tests export and run converted models
+DEPLOY_PKGS ?= onnx onnxscript onnxruntime
+
+deploy-deps: install
+	$(PY) -m pip install -q $(DEPLOY_PKGS)
 
 bench: bench-deps
 	$(PY) -m fftconv_ext.bench --threads $(THREADS) $(BENCH_ARGS)

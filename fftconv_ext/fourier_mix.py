@@ -4,6 +4,7 @@ from __future__ import annotations
 import torch
 
 from . import _C, _ops  # noqa: F401  (registers the ops)
+from .onnx_export import exporting_to_onnx, fourier_mix_matmul
 
 _NORMS = ("backward", "ortho", "forward")
 
@@ -41,4 +42,8 @@ def fourier_mix(x: torch.Tensor, norm: str = "backward") -> torch.Tensor:
         raise TypeError(f"fourier_mix: norm must be one of {_NORMS}, got {norm!r}")
     if x.device.type == "cuda" and not _C.built_with_cuda():
         raise RuntimeError("fourier_mix: x is on CUDA but fftconv_ext was built without CUDA")
+    if exporting_to_onnx():  # as ONNX operations (onnx_export.py)
+        if norm not in _NORMS:
+            raise ValueError(f"fourier_mix: norm must be one of {_NORMS}, got {norm!r}")
+        return fourier_mix_matmul(x, norm)
     return torch.ops.fftconv.fourier_mix(x, norm)

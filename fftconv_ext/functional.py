@@ -21,6 +21,7 @@ from .algo import ALGOS, _is_tracing, choose, settings_version
 from .algo import decided_calls as _decided_calls
 from ._shapes import LOW_PRECISION, autocast_dtype, restore, upcast
 from .depth_fold import DepthFold
+from .onnx_export import exporting_to_onnx
 
 __all__ = ["conv1d", "conv2d", "conv3d", "ConvArgumentError", "ALGOS"]
 
@@ -192,7 +193,8 @@ def _call_key(input, weight, bias, stride, padding, dilation, groups, padding_mo
 
 def _conv_nd(input, weight, bias, stride, padding, dilation, groups, padding_mode, algo, dim: int):
     key = None
-    if isinstance(algo, str) and not torch.compiler.is_compiling():
+    onnx = exporting_to_onnx()
+    if isinstance(algo, str) and not torch.compiler.is_compiling() and not onnx:
         # a call seen before (same shapes, dtypes, devices and arguments, all
         # validated then) skips the checks: ~15 us per call
         key = _call_key(input, weight, bias, stride, padding, dilation, groups, padding_mode, dim)
@@ -243,6 +245,8 @@ def _conv_nd(input, weight, bias, stride, padding, dilation, groups, padding_mod
                     f"the input of size {n} more than once")
     if algo not in ALGOS:
         raise ConvArgumentError(f"{fname}: algo must be one of {ALGOS}, got {algo!r}")
+    if onnx:  # the graph holds ONNX's own Conv (onnx_export.py)
+        algo = "direct"
 
     def run_fft():
         return _fft_conv(x, weight, bias, stride, pads, dilation, groups, padding_mode, dim)

@@ -9,6 +9,7 @@ import torch
 from . import _C, _ops  # noqa: F401  (registers the ops)
 from .functional import ConvArgumentError
 from ._shapes import autocast_dtype, restore, upcast
+from .onnx_export import exporting_to_onnx, long_conv1d_direct
 
 
 
@@ -52,6 +53,8 @@ def long_conv1d(u: torch.Tensor, k: torch.Tensor, D: Optional[torch.Tensor] = No
             raise ConvArgumentError("long_conv1d: D must have the dtype and device of u")
     if u.device.type == "cuda" and not _C.built_with_cuda():
         raise RuntimeError("long_conv1d: u is on CUDA but fftconv_ext was built without CUDA")
+    if exporting_to_onnx():  # as ONNX operations (onnx_export.py)
+        return long_conv1d_direct(u, k, D, bool(causal))
     if mixed_ok:  # the op's autocast kernel casts u, k and D to the region's dtype
         return torch.ops.fftconv.long_conv1d(u, k, D, bool(causal))
     out_dtype = u.dtype

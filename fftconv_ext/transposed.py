@@ -23,6 +23,7 @@ from .algo import ALGOS, _is_tracing, _under_dispatch_mode, choose
 from .algo import decided_calls as _decided_calls
 from ._shapes import LOW_PRECISION, autocast_dtype, output_length, upcast
 from .depth_fold import DepthFold
+from .onnx_export import exporting_to_onnx
 from .functional import (_MAX_DECIDED_CALLS, ConvArgumentError, _call_key, _check_not_empty, _check_tensors,
                          _all_finite, _memory_format_of, _stride_dilation_groups, _tuple)
 
@@ -56,7 +57,8 @@ def _check_bias(bias, input, c_out: int, fname: str) -> None:
 
 def _conv_transpose_nd(input, weight, bias, stride, padding, output_padding, groups, dilation, algo, dim: int):
     key = None
-    if isinstance(algo, str) and not torch.compiler.is_compiling():
+    onnx = exporting_to_onnx()
+    if isinstance(algo, str) and not torch.compiler.is_compiling() and not onnx:
         # a call seen before (same shapes, dtypes, devices, arguments) skips the checks and the
         # choice, as conv2d's decided calls do (functional._call_key)
         key = _call_key(input, weight, bias, stride, padding, dilation, groups, ("transpose", output_padding), dim)
@@ -118,7 +120,9 @@ def _conv_transpose_nd(input, weight, bias, stride, padding, output_padding, gro
     def run_fft():
         return fft(x, weight, bias)
 
-    if algo == "fft" or (algo == "auto" and x.device.type == "meta"):
+    if onnx:  # the graph holds ONNX's own ConvTranspose (onnx_export.py)
+        y = run_direct()
+    elif algo == "fft" or (algo == "auto" and x.device.type == "meta"):
         y = run_fft()
     elif algo == "direct" or (dim == 3 and _under_dispatch_mode()):
         # (under FlopCounterMode the folded problem would be counted with its zero taps)
