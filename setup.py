@@ -141,43 +141,51 @@ def _is_product(folder):
     return top not in ("testing", "tests", "cuda")
 
 
+OPS_LIBRARY = "fftconv_ext.lib.libfftconv_ops"
+
+
 class _BuildExtension(BuildExtension):
-    """Builds _C first, then links _testing against it (the test hooks call
-    _C's internals; both modules share one copy of its caches and settings)."""
+    """Builds the operator library first, then links the Python module _C and the
+    test hooks _testing against it: one copy of its caches and settings, loaded once."""
 
     def build_extensions(self):
-        self.extensions.sort(key=lambda e: e.name != "fftconv_ext._C")
+        self.extensions.sort(key=lambda e: e.name != OPS_LIBRARY)
         super().build_extensions()
 
     def build_extension(self, ext):
-        if ext.name == "fftconv_ext._testing":
-            core = self.get_ext_fullpath("fftconv_ext._C")
+        if ext.name != OPS_LIBRARY:
+            core = self.get_ext_fullpath(OPS_LIBRARY)
+            here = os.path.dirname(self.get_ext_fullpath(ext.name))
             ext.library_dirs = list(ext.library_dirs) + [os.path.dirname(os.path.abspath(core))]
+            rpath = os.path.relpath(os.path.dirname(os.path.abspath(core)), os.path.abspath(here))
             ext.extra_link_args = list(ext.extra_link_args) + [
-                "-l:" + os.path.basename(core), "-Wl,-rpath,$ORIGIN"]
+                "-l:" + os.path.basename(core), f"-Wl,-rpath,$ORIGIN/{rpath}"]
         super().build_extension(ext)
 
 
 def _extensions():
     include_dirs = [os.path.join(ROOT, "csrc")]
-    sources = _sources(_is_product)
+    # the operators and their registrations: no Python in them (module.cpp is the Python front)
+    sources = [f for f in _sources(_is_product) if os.path.basename(f) != "module.cpp"]
     testing_sources = _sources(lambda folder: folder == "testing")
     # at::parallel_for is a header template: without OpenMP it compiles to a
     # serial loop in this extension, whatever torch's own thread count.
     cxx_flags = ["-O3", "-fopenmp"]
     link_flags = ["-fopenmp"]
     cufft = _want_cuda()
-    modules = [("fftconv_ext._C", sources)]
+    # (name, sources, links libtorch_python): py_limited_api=True is how torch's extension
+    # helpers leave libtorch_python out of the link
+    modules = [(OPS_LIBRARY, sources, False), ("fftconv_ext._C", ["csrc/module.cpp"], True)]
     if os.environ.get("FFTCONV_BUILD_TESTING") == "1":
-        modules.append(("fftconv_ext._testing", testing_sources))
+        modules.append(("fftconv_ext._testing", testing_sources, True))
     if cufft is None:
         return [CppExtension(name, srcs, include_dirs=include_dirs, extra_compile_args={"cxx": cxx_flags},
-                             extra_link_args=link_flags, py_limited_api=False)
-                for name, srcs in modules]
+                             extra_link_args=link_flags, py_limited_api=not python)
+                for name, srcs, python in modules]
     inc, lib, link = cufft
     os.environ.setdefault("TORCH_CUDA_ARCH_LIST", "8.0;9.0")
-    modules[0] = ("fftconv_ext._C", sources + _sources(lambda folder: folder.split(os.sep)[0] == "cuda")
-                  + sorted(glob.glob("csrc/**/*.cu", recursive=True)))
+    modules[0] = (OPS_LIBRARY, sources + _sources(lambda folder: folder.split(os.sep)[0] == "cuda")
+                  + sorted(glob.glob("csrc/**/*.cu", recursive=True)), False)
     print(f"fftconv_ext: building with CUDA ({_cuda_home}), cuFFT from {lib}, "
           f"archs {os.environ['TORCH_CUDA_ARCH_LIST']}", file=sys.stderr)
     return [CUDAExtension(
@@ -187,7 +195,8 @@ def _extensions():
         extra_compile_args={"cxx": cxx_flags + ["-DFFTCONV_WITH_CUDA"],
                             "nvcc": ["-O3", "-DFFTCONV_WITH_CUDA"]},
         extra_link_args=link_flags + [link, f"-Wl,-rpath,{lib}"],
-    ) for name, srcs in modules]
+        py_limited_api=not python,
+    ) for name, srcs, python in modules]
 
 
 setup(

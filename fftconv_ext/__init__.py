@@ -26,7 +26,7 @@ __version__ = "0.1.0"
 
 __all__ = ["conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d", "long_conv1d", "fourier_mix",
            "ConvArgumentError", "convert", "revert", "nn", "models", "backends", "built_with_cuda", "set_cache_limit",
-           "clear_caches", "cache_info", "__version__"]
+           "clear_caches", "cache_info", "library_path", "__version__"]
 
 
 def __getattr__(name):
@@ -36,6 +36,23 @@ def __getattr__(name):
         import importlib
         return importlib.import_module(".models", __name__)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def library_path() -> str:
+    """Path of the shared library that holds the ``torch.ops.fftconv`` operators.
+
+    It links libtorch but not libtorch_python: a C++ program (or any process)
+    that loads it, by ``dlopen`` or ``torch.ops.load_library``, gets the
+    operators registered without Python. That is what an AOTInductor package or
+    an exported program of a converted model needs in a C++ server
+    (docs/deploy.md); a Python process gets them with ``import fftconv_ext``."""
+    import glob
+    import os
+    folder = os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib")
+    found = sorted(glob.glob(os.path.join(folder, "libfftconv_ops*.so")))  # libfftconv_ops.abi3.so
+    if not found:
+        raise FileNotFoundError(f"fftconv_ext.library_path: no operator library (libfftconv_ops*.so) in {folder}")
+    return found[0]
 
 
 def built_with_cuda() -> bool:
