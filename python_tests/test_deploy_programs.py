@@ -189,3 +189,28 @@ def test_cpp_example_runs_the_aoti_package_without_python(aoti_package):
     # the program links no Python at all
     ldd = subprocess.run(["ldd", str(build / "run_aoti")], capture_output=True, text=True).stdout
     assert "libpython" not in ldd and "libtorch_python" not in ldd, ldd
+
+
+@pytest.mark.parametrize("make", [
+    lambda: _model("fft"),
+    lambda: fftconv_ext.convert(nn.Sequential(nn.ConvTranspose2d(4, 4, 9, padding=4)), algo="fft"),
+    lambda: nn.Sequential(fftconv_ext.nn.FourierMix()),
+    lambda: nn.Sequential(fftconv_ext.nn.SGConv1d(4, 32)),
+], ids=["conv", "conv_transpose", "fourier_mix", "sgconv"])
+def test_jit_script_refuses_with_the_ways_that_work_and_leaves_the_model_alone(make):
+    model = make()
+    before = [type(m) for m in model.modules()]
+    with pytest.raises(RuntimeError, match=r"torch\.jit\.script cannot compile .*torch\.jit\.trace or torch\.export"):
+        torch.jit.script(model)
+    assert [type(m) for m in model.modules()] == before
+
+
+def test_jit_script_of_the_reverted_model_matches_the_converted_one():
+    model, inputs = _model("fft"), _inputs()
+    with pytest.raises(RuntimeError, match=r"fftconv_ext\.revert\(model\)"):
+        torch.jit.script(model)
+    scripted = torch.jit.script(fftconv_ext.revert(model))
+    with torch.no_grad():
+        for x in inputs:
+            got, want = scripted(x), model(x)
+            assert float((got - want).norm() / want.norm()) <= 1e-5

@@ -12,11 +12,13 @@ import torch
 from torch import nn
 
 from .. import functional as FX
+from .scripting import NotScriptable
 
 
-class _FFTConvMixin:
+class _FFTConvMixin(NotScriptable):
     """The FFT layers' part: ``algo`` and a ``_conv_forward`` through the functional op."""
     _dim = 0
+    _revertible = True
 
     def __init__(self, *args, algo: str = "auto", **kwargs):
         super().__init__(*args, **kwargs)

@@ -5,9 +5,10 @@ import torch
 from torch import nn
 
 from ..fourier_mix import fourier_mix
+from .scripting import NotScriptable
 
 
-class FourierMix(nn.Module):
+class FourierMix(NotScriptable, nn.Module):
     """``y = Re(FFT2(x))`` over the last two dimensions ``(tokens, hidden)``.
 
     No parameters; see :func:`fftconv_ext.fourier_mix`.

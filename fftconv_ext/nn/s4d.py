@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from ..long_conv import long_conv1d
+from .scripting import NotScriptable
 
 
 class S4DKernel(nn.Module):
@@ -63,7 +64,7 @@ class S4DKernel(nn.Module):
         return torch.cat(parts, dim=-1)
 
 
-class S4DConv(nn.Module):
+class S4DConv(NotScriptable, nn.Module):
     """An S4D layer on (B, H, L): kernel, long_conv1d with a D skip, activation, output projection."""
 
     def __init__(self, channels: int, state: int = 64, init: str = "lin", dropout: float = 0.0,

@@ -13,9 +13,10 @@ from torch import nn
 
 from .. import functional as FX
 from ..long_conv import long_conv1d
+from .scripting import NotScriptable
 
 
-class SGConv1d(nn.Module):
+class SGConv1d(NotScriptable, nn.Module):
     """SGConv on (B, H, L).
 
     The kernel concatenates ``num_scales`` sub-kernels of ``kernel_dim`` taps;
@@ -68,7 +69,7 @@ class SGConv1d(nn.Module):
         return fwd + bwd
 
 
-class LongConv2d(nn.Module):
+class LongConv2d(NotScriptable, nn.Module):
     """A depthwise kernel as large as the feature map, from small learned kernels.
 
     Per channel, scale i holds a ``kernel_dim x kernel_dim`` kernel, bilinearly

@@ -15,11 +15,13 @@ from torch import nn
 
 from .. import functional as FX
 from .. import transposed as TX
+from .scripting import NotScriptable
 
 
-class _FFTConvTransposeMixin:
+class _FFTConvTransposeMixin(NotScriptable):
     """The FFT layers' part: ``algo`` and a ``forward`` through the functional op."""
     _dim = 0
+    _revertible = True
 
     def __init__(self, *args, algo: str = "auto", **kwargs):
         super().__init__(*args, **kwargs)
