@@ -16,13 +16,26 @@ else
 PY := $(CURDIR)/.venv/bin/python
 endif
 
+# exit status 0 when fftconv_ext is installed editable from this folder
+export EDITABLE_HERE := import importlib.metadata as m, json, os, sys; \
+u = json.loads(m.distribution("fftconv_ext").read_text("direct_url.json") or "{}"); \
+sys.exit(0 if u.get("dir_info", {}).get("editable") and u.get("url") == "file://" + os.getcwd() else 1)
+
 .PHONY: install bench-deps deploy-deps test test-python test-quick test-slow test-cpp bench clean
 
 install:
 	@if [ -z "$$VIRTUAL_ENV" ] && [ ! -x .venv/bin/python ]; then $(PYTHON) -m venv .venv; fi
 	@$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "$(TORCH_SPEC)"
 	$(PY) -m pip install -q $(DEPS)
-	FFTCONV_BUILD_TESTING=1 $(PY) -m pip install -q --no-build-isolation --no-deps -e .
+	@# the first time an editable install (pip builds in a temporary folder); after that an
+	@# in-place rebuild, which recompiles only what changed (ninja, in build/)
+	@if $(PY) -c "$$EDITABLE_HERE" 2>/dev/null; then \
+	  echo "FFTCONV_BUILD_TESTING=1 $(PY) setup.py -q build_ext --inplace"; \
+	  FFTCONV_BUILD_TESTING=1 $(PY) setup.py -q build_ext --inplace > build.log 2>&1 || { tail -40 build.log; exit 1; }; \
+	else \
+	  echo "FFTCONV_BUILD_TESTING=1 $(PY) -m pip install -q --no-build-isolation --no-deps -e ."; \
+	  FFTCONV_BUILD_TESTING=1 $(PY) -m pip install -q --no-build-isolation --no-deps -e .; \
+	fi
 	@$(PY) -c "import fftconv_ext, torch; print('fftconv_ext', fftconv_ext.__version__, '| torch', torch.__version__, '| CUDA kernels built:', fftconv_ext.built_with_cuda())"
 
 # bench-deps: the tests also check that every benchmark baseline computes the layer it claims
@@ -60,4 +73,4 @@ bench: bench-deps
 	$(PY) -m fftconv_ext.bench --threads $(THREADS) $(BENCH_ARGS)
 
 clean:
-	rm -rf build build-cmake *.egg-info fftconv_ext/*.so
+	rm -rf build build-cmake build.log *.egg-info fftconv_ext/*.so fftconv_ext/lib/*.so
