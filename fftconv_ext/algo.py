@@ -43,6 +43,7 @@ from typing import Callable, Dict, Optional, Sequence
 import torch
 
 from . import backends, cost_model
+from .tracing import is_tracing, under_dispatch_mode
 from .cost_model import arithmetic_ratio, problem_ratio  # noqa: F401  (the model's terms, re-exported)
 
 ALGOS = ("auto", "fft", "direct")
@@ -51,7 +52,7 @@ _lock = threading.Lock()
 _memory: Dict[str, str] = {}      # problem key (str) -> measured choice ("fft", "direct", "fft:<pipeline>")
 _fast: Dict[tuple, str] = {}      # per-call lookup (see _fast_key) -> "fft" or "direct"
 _pipeline_of: Dict[tuple, str] = {}  # fast key -> the CUDA pipeline recorded for it
-decided_calls: Dict[tuple, Callable] = {}  # functional.conv1d/conv2d calls whose path is chosen (see _call_key there)
+decided_calls: Dict[tuple, Callable] = {}  # functional.conv1d/conv2d calls whose path is chosen (arguments.call_key)
 
 
 def _device_name(device: torch.device) -> str:
@@ -189,19 +190,6 @@ def _traced_choice(x: torch.Tensor, w: torch.Tensor, args: tuple, geometry: tupl
         if hit is not None:
             return hit.split(":")[0]
     return _static_choice(x.device.type, _direction(args), x_shape, w_shape, geometry)
-
-
-def _under_dispatch_mode() -> bool:
-    """Whether a TorchDispatchMode (FlopCounterMode, a debug mode) sees every op: timings
-    there would measure the mode and add the measurement's calls to what it records."""
-    from torch.utils._python_dispatch import _get_current_dispatch_mode
-    return _get_current_dispatch_mode() is not None
-
-
-def _is_tracing(t: torch.Tensor) -> bool:
-    if torch.compiler.is_compiling():
-        return True
-    return t.device.type == "meta" or type(t).__name__ in ("FakeTensor", "FunctionalTensor")
 
 
 # ---- measuring (benchmark mode) -------------------------------------------------
@@ -407,12 +395,12 @@ def choose(x: torch.Tensor, w: torch.Tensor, args: tuple, geometry: tuple,
     PipelineTarget given, the FFT pipelines are candidates too, and the target records the chosen
     one in the operator; with_direct=False (algo='fft') chooses among them alone."""
     if not with_direct:
-        if not backends.benchmark or _is_tracing(x) or _under_dispatch_mode():
+        if not backends.benchmark or is_tracing(x) or under_dispatch_mode():
             return "fft"  # the operator's default pipeline
         args = args + ("fft",)
     if x.device.type == "meta":
         return "fft"  # shapes only: the op's fake kernel keeps the memory format (F.conv2d's meta one does not)
-    if _is_tracing(x) or _under_dispatch_mode():
+    if is_tracing(x) or under_dispatch_mode():
         return _traced_choice(x, w, args, geometry)
     x_shape, w_shape = tuple(x.shape), tuple(w.shape)
     fast_key = _fast_key(x, w_shape, args)

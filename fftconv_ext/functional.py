@@ -7,8 +7,7 @@ replicate by an explicit pad followed by a 'valid' correlation).
 """
 from __future__ import annotations
 
-import operator
-from typing import Optional, Sequence, Tuple, Union
+from typing import Optional, Sequence, Union
 
 import torch
 import torch.nn.functional as F
@@ -17,9 +16,12 @@ from . import _C, _ops  # noqa: F401  (_ops registers fake kernels and autograd)
 
 _ops_ns = torch.ops.fftconv
 from . import algo as _algo
-from .algo import ALGOS, _is_tracing, choose, settings_version
+from .algo import ALGOS, choose
 from .algo import decided_calls as _decided_calls
+from .arguments import (MAX_DECIDED_CALLS, ConvArgumentError, all_finite, call_key, check_not_empty, check_tensors,
+                        memory_format_of, resolve_padding, stride_dilation_groups)
 from ._shapes import LOW_PRECISION, autocast_dtype, restore, upcast
+from .tracing import is_tracing, under_dispatch_mode
 from .depth_fold import DepthFold
 from .onnx_export import exporting_to_onnx
 
@@ -32,179 +34,20 @@ _PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 IntOrTuple = Union[int, Sequence[int]]
 
 
-class ConvArgumentError(ValueError, RuntimeError):
-    """Bad argument to fftconv_ext.conv1d/2d/3d or conv_transpose1d/2d/3d.
-
-    A ValueError, and also a RuntimeError as torch.nn.functional raises for
-    the same mistakes, so existing ``except RuntimeError`` code keeps working.
-    """
-
-
-def _as_int(value):
-    """value as a Python int when it is an integer (int, numpy integer, anything with
-    __index__) and not a bool, else None: PyTorch accepts all of these."""
-    if isinstance(value, (bool, float)) or value is None:
-        return None
-    try:
-        return operator.index(value)
-    except TypeError:
-        return None
-
-
-def _tuple(value, n: int, name: str) -> Tuple[int, ...]:
-    single = _as_int(value)
-    if single is not None:
-        return (single,) * n
-    if isinstance(value, (bool, str)):
-        raise ConvArgumentError(f"{name} must be an int or a tuple of {n} ints, got {value!r}")
-    try:
-        items = tuple(value)
-    except TypeError:
-        raise ConvArgumentError(f"{name} must be an int or a tuple of {n} ints, got {value!r}") from None
-    if len(items) == 1:
-        items = items * n
-    ints = tuple(_as_int(v) for v in items)
-    if len(ints) != n or any(v is None for v in ints):
-        raise ConvArgumentError(f"{name} must be an int or a tuple of {n} ints, got {value!r}")
-    return ints
-
-
-def _check_tensors(input, weight, bias, dim: int, fname: str) -> None:
-    if not isinstance(input, torch.Tensor):
-        raise TypeError(f"{fname}: input must be a Tensor, got {type(input).__name__}")
-    if not isinstance(weight, torch.Tensor):
-        raise TypeError(f"{fname}: weight must be a Tensor, got {type(weight).__name__}")
-    if bias is not None and not isinstance(bias, torch.Tensor):
-        raise TypeError(f"{fname}: bias must be a Tensor or None, got {type(bias).__name__}")
-    if input.dim() not in (dim + 1, dim + 2):
-        raise ConvArgumentError(
-            f"{fname}: input must be {dim + 1}-D (unbatched) or {dim + 2}-D (batched), "
-            f"got shape {tuple(input.shape)}")
-    if weight.dim() != dim + 2:
-        raise ConvArgumentError(
-            f"{fname}: weight must be {dim + 2}-D (out_channels, in_channels/groups, kernel...), "
-            f"got shape {tuple(weight.shape)}")
-    if not input.is_floating_point():
-        raise ConvArgumentError(f"{fname}: input must be a floating-point tensor, got {input.dtype}")
-    # inside torch.autocast the op casts its operands to the region's dtype (csrc/conv/autocast.cpp), as
-    # F.conv2d does: mixed floating dtypes are then expected
-    mixed_ok = autocast_dtype(input.device) is not None
-    if weight.dtype != input.dtype and not (mixed_ok and weight.is_floating_point()):
-        raise ConvArgumentError(
-            f"{fname}: weight dtype {weight.dtype} does not match input dtype {input.dtype}")
-    if weight.device != input.device:
-        raise ConvArgumentError(
-            f"{fname}: weight is on device {weight.device} but input is on device {input.device}")
-    if bias is not None:
-        if bias.dtype != input.dtype and not (mixed_ok and bias.is_floating_point()):
-            raise ConvArgumentError(f"{fname}: bias dtype {bias.dtype} does not match input dtype {input.dtype}")
-        if bias.device != input.device:
-            raise ConvArgumentError(f"{fname}: bias is on device {bias.device} but input is on device {input.device}")
-        if bias.dim() != 1 or bias.shape[0] != weight.shape[0]:
-            raise ConvArgumentError(
-                f"{fname}: bias must have shape ({weight.shape[0]},) = (out_channels,), "
-                f"got {tuple(bias.shape)}")
-    if input.device.type == "cuda" and not _C.built_with_cuda():
-        raise RuntimeError(
-            f"{fname}: input is on {input.device} but fftconv_ext was built without CUDA; reinstall "
-            "with a CUDA build of torch and a CUDA toolkit (see README, 'Build')")
-    if input.device.type not in ("cpu", "cuda", "meta"):
-        raise ConvArgumentError(f"{fname}: only CPU, CUDA and meta tensors are supported, got {input.device}")
-
-
-def _check_not_empty(x, weight, out_channels_axis: int, fname: str) -> None:
-    """The empty shapes torch.nn.functional refuses: a spatial axis of length 0 in an input with a
-    batch and channels (only zero batch or zero channel inputs are supported), and a weight with
-    no output channels (x is the batched input)."""
-    if x.shape[0] > 0 and x.shape[1] > 0 and any(n == 0 for n in x.shape[2:]):
-        raise ConvArgumentError(f"{fname}: input has an empty spatial axis, shape {tuple(x.shape)}: only inputs with "
-                                f"zero batch or zero channels may be empty")
-    if weight.shape[out_channels_axis] == 0:
-        raise ConvArgumentError(f"{fname}: weight has no output channels, shape {tuple(weight.shape)}")
-
-
-def _memory_format_of(x) -> torch.memory_format:
-    """The memory format F.conv* gives its output: channels_last for a 4-D input in that layout
-    (and not also contiguous); channels_last_3d for a 5-D one where PyTorch's kernels keep it
-    (oneDNN on the CPU: float32 and bfloat16; cuDNN); else contiguous."""
-    if x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
-        return torch.channels_last
-    if x.dim() == 5 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last_3d) and (
-            x.device.type != "cpu" or x.dtype in (torch.float32, torch.bfloat16)):
-        return torch.channels_last_3d
-    return torch.contiguous_format
-
-
-def _stride_dilation_groups(stride, dilation, groups, dim: int, fname: str):
-    """stride and dilation as positive dim-tuples and groups as a positive int, as F.conv* accept them."""
-    stride = _tuple(stride, dim, "stride")
-    dilation = _tuple(dilation, dim, "dilation")
-    if any(s <= 0 for s in stride):
-        raise ConvArgumentError(f"{fname}: stride must be positive, got {stride}")
-    if any(d <= 0 for d in dilation):
-        raise ConvArgumentError(f"{fname}: dilation must be positive, got {dilation}")
-    groups_int = _as_int(groups)
-    if groups_int is None or groups_int <= 0:
-        raise ConvArgumentError(f"{fname}: groups must be a positive int, got {groups!r}")
-    return stride, dilation, groups_int
-
-
-def _resolve_padding(padding, kernel: Sequence[int], stride, dilation, fname: str):
-    """Per-axis (left, right) padding, F.conv conventions ('same' puts the odd extra on the right)."""
-    n = len(kernel)
-    if isinstance(padding, str):
-        if padding == "valid":
-            return [(0, 0)] * n
-        if padding == "same":
-            if any(s != 1 for s in stride):
-                raise ConvArgumentError(
-                    f"{fname}: padding='same' is not supported for strided convolutions (stride={stride})")
-            pads = []
-            for k, d in zip(kernel, dilation):
-                total = d * (k - 1)
-                pads.append((total // 2, total - total // 2))
-            return pads
-        raise ConvArgumentError(f"{fname}: padding must be 'same', 'valid', an int or a tuple, got {padding!r}")
-    pad = _tuple(padding, n, "padding")
-    if any(p < 0 for p in pad):
-        raise ConvArgumentError(f"{fname}: padding must be non-negative, got {padding!r}")
-    return [(p, p) for p in pad]
-
-
-# algo="auto" calls whose arguments were checked and decided before go straight
-# to the chosen path: the checks, padding resolution and choice cost ~20 us of
-# Python, a fifth of a small direct convolution. Keyed by everything the checks
-# and the choice depend on; never used while tracing.
-_MAX_DECIDED_CALLS = 4096
-
-
-def _call_key(input, weight, bias, stride, padding, dilation, groups, padding_mode, dim):
-    try:
-        key = (dim, type(input), input.shape, input.dtype, input.device, type(weight), weight.shape, weight.dtype,
-               weight.device, None if bias is None else (type(bias), bias.shape, bias.dtype, bias.device),
-               stride, padding, dilation, groups, padding_mode, torch.get_num_threads(), settings_version(),
-               autocast_dtype(input.device), torch.is_grad_enabled() and (
-                   input.requires_grad or weight.requires_grad or (bias is not None and bias.requires_grad)))
-        hash(key)
-        return key
-    except (TypeError, AttributeError):  # unhashable arguments (lists) or non-tensors: no fast path
-        return None
-
-
 def _conv_nd(input, weight, bias, stride, padding, dilation, groups, padding_mode, algo, dim: int):
     key = None
     onnx = exporting_to_onnx()
     if isinstance(algo, str) and not torch.compiler.is_compiling() and not onnx:
         # a call seen before (same shapes, dtypes, devices and arguments, all
         # validated then) skips the checks: ~15 us per call
-        key = _call_key(input, weight, bias, stride, padding, dilation, groups, padding_mode, dim)
+        key = call_key(input, weight, bias, stride, padding, dilation, groups, padding_mode, dim)
         key = None if key is None else key + (algo,)
         decided = _decided_calls.get(key) if key is not None else None
         if decided is not None:
             return decided(input, weight, bias)
     fname = f"conv{dim}d"
-    _check_tensors(input, weight, bias, dim, fname)
-    stride, dilation, groups = _stride_dilation_groups(stride, dilation, groups, dim, fname)
+    check_tensors(input, weight, bias, dim, fname)
+    stride, dilation, groups = stride_dilation_groups(stride, dilation, groups, dim, fname)
     if padding_mode not in _PADDING_MODES:
         raise ConvArgumentError(f"{fname}: padding_mode must be one of {_PADDING_MODES}, got {padding_mode!r}")
 
@@ -222,8 +65,8 @@ def _conv_nd(input, weight, bias, stride, padding, dilation, groups, padding_mod
             f"weight.shape[1] * groups = {weight.shape[1]} * {groups} = {weight.shape[1] * groups}")
     if any(k == 0 for k in kernel):
         raise ConvArgumentError(f"{fname}: weight has an empty kernel, shape {tuple(weight.shape)}")
-    _check_not_empty(x, weight, 0, fname)
-    pads = _resolve_padding(padding, kernel, stride, dilation, fname)
+    check_not_empty(x, weight, 0, fname)
+    pads = resolve_padding(padding, kernel, stride, dilation, fname)
     spatial = tuple(x.shape[2:])
     for axis, (n, k, d, (pl, pr)) in enumerate(zip(spatial, kernel, dilation, pads)):
         if n + pl + pr < d * (k - 1) + 1:
@@ -270,7 +113,7 @@ def _conv_nd(input, weight, bias, stride, padding, dilation, groups, padding_mod
     elif algo == "direct":
         choice = "direct"
         y = run_direct()
-    elif dim == 3 and _algo._under_dispatch_mode():
+    elif dim == 3 and under_dispatch_mode():
         # under FlopCounterMode (or another mode that sees every op) the folded problem would be
         # counted with its zero taps: auto takes F.conv3d, counted as PyTorch counts it
         choice = "direct"
@@ -285,8 +128,8 @@ def _conv_nd(input, weight, bias, stride, padding, dilation, groups, padding_mod
                                                                    padding_mode, dim, choice))
             return y.squeeze(0) if unbatched else y
         y = run_fft() if choice == "fft" else run_direct()
-    if key is not None and not _is_tracing(x) and not _algo._under_dispatch_mode():
-        if len(_decided_calls) >= _MAX_DECIDED_CALLS:
+    if key is not None and not is_tracing(x) and not under_dispatch_mode():
+        if len(_decided_calls) >= MAX_DECIDED_CALLS:
             _decided_calls.clear()
         call_args = (unbatched, stride, padding, pads, dilation, groups, padding_mode, dim, x)
         _decided_calls[key] = _decided_call(choice, *call_args)
@@ -294,7 +137,7 @@ def _conv_nd(input, weight, bias, stride, padding, dilation, groups, padding_mod
 
 
 def _decided_call(choice, unbatched, stride, padding, pads, dilation, groups, padding_mode, dim, x):
-    """The decided call for later calls with the same arguments (see _call_key)."""
+    """The decided call for later calls with the same arguments (see call_key)."""
     if choice == "direct" and padding_mode == "zeros" and not unbatched and not (
             x.device.type == "cpu" and x.dtype in LOW_PRECISION):
         conv = _DIRECT[dim]
@@ -314,7 +157,7 @@ def _trains_per_direction(x, weight, bias, pads, padding_mode) -> bool:
     """Whether an algo='auto' call takes the per-direction path: gradients are wanted, and the
     problem is one both backward paths compute as they are (zero padding, equal on both sides;
     float32/float64 outside autocast). Other calls use the forward's choice for the backward too."""
-    if not torch.is_grad_enabled() or _is_tracing(x) or _algo._under_dispatch_mode():
+    if not torch.is_grad_enabled() or is_tracing(x) or under_dispatch_mode():
         return False
     if not (x.requires_grad or weight.requires_grad or (bias is not None and bias.requires_grad)):
         return False
@@ -414,7 +257,7 @@ class _PerDirectionConv(torch.autograd.Function):
 
         with torch.no_grad():
             gx = gw = None
-            if pb.fold is not None and not _all_finite(grad, x, weight):
+            if pb.fold is not None and not all_finite(grad, x, weight):
                 # the folded ops' NaN/Inf fallback would spread them over the zero taps between depth taps
                 gx, gw, _ = direct([want_x, want_w, False])
                 want_x = want_w = False
@@ -486,19 +329,6 @@ def _op_problem(x_shape, w_shape, stride, pads, dilation, padding_mode, dim):
             list(dilation), circular, pad_first)
 
 
-def _all_finite(*tensors) -> bool:
-    """Whether no tensor holds NaN/Inf (one read-back); True while tracing or on meta tensors,
-    where values are unknown."""
-    ts = [t for t in tensors if t is not None]
-    if not ts or ts[0].device.type == "meta" or _is_tracing(ts[0]) or torch.compiler.is_compiling():
-        return True
-    # a sum is finite iff every term is, unless it overflows: then the caller takes its (exact)
-    # fallback for nothing, which is rare in float32/float64 and why float16/bfloat16 sum in float32;
-    # a sum also reads the tensor once where isfinite(t).all() writes a mask first (4x slower)
-    sums = [t.sum(dtype=torch.float32 if t.dtype in LOW_PRECISION else t.dtype).double() for t in ts]
-    return bool(torch.isfinite(torch.stack(sums) if len(sums) > 1 else sums[0]).all())
-
-
 def _depth_fold(spatial, kernel, pads, stride, dilation, padding_mode):
     """The DepthFold of a conv3d call and whether its input is padded by F.pad first (every
     padding mode but zeros: the folded problem has zero padding only)."""
@@ -511,11 +341,11 @@ def _depth_fold(spatial, kernel, pads, stride, dilation, padding_mode):
 
 def _fft_conv3d(x, weight, bias, stride, pads, dilation, groups, padding_mode):
     """conv3d as the fused operator's 2-D correlation of the depth-folded operands (docs/design.md §19)."""
-    layout = _memory_format_of(x)
+    layout = memory_format_of(x)
     fold, pad_first = _depth_fold(tuple(x.shape[2:]), tuple(weight.shape[2:]), pads, stride, dilation, padding_mode)
     if pad_first:
         x = F.pad(x, [p for lr in reversed(pads) for p in lr], mode=padding_mode)
-    if not _all_finite(x, weight, bias):
+    if not all_finite(x, weight, bias):
         # the folded problem's own NaN/Inf fallback would spread a NaN over the zero taps between
         # depth taps: F.conv3d puts them where PyTorch does
         if not pad_first:

@@ -7,7 +7,7 @@ from typing import Optional
 import torch
 
 from . import _C, _ops  # noqa: F401  (registers the ops)
-from .functional import ConvArgumentError
+from .arguments import ConvArgumentError
 from ._shapes import autocast_dtype, restore, upcast
 from .onnx_export import exporting_to_onnx, long_conv1d_direct
 

@@ -19,13 +19,14 @@ import torch.nn.functional as F
 
 from . import _ops  # noqa: F401  (fake kernels and autograd of the ops)
 from . import algo as _algo
-from .algo import ALGOS, _is_tracing, _under_dispatch_mode, choose
+from .algo import ALGOS, choose
 from .algo import decided_calls as _decided_calls
 from ._shapes import LOW_PRECISION, autocast_dtype, output_length, upcast
 from .depth_fold import DepthFold
 from .onnx_export import exporting_to_onnx
-from .functional import (_MAX_DECIDED_CALLS, ConvArgumentError, _call_key, _check_not_empty, _check_tensors,
-                         _all_finite, _memory_format_of, _stride_dilation_groups, _tuple)
+from .arguments import (MAX_DECIDED_CALLS, ConvArgumentError, all_finite, call_key, check_not_empty, check_tensors,
+                        int_tuple, memory_format_of, stride_dilation_groups)
+from .tracing import is_tracing, under_dispatch_mode
 
 __all__ = ["conv_transpose1d", "conv_transpose2d", "conv_transpose3d"]
 
@@ -60,20 +61,20 @@ def _conv_transpose_nd(input, weight, bias, stride, padding, output_padding, gro
     onnx = exporting_to_onnx()
     if isinstance(algo, str) and not torch.compiler.is_compiling() and not onnx:
         # a call seen before (same shapes, dtypes, devices, arguments) skips the checks and the
-        # choice, as conv2d's decided calls do (functional._call_key)
-        key = _call_key(input, weight, bias, stride, padding, dilation, groups, ("transpose", output_padding), dim)
+        # choice, as conv2d's decided calls do (arguments.call_key)
+        key = call_key(input, weight, bias, stride, padding, dilation, groups, ("transpose", output_padding), dim)
         key = None if key is None else key + (algo,)
         decided = _decided_calls.get(key) if key is not None else None
         if decided is not None:
             return decided(input, weight, bias)
     fname = f"conv_transpose{dim}d"
-    _check_tensors(input, weight, None, dim, fname)
-    stride, dilation, groups = _stride_dilation_groups(stride, dilation, groups, dim, fname)
+    check_tensors(input, weight, None, dim, fname)
+    stride, dilation, groups = stride_dilation_groups(stride, dilation, groups, dim, fname)
     if isinstance(padding, str):
         raise ConvArgumentError(f"{fname}: padding must be an int or a tuple of {dim} ints (no 'same'/'valid' for "
                                 f"transposed convolutions), got {padding!r}")
-    padding = _tuple(padding, dim, "padding")
-    output_padding = _tuple(output_padding, dim, "output_padding")
+    padding = int_tuple(padding, dim, "padding")
+    output_padding = int_tuple(output_padding, dim, "output_padding")
     if any(p < 0 for p in padding):
         raise ConvArgumentError(f"{fname}: padding must be non-negative, got {padding}")
     if any(op < 0 for op in output_padding):
@@ -99,7 +100,7 @@ def _conv_transpose_nd(input, weight, bias, stride, padding, output_padding, gro
     if c_in == 0:
         raise ConvArgumentError(f"{fname}: input and weight have no input channels, weight shape "
                                 f"{tuple(weight.shape)}")
-    _check_not_empty(x, weight, 1, fname)
+    check_not_empty(x, weight, 1, fname)
     c_out = weight.shape[1] * groups
     _check_bias(bias, input, c_out, fname)
     out_spatial = tuple(transposed_output_length(n, k, p, op, s, d) for n, k, p, op, s, d in
@@ -124,7 +125,7 @@ def _conv_transpose_nd(input, weight, bias, stride, padding, output_padding, gro
         y = run_direct()
     elif algo == "fft" or (algo == "auto" and x.device.type == "meta"):
         y = run_fft()
-    elif algo == "direct" or (dim == 3 and _under_dispatch_mode()):
+    elif algo == "direct" or (dim == 3 and under_dispatch_mode()):
         # (under FlopCounterMode the folded problem would be counted with its zero taps)
         y = run_direct()
     else:
@@ -135,8 +136,8 @@ def _conv_transpose_nd(input, weight, bias, stride, padding, output_padding, gro
         choice = choose(x, weight, args, geometry, run_fft, run_direct,
                         _pipeline_setter(x, weight, c_out, out_spatial, stride, padding, dilation, groups, dim))
         y = run_fft() if choice == "fft" else run_direct()
-    if key is not None and not _is_tracing(x) and not _under_dispatch_mode():
-        if len(_decided_calls) >= _MAX_DECIDED_CALLS:
+    if key is not None and not is_tracing(x) and not under_dispatch_mode():
+        if len(_decided_calls) >= MAX_DECIDED_CALLS:
             _decided_calls.clear()
         path = fft if (algo == "fft" or (algo == "auto" and choice == "fft")) else direct
         _decided_calls[key] = (lambda i, w_, b_: path(i.unsqueeze(0), w_, b_).squeeze(0)) if unbatched else path
@@ -172,12 +173,12 @@ def _pipeline_setter(x, weight, c_out, out_spatial, stride, padding, dilation, g
 
 
 def _fft_conv_transpose(x, weight, bias, stride, padding, dilation, groups, out_spatial, dim):
-    layout = _memory_format_of(x)
+    layout = memory_format_of(x)
     low = autocast_dtype(x.device)
     if low is not None:  # F.conv_transpose runs in the autocast dtype: so do we
         x, weight = x.to(low), weight.to(low)
         bias = None if bias is None else bias.to(low)
-    if dim == 3 and not _all_finite(x, weight, bias):
+    if dim == 3 and not all_finite(x, weight, bias):
         # the folded problem's own NaN/Inf fallback would spread a NaN over the zero taps between
         # depth taps: F.conv_transpose3d puts them where PyTorch does (in float32 for float16/bfloat16)
         op = [o - transposed_output_length(n, k, p, 0, s, d) for o, n, k, p, s, d in
