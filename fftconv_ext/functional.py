@@ -12,7 +12,7 @@ from typing import Optional, Sequence, Union
 import torch
 import torch.nn.functional as F
 
-from . import _C, _ops  # noqa: F401  (_ops registers fake kernels and autograd)
+from . import _ops  # noqa: F401  (fake kernels and autograd of the ops)
 
 _ops_ns = torch.ops.fftconv
 from . import algo as _algo
@@ -22,7 +22,7 @@ from .arguments import (MAX_DECIDED_CALLS, ConvArgumentError, all_finite, call_k
                         memory_format_of, resolve_padding, stride_dilation_groups)
 from ._shapes import LOW_PRECISION, autocast_dtype, restore, upcast
 from .tracing import is_tracing, under_dispatch_mode
-from .depth_fold import DepthFold
+from .problem import ConvProblem
 from .onnx_export import exporting_to_onnx
 
 __all__ = ["conv1d", "conv2d", "conv3d", "ConvArgumentError", "ALGOS"]
@@ -91,13 +91,16 @@ def _conv_nd(input, weight, bias, stride, padding, dilation, groups, padding_mod
     if onnx:  # the graph holds ONNX's own Conv (onnx_export.py)
         algo = "direct"
 
+    problem = ConvProblem(dim, tuple(x.shape), tuple(weight.shape), stride, tuple(tuple(p) for p in pads), dilation,
+                          groups, padding_mode)
+
     def run_fft():
-        return _fft_conv(x, weight, bias, stride, pads, dilation, groups, padding_mode, dim)
+        return _fft_conv(x, weight, bias, problem)
 
     def run_direct():
         return _direct_conv(x, weight, bias, stride, padding, pads, dilation, groups, padding_mode, dim)
 
-    geometry = (spatial, kernel, tuple(pads), stride, dilation)
+    geometry = problem.geometry
     if c_in == 0:
         # no input channels: F's own result (its output shape for this case is its convention)
         choice = "direct"
@@ -107,8 +110,7 @@ def _conv_nd(input, weight, bias, stride, padding, dilation, groups, padding_mod
         if x.device.type == "cuda":  # which FFT pipeline, by measurement (docs/design.md §17)
             args = (stride, tuple(pads), dilation, groups, padding_mode, bias is not None)
             choose(x, weight, args, geometry, run_fft, run_direct,
-                   _pipeline_setter(x, weight, stride, pads, dilation, groups, padding_mode, dim, 0),
-                   with_direct=False)
+                   problem.pipeline_target(x.device, x.dtype, _algo.FORWARD), with_direct=False)
         y = run_fft()
     elif algo == "direct":
         choice = "direct"
@@ -121,34 +123,34 @@ def _conv_nd(input, weight, bias, stride, padding, dilation, groups, padding_mod
     else:
         args = (stride, tuple(pads), dilation, groups, padding_mode, bias is not None)
         choice = choose(x, weight, args, geometry, run_fft, run_direct,
-                        _pipeline_setter(x, weight, stride, pads, dilation, groups, padding_mode, dim, 0))
+                        problem.pipeline_target(x.device, x.dtype, _algo.FORWARD))
         if _trains_per_direction(x, weight, bias, pads, padding_mode) and not _algo.agrees(x, weight, args, choice):
             # a training call: the input and weight gradients get choices of their own (docs/design.md §15)
-            y = _PerDirectionConv.apply(x, weight, bias, _Problem(args, geometry, stride, pads, dilation, groups,
-                                                                   padding_mode, dim, choice))
+            y = _PerDirectionConv.apply(x, weight, bias, problem, args, choice)
             return y.squeeze(0) if unbatched else y
         y = run_fft() if choice == "fft" else run_direct()
     if key is not None and not is_tracing(x) and not under_dispatch_mode():
         if len(_decided_calls) >= MAX_DECIDED_CALLS:
             _decided_calls.clear()
-        call_args = (unbatched, stride, padding, pads, dilation, groups, padding_mode, dim, x)
-        _decided_calls[key] = _decided_call(choice, *call_args)
+        _decided_calls[key] = _decided_call(choice, unbatched, padding, problem, x)
     return y.squeeze(0) if unbatched else y
 
 
-def _decided_call(choice, unbatched, stride, padding, pads, dilation, groups, padding_mode, dim, x):
-    """The decided call for later calls with the same arguments (see call_key)."""
-    if choice == "direct" and padding_mode == "zeros" and not unbatched and not (
+def _decided_call(choice, unbatched, padding, pb: ConvProblem, x):
+    """The decided call for later calls with the same arguments (arguments.call_key): the same
+    problem, so the same ConvProblem."""
+    stride, dilation, groups = pb.stride, pb.dilation, pb.groups
+    if choice == "direct" and pb.padding_mode == "zeros" and not unbatched and not (
             x.device.type == "cpu" and x.dtype in LOW_PRECISION):
-        conv = _DIRECT[dim]
+        conv = _DIRECT[pb.dim]
         return lambda inp, w, b: conv(inp, w, b, stride, padding, dilation, groups)
 
     def call(inp, w, b):
         xb = inp.unsqueeze(0) if unbatched else inp
         if choice == "fft":
-            y = _fft_conv(xb, w, b, stride, pads, dilation, groups, padding_mode, dim)
+            y = _fft_conv(xb, w, b, pb)
         else:
-            y = _direct_conv(xb, w, b, stride, padding, pads, dilation, groups, padding_mode, dim)
+            y = _direct_conv(xb, w, b, stride, padding, pb.pads, dilation, groups, pb.padding_mode, pb.dim)
         return y.squeeze(0) if unbatched else y
     return call
 
@@ -166,51 +168,6 @@ def _trains_per_direction(x, weight, bias, pads, padding_mode) -> bool:
             autocast_dtype(x.device) is None and x.device.type in ("cpu", "cuda"))
 
 
-class _Problem:
-    """What the per-direction path needs of a call: its choice keys and its arguments, and the
-    operands as the 2-D ops see them (height 1 for conv1d, depth-folded for conv3d)."""
-
-    def __init__(self, args, geometry, stride, pads, dilation, groups, padding_mode, dim, forward_choice):
-        self.args, self.geometry = args, geometry
-        self.stride, self.pads, self.dilation, self.groups = stride, pads, dilation, groups
-        self.padding_mode, self.dim, self.forward_choice = padding_mode, dim, forward_choice
-        self.fold = DepthFold(geometry[0], geometry[1], pads, stride, dilation) if dim == 3 else None
-
-    def fft_args(self):
-        """(stride, padding (top, bottom, left, right), dilation) of the 2-D op."""
-        if self.fold is not None:
-            return self.fold.stride2, self.fold.padding4, self.fold.dilation2
-        if self.dim == 1:
-            return [1, self.stride[0]], [0, 0, self.pads[0][0], self.pads[0][1]], [1, self.dilation[0]]
-        return (list(self.stride), [self.pads[0][0], self.pads[0][1], self.pads[1][0], self.pads[1][1]],
-                list(self.dilation))
-
-    def pipeline_setter(self, x, weight, direction):
-        return _pipeline_setter(x, weight, self.stride, self.pads, self.dilation, self.groups, self.padding_mode,
-                                self.dim, direction)
-
-    def input_2d(self, x):
-        return self.fold.fold_input(x) if self.fold is not None else self._as_2d(x)
-
-    def weight_2d(self, w):
-        return self.fold.fold_weight(w) if self.fold is not None else self._as_2d(w)
-
-    def grad_2d(self, g):
-        return self.fold.fold_output(g) if self.fold is not None else self._as_2d(g)
-
-    def input_from_2d(self, t):
-        return self.fold.unfold_input(t).contiguous() if self.fold is not None else self._from_2d(t)
-
-    def weight_from_2d(self, t):
-        return self.fold.unfold_weight(t).contiguous() if self.fold is not None else self._from_2d(t)
-
-    def _as_2d(self, t):
-        return t.unsqueeze(2) if self.dim == 1 else t
-
-    def _from_2d(self, t):
-        return t.squeeze(2) if self.dim == 1 else t
-
-
 class _PerDirectionConv(torch.autograd.Function):
     """algo='auto' for training: the forward, the input gradient and the weight gradient each
     run the path measured faster for them (as cuDNN picks forward, backward-data and
@@ -218,12 +175,11 @@ class _PerDirectionConv(torch.autograd.Function):
     forward where the FFT's is about twice, so a direct forward with an FFT backward is common."""
 
     @staticmethod
-    def forward(ctx, x, weight, bias, problem: _Problem):
+    def forward(ctx, x, weight, bias, problem: ConvProblem, args: tuple, forward_choice: str):
         ctx.save_for_backward(x, weight)
-        ctx.problem, ctx.has_bias = problem, bias is not None
-        if problem.forward_choice == "fft":
-            return _fft_conv(x, weight, bias, problem.stride, problem.pads, problem.dilation, problem.groups,
-                             "zeros", problem.dim)
+        ctx.problem, ctx.args, ctx.has_bias = problem, args, bias is not None
+        if forward_choice == "fft":
+            return _fft_conv(x, weight, bias, problem)
         conv = _DIRECT[problem.dim]
         return conv(x, weight, bias, problem.stride, [pl for pl, _ in problem.pads], problem.dilation, problem.groups)
 
@@ -233,13 +189,13 @@ class _PerDirectionConv(torch.autograd.Function):
         pb = ctx.problem
         grad = grad.contiguous()
         want_x, want_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
-        s2, p4, d2 = pb.fft_args()
+        _, _, s2, p4, d2, _ = pb.op_args()
         padding = [pl for pl, _ in pb.pads]
         made = []
 
         def operands_2d():  # (x, weight, grad) as the 2-D ops see them, made when an FFT path first runs
             if not made:
-                made.extend((pb.input_2d(x), pb.weight_2d(weight), pb.grad_2d(grad)))
+                made.extend((pb.input_2d(x), pb.weight_2d(weight), pb.output_2d(grad)))
             return made
 
         def fft_input():
@@ -261,21 +217,23 @@ class _PerDirectionConv(torch.autograd.Function):
                 # the folded ops' NaN/Inf fallback would spread them over the zero taps between depth taps
                 gx, gw, _ = direct([want_x, want_w, False])
                 want_x = want_w = False
-            c_x = choose(x, weight, pb.args + ("grad_input",), pb.geometry, fft_input,
-                         lambda: direct([True, False, False])[0], pb.pipeline_setter(x, weight, 1)) if want_x else None
-            c_w = choose(x, weight, pb.args + ("grad_weight",), pb.geometry, fft_weight,
-                         lambda: direct([False, True, False])[1], pb.pipeline_setter(x, weight, 2)) if want_w else None
+            c_x = choose(x, weight, ctx.args + ("grad_input",), pb.geometry, fft_input,
+                         lambda: direct([True, False, False])[0],
+                         pb.pipeline_target(x.device, x.dtype, _algo.GRAD_INPUT)) if want_x else None
+            c_w = choose(x, weight, ctx.args + ("grad_weight",), pb.geometry, fft_weight,
+                         lambda: direct([False, True, False])[1],
+                         pb.pipeline_target(x.device, x.dtype, _algo.GRAD_WEIGHT)) if want_w else None
             if want_x and want_w and c_x == c_w:  # one joint pass: the output gradient transformed once
                 if c_x == "fft":
                     x4, w4, g4 = operands_2d()
                     if x.device.type == "cuda":  # the joint pass is a kernel of its own: compared first
                         _algo.check_joint_backward(
-                            x, weight, pb.args,
+                            x, weight, ctx.args,
                             lambda: _ops_ns.conv2d_backward(g4, x4, w4, s2, p4, d2, pb.groups, False),
                             lambda: (_ops_ns.conv2d_grad_input(g4, w4, list(x4.shape), s2, p4, d2, pb.groups, False),
                                      _ops_ns.conv2d_grad_weight(g4, x4, list(w4.shape), s2, p4, d2, pb.groups,
                                                                 False)),
-                            pb.pipeline_setter(x, weight, _algo.BACKWARD))
+                            pb.pipeline_target(x.device, x.dtype, _algo.BACKWARD))
                     gx4, gw4 = _ops_ns.conv2d_backward(g4, x4, w4, s2, p4, d2, pb.groups, False)
                     gx, gw = pb.input_from_2d(gx4), pb.weight_from_2d(gw4)
                 else:
@@ -286,7 +244,7 @@ class _PerDirectionConv(torch.autograd.Function):
                 if want_w:
                     gw = fft_weight() if c_w == "fft" else direct([False, True, False])[1]
         gb = grad.sum(dim=[0] + list(range(2, grad.dim()))) if ctx.has_bias and ctx.needs_input_grad[2] else None
-        return gx, gw, gb, None
+        return gx, gw, gb, None, None, None
 
 
 def _direct_conv(x, weight, bias, stride, padding, pads, dilation, groups, padding_mode, dim):
@@ -305,93 +263,21 @@ def _direct_conv(x, weight, bias, stride, padding, pads, dilation, groups, paddi
     return y if keep else restore(y, out_dtype)
 
 
-def _op_problem(x_shape, w_shape, stride, pads, dilation, padding_mode, dim):
-    """How the op sees a call: (input shape, weight shape, stride, padding (top, bottom, left,
-    right), dilation, circular, pad_first) of the 2-D op, where pad_first says the input is
-    padded by F.pad first (reflect/replicate, circular too wide to fold; docs/design.md §8)."""
-    kernel = tuple(w_shape[2:])
-    if dim == 3:  # the folded 2-D problem (depth_fold.py)
-        fold, pad_first = _depth_fold(tuple(x_shape[2:]), kernel, pads, stride, dilation, padding_mode)
-        return (tuple(x_shape[:2]) + fold.folded_spatial, tuple(w_shape[:2]) + fold.folded_kernel, fold.stride2,
-                fold.padding4, fold.dilation2, False, pad_first)
-    circular = pad_first = False
-    if padding_mode != "zeros" and any(p for lr in pads for p in lr):
-        if padding_mode == "circular" and all(pl + pr <= d * (k - 1) for (pl, pr), k, d in zip(pads, kernel, dilation)):
-            circular = True  # a circular correlation, no padding at all
-        else:
-            pad_first = True
-            x_shape = tuple(x_shape[:2]) + tuple(n + pl + pr for n, (pl, pr) in zip(x_shape[2:], pads))
-            pads = [(0, 0)] * dim
-    if dim == 1:  # a height-1 2-D problem
-        return ((x_shape[0], x_shape[1], 1, x_shape[2]), (w_shape[0], w_shape[1], 1, w_shape[2]), [1, stride[0]],
-                [0, 0, pads[0][0], pads[0][1]], [1, dilation[0]], circular, pad_first)
-    return (tuple(x_shape), tuple(w_shape), list(stride), [pads[0][0], pads[0][1], pads[1][0], pads[1][1]],
-            list(dilation), circular, pad_first)
-
-
-def _depth_fold(spatial, kernel, pads, stride, dilation, padding_mode):
-    """The DepthFold of a conv3d call and whether its input is padded by F.pad first (every
-    padding mode but zeros: the folded problem has zero padding only)."""
-    pad_first = padding_mode != "zeros" and any(p for lr in pads for p in lr)
-    if pad_first:
-        spatial = tuple(n + pl + pr for n, (pl, pr) in zip(spatial, pads))
-        pads = [(0, 0)] * 3
-    return DepthFold(spatial, kernel, pads, stride, dilation), pad_first
-
-
-def _fft_conv3d(x, weight, bias, stride, pads, dilation, groups, padding_mode):
-    """conv3d as the fused operator's 2-D correlation of the depth-folded operands (docs/design.md §19)."""
+def _fft_conv(x, weight, bias, pb: ConvProblem):
+    """The fused FFT operator on the problem as it sees it (padding modes, 1-D and the depth
+    fold: problem.py); the output in the memory format F.conv* gives."""
     layout = memory_format_of(x)
-    fold, pad_first = _depth_fold(tuple(x.shape[2:]), tuple(weight.shape[2:]), pads, stride, dilation, padding_mode)
-    if pad_first:
-        x = F.pad(x, [p for lr in reversed(pads) for p in lr], mode=padding_mode)
-    if not all_finite(x, weight, bias):
+    x = pb.pad_input(x)
+    if pb.fold is not None and not all_finite(x, weight, bias):
         # the folded problem's own NaN/Inf fallback would spread a NaN over the zero taps between
         # depth taps: F.conv3d puts them where PyTorch does
-        if not pad_first:
-            x = F.pad(x, [p for lr in reversed(pads) for p in lr])
-        return _direct_conv(x, weight, bias, stride, 0, [(0, 0)] * 3, dilation, groups, "zeros", 3)
-    y = torch.ops.fftconv.conv2d_forward(fold.fold_input(x), fold.fold_weight(weight), bias, fold.stride2,
-                                         fold.padding4, fold.dilation2, groups, False)
-    return fold.unfold_output(y).contiguous(memory_format=layout)
-
-
-def _fft_conv(x, weight, bias, stride, pads, dilation, groups, padding_mode, dim):
-    """The fused FFT operator, with padding modes resolved (docs/design.md §8)."""
-    if dim == 3:
-        return _fft_conv3d(x, weight, bias, stride, pads, dilation, groups, padding_mode)
+        if not pb.pad_first:
+            x = F.pad(x, [p for lr in reversed(pb.pads) for p in lr])
+        return _direct_conv(x, weight, bias, pb.stride, 0, [(0, 0)] * 3, pb.dilation, pb.groups, "zeros", 3)
+    _, _, s2, p4, d2, circular = pb.op_args()
     # float16/bfloat16 are computed in float32 by the op itself, and returned in their dtype
-    channels_last = dim == 2 and x.dim() == 4 and not x.is_contiguous() and \
-        x.is_contiguous(memory_format=torch.channels_last)
-    _, _, s2, p4, d2, circular, pad_first = _op_problem(x.shape, weight.shape, stride, pads, dilation,
-                                                         padding_mode, dim)
-    if pad_first:
-        x = F.pad(x, [p for lr in reversed(pads) for p in lr], mode=padding_mode)
-    x4, w4 = (x.unsqueeze(2), weight.unsqueeze(2)) if dim == 1 else (x, weight)
-    y = torch.ops.fftconv.conv2d_forward(x4, w4, bias, s2, p4, d2, groups, circular)
-    if dim == 1:
-        y = y.squeeze(2)
-    if channels_last:
-        y = y.contiguous(memory_format=torch.channels_last)
-    return y
-
-
-def _pipeline_setter(x, weight, stride, pads, dilation, groups, padding_mode, dim, direction: int):
-    """Where algo records a CUDA pipeline choice for this call's problem in the op (direction 0
-    forward, 1 input gradient, 2 weight gradient, 3 both gradients at once; docs/design.md §17)."""
-    def op_args():
-        x4, w4, s2, p4, d2, circular, _ = _op_problem(tuple(x.shape), tuple(weight.shape), stride, pads, dilation,
-                                                      padding_mode, dim)
-        return list(x4), list(w4), s2, p4, d2, groups, circular
-
-    def set_pipeline(name: str) -> None:
-        index = x.device.index if x.device.index is not None else (
-            torch.cuda.current_device() if x.device.type == "cuda" else 0)
-        _C.set_pipeline_choice(*op_args(), index, x.dtype == torch.float64, direction, name)
-
-    def applies(name: str) -> bool:
-        return bool(_C.pipeline_applies(name, *op_args(), x.dtype == torch.float64, direction))
-    return _algo.PipelineTarget(set_pipeline, applies, direction)
+    y = torch.ops.fftconv.conv2d_forward(pb.input_2d(x), pb.weight_2d(weight), bias, s2, p4, d2, pb.groups, circular)
+    return pb.output_from_2d(y).contiguous(memory_format=layout)
 
 
 def conv2d(input: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] = None,

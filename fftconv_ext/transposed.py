@@ -22,7 +22,7 @@ from . import algo as _algo
 from .algo import ALGOS, choose
 from .algo import decided_calls as _decided_calls
 from ._shapes import LOW_PRECISION, autocast_dtype, output_length, upcast
-from .depth_fold import DepthFold
+from .problem import ConvProblem
 from .onnx_export import exporting_to_onnx
 from .arguments import (MAX_DECIDED_CALLS, ConvArgumentError, all_finite, call_key, check_not_empty, check_tensors,
                         int_tuple, memory_format_of, stride_dilation_groups)
@@ -109,11 +109,15 @@ def _conv_transpose_nd(input, weight, bias, stride, padding, output_padding, gro
         raise ConvArgumentError(f"{fname}: the output size {out_spatial} is not positive (input {tuple(x.shape[2:])}, "
                                 f"kernel {kernel}, padding {padding}, stride {stride}, dilation {dilation})")
 
+    # the correlation this is the adjoint of: its input has the output's size (docs/design.md §18)
+    adjoint = ConvProblem(dim, (x.shape[0], c_out) + out_spatial, tuple(weight.shape), stride,
+                          tuple((p, p) for p in padding), dilation, groups)
+
     def direct(x_, w_, b_):
         return _DIRECT[dim](x_, w_, b_, stride, padding, output_padding, groups, dilation)
 
     def fft(x_, w_, b_):
-        return _fft_conv_transpose(x_, w_, b_, stride, padding, dilation, groups, out_spatial, dim)
+        return _fft_conv_transpose(x_, w_, b_, adjoint)
 
     def run_direct():
         return direct(x, weight, bias)
@@ -132,9 +136,8 @@ def _conv_transpose_nd(input, weight, bias, stride, padding, output_padding, gro
         # keyed apart from correlations ("transpose"); the arithmetic estimate sees the correlation
         # it is the adjoint of: input of the output's size, output of the input's
         args = ("transpose", stride, padding, output_padding, dilation, groups, bias is not None)
-        geometry = (out_spatial, kernel, tuple((p, p) for p in padding), stride, dilation)
-        choice = choose(x, weight, args, geometry, run_fft, run_direct,
-                        _pipeline_setter(x, weight, c_out, out_spatial, stride, padding, dilation, groups, dim))
+        choice = choose(x, weight, args, adjoint.geometry, run_fft, run_direct,
+                        adjoint.pipeline_target(x.device, x.dtype, _algo.GRAD_INPUT))
         y = run_fft() if choice == "fft" else run_direct()
     if key is not None and not is_tracing(x) and not under_dispatch_mode():
         if len(_decided_calls) >= MAX_DECIDED_CALLS:
@@ -144,35 +147,10 @@ def _conv_transpose_nd(input, weight, bias, stride, padding, output_padding, gro
     return y.squeeze(0) if unbatched else y
 
 
-def _pipeline_setter(x, weight, c_out, out_spatial, stride, padding, dilation, groups, dim):
-    """Where algo records a CUDA pipeline for this call: the input-gradient direction of the
-    correlation it is the adjoint of (docs/design.md §17, §18)."""
-    from . import _C
-
-    def op_args():
-        if dim == 3:
-            fold = DepthFold(out_spatial, weight.shape[2:], [(p, p) for p in padding], stride, dilation)
-            size, w4 = [x.shape[0], c_out, *fold.folded_spatial], list(weight.shape[:2]) + list(fold.folded_kernel)
-            s2, p4, d2 = fold.stride2, fold.padding4, fold.dilation2
-        elif dim == 1:
-            size, w4 = [x.shape[0], c_out, 1, out_spatial[0]], [weight.shape[0], weight.shape[1], 1, weight.shape[2]]
-            s2, p4, d2 = [1, stride[0]], [0, 0, padding[0], padding[0]], [1, dilation[0]]
-        else:
-            size, w4 = [x.shape[0], c_out, out_spatial[0], out_spatial[1]], list(weight.shape)
-            s2, p4, d2 = list(stride), [padding[0], padding[0], padding[1], padding[1]], list(dilation)
-        return size, w4, s2, p4, d2, groups, False
-
-    def set_pipeline(name: str) -> None:
-        index = x.device.index if x.device.index is not None else (
-            torch.cuda.current_device() if x.device.type == "cuda" else 0)
-        _C.set_pipeline_choice(*op_args(), index, x.dtype == torch.float64, _algo.GRAD_INPUT, name)
-
-    def applies(name: str) -> bool:
-        return bool(_C.pipeline_applies(name, *op_args(), x.dtype == torch.float64, _algo.GRAD_INPUT))
-    return _algo.PipelineTarget(set_pipeline, applies, _algo.GRAD_INPUT)
-
-
-def _fft_conv_transpose(x, weight, bias, stride, padding, dilation, groups, out_spatial, dim):
+def _fft_conv_transpose(x, weight, bias, adjoint: ConvProblem):
+    """The operator's input gradient of the adjoint correlation, applied to x (batched)."""
+    dim, stride, dilation, groups = adjoint.dim, adjoint.stride, adjoint.dilation, adjoint.groups
+    padding, out_spatial = [pl for pl, _ in adjoint.pads], adjoint.spatial
     layout = memory_format_of(x)
     low = autocast_dtype(x.device)
     if low is not None:  # F.conv_transpose runs in the autocast dtype: so do we
@@ -192,26 +170,10 @@ def _fft_conv_transpose(x, weight, bias, stride, padding, dilation, groups, out_
     extra = [c - n for c, n in zip(conv_out, x.shape[2:])]
     if any(extra):
         x = F.pad(x, [v for e in reversed(extra) for v in (0, e)])
-    c_out = weight.shape[1] * groups
-    fold = None
-    if dim == 3:  # the folded problem's adjoint: output folded, input unfolded
-        fold = DepthFold(out_spatial, weight.shape[2:], [(p, p) for p in padding], stride, dilation)
-        g4, w4 = fold.fold_output(x), fold.fold_weight(weight)
-        size = list(fold.folded_input_size(x.shape[0], c_out))
-        s2, p4, d2 = fold.stride2, fold.padding4, fold.dilation2
-    elif dim == 1:
-        g4, w4 = x.unsqueeze(2), weight.unsqueeze(2)
-        size = [x.shape[0], c_out, 1, out_spatial[0]]
-        s2, p4, d2 = [1, stride[0]], [0, 0, padding[0], padding[0]], [1, dilation[0]]
-    else:
-        g4, w4 = x, weight
-        size = [x.shape[0], c_out, out_spatial[0], out_spatial[1]]
-        s2, p4, d2 = list(stride), [padding[0], padding[0], padding[1], padding[1]], list(dilation)
-    y = torch.ops.fftconv.conv2d_grad_input(g4, w4, size, s2, p4, d2, groups, False)
-    if dim == 1:
-        y = y.squeeze(2)
-    elif fold is not None:
-        y = fold.unfold_input(y).contiguous()
+    size, _, s2, p4, d2, _ = adjoint.op_args()
+    y = torch.ops.fftconv.conv2d_grad_input(adjoint.output_2d(x), adjoint.weight_2d(weight), list(size), s2, p4,
+                                            d2, groups, False)
+    y = adjoint.input_from_2d(y)
     if bias is not None:
         y = y + bias.view((1, -1) + (1,) * dim).to(y.dtype)
     if x.dtype in LOW_PRECISION and y.dtype != x.dtype:

@@ -115,10 +115,10 @@ def test_tall_planes_with_long_columns_match_reference(n, c, h, w, k, pad, dtype
 def test_folded_volumes_take_the_lanes_and_match_conv3d():
     # depthwise 9^3 on 12^3: its folded problem (192 data rows, 3 load blocks) has a column
     # transform of over 256 points; the lanes take it, forward and input gradient
-    from fftconv_ext.functional import _depth_fold
+    from fftconv_ext.problem import ConvProblem
     x = torch.randn(1, 5, 12, 12, 12, dtype=torch.float64)
     wt = torch.randn(5, 1, 9, 9, 9, dtype=torch.float64)
-    fold, _ = _depth_fold((12,) * 3, (9,) * 3, ((4, 4),) * 3, (1, 1, 1), (1, 1, 1), "zeros")
+    fold = ConvProblem(3, tuple(x.shape), tuple(wt.shape), (1, 1, 1), ((4, 4),) * 3, (1, 1, 1), 5).fold
     assert fold.folded_spatial[0] + fold.padding4[0] > 256
     xf, wf = fold.fold_input(x), fold.fold_weight(wt)
     assert fftconv_ext._testing.lane_pipeline_mode(list(xf.shape), list(wf.shape), list(fold.stride2),

@@ -228,15 +228,19 @@ def test_the_pipeline_setter_keys_the_problem_as_the_op_sees_it(monkeypatch):
     # every padding mode and 1-D: the setter hands the op's own shapes and arguments over
     seen = []
     real = _C.set_pipeline_choice
-    monkeypatch.setattr(fftconv_ext.functional._C, "set_pipeline_choice", lambda *a: seen.append(a))
-    from fftconv_ext.functional import _pipeline_setter
-    x, w = torch.randn(2, 4, 10, 11), torch.randn(4, 2, 5, 3)
-    _pipeline_setter(x, w, (1, 2), ((2, 2), (1, 1)), (1, 1), 2, "reflect", 2, 1).record("planes")
+    monkeypatch.setattr(fftconv_ext._C, "set_pipeline_choice", lambda *a: seen.append(a))
+    from fftconv_ext.problem import ConvProblem
+    cpu = torch.device("cpu")
+    x, w = (2, 4, 10, 11), (4, 2, 5, 3)
+    ConvProblem(2, x, w, (1, 2), ((2, 2), (1, 1)), (1, 1), 2, "reflect").pipeline_target(
+        cpu, torch.float32, 1).record("planes")
     assert seen[-1][:7] == ([2, 4, 14, 13], [4, 2, 5, 3], [1, 2], [0, 0, 0, 0], [1, 1], 2, False)
     assert seen[-1][8:] == (False, 1, "planes")
-    _pipeline_setter(x, w, (1, 1), ((2, 2), (1, 1)), (1, 1), 2, "circular", 2, 0).record("rows")
+    ConvProblem(2, x, w, (1, 1), ((2, 2), (1, 1)), (1, 1), 2, "circular").pipeline_target(
+        cpu, torch.float32, 0).record("rows")
     assert seen[-1][:7] == ([2, 4, 10, 11], [4, 2, 5, 3], [1, 1], [2, 2, 1, 1], [1, 1], 2, True)
-    _pipeline_setter(x[:, :, 0], w[:, :, 0], (2,), ((1, 1),), (1,), 2, "zeros", 1, 2).record("fused")
+    ConvProblem(1, (2, 4, 11), (4, 2, 3), (2,), ((1, 1),), (1,), 2, "zeros").pipeline_target(
+        cpu, torch.float32, 2).record("fused")
     assert seen[-1][:7] == ([2, 4, 1, 11], [4, 2, 1, 3], [1, 2], [0, 0, 1, 1], [1, 1], 2, False)
     # and the op accepts them
     for a in seen:

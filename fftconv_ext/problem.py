@@ -1,0 +1,145 @@
+"""A correlation as the 2-D operator sees it: the one mapping of a 1-, 2- or 3-D problem
+onto the arguments of ``torch.ops.fftconv.conv2d_*``.
+
+conv1d is a height-1 conv2d; conv3d is the 2-D correlation of its depth-folded operands
+(docs/design.md §19); reflect and replicate padding (and circular padding too wide to wrap
+once) pad the input with ``F.pad`` first, leaving a 'valid' correlation, while circular
+padding that fits is the operator's own circular correlation (§8). A transposed convolution
+is the input gradient of the correlation whose input has the transposed output's size (§18),
+so it is described by that correlation too.
+
+``ConvProblem`` is built once per call from checked arguments and owns everything that
+depends on this mapping: the operator's arguments (``op_args``), the adapters of input,
+weight and output to and from the 2-D shapes, and where a CUDA pipeline choice is recorded.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+
+from . import _C
+from . import algo
+from .depth_fold import DepthFold
+
+Pads = Tuple[Tuple[int, int], ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class ConvProblem:
+    """A batched correlation: input ``x_shape`` (N, C_in, *spatial), weight ``w_shape``
+    (C_out, C_in / groups, *kernel), per-axis ``(left, right)`` padding ``pads``."""
+    dim: int
+    x_shape: Tuple[int, ...]
+    w_shape: Tuple[int, ...]
+    stride: Tuple[int, ...]
+    pads: Pads
+    dilation: Tuple[int, ...]
+    groups: int
+    padding_mode: str = "zeros"
+
+    # derived once, in __post_init__ (no functools.cached_property: its lock stops torch.compile)
+    circular: bool = dataclasses.field(init=False, repr=False, compare=False)
+    pad_first: bool = dataclasses.field(init=False, repr=False, compare=False)
+    fold: Optional[DepthFold] = dataclasses.field(init=False, repr=False, compare=False)
+    _op_args: tuple = dataclasses.field(init=False, repr=False, compare=False)
+
+    def __post_init__(self):
+        padded = any(p for lr in self.pads for p in lr)
+        # the operator's own circular correlation: circular padding of at most the dilated
+        # kernel's extent per axis, in 1-D and 2-D (the fold has zero padding only)
+        circular = (self.dim < 3 and self.padding_mode == "circular" and padded and
+                    all(pl + pr <= d * (k - 1) for (pl, pr), k, d in zip(self.pads, self.kernel, self.dilation)))
+        # else any padding but zeros is F.pad first, then a 'valid' correlation
+        pad_first = self.padding_mode != "zeros" and padded and not circular
+        spatial, pads = self.spatial, tuple(self.pads)
+        if pad_first:
+            spatial, pads = tuple(n + pl + pr for n, (pl, pr) in zip(spatial, pads)), ((0, 0),) * self.dim
+        fold = DepthFold(spatial, self.kernel, pads, self.stride, self.dilation) if self.dim == 3 else None
+        n, c = self.x_shape[:2]
+        if fold is not None:
+            op_args = ((n, c) + fold.folded_spatial, tuple(self.w_shape[:2]) + fold.folded_kernel, fold.stride2,
+                       fold.padding4, fold.dilation2, False)
+        elif self.dim == 1:
+            op_args = ((n, c, 1, spatial[0]), (self.w_shape[0], self.w_shape[1], 1, self.w_shape[2]),
+                       [1, self.stride[0]], [0, 0, pads[0][0], pads[0][1]], [1, self.dilation[0]], circular)
+        else:
+            op_args = ((n, c) + tuple(spatial), tuple(self.w_shape), list(self.stride),
+                       [pads[0][0], pads[0][1], pads[1][0], pads[1][1]], list(self.dilation), circular)
+        for name, value in (("circular", circular), ("pad_first", pad_first), ("fold", fold), ("_op_args", op_args)):
+            object.__setattr__(self, name, value)
+
+    @property
+    def spatial(self) -> Tuple[int, ...]:
+        return tuple(self.x_shape[2:])
+
+    @property
+    def kernel(self) -> Tuple[int, ...]:
+        return tuple(self.w_shape[2:])
+
+    @property
+    def geometry(self):
+        """(spatial, kernel, pads, stride, dilation): what algo's cost model reads."""
+        return self.spatial, self.kernel, tuple(self.pads), tuple(self.stride), tuple(self.dilation)
+
+    def op_args(self):
+        """(input shape, weight shape, stride, padding (top, bottom, left, right), dilation,
+        circular) of the 2-D operator; the lists are fresh copies."""
+        x4, w4, s2, p4, d2, circular = self._op_args
+        return x4, w4, list(s2), list(p4), list(d2), circular
+
+    # ---- operands to and from the operator's 2-D shapes
+
+    def pad_input(self, x: torch.Tensor) -> torch.Tensor:
+        """x with the padding that comes before the operator (``pad_first``), else x."""
+        if not self.pad_first:
+            return x
+        return F.pad(x, [p for lr in reversed(self.pads) for p in lr], mode=self.padding_mode)
+
+    def input_2d(self, x: torch.Tensor) -> torch.Tensor:
+        """The (padded-first) input as the operator takes it."""
+        return self.fold.fold_input(x) if self.fold is not None else self._as_2d(x)
+
+    def weight_2d(self, w: torch.Tensor) -> torch.Tensor:
+        return self.fold.fold_weight(w) if self.fold is not None else self._as_2d(w)
+
+    def output_2d(self, g: torch.Tensor) -> torch.Tensor:
+        """An output-shaped tensor (an output gradient, a transposed convolution's input)."""
+        return self.fold.fold_output(g) if self.fold is not None else self._as_2d(g)
+
+    def output_from_2d(self, y: torch.Tensor) -> torch.Tensor:
+        return self.fold.unfold_output(y) if self.fold is not None else self._from_2d(y)
+
+    def input_from_2d(self, t: torch.Tensor) -> torch.Tensor:
+        return self.fold.unfold_input(t).contiguous() if self.fold is not None else self._from_2d(t)
+
+    def weight_from_2d(self, t: torch.Tensor) -> torch.Tensor:
+        return self.fold.unfold_weight(t).contiguous() if self.fold is not None else self._from_2d(t)
+
+    def _as_2d(self, t: torch.Tensor) -> torch.Tensor:
+        return t.unsqueeze(2) if self.dim == 1 else t
+
+    def _from_2d(self, t: torch.Tensor) -> torch.Tensor:
+        return t.squeeze(2) if self.dim == 1 else t
+
+    # ---- the CUDA pipeline choice (docs/design.md §17)
+
+    def pipeline_target(self, device: torch.device, dtype: torch.dtype, direction: int) -> algo.PipelineTarget:
+        """Where algo records a CUDA pipeline choice for this problem in the operator
+        (direction: algo.FORWARD, GRAD_INPUT, GRAD_WEIGHT or BACKWARD)."""
+        double = dtype == torch.float64
+
+        def args():
+            x4, w4, s2, p4, d2, circular = self.op_args()
+            return list(x4), list(w4), s2, p4, d2, self.groups, circular
+
+        def record(name: str) -> None:
+            index = device.index if device.index is not None else (
+                torch.cuda.current_device() if device.type == "cuda" else 0)
+            _C.set_pipeline_choice(*args(), index, double, direction, name)
+
+        def applies(name: str) -> bool:
+            return bool(_C.pipeline_applies(name, *args(), double, direction))
+        return algo.PipelineTarget(record, applies, direction)
