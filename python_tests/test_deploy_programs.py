@@ -113,20 +113,25 @@ def test_jit_trace_save_load_in_a_fresh_process(algo, tmp_path):
     _assert_matches(tmp_path / "out.pt", model, inputs)
 
 
-@pytest.fixture(scope="module")
-def aoti_package(tmp_path_factory):
-    """An AOTInductor package of the converted model (algo="fft": the graph calls the operators),
-    with a dynamic batch and height."""
-    folder = tmp_path_factory.mktemp("aoti")
-    model, inputs = _model("fft"), _inputs()
+def _aoti_package(algo, folder):
+    """An AOTInductor package of the converted model, with a dynamic batch and height."""
+    model, inputs = _model(algo), _inputs()
     ep = torch.export.export(model, (inputs[0],), dynamic_shapes=_dynamic_shapes())
-    assert _holds_fftconv_ops(ep)
+    if algo == "fft":
+        assert _holds_fftconv_ops(ep)
     path = torch._inductor.aoti_compile_and_package(ep, package_path=str(folder / "model.pt2"))
     return path, model, inputs, folder
 
 
-def test_aoti_package_loads_in_a_fresh_python_process(aoti_package):
-    path, model, inputs, folder = aoti_package
+@pytest.fixture(scope="module")
+def aoti_package(tmp_path_factory):
+    """The package of the algo="fft" model (its graph calls the operators), for Python and C++."""
+    return _aoti_package("fft", tmp_path_factory.mktemp("aoti"))
+
+
+@pytest.mark.parametrize("algo", ["fft", "auto"])
+def test_aoti_package_loads_in_a_fresh_python_process(algo, aoti_package, tmp_path):
+    path, model, inputs, folder = aoti_package if algo == "fft" else _aoti_package(algo, tmp_path)
     torch.save(inputs, folder / "inputs.pt")
     _fresh_process("""
         import sys, torch, fftconv_ext
