@@ -14,6 +14,7 @@ import torch.nn.functional as F
 
 import fftconv_ext
 from fftconv_ext import algo as algo_mod
+from fftconv_ext import candidate_timing as timing, choice_cache
 from fftconv_ext import cost_model
 from conftest import reference_conv, rel_err
 
@@ -96,7 +97,7 @@ def test_fast_path_never_skips_the_checks():
 
 
 def _no_timing(monkeypatch):
-    monkeypatch.setattr(algo_mod, "_time_once", lambda fn, dev: pytest.fail("auto timed a call"))
+    monkeypatch.setattr(timing, "time_once", lambda fn, dev: pytest.fail("auto timed a call"))
 
 
 def _geometry(x, w, pad):
@@ -198,12 +199,12 @@ def test_benchmark_measures_once_then_remembers(monkeypatch):
     monkeypatch.setattr(fftconv_ext.backends, "cache_dir", None)
     x, w = NEAR
     calls = []
-    real = algo_mod._time_once
-    monkeypatch.setattr(algo_mod, "_time_once", lambda fn, dev: calls.append(1) or real(fn, dev))
+    real = timing.time_once
+    monkeypatch.setattr(timing, "time_once", lambda fn, dev: calls.append(1) or real(fn, dev))
     for _ in range(40):
         fftconv_ext.conv2d(x, w, **NEAR_KW)
     # one warm-up and ROUNDS timed calls per path, on the first call only
-    assert len(calls) == 2 * (1 + algo_mod.ROUNDS)
+    assert len(calls) == 2 * (1 + timing.ROUNDS)
     assert list(algo_mod._memory.values())[0] in ("fft", "direct")
 
 
@@ -211,10 +212,10 @@ def test_benchmark_takes_the_faster_path_by_medians(monkeypatch):
     # fft's calls take 1.0 but one of them 50 (a busy moment); direct's take 1.2: the median decides
     fft_times = iter([9.0, 1.0, 50.0, 1.0, 1.0, 1.0])
     direct_times = iter([9.0, 1.2, 1.2, 1.2, 1.2, 1.2])
-    monkeypatch.setattr(algo_mod, "_time_once", lambda fn, dev: next(fn()))
+    monkeypatch.setattr(timing, "time_once", lambda fn, dev: next(fn()))
     assert algo_mod._measure(lambda: fft_times, lambda: direct_times, torch.device("cpu")) == "fft"
     times = {"a": iter([1, 3, 3, 3, 3, 3]), "b": iter([1, 2, 2, 2, 2, 2]), "c": iter([1, 4, 4, 4, 4, 4])}
-    assert algo_mod._measure_many({n: (lambda n=n: times[n]) for n in times}, torch.device("cpu")) == "b"
+    assert timing.measure_many({n: (lambda n=n: times[n]) for n in times}, torch.device("cpu")) == "b"
 
 
 def test_benchmark_leaves_clear_problems_to_the_model(monkeypatch):
@@ -256,8 +257,8 @@ def test_benchmark_ignores_unreadable_or_foreign_entries(tmp_path, monkeypatch, 
         f.write(content)
     algo_mod.clear_memory()
     calls = []
-    real = algo_mod._time_once
-    monkeypatch.setattr(algo_mod, "_time_once", lambda fn, dev: calls.append(1) or real(fn, dev))
+    real = timing.time_once
+    monkeypatch.setattr(timing, "time_once", lambda fn, dev: calls.append(1) or real(fn, dev))
     y = fftconv_ext.conv2d(x, w, **NEAR_KW)  # measured again, and the entry rewritten
     assert calls and torch.allclose(y, F.conv2d(x, w, **NEAR_KW), atol=1e-4)
     assert json.load(open(path))["choice"] in ("fft", "direct")
@@ -291,12 +292,12 @@ def test_choices_of_another_build_or_setting_are_measured_again(tmp_path, monkey
     x, w = NEAR
     fftconv_ext.conv2d(x, w, **NEAR_KW)
     calls = []
-    monkeypatch.setattr(algo_mod, "_time_once", lambda fn, dev: calls.append(1) or 0.0)
+    monkeypatch.setattr(timing, "time_once", lambda fn, dev: calls.append(1) or 0.0)
     algo_mod.clear_memory()
     fftconv_ext.conv2d(x, w, **NEAR_KW)
     assert calls == []  # same build and settings: the stored choice
     algo_mod.clear_memory()
-    monkeypatch.setattr(algo_mod, "_build", "another-build")
+    monkeypatch.setattr(choice_cache, "_build", "another-build")
     fftconv_ext.conv2d(x, w, **NEAR_KW)
     assert calls, "a choice stored by another build was reused"
     for switch, value in (("cpu_lanes", False), ("cuda_fused", True), ("device_checks", True),

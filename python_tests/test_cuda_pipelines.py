@@ -9,6 +9,7 @@ import torch.nn.functional as F
 
 import fftconv_ext
 from fftconv_ext import algo as algo_mod
+from fftconv_ext import cuda_pipelines
 from conftest import rel_err, requires_cuda, fft_conv2d
 
 pytestmark = requires_cuda
@@ -97,7 +98,7 @@ def test_auto_chooses_among_the_pipelines_on_the_device(tmp_path, monkeypatch):
     assert len(choice) == 1 and choice[0].startswith("fft:")
     assert fftconv_ext._C.pipeline_choice_count() >= 1
     assert rel_err(y.double(), F.conv2d(x.double(), w.double(), padding=15, groups=64)) <= 1e-5
-    assert not algo_mod._disqualified, "a pipeline disagreed with cuDNN on the GPU"
+    assert not cuda_pipelines.disqualified, "a pipeline disagreed with cuDNN on the GPU"
 
 
 @pytest.mark.parametrize("pipeline", PIPELINES)

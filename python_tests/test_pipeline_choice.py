@@ -13,10 +13,11 @@ import torch.nn.functional as F
 import fftconv_ext
 from fftconv_ext import _C
 from fftconv_ext import algo as algo_mod
+from fftconv_ext import candidate_timing as timing, cuda_pipelines
 
 
 def _scripted(monkeypatch, costs):
-    """_time_once returns the scripted cost of the candidate being timed: the pipeline forced
+    """timing.time_once returns the scripted cost of the candidate being timed: the pipeline forced
     on this thread (read back from the operator) or 'direct'."""
     current = {"name": "direct"}
     real_forced = algo_mod.forced_pipeline
@@ -32,7 +33,7 @@ def _scripted(monkeypatch, costs):
         def __exit__(self, *exc):
             return self.inner.__exit__(*exc)
 
-    monkeypatch.setattr(algo_mod, "forced_pipeline", _Forced)
+    monkeypatch.setattr(cuda_pipelines, "forced_pipeline", _Forced)
     timed = []
 
     def fake_time(fn, device):
@@ -40,7 +41,7 @@ def _scripted(monkeypatch, costs):
         fn()
         timed.append(current["name"])
         return costs[current["name"]]
-    monkeypatch.setattr(algo_mod, "_time_once", fake_time)
+    monkeypatch.setattr(timing, "time_once", fake_time)
     return timed
 
 
@@ -57,8 +58,8 @@ def _on_cuda(monkeypatch, verified=("rows",)):
     """The CUDA candidate list for CPU tensors, with `verified` as the components run on a GPU
     and the unverified ones opted in (backends.cuda_unverified)."""
     monkeypatch.setattr(fftconv_ext.backends, "cuda_unverified", True)
-    monkeypatch.setattr(algo_mod, "_pipelines_for", lambda device, target: algo_mod.PIPELINES)
-    monkeypatch.setattr(algo_mod, "verified_components", lambda: frozenset(verified))
+    monkeypatch.setattr(cuda_pipelines, "pipelines_for", lambda device, target: algo_mod.PIPELINES)
+    monkeypatch.setattr(cuda_pipelines, "verified_components", lambda: frozenset(verified))
     monkeypatch.setattr(fftconv_ext.backends, "benchmark", True)
     monkeypatch.setattr(algo_mod.cost_model, "clear_choice", lambda *a: None)  # in the measured band
 
@@ -125,7 +126,7 @@ def test_a_mismatching_unverified_pipeline_is_disqualified_with_one_warning(monk
     mismatch = [c for c in caught if "planes" in str(c.message)]
     assert len(mismatch) == 1 and "disagreed" in str(mismatch[0].message) and "(2, 4, 10, 10)" in str(mismatch[0].message)
     assert choice == "fft" and recorded == ["fused", "fused"]  # the fastest of those that agreed
-    assert "planes" in algo_mod._disqualified
+    assert "planes" in cuda_pipelines.disqualified
 
 
 def test_verified_pipelines_are_not_compared(monkeypatch):
@@ -142,7 +143,7 @@ def test_verified_pipelines_are_not_compared(monkeypatch):
     algo_mod.choose(x, w, args, geometry, lambda: wrong, run_direct, _target(recorded))
     assert recorded == ["rows"]
     # direct ran only as a candidate (warm-up and rounds), never as a reference
-    assert len(directs) == 1 + algo_mod.ROUNDS
+    assert len(directs) == 1 + timing.ROUNDS
 
 
 def test_every_pipeline_disqualified_falls_back_to_the_verified_default(monkeypatch):
@@ -157,7 +158,7 @@ def test_every_pipeline_disqualified_falls_back_to_the_verified_default(monkeypa
 
 
 def test_measure_many_picks_the_smallest_median_after_one_warm_up_each(monkeypatch):
-    monkeypatch.setattr(algo_mod, "_time_once", lambda fn, dev: fn())
+    monkeypatch.setattr(timing, "time_once", lambda fn, dev: fn())
     calls = {"a": 0, "b": 0, "c": 0}
 
     def run(name, costs):
@@ -169,23 +170,23 @@ def test_measure_many_picks_the_smallest_median_after_one_warm_up_each(monkeypat
     # b's warm-up is slow and one of its calls too: its median still wins
     runs = {"a": run("a", [1.0] + [3.0] * 9), "b": run("b", [9.0, 1.0, 8.0, 1.0, 1.0, 1.0]),
             "c": run("c", [1.0] + [2.0] * 9)}
-    assert algo_mod._measure_many(runs, cpu) == "b"
-    assert calls == {n: 1 + algo_mod.ROUNDS for n in calls}
+    assert timing.measure_many(runs, cpu) == "b"
+    assert calls == {n: 1 + timing.ROUNDS for n in calls}
 
 
 def test_matches_tolerance():
     ref = torch.randn(2, 3, 8, 8)
-    assert algo_mod._matches(ref + 1e-6 * ref.abs().max(), ref)
-    assert not algo_mod._matches(ref + 1e-2 * ref.abs().max(), ref)
-    assert not algo_mod._matches(ref[:1], ref)
+    assert cuda_pipelines.matches(ref + 1e-6 * ref.abs().max(), ref)
+    assert not cuda_pipelines.matches(ref + 1e-2 * ref.abs().max(), ref)
+    assert not cuda_pipelines.matches(ref[:1], ref)
     bad = ref.clone()
     bad[0, 0, 0, 0] = float("inf")
-    assert not algo_mod._matches(bad, ref)
+    assert not cuda_pipelines.matches(bad, ref)
     # half precision: both sides rounded, a wider band; float64: a narrow one
     half = ref.to(torch.bfloat16)
-    assert algo_mod._matches((ref * (1 + 4e-3)).to(torch.bfloat16), half)
-    assert not algo_mod._matches((ref + 0.1 * ref.abs().max()).to(torch.bfloat16), half)
-    assert not algo_mod._matches(ref.double() * (1 + 1e-6), ref.double())
+    assert cuda_pipelines.matches((ref * (1 + 4e-3)).to(torch.bfloat16), half)
+    assert not cuda_pipelines.matches((ref + 0.1 * ref.abs().max()).to(torch.bfloat16), half)
+    assert not cuda_pipelines.matches(ref.double() * (1 + 1e-6), ref.double())
 
 
 def test_the_operator_records_choices_and_forces_pipelines_per_thread():
@@ -215,13 +216,13 @@ def test_the_operator_records_choices_and_forces_pipelines_per_thread():
 def test_cpu_calls_measure_no_pipelines(monkeypatch):
     # the CPU driver picks its own pipeline: auto on the CPU times fft against direct only
     seen = []
-    monkeypatch.setattr(algo_mod, "_measure_pipelines", lambda *a, **k: seen.append(1) or "fft:rows")
+    monkeypatch.setattr(cuda_pipelines, "measure_pipelines", lambda *a, **k: seen.append(1) or "fft:rows")
     monkeypatch.setattr(fftconv_ext.backends, "benchmark", True)
     monkeypatch.setattr(algo_mod.cost_model, "clear_choice", lambda *a: None)
     x, w = torch.randn(2, 4, 16, 16), torch.randn(4, 1, 7, 7)
     y = fftconv_ext.conv2d(x, w, padding=3, groups=4)
     assert seen == [] and torch.allclose(y, F.conv2d(x, w, padding=3, groups=4), atol=1e-4)
-    assert algo_mod._pipelines_for(torch.device("cpu"), algo_mod.PipelineTarget(print)) == ()
+    assert cuda_pipelines.pipelines_for(torch.device("cpu"), algo_mod.PipelineTarget(print)) == ()
 
 
 def test_the_pipeline_setter_keys_the_problem_as_the_op_sees_it(monkeypatch):
@@ -251,7 +252,7 @@ def test_transposed_convolutions_record_the_input_gradient_pipeline(monkeypatch)
     # conv_transpose2d is the input gradient of a correlation (design §18): its measured
     # pipeline is recorded for that direction (1) of that correlation's problem
     _on_cuda(monkeypatch)
-    monkeypatch.setattr(algo_mod, "_measure_pipelines", lambda *a, **k: "fft:planes")
+    monkeypatch.setattr(cuda_pipelines, "measure_pipelines", lambda *a, **k: "fft:planes")
     seen = []
     real = _C.set_pipeline_choice
     monkeypatch.setattr(_C, "set_pipeline_choice", lambda *a: seen.append(a))
@@ -279,7 +280,7 @@ def test_the_default_configuration_forces_no_unverified_pipeline(monkeypatch):
     # nothing but 'rows', records nothing but 'rows', and no comparison against cuDNN is needed
     # by default nothing is timed or recorded: the operator runs its default (verified) pipeline;
     # under benchmark, only cuDNN and the default pipeline are timed
-    monkeypatch.setattr(algo_mod, "_pipelines_for", lambda device, target: algo_mod.candidate_pipelines(target))
+    monkeypatch.setattr(cuda_pipelines, "pipelines_for", lambda device, target: algo_mod.candidate_pipelines(target))
     timed = _scripted(monkeypatch, {"direct": 1.0, "rows": 0.5, "planes": 0.1, "fused": 0.1})
     x, w, args, geometry = _problem()
     recorded = []
@@ -303,7 +304,7 @@ def test_opting_in_makes_unverified_pipelines_candidates_where_they_apply(monkey
     only_planes = lambda name: name == "planes"  # noqa: E731
     assert algo_mod.candidate_pipelines(_target([], applies=only_planes)) == ("rows", "planes")
     # the fused weight gradient is a component of its own: disqualifying the forward leaves it
-    algo_mod._disqualify("fused")
+    cuda_pipelines.disqualify("fused")
     assert algo_mod.candidate_pipelines(_target([])) == ("rows", "planes")
     assert algo_mod.candidate_pipelines(_target([], algo_mod.GRAD_WEIGHT)) == ("rows", "planes", "fused")
     assert not _C.gpu_component_enabled("fused")  # the operator sees the disqualification too
@@ -318,7 +319,7 @@ def test_a_recorded_unverified_choice_is_not_reused_with_the_gate_closed(monkeyp
     run = lambda: F.conv2d(x, w, padding=2, groups=4)  # noqa: E731
     assert algo_mod.choose(x, w, args, geometry, run, run, _target(recorded)) == "fft" and recorded == ["planes"]
     monkeypatch.setattr(fftconv_ext.backends, "cuda_unverified", False)
-    monkeypatch.setattr(algo_mod, "_pipelines_for", lambda device, target: algo_mod.candidate_pipelines(target))
+    monkeypatch.setattr(cuda_pipelines, "pipelines_for", lambda device, target: algo_mod.candidate_pipelines(target))
     algo_mod.clear_memory()
     recorded.clear()
     timed = _scripted(monkeypatch, {"direct": 1.0, "rows": 0.5, "planes": 0.1, "fused": 1.0})
@@ -359,7 +360,7 @@ def test_a_candidate_that_raises_is_disqualified_not_the_users_error(monkeypatch
     recorded = []
     with pytest.warns(RuntimeWarning, match="'planes' failed .*CUFFT_ALLOC_FAILED.*not used again"):
         choice = algo_mod.choose(x, w, args, geometry, run_fft, lambda: good, _target(recorded))
-    assert choice == "fft" and recorded == ["fused"] and "planes" in algo_mod._disqualified
+    assert choice == "fft" and recorded == ["fused"] and "planes" in cuda_pipelines.disqualified
     assert not _C.gpu_component_enabled("planes")
     # a verified pipeline that raises is only no candidate for that problem
     algo_mod.clear_memory()
@@ -368,7 +369,7 @@ def test_a_candidate_that_raises_is_disqualified_not_the_users_error(monkeypatch
     _on_cuda(monkeypatch, verified=("rows", "planes", "fused"))
     with pytest.warns(RuntimeWarning, match="not a candidate for this problem"):
         algo_mod.choose(x, w, args, geometry, run_fft, lambda: good, _target(recorded))
-    assert "planes" not in algo_mod._disqualified
+    assert "planes" not in cuda_pipelines.disqualified
 
 
 def test_the_reference_is_computed_without_tf32(monkeypatch):
@@ -418,7 +419,7 @@ def test_a_disagreeing_joint_backward_is_disqualified(monkeypatch):
     with pytest.warns(RuntimeWarning, match="joint backward .*disagreed"):
         algo_mod.check_joint_backward(x, w, args, lambda: (refs[0].clone(), refs[1] + 1.0), lambda: refs,
                                       _target(recorded, algo_mod.BACKWARD))
-    assert recorded == [] and "fused_joint_backward" in algo_mod._disqualified
+    assert recorded == [] and "fused_joint_backward" in cuda_pipelines.disqualified
     assert not _C.gpu_component_enabled("fused_joint_backward")
 
 

@@ -19,6 +19,7 @@ from torch import nn
 
 import fftconv_ext
 from fftconv_ext import algo as algo_mod
+from fftconv_ext import candidate_timing
 
 from .timing import time_interleaved
 
@@ -46,7 +47,7 @@ def _compare(name: str, make, x: torch.Tensor, device, max_seconds: float) -> Di
     for m in models.values():
         m.load_state_dict(state)
     steps = {a: _step_fn(models[a], x, device) for a in ALGOS}
-    first = algo_mod._time_once(steps["auto"], device)  # the step that measures auto's choices
+    first = candidate_timing.time_once(steps["auto"], device)  # the step that measures auto's choices
     # lockstep rounds until one path has used max_seconds: a layer with 2 ms steps gets a
     # hundred rounds (15 had left its auto, the direct path itself, 13 % "slower" by medians)
     t = time_interleaved(steps, device, warmup=1, rounds=100, max_seconds=max_seconds,
