@@ -270,19 +270,27 @@ def _measure_in_process(args):
     fx.backends.benchmark = True
     fx.backends.cache_dir = cache
     torch.set_num_threads(1)
-    fx.conv2d(torch.randn(batch, 16, 24, 24), torch.randn(16, 1, 9, 9), padding=4, groups=16)
+    w = torch.randn(16, 1, 9, 9)
+    for b in (batch, 9):  # a problem of its own, then one that every process measures and writes
+        fx.conv2d(torch.randn(b, 16, 24, 24), w, padding=4, groups=16)
     return batch
 
 
 @pytest.mark.subprocess
-def test_concurrent_processes_keep_every_entry(tmp_path):
+def test_eight_processes_fill_one_cache_at_once_and_lose_nothing(tmp_path):
     ctx = multiprocessing.get_context("spawn")
-    for trial in range(3):
+    for trial in range(2):
         cache = str(tmp_path / f"trial{trial}")
-        with ctx.Pool(4) as pool:
-            assert sorted(pool.map(_measure_in_process, [(cache, b) for b in (1, 2, 3, 4)])) == [1, 2, 3, 4]
-        assert len(glob.glob(os.path.join(cache, "auto", "*.json"))) == 4
+        with ctx.Pool(8) as pool:
+            assert sorted(pool.map(_measure_in_process, [(cache, b) for b in range(1, 9)])) == list(range(1, 9))
+        entries = glob.glob(os.path.join(cache, "auto", "*.json"))
+        assert len(entries) == 9  # eight problems of their own and the shared one, each once
+        for path in entries:  # each file whole: a key and a valid choice
+            with open(path, encoding="utf-8") as f:
+                data = json.load(f)
+            assert set(data) == {"key", "choice"} and data["choice"].split(":")[0] in ("fft", "direct")
         assert not glob.glob(os.path.join(cache, "auto", "*.tmp"))
+        assert os.listdir(cache) == ["auto"]  # nothing written beside the entries
 
 
 def test_choices_of_another_build_or_setting_are_measured_again(tmp_path, monkeypatch):
