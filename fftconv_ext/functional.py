@@ -22,6 +22,7 @@ from .arguments import (MAX_DECIDED_CALLS, ConvArgumentError, all_finite, call_k
                         memory_format_of, resolve_padding, stride_dilation_groups)
 from ._shapes import LOW_PRECISION, autocast_dtype, restore, upcast
 from .tracing import is_tracing, under_dispatch_mode
+from . import runtime_choice
 from .problem import ConvProblem
 from .onnx_export import exporting_to_onnx
 
@@ -115,6 +116,10 @@ def _conv_nd(input, weight, bias, stride, padding, dilation, groups, padding_mod
     elif algo == "direct":
         choice = "direct"
         y = run_direct()
+    elif runtime_choice.applies(algo, onnx):
+        # under torch.compile the choice is made when the graph runs (runtime_choice.py)
+        choice = "runtime"
+        y = runtime_choice.call(x, weight, bias, dim, stride, padding, dilation, groups, padding_mode)
     elif dim == 3 and under_dispatch_mode():
         # under FlopCounterMode (or another mode that sees every op) the folded problem would be
         # counted with its zero taps: auto takes F.conv3d, counted as PyTorch counts it

@@ -22,6 +22,7 @@ from . import algo as _algo
 from .algo import ALGOS, choose
 from .algo import decided_calls as _decided_calls
 from ._shapes import LOW_PRECISION, autocast_dtype, output_length, upcast
+from . import runtime_choice
 from .problem import ConvProblem
 from .onnx_export import exporting_to_onnx
 from .arguments import (MAX_DECIDED_CALLS, ConvArgumentError, all_finite, call_key, check_not_empty, check_tensors,
@@ -129,6 +130,8 @@ def _conv_transpose_nd(input, weight, bias, stride, padding, output_padding, gro
         y = run_direct()
     elif algo == "fft" or (algo == "auto" and x.device.type == "meta"):
         y = run_fft()
+    elif runtime_choice.applies(algo, onnx):  # under torch.compile: chosen when the graph runs
+        y = runtime_choice.call_transposed(x, weight, bias, dim, stride, padding, output_padding, dilation, groups)
     elif algo == "direct" or (dim == 3 and under_dispatch_mode()):
         # (under FlopCounterMode the folded problem would be counted with its zero taps)
         y = run_direct()

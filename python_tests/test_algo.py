@@ -368,19 +368,6 @@ def test_export_with_a_dynamic_size_takes_eager_choice_and_runs_every_size():
         assert torch.allclose(ep.module()(xi), F.conv2d(xi, net.w, padding=4, groups=8), atol=1e-4)
 
 
-@pytest.mark.compile
-@pytest.mark.xfail(strict=True, reason="under torch.compile(dynamic=True) a symbolic size looks like an int to the "
-                   "traced code, and the choice's arguments are then no constant: a graph break (an op that chooses "
-                   "at run time is the fix, not yet written)")
-def test_compile_dynamic_does_not_break_the_graph():
-    w = torch.randn(8, 1, 9, 9)
-    f = torch.compile(lambda x: fftconv_ext.conv2d(x, w, padding=4, groups=8), dynamic=True, fullgraph=True,
-                      backend="aot_eager")
-    for size in (20, 28):
-        x = torch.randn(2, 8, size, size)
-        assert torch.allclose(f(x), F.conv2d(x, w, padding=4, groups=8), atol=1e-4)
-
-
 class _CountingOps:
     """torch.ops.fftconv with a count of each op's calls."""
 
