@@ -73,16 +73,11 @@ def problem_ratio(x_shape: Sequence[int], w_shape: Sequence[int], geometry: tupl
         return 0.0
     out_spatial = [output_length(n, k, pl, pr, s, d)
                    for n, (pl, pr), k, d, s in zip(spatial, pads, kernel, dilation, stride)]
-    if len(spatial) == 3:  # the 2-D problem the operator runs (depth_fold.py)
-        from .depth_fold import DepthFold
-        fold = DepthFold(spatial, kernel, pads, stride, dilation)
-        fft_shape = _C.fft_shape([1, 1, *fold.folded_spatial], [1, 1, *fold.folded_kernel], fold.stride2,
-                                 fold.padding4, fold.dilation2, 1, False)
-    else:
-        lead = 2 - len(spatial)  # 1-D problems are height-1 2-D ones
-        fft_shape = _C.fft_shape([1, 1] + [1] * lead + list(spatial), [1, 1] + [1] * lead + list(kernel),
-                                 [1] * lead + list(stride), [p for lr in [(0, 0)] * lead + list(pads) for p in lr],
-                                 [1] * lead + list(dilation), 1, False)
+    # the 2-D problem the operator runs (1-D as height 1, 3-D depth-folded): problem.py's mapping
+    from .problem import ConvProblem
+    x4, w4, s2, p4, d2, _ = ConvProblem(len(spatial), (1, 1, *spatial), (1, 1, *kernel), tuple(stride),
+                                        tuple(tuple(lr) for lr in pads), tuple(dilation), 1).op_args()
+    fft_shape = _C.fft_shape(list(x4), list(w4), s2, p4, d2, 1, False)
     return arithmetic_ratio(x_shape, w_shape, out_spatial, fft_shape)
 
 
