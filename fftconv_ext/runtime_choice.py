@@ -19,6 +19,8 @@ from typing import List, Optional, Tuple
 
 import torch
 
+from .arguments import int_tuple
+
 
 def _padding_arg(padding_str: str, padding: List[int]):
     return padding_str if padding_str else tuple(padding)
@@ -127,22 +129,19 @@ def applies(algo, onnx: bool) -> bool:
             not torch.compiler.is_exporting() and not backends.benchmark)
 
 
-def _ints(value, dim: int) -> List[int]:
-    ints = [int(p) for p in (value if isinstance(value, (tuple, list)) else (value,))]
-    return ints * dim if len(ints) == 1 else ints
-
-
 def call(x: torch.Tensor, weight, bias, dim: int, stride, padding, dilation, groups: int,
          padding_mode: str) -> torch.Tensor:
     """conv_auto of a correlation, with the functional API's (checked) arguments; x batched."""
     padding_str = padding if isinstance(padding, str) else ""
-    return torch.ops.fftconv.conv_auto(x, weight, bias, dim, False, list(stride), padding_str,
-                                       [] if padding_str else _ints(padding, dim), [0] * dim, list(dilation), groups,
-                                       padding_mode)
+    ints = [] if padding_str else list(int_tuple(padding, dim, "padding"))
+    return torch.ops.fftconv.conv_auto(x, weight, bias, dim, False, list(stride), padding_str, ints, [0] * dim,
+                                       list(dilation), groups, padding_mode)
 
 
 def call_transposed(x: torch.Tensor, weight, bias, dim: int, stride, padding, output_padding, dilation,
                     groups: int) -> torch.Tensor:
     """conv_auto of a transposed convolution (checked arguments); x batched."""
-    return torch.ops.fftconv.conv_auto(x, weight, bias, dim, True, list(stride), "", _ints(padding, dim),
-                                       _ints(output_padding, dim), list(dilation), groups, "zeros")
+    return torch.ops.fftconv.conv_auto(x, weight, bias, dim, True, list(stride), "",
+                                       list(int_tuple(padding, dim, "padding")),
+                                       list(int_tuple(output_padding, dim, "output_padding")), list(dilation),
+                                       groups, "zeros")
