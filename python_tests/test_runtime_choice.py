@@ -108,3 +108,18 @@ def test_eager_calls_do_not_use_it(monkeypatch):
     x, w = torch.randn(2, 4, 16, 16), torch.randn(4, 1, 9, 9)
     assert rel_err(fftconv_ext.conv2d(x, w, padding=4, groups=4), F.conv2d(x, w, padding=4, groups=4)) <= 1e-5
     assert calls == []
+
+
+@pytest.mark.parametrize("call, match", [
+    (lambda x, w: fftconv_ext.conv2d(x, w, padding=4, groups=3), "groups=3 must divide"),
+    (lambda x, w: fftconv_ext.conv2d(x, w.double(), padding=4, groups=4), "weight dtype"),
+    (lambda x, w: fftconv_ext.conv2d(x, w, padding=-1, groups=4), "padding must be non-negative"),
+    (lambda x, w: fftconv_ext.conv_transpose2d(x, w[:2], None, 2, 3, 1, 4), "channels"),
+])
+def test_bad_arguments_raise_the_eager_error_under_compile(call, match):
+    # the checks run while tracing, before the call becomes conv_auto: the user gets the eager error
+    # (with fullgraph=True Dynamo wraps every exception raised while tracing in its own)
+    x, w = torch.randn(2, 4, 16, 16), torch.randn(4, 1, 9, 9)
+    compiled = torch.compile(call, dynamic=True, backend="aot_eager")
+    with pytest.raises(fftconv_ext.ConvArgumentError, match=match):
+        compiled(x, w)
