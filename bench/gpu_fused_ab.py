@@ -37,7 +37,7 @@ def _ours(fused: bool, pad, device_checks: bool = True):
     def conv(x, w, b):
         with fftconv_ext.backends.flags(cuda_unverified=True,
                                         device_checks=device_checks and not DEVICE_CHECKS_OFF), \
-                fftconv_ext.algo.forced_pipeline(pipeline):
+                fftconv_ext.cuda_pipelines.forced_pipeline(pipeline):
             return fftconv_ext.conv2d(x, w, b, padding=pad, groups=x.shape[1], algo="fft")
     return conv
 

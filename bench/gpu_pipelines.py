@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 import fftconv_ext
-from fftconv_ext import algo
+from fftconv_ext import algo, cuda_pipelines
 from fftconv_ext.bench.impls import FORWARD
 from fftconv_ext.bench.memory import peak_allocated_bytes
 from fftconv_ext.bench.timing import time_interleaved, with_backward
@@ -30,7 +30,7 @@ BASELINES = ("F.conv2d", "best torch.fft", "best torch.fft 2-D", "torch-fftconv"
 def _forced(name: str, pad: int, groups: int):
     """algo='fft' with one pipeline forced; the ones not yet verified on a GPU opted in."""
     def conv(x, w, b):
-        with fftconv_ext.backends.flags(cuda_unverified=True), algo.forced_pipeline(name):
+        with fftconv_ext.backends.flags(cuda_unverified=True), cuda_pipelines.forced_pipeline(name):
             return fftconv_ext.conv2d(x, w, b, padding=pad, groups=groups, algo="fft")
     return conv
 
@@ -66,7 +66,7 @@ def main() -> None:
     args = ap.parse_args()
     layers = [tuple(int(v) for v in item.split(":")) for item in args.layers.split(",")]
     dev = torch.device(args.device)
-    pipelines = [p for p in algo.PIPELINES]
+    pipelines = [p for p in cuda_pipelines.PIPELINES]
     torch.manual_seed(0)
     rows = []
     header = ["layer", "pass"] + pipelines + ["auto", "fft", "F.conv2d", "best comp.", "best/ours", "cuDNN/ours"]
@@ -116,7 +116,7 @@ def main() -> None:
                    "cudnn_over_fastest_pipeline": med["F.conv2d"] / ours,
                    # auto's candidates by default: cuDNN and the verified pipelines
                    "auto_over_fastest_candidate": med["auto"] / min(
-                       [med["F.conv2d"]] + [med[p] for p in pipelines if p in algo.verified_pipelines()]),
+                       [med["F.conv2d"]] + [med[p] for p in pipelines if p in cuda_pipelines.verified_pipelines()]),
                    "auto_unverified_over_fastest_candidate": med["auto+unverified"] / min(ours, med["F.conv2d"]),
                    "rel_err": errors, "extra_memory_over_output": memory, "choices": choices,
                    "warnings": [str(w_.message) for w_ in caught]}
@@ -131,7 +131,7 @@ def main() -> None:
         # written after every layer: a stage that runs out of time keeps what it measured
         result = {"device": torch.cuda.get_device_name() if dev.type == "cuda" else "cpu",
                   "torch": torch.__version__, "batch": args.batch, "channels": args.channels,
-                  "verified": sorted(algo.verified_pipelines()), "rows": rows}
+                  "verified": sorted(cuda_pipelines.verified_pipelines()), "rows": rows}
         if args.json:
             with open(args.json, "w") as f:
                 json.dump(result, f, indent=1)

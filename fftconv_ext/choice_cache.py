@@ -40,12 +40,12 @@ def build_id() -> str:
     return _build
 
 
-def problem_key(device: torch.device, dtype: torch.dtype, x_shape: tuple, w_shape: tuple, args: tuple) -> str:
+def problem_key(device: torch.device, dtype: torch.dtype, problem, direction: str) -> str:
     """What a measured choice depends on: the device, the software, the operator's settings,
-    the thread count, and the problem."""
+    the thread count, and the problem (problem.ConvProblem.description) and direction."""
     threads = torch.get_num_threads() if device.type == "cpu" else 0
     return "|".join(map(str, (_device_name(device), torch.__version__, build_id(), backends.pipeline_key(), threads,
-                              dtype, x_shape, w_shape, args)))
+                              dtype, problem.description(), direction)))
 
 
 def entry_path(key: str) -> Optional[str]:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import math
 from typing import Iterable, Optional, Sequence, Tuple
 
-from ._shapes import output_length
 
 DIRECTIONS = ("forward", "grad_input", "grad_weight")
 # One weight input channel per group (depthwise) or several (dense, grouped): the two run on
@@ -60,25 +59,6 @@ def arithmetic_ratio(x_shape: Sequence[int], w_shape: Sequence[int], out_spatial
     points = math.prod(fft_shape)
     fft = n * (c_in + c_out) * 2.5 * points * math.log2(max(points, 2)) + n * c_out * cpg * points * 2
     return direct / max(fft, 1.0)
-
-
-def problem_ratio(x_shape: Sequence[int], w_shape: Sequence[int], geometry: tuple) -> float:
-    """arithmetic_ratio of a convolution given as geometry = (spatial, kernel, pads, stride,
-    dilation), one entry per spatial axis, with the FFT shape the operator would use."""
-    from . import _C
-    spatial, kernel, pads, stride, dilation = geometry
-    if math.prod(kernel) == 1:
-        # one tap: the spectral product alone does at least the direct convolution's
-        # multiply-adds, before any transform
-        return 0.0
-    out_spatial = [output_length(n, k, pl, pr, s, d)
-                   for n, (pl, pr), k, d, s in zip(spatial, pads, kernel, dilation, stride)]
-    # the 2-D problem the operator runs (1-D as height 1, 3-D depth-folded): problem.py's mapping
-    from .problem import ConvProblem
-    x4, w4, s2, p4, d2, _ = ConvProblem(len(spatial), (1, 1, *spatial), (1, 1, *kernel), tuple(stride),
-                                        tuple(tuple(lr) for lr in pads), tuple(dilation), 1).op_args()
-    fft_shape = _C.fft_shape(list(x4), list(w4), s2, p4, d2, 1, False)
-    return arithmetic_ratio(x_shape, w_shape, out_spatial, fft_shape)
 
 
 def threshold(device_type: str, direction: str = "forward", kind: str = "depthwise") -> float:

@@ -161,3 +161,32 @@ def measure_pipelines(run_fft: Callable[[], torch.Tensor], run_direct: Callable[
     if not runs:  # no candidate left: the default pipeline, the one that has run on a GPU
         return "fft:default"
     return measure_many(runs, device)
+
+
+def check_joint_backward(chose: Sequence[Optional[str]], run_joint: Callable[[], tuple],
+                         run_separate: Callable[[], tuple], target: PipelineTarget, problem: str) -> None:
+    """Where both gradients of a CUDA problem chose the fused kernel (`chose`: the input and
+    weight gradients' pipelines), whether its joint pass (both gradients from one kernel, a
+    component of its own) may run: its output is compared with the two separate gradients
+    (each already compared with cuDNN) before the operator records it; a mismatch or an error
+    disqualifies it for the process. Until then, or otherwise, the backward runs the two
+    chosen pipelines. Called once per problem."""
+    part = component("fused", BACKWARD)
+    if list(chose) != ["fused", "fused"] or not may_run(part) or not target.applies("fused"):
+        return
+    if part not in verified_components():
+        with torch.no_grad():
+            references = run_separate()
+            try:
+                with forced_pipeline("fused"):
+                    joint = run_joint()
+                agree = all(matches(j, r) for j, r in zip(joint, references))
+                why = "disagreed with the separate gradients"
+            except RuntimeError as e:
+                agree, why = False, f"failed ({str(e).splitlines()[0]})"
+        if not agree:
+            disqualify(part)
+            warnings.warn(f"fftconv_ext: the fused kernel's joint backward (not yet verified on a GPU) {why} on "
+                          f"{problem}; it is not used again in this process", RuntimeWarning, stacklevel=3)
+            return
+    target.record("fused")

@@ -16,6 +16,7 @@ from . import _ops  # noqa: F401  (fake kernels and autograd of the ops)
 
 _ops_ns = torch.ops.fftconv
 from . import algo as _algo
+from . import cuda_pipelines as _cp
 from .algo import ALGOS, choose
 from .algo import decided_calls as _decided_calls
 from .arguments import (MAX_DECIDED_CALLS, ConvArgumentError, all_finite, call_key, check_not_empty, check_tensors,
@@ -93,7 +94,7 @@ def _conv_nd(input, weight, bias, stride, padding, dilation, groups, padding_mod
         algo = "direct"
 
     problem = ConvProblem(dim, tuple(x.shape), tuple(weight.shape), stride, tuple(tuple(p) for p in pads), dilation,
-                          groups, padding_mode)
+                          groups, padding_mode, bias=bias is not None)
 
     def run_fft():
         return _fft_conv(x, weight, bias, problem)
@@ -101,7 +102,6 @@ def _conv_nd(input, weight, bias, stride, padding, dilation, groups, padding_mod
     def run_direct():
         return _direct_conv(x, weight, bias, stride, padding, pads, dilation, groups, padding_mode, dim)
 
-    geometry = problem.geometry
     if c_in == 0:
         # no input channels: F's own result (its output shape for this case is its convention)
         choice = "direct"
@@ -109,9 +109,8 @@ def _conv_nd(input, weight, bias, stride, padding, dilation, groups, padding_mod
     elif algo == "fft":
         choice = "fft"
         if x.device.type == "cuda":  # which FFT pipeline, by measurement (docs/design.md §17)
-            args = (stride, tuple(pads), dilation, groups, padding_mode, bias is not None)
-            choose(x, weight, args, geometry, run_fft, run_direct,
-                   problem.pipeline_target(x.device, x.dtype, _algo.FORWARD), with_direct=False)
+            choose(problem, x, "forward", run_fft, run_direct,
+                   problem.pipeline_target(x.device, x.dtype, _cp.FORWARD), with_direct=False)
         y = run_fft()
     elif algo == "direct":
         choice = "direct"
@@ -126,12 +125,11 @@ def _conv_nd(input, weight, bias, stride, padding, dilation, groups, padding_mod
         choice = "direct"
         y = run_direct()
     else:
-        args = (stride, tuple(pads), dilation, groups, padding_mode, bias is not None)
-        choice = choose(x, weight, args, geometry, run_fft, run_direct,
-                        problem.pipeline_target(x.device, x.dtype, _algo.FORWARD))
-        if _trains_per_direction(x, weight, bias, pads, padding_mode) and not _algo.agrees(x, weight, args, choice):
+        choice = choose(problem, x, "forward", run_fft, run_direct,
+                        problem.pipeline_target(x.device, x.dtype, _cp.FORWARD))
+        if _trains_per_direction(x, weight, bias, pads, padding_mode) and not _algo.agrees(problem, x, choice):
             # a training call: the input and weight gradients get choices of their own (docs/design.md §15)
-            y = _PerDirectionConv.apply(x, weight, bias, problem, args, choice)
+            y = _PerDirectionConv.apply(x, weight, bias, problem, choice)
             return y.squeeze(0) if unbatched else y
         y = run_fft() if choice == "fft" else run_direct()
     if key is not None and not is_tracing(x) and not under_dispatch_mode():
@@ -180,9 +178,9 @@ class _PerDirectionConv(torch.autograd.Function):
     forward where the FFT's is about twice, so a direct forward with an FFT backward is common."""
 
     @staticmethod
-    def forward(ctx, x, weight, bias, problem: ConvProblem, args: tuple, forward_choice: str):
+    def forward(ctx, x, weight, bias, problem: ConvProblem, forward_choice: str):
         ctx.save_for_backward(x, weight)
-        ctx.problem, ctx.args, ctx.has_bias = problem, args, bias is not None
+        ctx.problem, ctx.has_bias = problem, bias is not None
         if forward_choice == "fft":
             return _fft_conv(x, weight, bias, problem)
         conv = _DIRECT[problem.dim]
@@ -222,23 +220,22 @@ class _PerDirectionConv(torch.autograd.Function):
                 # the folded ops' NaN/Inf fallback would spread them over the zero taps between depth taps
                 gx, gw, _ = direct([want_x, want_w, False])
                 want_x = want_w = False
-            c_x = choose(x, weight, ctx.args + ("grad_input",), pb.geometry, fft_input,
-                         lambda: direct([True, False, False])[0],
-                         pb.pipeline_target(x.device, x.dtype, _algo.GRAD_INPUT)) if want_x else None
-            c_w = choose(x, weight, ctx.args + ("grad_weight",), pb.geometry, fft_weight,
-                         lambda: direct([False, True, False])[1],
-                         pb.pipeline_target(x.device, x.dtype, _algo.GRAD_WEIGHT)) if want_w else None
+            c_x = choose(pb, x, "grad_input", fft_input, lambda: direct([True, False, False])[0],
+                         pb.pipeline_target(x.device, x.dtype, _cp.GRAD_INPUT)) if want_x else None
+            c_w = choose(pb, x, "grad_weight", fft_weight, lambda: direct([False, True, False])[1],
+                         pb.pipeline_target(x.device, x.dtype, _cp.GRAD_WEIGHT)) if want_w else None
             if want_x and want_w and c_x == c_w:  # one joint pass: the output gradient transformed once
                 if c_x == "fft":
                     x4, w4, g4 = operands_2d()
-                    if x.device.type == "cuda":  # the joint pass is a kernel of its own: compared first
-                        _algo.check_joint_backward(
-                            x, weight, ctx.args,
+                    if x.device.type == "cuda" and _algo.once(pb, x, "joint backward"):
+                        # the joint pass is a kernel of its own: compared first
+                        _cp.check_joint_backward(
+                            [_algo.chosen_pipeline(pb, x, d) for d in ("grad_input", "grad_weight")],
                             lambda: _ops_ns.conv2d_backward(g4, x4, w4, s2, p4, d2, pb.groups, False),
                             lambda: (_ops_ns.conv2d_grad_input(g4, w4, list(x4.shape), s2, p4, d2, pb.groups, False),
                                      _ops_ns.conv2d_grad_weight(g4, x4, list(w4.shape), s2, p4, d2, pb.groups,
                                                                 False)),
-                            pb.pipeline_target(x.device, x.dtype, _algo.BACKWARD))
+                            pb.pipeline_target(x.device, x.dtype, _cp.BACKWARD), f"input {tuple(x.shape)}, {pb}")
                     gx4, gw4 = _ops_ns.conv2d_backward(g4, x4, w4, s2, p4, d2, pb.groups, False)
                     gx, gw = pb.input_from_2d(gx4), pb.weight_from_2d(gw4)
                 else:
@@ -249,7 +246,7 @@ class _PerDirectionConv(torch.autograd.Function):
                 if want_w:
                     gw = fft_weight() if c_w == "fft" else direct([False, True, False])[1]
         gb = grad.sum(dim=[0] + list(range(2, grad.dim()))) if ctx.has_bias and ctx.needs_input_grad[2] else None
-        return gx, gw, gb, None, None, None
+        return gx, gw, gb, None, None
 
 
 def _direct_conv(x, weight, bias, stride, padding, pads, dilation, groups, padding_mode, dim):

@@ -10,18 +10,22 @@ so it is described by that correlation too.
 
 ``ConvProblem`` is built once per call from checked arguments and owns everything that
 depends on this mapping: the operator's arguments (``op_args``), the adapters of input,
-weight and output to and from the 2-D shapes, and where a CUDA pipeline choice is recorded.
+weight and output to and from the 2-D shapes, the cost model's estimate and choice per
+direction, what a choice is keyed by, and where a CUDA pipeline choice is recorded.
 """
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Optional, Tuple
 
 import torch
 import torch.nn.functional as F
 
 from . import _C
-from . import algo
+from . import cost_model
+from ._shapes import output_length
+from .cuda_pipelines import PipelineTarget
 from .depth_fold import DepthFold
 
 Pads = Tuple[Tuple[int, int], ...]
@@ -30,7 +34,9 @@ Pads = Tuple[Tuple[int, int], ...]
 @dataclasses.dataclass(frozen=True)
 class ConvProblem:
     """A batched correlation: input ``x_shape`` (N, C_in, *spatial), weight ``w_shape``
-    (C_out, C_in / groups, *kernel), per-axis ``(left, right)`` padding ``pads``."""
+    (C_out, C_in / groups, *kernel), per-axis ``(left, right)`` padding ``pads``. A transposed
+    convolution is described by the correlation it is the adjoint of, with ``transposed`` set
+    (its output is this correlation's input); ``bias`` says whether the call has one."""
     dim: int
     x_shape: Tuple[int, ...]
     w_shape: Tuple[int, ...]
@@ -39,6 +45,8 @@ class ConvProblem:
     dilation: Tuple[int, ...]
     groups: int
     padding_mode: str = "zeros"
+    transposed: bool = False
+    bias: bool = False
 
     # derived once, in __post_init__ (no functools.cached_property: its lock stops torch.compile)
     circular: bool = dataclasses.field(init=False, repr=False, compare=False)
@@ -79,10 +87,10 @@ class ConvProblem:
     def kernel(self) -> Tuple[int, ...]:
         return tuple(self.w_shape[2:])
 
-    @property
-    def geometry(self):
-        """(spatial, kernel, pads, stride, dilation): what algo's cost model reads."""
-        return self.spatial, self.kernel, tuple(self.pads), tuple(self.stride), tuple(self.dilation)
+    def output_spatial(self) -> Tuple[int, ...]:
+        """The correlation's output size per spatial axis."""
+        return tuple(output_length(n, k, pl, pr, s, d) for n, (pl, pr), k, d, s in
+                     zip(self.spatial, self.pads, self.kernel, self.dilation, self.stride))
 
     def op_args(self):
         """(input shape, weight shape, stride, padding (top, bottom, left, right), dilation,
@@ -124,11 +132,45 @@ class ConvProblem:
     def _from_2d(self, t: torch.Tensor) -> torch.Tensor:
         return t.squeeze(2) if self.dim == 1 else t
 
+    # ---- the cost model (cost_model.py, docs/design.md §15) and what a choice is keyed by
+
+    def arithmetic_ratio(self) -> float:
+        """Direct multiply-adds over the FFT path's estimated work, with the FFT shape the
+        operator uses for this problem (the same in every direction: a gradient runs the
+        same transforms)."""
+        if math.prod(self.kernel) == 1:
+            # one tap: the spectral product alone does at least the direct convolution's
+            # multiply-adds, before any transform
+            return 0.0
+        x4, w4, s2, p4, d2, _ = self.op_args()
+        fft_shape = _C.fft_shape([1, 1, *x4[2:]], [1, 1, *w4[2:]], s2, p4, d2, 1, False)
+        return cost_model.arithmetic_ratio(self.x_shape, self.w_shape, self.output_spatial(), fft_shape)
+
+    def model_choice(self, device_type: str, direction: str = "forward") -> str:
+        """'fft' or 'direct': the cost model's choice for this problem on that device type."""
+        return cost_model.choice(self.arithmetic_ratio(), device_type, direction, cost_model.kind(self.w_shape))
+
+    def clear_choice(self, device_type: str, direction: str = "forward") -> Optional[str]:
+        """The model's choice where it is clear (cost_model.CLEAR_FACTOR), else None: a
+        problem that benchmark mode measures."""
+        return cost_model.clear_choice(self.arithmetic_ratio(), device_type, direction, cost_model.kind(self.w_shape))
+
+    def description(self) -> tuple:
+        """Everything a measured choice of this problem depends on besides the device and the
+        software (choice_cache.problem_key adds those): plain ints, strings and tuples."""
+        return ("transpose" if self.transposed else "correlation", self.dim, tuple(self.x_shape),
+                tuple(self.w_shape), tuple(self.stride), tuple(self.pads), tuple(self.dilation), self.groups,
+                self.padding_mode, self.bias)
+
+    def with_sizes(self, x_shape: tuple, w_shape: tuple) -> "ConvProblem":
+        """The same problem with other operand sizes (a traced problem's example sizes)."""
+        return dataclasses.replace(self, x_shape=tuple(x_shape), w_shape=tuple(w_shape))
+
     # ---- the CUDA pipeline choice (docs/design.md §17)
 
-    def pipeline_target(self, device: torch.device, dtype: torch.dtype, direction: int) -> algo.PipelineTarget:
+    def pipeline_target(self, device: torch.device, dtype: torch.dtype, direction: int) -> PipelineTarget:
         """Where algo records a CUDA pipeline choice for this problem in the operator
-        (direction: algo.FORWARD, GRAD_INPUT, GRAD_WEIGHT or BACKWARD)."""
+        (direction: cuda_pipelines.FORWARD, GRAD_INPUT, GRAD_WEIGHT or BACKWARD)."""
         double = dtype == torch.float64
 
         def args():
@@ -142,4 +184,4 @@ class ConvProblem:
 
         def applies(name: str) -> bool:
             return bool(_C.pipeline_applies(name, *args(), double, direction))
-        return algo.PipelineTarget(record, applies, direction)
+        return PipelineTarget(record, applies, direction)

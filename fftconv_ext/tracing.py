@@ -17,3 +17,25 @@ def under_dispatch_mode() -> bool:
     there would measure the mode and add the measurement's calls to what it records."""
     from torch.utils._python_dispatch import _get_current_dispatch_mode
     return _get_current_dispatch_mode() is not None
+
+
+def _example_value(v):
+    """An int for a size: itself, or a symbolic size's example value (None if it has none, or
+    under torch.compile, whose symbolic sizes give none without a guard on their value)."""
+    if isinstance(v, torch.SymInt):
+        if torch.compiler.is_compiling():
+            return None
+    elif isinstance(v, int):
+        return v
+    node = getattr(v, "node", None)
+    hint = getattr(node, "hint", None)
+    return int(hint) if isinstance(hint, int) else None
+
+
+def example_sizes(value):
+    """Nested tuples of sizes with every symbolic size replaced by its example value, or None
+    where one has none."""
+    if isinstance(value, (tuple, list)):
+        out = [example_sizes(v) for v in value]
+        return None if any(o is None for o in out) else tuple(out)
+    return _example_value(value)

@@ -18,8 +18,8 @@ import torch
 import torch.nn.functional as F
 
 from . import _ops  # noqa: F401  (fake kernels and autograd of the ops)
-from . import algo as _algo
 from .algo import ALGOS, choose
+from .cuda_pipelines import GRAD_INPUT
 from .algo import decided_calls as _decided_calls
 from ._shapes import LOW_PRECISION, autocast_dtype, output_length, upcast
 from . import runtime_choice
@@ -112,7 +112,7 @@ def _conv_transpose_nd(input, weight, bias, stride, padding, output_padding, gro
 
     # the correlation this is the adjoint of: its input has the output's size (docs/design.md §18)
     adjoint = ConvProblem(dim, (x.shape[0], c_out) + out_spatial, tuple(weight.shape), stride,
-                          tuple((p, p) for p in padding), dilation, groups)
+                          tuple((p, p) for p in padding), dilation, groups, transposed=True, bias=bias is not None)
 
     def direct(x_, w_, b_):
         return _DIRECT[dim](x_, w_, b_, stride, padding, output_padding, groups, dilation)
@@ -136,11 +136,10 @@ def _conv_transpose_nd(input, weight, bias, stride, padding, output_padding, gro
         # (under FlopCounterMode the folded problem would be counted with its zero taps)
         y = run_direct()
     else:
-        # keyed apart from correlations ("transpose"); the arithmetic estimate sees the correlation
-        # it is the adjoint of: input of the output's size, output of the input's
-        args = ("transpose", stride, padding, output_padding, dilation, groups, bias is not None)
-        choice = choose(x, weight, args, adjoint.geometry, run_fft, run_direct,
-                        adjoint.pipeline_target(x.device, x.dtype, _algo.GRAD_INPUT))
+        # the correlation it is the adjoint of (input of the output's size, output of the input's),
+        # marked transposed, so keyed apart from that correlation's own calls
+        choice = choose(adjoint, x, "forward", run_fft, run_direct,
+                        adjoint.pipeline_target(x.device, x.dtype, GRAD_INPUT))
         y = run_fft() if choice == "fft" else run_direct()
     if key is not None and not is_tracing(x) and not under_dispatch_mode():
         if len(_decided_calls) >= MAX_DECIDED_CALLS:

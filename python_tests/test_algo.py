@@ -16,6 +16,7 @@ import fftconv_ext
 from fftconv_ext import algo as algo_mod
 from fftconv_ext import candidate_timing as timing, choice_cache
 from fftconv_ext import cost_model
+from fftconv_ext.problem import ConvProblem
 from conftest import reference_conv, rel_err
 
 NEAR = (torch.randn(2, 16, 24, 24), torch.randn(16, 1, 9, 9))  # 9x9 depthwise: a ratio near the thresholds
@@ -53,7 +54,7 @@ def test_auto_under_compile_matches_eager():
 @pytest.mark.parametrize("forced", ["fft", "direct"])
 def test_decided_calls_take_the_fast_path_with_the_same_results(forced, monkeypatch):
     # Force the choice so that both plan kinds are exercised.
-    monkeypatch.setattr(algo_mod.cost_model, "choice", lambda *a: forced)
+    monkeypatch.setattr(cost_model, "choice", lambda *a: forced)
     g = torch.Generator().manual_seed(1)
     cases = [  # (x, w, b, kwargs): batched, unbatched, padding modes, conv1d, low precision
         (torch.randn(2, 4, 20, 21, generator=g, dtype=torch.float64), torch.randn(4, 2, 9, 9, generator=g,
@@ -100,9 +101,10 @@ def _no_timing(monkeypatch):
     monkeypatch.setattr(timing, "time_once", lambda fn, dev: pytest.fail("auto timed a call"))
 
 
-def _geometry(x, w, pad):
+def _problem(x, w, pad, groups):
     k = tuple(w.shape[2:])
-    return tuple(x.shape[2:]), k, tuple((pad, pad) for _ in k), (1,) * len(k), (1,) * len(k)
+    return ConvProblem(len(k), tuple(x.shape), tuple(w.shape), (1,) * len(k), tuple((pad, pad) for _ in k),
+                       (1,) * len(k), groups)
 
 
 def test_default_auto_times_nothing_and_writes_nothing(tmp_path, monkeypatch):
@@ -148,7 +150,7 @@ def test_default_choice_follows_the_threshold_of_its_direction(monkeypatch, dire
     points = math.prod(fft_shape)
     direct = n * c * 81 * h * wd
     expected = direct / (n * 2 * c * 2.5 * points * math.log2(points) + n * c * points * 2)
-    ratio = algo_mod.problem_ratio(tuple(x.shape), tuple(w.shape), _geometry(x, w, 4))
+    ratio = _problem(x, w, 4, 16).arithmetic_ratio()
     assert ratio == pytest.approx(expected, rel=1e-12)
     _no_timing(monkeypatch)
     for below, want in ((True, "direct"), (False, "fft")):
@@ -156,10 +158,7 @@ def test_default_choice_follows_the_threshold_of_its_direction(monkeypatch, dire
         table[direction] = ratio * (1.5 if below else 0.5)
         monkeypatch.setitem(cost_model.THRESHOLDS, "cpu", {"depthwise": table, "dense": table})
         algo_mod.clear_memory()
-        args = ((1, 1), ((4, 4), (4, 4)), (1, 1), 16, "zeros", False)
-        if direction != "forward":
-            args = args + (direction,)
-        got = algo_mod.choose(x, w, args, _geometry(x, w, 4), None, None)
+        got = algo_mod.choose(_problem(x, w, 4, 16), x, direction, None, None)
         assert got == want
 
 
@@ -187,7 +186,7 @@ def test_fresh_processes_choose_alike():
             "    x = torch.randn(2, 32, 32, 32, requires_grad=True)\n"
             "    w = torch.randn(32, 1, k, k, requires_grad=True)\n"
             "    fftconv_ext.conv2d(x, w, padding=k // 2, groups=32).sum().backward()\n"
-            "print(json.dumps(sorted(str((key[2], key[3], key[4][-1], v)) for key, v in algo._fast.items())))")
+            "print(json.dumps(sorted(str((p.x_shape, p.w_shape, d, v)) for p, d, v in algo.choices())))")
     procs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                               start_new_session=True) for _ in range(5)]
     outs = []
@@ -330,7 +329,7 @@ def test_inference_calls_keep_the_single_choice(monkeypatch):
     monkeypatch.setattr(fftconv_ext.backends, "benchmark", True)
     calls = []
     monkeypatch.setattr(algo_mod, "_measure", lambda f, d, dev: calls.append(1) or "fft")
-    monkeypatch.setattr(algo_mod.cost_model, "clear_choice", lambda *a: None)
+    monkeypatch.setattr(cost_model, "clear_choice", lambda *a: None)
     x, w = torch.randn(2, 4, 12, 12), torch.randn(4, 1, 5, 5, requires_grad=True)
     with torch.no_grad():
         y = fftconv_ext.conv2d(x, w, padding=2, groups=4)
@@ -411,7 +410,7 @@ def test_benchmark_chooses_each_direction_by_its_own_measurement(tmp_path, monke
         measured.append(direction)
         return verdicts[direction]
     monkeypatch.setattr(algo_mod, "_measure", fake_measure)
-    monkeypatch.setattr(algo_mod.cost_model, "clear_choice", lambda *a: None)  # in the measured band
+    monkeypatch.setattr(cost_model, "clear_choice", lambda *a: None)  # in the measured band
     ops = _CountingOps()
     monkeypatch.setattr(fftconv_ext.functional, "_ops_ns", ops)
     x = torch.randn(2, 4, 12, 12, dtype=torch.float64, requires_grad=True)

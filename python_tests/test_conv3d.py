@@ -428,7 +428,7 @@ def test_auto_training_takes_each_direction_s_choice(monkeypatch, tmp_path, choi
     monkeypatch.setattr(fftconv_ext.backends, "cache_dir", str(tmp_path))
     fftconv_ext.algo.clear_memory()
     scripted = dict(zip(("forward", "grad_input", "grad_weight"), choices))
-    monkeypatch.setattr(FXM, "choose", lambda x, w, args, *a, **k: scripted.get(args[-1], scripted["forward"]))
+    monkeypatch.setattr(FXM, "choose", lambda problem, x, direction, *a, **k: scripted[direction])
     calls = []
 
     class Counting:

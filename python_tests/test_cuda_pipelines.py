@@ -14,7 +14,7 @@ from conftest import rel_err, requires_cuda, fft_conv2d
 
 pytestmark = requires_cuda
 
-PIPELINES = list(algo_mod.PIPELINES)
+PIPELINES = list(cuda_pipelines.PIPELINES)
 CASES = [
     ((2, 8, 32, 32), (8, 1, 31, 31), 1, 15, 1, 8),     # the fused kernel's domain: depthwise, small planes
     ((2, 8, 56, 56), (8, 1, 31, 31), 1, 15, 1, 8),     # RepLKNet-like depthwise
@@ -39,7 +39,7 @@ def test_each_pipeline_matches_cudnn(pipeline, xs, ws, stride, padding, dilation
     w = torch.randn(*ws, generator=g, dtype=torch.float64)
     b = torch.randn(ws[0], generator=g, dtype=torch.float64)
     ref = F.conv2d(x.cuda(), w.cuda(), b.cuda(), stride, padding, dilation, groups)
-    with algo_mod.forced_pipeline(pipeline):
+    with cuda_pipelines.forced_pipeline(pipeline):
         y = fft_conv2d(x.to("cuda", dtype), w.to("cuda", dtype), b.to("cuda", dtype), stride, padding, dilation,
                        groups)
     assert y.dtype == dtype and y.shape == ref.shape
@@ -52,7 +52,7 @@ def test_each_pipeline_gradcheck_and_opcheck(pipeline):
     x = torch.randn(2, 4, 9, 10, generator=g, dtype=torch.float64).cuda().requires_grad_()
     w = torch.randn(4, 1, 5, 4, generator=g, dtype=torch.float64).cuda().requires_grad_()
     b = torch.randn(4, generator=g, dtype=torch.float64).cuda().requires_grad_()
-    with algo_mod.forced_pipeline(pipeline):
+    with cuda_pipelines.forced_pipeline(pipeline):
         assert torch.autograd.gradcheck(lambda x, w, b: fft_conv2d(x, w, b, 1, 2, 1, 4), (x, w, b))
         torch.library.opcheck(torch.ops.fftconv.conv2d_forward.default,
                               (x.detach(), w.detach(), b.detach(), [1, 1], [2, 2, 1, 2], [1, 1], 4, False))
@@ -68,7 +68,7 @@ def test_each_pipeline_float32_gradients_against_float64(pipeline):
     xd, wd, bd = (t.double().cuda().requires_grad_() for t in (x, w, b))
     ref = torch.autograd.grad(F.conv2d(xd, wd, bd, padding=6, groups=16), (xd, wd, bd), gy.double().cuda())
     xs, ws, bs = (t.cuda().requires_grad_() for t in (x, w, b))
-    with algo_mod.forced_pipeline(pipeline):
+    with cuda_pipelines.forced_pipeline(pipeline):
         got = torch.autograd.grad(fftconv_ext.conv2d(xs, ws, bs, padding=6, groups=16, algo="fft"), (xs, ws, bs),
                                   gy.cuda())
     assert all(rel_err(a.double(), r) <= 1e-5 for a, r in zip(got, ref))
@@ -78,7 +78,7 @@ def test_each_pipeline_float32_gradients_against_float64(pipeline):
 def test_forward_extra_memory_at_most_twice_the_output(pipeline):
     x = torch.randn(32, 384, 32, 32, device="cuda")
     w = torch.randn(384, 1, 31, 31, device="cuda") / 31
-    with torch.no_grad(), algo_mod.forced_pipeline(pipeline):
+    with torch.no_grad(), cuda_pipelines.forced_pipeline(pipeline):
         fftconv_ext.conv2d(x, w, padding=15, groups=384, algo="fft")  # spectrum cached, plans made
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
@@ -116,7 +116,7 @@ def test_transposed_convolutions_match_cudnn(pipeline, dim):
     for stride, padding, output_padding, groups, dilation in [(1, 3, 0, 4, 1), (2, 1, 1, 4, 1), (2, 2, 1, 2, 2)]:
         b = torch.randn(w.shape[1] * groups, generator=g, dtype=torch.float64).cuda()
         args = (stride, padding, output_padding, groups, dilation)
-        with algo_mod.forced_pipeline(pipeline):
+        with cuda_pipelines.forced_pipeline(pipeline):
             y = ours(x, w, b, *args, algo="fft")
         ref = ref_f(x, w, b, *args)
         assert y.shape == ref.shape and rel_err(y, ref) <= 1e-10
@@ -133,7 +133,7 @@ def test_conv3d_and_conv_transpose3d_match_cudnn(pipeline):
         w = torch.randn(*ws, generator=g, dtype=torch.float64).cuda().requires_grad_()
         b = torch.randn(ws[0], generator=g, dtype=torch.float64).cuda().requires_grad_()
         xg = x.clone().requires_grad_()
-        with algo_mod.forced_pipeline(pipeline):
+        with cuda_pipelines.forced_pipeline(pipeline):
             y = fftconv_ext.conv3d(xg, w, b, stride, padding, dilation, groups, algo="fft")
             gy = torch.randn_like(y)
             grads = torch.autograd.grad(y, (xg, w, b), gy)
@@ -143,7 +143,7 @@ def test_conv3d_and_conv_transpose3d_match_cudnn(pipeline):
         assert all(rel_err(a, r) <= 1e-9 for a, r in zip(grads, ref_grads))
     wt = torch.randn(4, 3, 4, 3, 5, generator=g, dtype=torch.float64).cuda()
     for stride, padding, output_padding in [(1, 2, 0), (2, 1, 1)]:
-        with algo_mod.forced_pipeline(pipeline):
+        with cuda_pipelines.forced_pipeline(pipeline):
             y = fftconv_ext.conv_transpose3d(x, wt, None, stride, padding, output_padding, algo="fft")
         ref = F.conv_transpose3d(x, wt, None, stride, padding, output_padding)
         assert y.shape == ref.shape and rel_err(y, ref) <= 1e-10

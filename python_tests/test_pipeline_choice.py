@@ -13,14 +13,15 @@ import torch.nn.functional as F
 import fftconv_ext
 from fftconv_ext import _C
 from fftconv_ext import algo as algo_mod
-from fftconv_ext import candidate_timing as timing, cuda_pipelines
+from fftconv_ext import candidate_timing as timing, cost_model, cuda_pipelines
+from fftconv_ext.problem import ConvProblem
 
 
 def _scripted(monkeypatch, costs):
     """timing.time_once returns the scripted cost of the candidate being timed: the pipeline forced
     on this thread (read back from the operator) or 'direct'."""
     current = {"name": "direct"}
-    real_forced = algo_mod.forced_pipeline
+    real_forced = cuda_pipelines.forced_pipeline
 
     class _Forced:
         def __init__(self, name):
@@ -49,35 +50,33 @@ def _problem():
     g = torch.Generator().manual_seed(0)
     x = torch.randn(2, 4, 10, 10, generator=g)
     w = torch.randn(4, 1, 5, 5, generator=g)
-    args = ((1, 1), ((2, 2), (2, 2)), (1, 1), 4, "zeros", False)
-    geometry = ((10, 10), (5, 5), ((2, 2), (2, 2)), (1, 1), (1, 1))
-    return x, w, args, geometry
+    return x, w, ConvProblem(2, tuple(x.shape), tuple(w.shape), (1, 1), ((2, 2), (2, 2)), (1, 1), 4)
 
 
 def _on_cuda(monkeypatch, verified=("rows",)):
     """The CUDA candidate list for CPU tensors, with `verified` as the components run on a GPU
     and the unverified ones opted in (backends.cuda_unverified)."""
     monkeypatch.setattr(fftconv_ext.backends, "cuda_unverified", True)
-    monkeypatch.setattr(cuda_pipelines, "pipelines_for", lambda device, target: algo_mod.PIPELINES)
+    monkeypatch.setattr(cuda_pipelines, "pipelines_for", lambda device, target: cuda_pipelines.PIPELINES)
     monkeypatch.setattr(cuda_pipelines, "verified_components", lambda: frozenset(verified))
     monkeypatch.setattr(fftconv_ext.backends, "benchmark", True)
-    monkeypatch.setattr(algo_mod.cost_model, "clear_choice", lambda *a: None)  # in the measured band
+    monkeypatch.setattr(cost_model, "clear_choice", lambda *a: None)  # in the measured band
 
 
-def _target(recorded, direction=algo_mod.FORWARD, applies=None):
-    return algo_mod.PipelineTarget(recorded.append, applies, direction)
+def _target(recorded, direction=cuda_pipelines.FORWARD, applies=None):
+    return cuda_pipelines.PipelineTarget(recorded.append, applies, direction)
 
 
 @pytest.mark.parametrize("fastest", ["direct", "rows", "planes", "fused"])
 def test_the_fastest_candidate_is_chosen_recorded_and_remembered(monkeypatch, tmp_path, fastest):
     _on_cuda(monkeypatch)
-    costs = {n: 1.0 for n in ("direct",) + algo_mod.PIPELINES}
+    costs = {n: 1.0 for n in ("direct",) + cuda_pipelines.PIPELINES}
     costs[fastest] = 0.5
     timed = _scripted(monkeypatch, costs)
-    x, w, args, geometry = _problem()
+    x, w, pb = _problem()
     recorded = []
     run_fft = lambda: F.conv2d(x, w, padding=2, groups=4)  # noqa: E731  (outputs agree: the guard passes)
-    choice = algo_mod.choose(x, w, args, geometry, run_fft, run_fft, _target(recorded))
+    choice = algo_mod.choose(pb, x, "forward", run_fft, run_fft, _target(recorded))
     assert choice == ("direct" if fastest == "direct" else "fft")
     assert recorded == ([] if fastest == "direct" else [fastest])
     assert set(timed) == {"direct", "rows", "planes", "fused"}  # every candidate was timed
@@ -85,29 +84,29 @@ def test_the_fastest_candidate_is_chosen_recorded_and_remembered(monkeypatch, tm
     assert stored == ["direct" if fastest == "direct" else "fft:" + fastest]
     # the same process: remembered, nothing timed or recorded again
     timed.clear()
-    assert algo_mod.choose(x, w, args, geometry, run_fft, run_fft, _target(recorded)) == choice
+    assert algo_mod.choose(pb, x, "forward", run_fft, run_fft, _target(recorded)) == choice
     assert timed == [] and len(recorded) <= 1
     # a new process reads the choice back and records the pipeline in the operator without timing
     algo_mod.clear_memory()
     recorded.clear()
-    assert algo_mod.choose(x, w, args, geometry, run_fft, run_fft, _target(recorded)) == choice
+    assert algo_mod.choose(pb, x, "forward", run_fft, run_fft, _target(recorded)) == choice
     assert timed == [] and recorded == ([] if fastest == "direct" else [fastest])
 
 
 def test_algo_fft_chooses_among_the_pipelines_only(monkeypatch):
     _on_cuda(monkeypatch)
     timed = _scripted(monkeypatch, {"direct": 0.1, "rows": 1.0, "planes": 0.7, "fused": 0.9})
-    x, w, args, geometry = _problem()
+    x, w, pb = _problem()
     recorded = []
     run = lambda: F.conv2d(x, w, padding=2, groups=4)  # noqa: E731
-    assert algo_mod.choose(x, w, args, geometry, run, run, _target(recorded), with_direct=False) == "fft"
+    assert algo_mod.choose(pb, x, "forward", run, run, _target(recorded), with_direct=False) == "fft"
     assert recorded == ["planes"] and "direct" not in timed
 
 
 def test_a_mismatching_unverified_pipeline_is_disqualified_with_one_warning(monkeypatch):
     _on_cuda(monkeypatch)
     _scripted(monkeypatch, {"direct": 1.0, "rows": 1.0, "planes": 0.1, "fused": 0.5})
-    x, w, args, geometry = _problem()
+    x, w, pb = _problem()
     def fft_of(inp):
         good = F.conv2d(inp, w, padding=2, groups=4)
 
@@ -119,10 +118,10 @@ def test_a_mismatching_unverified_pipeline_is_disqualified_with_one_warning(monk
     recorded = []
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        choice = algo_mod.choose(x, w, args, geometry, *fft_of(x), _target(recorded))
+        choice = algo_mod.choose(pb, x, "forward", *fft_of(x), _target(recorded))
         # another problem in the same process: 'planes' is not tried again, no second warning
         x2 = torch.randn(2, 4, 12, 12)
-        algo_mod.choose(x2, w, args, ((12, 12),) + geometry[1:], *fft_of(x2), _target(recorded))
+        algo_mod.choose(pb.with_sizes(x2.shape, w.shape), x2, "forward", *fft_of(x2), _target(recorded))
     mismatch = [c for c in caught if "planes" in str(c.message)]
     assert len(mismatch) == 1 and "disagreed" in str(mismatch[0].message) and "(2, 4, 10, 10)" in str(mismatch[0].message)
     assert choice == "fft" and recorded == ["fused", "fused"]  # the fastest of those that agreed
@@ -132,7 +131,7 @@ def test_a_mismatching_unverified_pipeline_is_disqualified_with_one_warning(monk
 def test_verified_pipelines_are_not_compared(monkeypatch):
     _on_cuda(monkeypatch, verified=("rows", "planes", "fused"))
     _scripted(monkeypatch, {"direct": 1.0, "rows": 0.5, "planes": 0.8, "fused": 0.9})
-    x, w, args, geometry = _problem()
+    x, w, pb = _problem()
     directs = []
 
     def run_direct():
@@ -140,7 +139,7 @@ def test_verified_pipelines_are_not_compared(monkeypatch):
         return F.conv2d(x, w, padding=2, groups=4)
     recorded = []
     wrong = F.conv2d(x, w, padding=2, groups=4) + 1.0  # would fail any comparison
-    algo_mod.choose(x, w, args, geometry, lambda: wrong, run_direct, _target(recorded))
+    algo_mod.choose(pb, x, "forward", lambda: wrong, run_direct, _target(recorded))
     assert recorded == ["rows"]
     # direct ran only as a candidate (warm-up and rounds), never as a reference
     assert len(directs) == 1 + timing.ROUNDS
@@ -149,10 +148,10 @@ def test_verified_pipelines_are_not_compared(monkeypatch):
 def test_every_pipeline_disqualified_falls_back_to_the_verified_default(monkeypatch):
     _on_cuda(monkeypatch, verified=())
     _scripted(monkeypatch, {"direct": 1.0, "rows": 0.1, "planes": 0.1, "fused": 0.1})
-    x, w, args, geometry = _problem()
+    x, w, pb = _problem()
     recorded = []
     with pytest.warns(RuntimeWarning):
-        choice = algo_mod.choose(x, w, args, geometry, lambda: torch.full((2, 4, 10, 10), float("nan")),
+        choice = algo_mod.choose(pb, x, "forward", lambda: torch.full((2, 4, 10, 10), float("nan")),
                                  lambda: F.conv2d(x, w, padding=2, groups=4), _target(recorded), with_direct=False)
     assert choice == "fft" and recorded == ["default"]
 
@@ -193,7 +192,7 @@ def test_the_operator_records_choices_and_forces_pipelines_per_thread():
     assert _C.pipeline_names() == ["default", "rows", "planes", "fused"]
     verified = dict(zip(_C.pipeline_names(), _C.pipelines_verified()))
     assert verified["default"] and verified["rows"]  # the default is what has run on a GPU
-    assert algo_mod.verified_pipelines() <= set(algo_mod.PIPELINES)
+    assert cuda_pipelines.verified_pipelines() <= set(cuda_pipelines.PIPELINES)
     _C.clear_pipeline_choices()
     _C.set_pipeline_choice([2, 4, 10, 10], [4, 1, 5, 5], [1, 1], [2, 2, 2, 2], [1, 1], 4, False, 0, False, 0,
                            "planes")
@@ -208,7 +207,7 @@ def test_the_operator_records_choices_and_forces_pipelines_per_thread():
         _C.set_pipeline_choice([2, 4, 10, 10], [4, 1, 5, 5], [1, 1], [2, 2, 2, 2], [1, 1], 4, False, 0, False, 4,
                                "rows")
     assert _C.force_pipeline("planes") == "default"
-    with algo_mod.forced_pipeline("fused"):
+    with cuda_pipelines.forced_pipeline("fused"):
         assert _C.force_pipeline("fused") == "fused"
     assert _C.force_pipeline("default") == "planes"
 
@@ -218,11 +217,11 @@ def test_cpu_calls_measure_no_pipelines(monkeypatch):
     seen = []
     monkeypatch.setattr(cuda_pipelines, "measure_pipelines", lambda *a, **k: seen.append(1) or "fft:rows")
     monkeypatch.setattr(fftconv_ext.backends, "benchmark", True)
-    monkeypatch.setattr(algo_mod.cost_model, "clear_choice", lambda *a: None)
+    monkeypatch.setattr(cost_model, "clear_choice", lambda *a: None)
     x, w = torch.randn(2, 4, 16, 16), torch.randn(4, 1, 7, 7)
     y = fftconv_ext.conv2d(x, w, padding=3, groups=4)
     assert seen == [] and torch.allclose(y, F.conv2d(x, w, padding=3, groups=4), atol=1e-4)
-    assert cuda_pipelines.pipelines_for(torch.device("cpu"), algo_mod.PipelineTarget(print)) == ()
+    assert cuda_pipelines.pipelines_for(torch.device("cpu"), cuda_pipelines.PipelineTarget(print)) == ()
 
 
 def test_the_pipeline_setter_keys_the_problem_as_the_op_sees_it(monkeypatch):
@@ -271,8 +270,8 @@ def test_transposed_convolutions_record_the_input_gradient_pipeline(monkeypatch)
 def test_by_default_the_only_candidate_is_the_verified_pipeline():
     # every direction, whatever the problem takes: with cuda_unverified off only 'rows' is measured
     assert fftconv_ext.backends.cuda_unverified is False
-    for direction in (algo_mod.FORWARD, algo_mod.GRAD_INPUT, algo_mod.GRAD_WEIGHT):
-        assert algo_mod.candidate_pipelines(_target([], direction)) == ("rows",)
+    for direction in (cuda_pipelines.FORWARD, cuda_pipelines.GRAD_INPUT, cuda_pipelines.GRAD_WEIGHT):
+        assert cuda_pipelines.candidate_pipelines(_target([], direction)) == ("rows",)
 
 
 def test_the_default_configuration_forces_no_unverified_pipeline(monkeypatch):
@@ -280,18 +279,18 @@ def test_the_default_configuration_forces_no_unverified_pipeline(monkeypatch):
     # nothing but 'rows', records nothing but 'rows', and no comparison against cuDNN is needed
     # by default nothing is timed or recorded: the operator runs its default (verified) pipeline;
     # under benchmark, only cuDNN and the default pipeline are timed
-    monkeypatch.setattr(cuda_pipelines, "pipelines_for", lambda device, target: algo_mod.candidate_pipelines(target))
+    monkeypatch.setattr(cuda_pipelines, "pipelines_for", lambda device, target: cuda_pipelines.candidate_pipelines(target))
     timed = _scripted(monkeypatch, {"direct": 1.0, "rows": 0.5, "planes": 0.1, "fused": 0.1})
-    x, w, args, geometry = _problem()
+    x, w, pb = _problem()
     recorded = []
     run = lambda: F.conv2d(x, w, padding=2, groups=4)  # noqa: E731
     for benchmark in (False, True):
         monkeypatch.setattr(fftconv_ext.backends, "benchmark", benchmark)
-        monkeypatch.setattr(algo_mod.cost_model, "choice", lambda *a: "fft")
-        monkeypatch.setattr(algo_mod.cost_model, "clear_choice", lambda *a: None)
+        monkeypatch.setattr(cost_model, "choice", lambda *a: "fft")
+        monkeypatch.setattr(cost_model, "clear_choice", lambda *a: None)
         for with_direct in (True, False):
             algo_mod.clear_memory()
-            assert algo_mod.choose(x, w, args, geometry, run, run, _target(recorded), with_direct=with_direct) == "fft"
+            assert algo_mod.choose(pb, x, "forward", run, run, _target(recorded), with_direct=with_direct) == "fft"
         if not benchmark:
             assert timed == [] and recorded == []
     assert set(timed) <= {"direct", "rows"} and set(recorded) <= {"rows"}
@@ -299,14 +298,14 @@ def test_the_default_configuration_forces_no_unverified_pipeline(monkeypatch):
 
 def test_opting_in_makes_unverified_pipelines_candidates_where_they_apply(monkeypatch):
     monkeypatch.setattr(fftconv_ext.backends, "cuda_unverified", True)
-    assert algo_mod.candidate_pipelines(_target([])) == ("rows", "planes", "fused")
+    assert cuda_pipelines.candidate_pipelines(_target([])) == ("rows", "planes", "fused")
     # a pipeline that would hand the problem to 'rows' is no candidate (it would time rows twice)
     only_planes = lambda name: name == "planes"  # noqa: E731
-    assert algo_mod.candidate_pipelines(_target([], applies=only_planes)) == ("rows", "planes")
+    assert cuda_pipelines.candidate_pipelines(_target([], applies=only_planes)) == ("rows", "planes")
     # the fused weight gradient is a component of its own: disqualifying the forward leaves it
     cuda_pipelines.disqualify("fused")
-    assert algo_mod.candidate_pipelines(_target([])) == ("rows", "planes")
-    assert algo_mod.candidate_pipelines(_target([], algo_mod.GRAD_WEIGHT)) == ("rows", "planes", "fused")
+    assert cuda_pipelines.candidate_pipelines(_target([])) == ("rows", "planes")
+    assert cuda_pipelines.candidate_pipelines(_target([], cuda_pipelines.GRAD_WEIGHT)) == ("rows", "planes", "fused")
     assert not _C.gpu_component_enabled("fused")  # the operator sees the disqualification too
 
 
@@ -314,16 +313,16 @@ def test_a_recorded_unverified_choice_is_not_reused_with_the_gate_closed(monkeyp
     # a choice measured with cuda_unverified on (or in another process) is measured again without it
     _on_cuda(monkeypatch)
     _scripted(monkeypatch, {"direct": 1.0, "rows": 0.5, "planes": 0.1, "fused": 1.0})
-    x, w, args, geometry = _problem()
+    x, w, pb = _problem()
     recorded = []
     run = lambda: F.conv2d(x, w, padding=2, groups=4)  # noqa: E731
-    assert algo_mod.choose(x, w, args, geometry, run, run, _target(recorded)) == "fft" and recorded == ["planes"]
+    assert algo_mod.choose(pb, x, "forward", run, run, _target(recorded)) == "fft" and recorded == ["planes"]
     monkeypatch.setattr(fftconv_ext.backends, "cuda_unverified", False)
-    monkeypatch.setattr(cuda_pipelines, "pipelines_for", lambda device, target: algo_mod.candidate_pipelines(target))
+    monkeypatch.setattr(cuda_pipelines, "pipelines_for", lambda device, target: cuda_pipelines.candidate_pipelines(target))
     algo_mod.clear_memory()
     recorded.clear()
     timed = _scripted(monkeypatch, {"direct": 1.0, "rows": 0.5, "planes": 0.1, "fused": 1.0})
-    assert algo_mod.choose(x, w, args, geometry, run, run, _target(recorded)) == "fft"
+    assert algo_mod.choose(pb, x, "forward", run, run, _target(recorded)) == "fft"
     # measured again (the stored 'fft:planes' not taken), among cuDNN and the verified default only
     assert timed and set(timed) <= {"direct", "default"} and recorded in ([], ["rows"])
 
@@ -334,9 +333,9 @@ def test_pipeline_applies_tells_what_each_pipeline_runs_itself():
                                    groups if groups is not None else x[1], False, double, direction)
     dw = ((2, 8, 32, 32), (8, 1, 7, 7))
     assert applies("rows", *dw) and applies("planes", *dw) and applies("fused", *dw)
-    assert not applies("planes", *dw, direction=algo_mod.GRAD_WEIGHT)  # the weight gradient is rows' own
-    assert applies("fused", *dw, direction=algo_mod.GRAD_WEIGHT) and applies("fused", *dw, direction=algo_mod.BACKWARD)
-    assert not applies("rows", *dw, direction=algo_mod.BACKWARD)  # no joint pass of its own
+    assert not applies("planes", *dw, direction=cuda_pipelines.GRAD_WEIGHT)  # the weight gradient is rows' own
+    assert applies("fused", *dw, direction=cuda_pipelines.GRAD_WEIGHT) and applies("fused", *dw, direction=cuda_pipelines.BACKWARD)
+    assert not applies("rows", *dw, direction=cuda_pipelines.BACKWARD)  # no joint pass of its own
     assert not applies("fused", *dw, double=True)                 # float32 only
     assert not applies("fused", *dw, stride=(2, 2))
     assert not applies("fused", (2, 8, 32, 32), (8, 2, 7, 7), groups=4)  # not depthwise
@@ -348,7 +347,7 @@ def test_pipeline_applies_tells_what_each_pipeline_runs_itself():
 def test_a_candidate_that_raises_is_disqualified_not_the_users_error(monkeypatch):
     _on_cuda(monkeypatch)
     _scripted(monkeypatch, {"direct": 1.0, "rows": 0.8, "planes": 0.1, "fused": 0.5})
-    x, w, args, geometry = _problem()
+    x, w, pb = _problem()
     good = F.conv2d(x, w, padding=2, groups=4)
 
     def run_fft():
@@ -359,7 +358,7 @@ def test_a_candidate_that_raises_is_disqualified_not_the_users_error(monkeypatch
         return good.clone()
     recorded = []
     with pytest.warns(RuntimeWarning, match="'planes' failed .*CUFFT_ALLOC_FAILED.*not used again"):
-        choice = algo_mod.choose(x, w, args, geometry, run_fft, lambda: good, _target(recorded))
+        choice = algo_mod.choose(pb, x, "forward", run_fft, lambda: good, _target(recorded))
     assert choice == "fft" and recorded == ["fused"] and "planes" in cuda_pipelines.disqualified
     assert not _C.gpu_component_enabled("planes")
     # a verified pipeline that raises is only no candidate for that problem
@@ -368,14 +367,14 @@ def test_a_candidate_that_raises_is_disqualified_not_the_users_error(monkeypatch
         os.remove(path)
     _on_cuda(monkeypatch, verified=("rows", "planes", "fused"))
     with pytest.warns(RuntimeWarning, match="not a candidate for this problem"):
-        algo_mod.choose(x, w, args, geometry, run_fft, lambda: good, _target(recorded))
+        algo_mod.choose(pb, x, "forward", run_fft, lambda: good, _target(recorded))
     assert "planes" not in cuda_pipelines.disqualified
 
 
 def test_the_reference_is_computed_without_tf32(monkeypatch):
     _on_cuda(monkeypatch)
     _scripted(monkeypatch, {"direct": 1.0, "rows": 0.8, "planes": 0.1, "fused": 0.5})
-    x, w, args, geometry = _problem()
+    x, w, pb = _problem()
     good = F.conv2d(x, w, padding=2, groups=4)
     seen = []
 
@@ -383,50 +382,59 @@ def test_the_reference_is_computed_without_tf32(monkeypatch):
         seen.append(torch.backends.cudnn.allow_tf32)
         return good
     before = torch.backends.cudnn.allow_tf32
-    algo_mod.choose(x, w, args, geometry, lambda: good.clone(), run_direct, _target([]), with_direct=False)
+    algo_mod.choose(pb, x, "forward", lambda: good.clone(), run_direct, _target([]), with_direct=False)
     assert seen == [False]  # the one reference call, with TF32 off
     assert torch.backends.cudnn.allow_tf32 == before
 
 
 def _joint_setup(monkeypatch, chose=("fused", "fused")):
     _on_cuda(monkeypatch)
-    x, w, args, _ = _problem()
+    x, w, pb = _problem()
     for d, p in zip(("grad_input", "grad_weight"), chose):
-        algo_mod._pipeline_of[algo_mod._fast_key(x, tuple(w.shape), args + (d,))] = p
+        if p is not None:
+            algo_mod._pipeline_of[algo_mod._fast_key(pb, x, d)] = p
     g = torch.Generator().manual_seed(1)
     refs = (torch.randn(2, 4, 10, 10, generator=g), torch.randn(4, 1, 5, 5, generator=g))
-    return x, w, args, refs
+    return [algo_mod.chosen_pipeline(pb, x, d) for d in ("grad_input", "grad_weight")], refs
 
 
 def test_the_joint_fused_backward_is_compared_before_it_is_recorded(monkeypatch):
-    x, w, args, refs = _joint_setup(monkeypatch)
+    chose, refs = _joint_setup(monkeypatch)
     recorded, forced = [], []
 
     def joint():
         forced.append(_C.force_pipeline("default"))
         _C.force_pipeline(forced[-1])
         return tuple(r.clone() for r in refs)
-    algo_mod.check_joint_backward(x, w, args, joint, lambda: refs, _target(recorded, algo_mod.BACKWARD))
+    cuda_pipelines.check_joint_backward(chose, joint, lambda: refs, _target(recorded, cuda_pipelines.BACKWARD), "p")
     assert forced == ["fused"] and recorded == ["fused"]
-    # once per problem
-    algo_mod.check_joint_backward(x, w, args, joint, lambda: refs, _target(recorded, algo_mod.BACKWARD))
-    assert forced == ["fused"] and recorded == ["fused"]
+
+
+def test_the_joint_backward_is_checked_once_per_problem():
+    # the backward asks algo.once before it compares: the first call of a problem and settings only
+    x, w, pb = _problem()
+    assert algo_mod.once(pb, x, "joint backward")
+    assert not algo_mod.once(pb, x, "joint backward")
+    assert algo_mod.once(pb.with_sizes((3, 4, 10, 10), w.shape), x, "joint backward")
+    with fftconv_ext.backends.flags(cpu_lanes=fftconv_ext.backends.cpu_lanes):  # any setting: a new version
+        pass
+    assert algo_mod.once(pb, x, "joint backward")
 
 
 def test_a_disagreeing_joint_backward_is_disqualified(monkeypatch):
-    x, w, args, refs = _joint_setup(monkeypatch)
+    chose, refs = _joint_setup(monkeypatch)
     recorded = []
     with pytest.warns(RuntimeWarning, match="joint backward .*disagreed"):
-        algo_mod.check_joint_backward(x, w, args, lambda: (refs[0].clone(), refs[1] + 1.0), lambda: refs,
-                                      _target(recorded, algo_mod.BACKWARD))
+        cuda_pipelines.check_joint_backward(chose, lambda: (refs[0].clone(), refs[1] + 1.0), lambda: refs,
+                                            _target(recorded, cuda_pipelines.BACKWARD), "p")
     assert recorded == [] and "fused_joint_backward" in cuda_pipelines.disqualified
     assert not _C.gpu_component_enabled("fused_joint_backward")
 
 
 @pytest.mark.parametrize("chose", [("fused", "rows"), ("rows", "fused"), (None, "fused")])
 def test_the_joint_backward_runs_only_where_both_gradients_chose_the_fused_kernel(monkeypatch, chose):
-    x, w, args, refs = _joint_setup(monkeypatch, chose)
+    chose, refs = _joint_setup(monkeypatch, chose)
     recorded, ran = [], []
-    algo_mod.check_joint_backward(x, w, args, lambda: ran.append(1), lambda: ran.append(2),
-                                  _target(recorded, algo_mod.BACKWARD))
+    cuda_pipelines.check_joint_backward(chose, lambda: ran.append(1), lambda: ran.append(2),
+                                        _target(recorded, cuda_pipelines.BACKWARD), "p")
     assert recorded == [] and ran == []

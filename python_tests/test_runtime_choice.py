@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch._dynamo.testing import CompileCounterWithBackend
 
 import fftconv_ext
+from fftconv_ext.problem import ConvProblem
 from conftest import rel_err
 
 pytestmark = pytest.mark.compile
@@ -58,8 +59,8 @@ def test_each_size_gets_the_choice_eager_makes(monkeypatch):
     with torch.no_grad():
         for n in (12, 40):
             compiled(torch.randn(2, 4, n, n))
-    ratios = [fftconv_ext.algo.problem_ratio((2, 4, n, n), (4, 1, 9, 9), ((n, n), (9, 9), ((4, 4), (4, 4)), (1, 1),
-                                                                          (1, 1))) for n in (12, 40)]
+    ratios = [ConvProblem(2, (2, 4, n, n), (4, 1, 9, 9), (1, 1), ((4, 4), (4, 4)), (1, 1), 4).arithmetic_ratio()
+              for n in (12, 40)]
     assert seen == ratios
 
 

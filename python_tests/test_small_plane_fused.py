@@ -205,9 +205,9 @@ def test_cuda_kernel_matches_cufft_pipeline_and_leaves_inputs(monkeypatch):
     x0, w0 = x.clone(), w.clone()
     monkeypatch.setattr(fftconv_ext.backends, "cuda_unverified", True)  # what the GPU check verifies
     # forced, not toggled with cuda_fused: algo='fft' records its own choice on a first call
-    with fftconv_ext.algo.forced_pipeline("rows"):
+    with fftconv_ext.cuda_pipelines.forced_pipeline("rows"):
         off = fftconv_ext.conv2d(x, w, b, padding=15, groups=16, algo="fft")
-    with fftconv_ext.algo.forced_pipeline("fused"):
+    with fftconv_ext.cuda_pipelines.forced_pipeline("fused"):
         on = fftconv_ext.conv2d(x, w, b, padding=15, groups=16, algo="fft")
     assert not torch.equal(on, off), "both calls ran one pipeline"
     torch.cuda.synchronize()

@@ -25,6 +25,7 @@ import torch
 
 import fftconv_ext
 from fftconv_ext import cost_model
+from fftconv_ext.problem import ConvProblem
 from .machine import finish_meta, machine_name, run_meta
 
 ROUNDS = 3
@@ -57,10 +58,11 @@ def layers(quick: bool = False):
 _CONV = {3: fftconv_ext.conv1d, 4: fftconv_ext.conv2d, 5: fftconv_ext.conv3d}
 
 
-def _geometry(x_shape, w_shape):
-    spatial, kernel = tuple(x_shape[2:]), tuple(w_shape[2:])
-    pads = tuple((k // 2, k // 2) for k in kernel)
-    return spatial, kernel, pads, (1,) * len(kernel), (1,) * len(kernel)
+def _ratio(x_shape, w_shape, groups) -> float:
+    """The cost model's arithmetic ratio of a 'same' layer."""
+    dim = len(x_shape) - 2
+    return ConvProblem(dim, tuple(x_shape), tuple(w_shape), (1,) * dim, tuple((k // 2, k // 2) for k in w_shape[2:]),
+                       (1,) * dim, groups).arithmetic_ratio()
 
 
 def _step(direction, x_shape, w_shape, groups, algo):
@@ -98,7 +100,7 @@ def _medians_ms(runs: dict) -> dict:
 def measure(quick: bool = False, progress=print) -> list:
     points = []
     for name, x_shape, w_shape, groups in layers(quick):
-        ratio = cost_model.problem_ratio(x_shape, w_shape, _geometry(x_shape, w_shape))
+        ratio = _ratio(x_shape, w_shape, groups)
         for direction in cost_model.DIRECTIONS:
             runs = {"fft": _step(direction, x_shape, w_shape, groups, "fft")}
             macs = math.prod(x_shape[:1]) * w_shape[0] * math.prod(w_shape[1:]) * math.prod(x_shape[2:])
@@ -179,8 +181,7 @@ def points_from_results(path: str) -> list:
         x_shape, k = tuple(row["input"]), row["kernel"]
         w_shape = (x_shape[1], 1, k, k)
         points.append({"layer": row["name"], "input": list(x_shape), "weight": list(w_shape), "groups": x_shape[1],
-                       "direction": "forward", "ratio": cost_model.problem_ratio(x_shape, w_shape,
-                                                                                 _geometry(x_shape, w_shape)),
+                       "direction": "forward", "ratio": _ratio(x_shape, w_shape, x_shape[1]),
                        "fft_ms": fwd["fftconv_ext"]["median_ms"], "direct_ms": fwd["F.conv2d"]["median_ms"]})
     return points
 

@@ -11,14 +11,12 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 from typing import Dict, List
 
 import torch
 from torch import nn
 
 import fftconv_ext
-from fftconv_ext import algo as algo_mod
 from fftconv_ext import candidate_timing
 
 from .timing import time_interleaved
@@ -47,7 +45,7 @@ def _compare(name: str, make, x: torch.Tensor, device, max_seconds: float) -> Di
     for m in models.values():
         m.load_state_dict(state)
     steps = {a: _step_fn(models[a], x, device) for a in ALGOS}
-    first = candidate_timing.time_once(steps["auto"], device)  # the step that measures auto's choices
+    first = candidate_timing.time_once(steps["auto"], device)  # auto's first step: its choices are made there
     # lockstep rounds until one path has used max_seconds: a layer with 2 ms steps gets a
     # hundred rounds (15 had left its auto, the direct path itself, 13 % "slower" by medians)
     t = time_interleaved(steps, device, warmup=1, rounds=100, max_seconds=max_seconds,
@@ -87,41 +85,31 @@ def run_train(device: torch.device, batch: int, full: bool = False, model_batch:
 
 
 _CHOICES = """
-import json, sys, torch, fftconv_ext
+import json, torch, fftconv_ext
 from fftconv_ext import algo
 torch.set_num_threads({threads})
-fftconv_ext.backends.cache_dir = sys.argv[1]
 out = {{}}
 for R, k in {layers}:
     x = torch.randn({batch}, 384, R, R, requires_grad=True)
     m = fftconv_ext.nn.FFTConv2d(384, 384, k, padding=k // 2, groups=384)
     m(x).square().mean().backward()
-    # every choice (algo._fast), marked * where the arithmetic made it (no measurement stored)
-    measured = [key for key in algo._memory if "({batch}, 384, %d, %d)" % (R, R) in key and "(384, 1, %d, %d)" % (k, k) in key]
-    choices = {{}}
-    for fk, choice in algo._fast.items():
-        if fk[2] == ({batch}, 384, R, R) and fk[3] == (384, 1, k, k):
-            d = fk[4][-1] if fk[4][-1] in ("grad_input", "grad_weight") else "forward"
-            suffix = {{"forward": "True)"}}.get(d, "'%s')" % d)
-            choices[d] = choice[0] + ("" if any(key.endswith(suffix) for key in measured) else "*")
-    out["R%d k%d" % (R, k)] = {{d: choices.get(d) for d in ("forward", "grad_input", "grad_weight")}}
+    made = {{d: c for p, d, c in algo.choices() if p.x_shape == ({batch}, 384, R, R) and p.w_shape == (384, 1, k, k)}}
+    out["R%d k%d" % (R, k)] = {{d: made[d][0] if d in made else None for d in ("forward", "grad_input", "grad_weight")}}
 print(json.dumps(out))
 """
 
 
 def run_stability(batch: int, threads: int, processes: int = 5, full: bool = False) -> Dict:
     """auto's choices per sweep layer (forward, input gradient, weight gradient) in fresh
-    processes, each with an empty choice cache: {layer: [choices of each process]}."""
+    processes: {layer: [choices of each process]}."""
     code = _CHOICES.format(threads=threads, layers=sweep_layers(full), batch=batch)
     runs = []
     for _ in range(processes):
-        with tempfile.TemporaryDirectory() as cache:
-            env = {k: v for k, v in os.environ.items() if k != "FFTCONV_CACHE_DIR"}
-            r = subprocess.run([sys.executable, "-c", code, cache], capture_output=True, text=True, env=env,
-                               timeout=900)
-            if r.returncode != 0:
-                raise RuntimeError(f"stability run failed: {r.stderr[-2000:]}")
-            runs.append(json.loads(r.stdout.strip().splitlines()[-1]))
+        env = {k: v for k, v in os.environ.items() if not k.startswith("FFTCONV_")}  # the defaults
+        r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=900)
+        if r.returncode != 0:
+            raise RuntimeError(f"stability run failed: {r.stderr[-2000:]}")
+        runs.append(json.loads(r.stdout.strip().splitlines()[-1]))
     layers = runs[0].keys()
     return {layer: [run[layer] for run in runs] for layer in layers}
 
@@ -138,12 +126,12 @@ def train_markdown(rows: List[Dict], stability: Dict) -> str:
     worst_paired = max(r["auto_paired_over_best"] for r in rows)
     lines += ["", f"- worst auto / faster path: {worst:.3f} (paired {worst_paired:.3f})"]
     if stability:
-        lines += ["", "auto's choices (forward, input gradient, weight gradient) in fresh processes, each with an "
-                  "empty cache:", "", "| layer | choices | same in every process |", "|---|---|---|"]
+        lines += ["", "auto's choices (forward, input gradient, weight gradient) in fresh processes, default "
+                  "settings:", "", "| layer | choices | same in every process |", "|---|---|---|"]
         for layer, runs in stability.items():
             names = [",".join(c or "-" for c in run.values()) for run in runs]
             lines.append(f"| {layer} | {' / '.join(names)} | {len(set(names)) == 1} |")
         same = sum(len({json.dumps(r, sort_keys=True) for r in runs}) == 1 for runs in stability.values())
         lines += ["", f"- layers with the same choices in all {len(next(iter(stability.values())))} processes: "
-                  f"{same} of {len(stability)} (f: fft, d: direct; *: decided by arithmetic, not measured)"]
+                  f"{same} of {len(stability)} (f: fft, d: direct)"]
     return "\n".join(lines) + "\n"
