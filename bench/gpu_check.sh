@@ -3,12 +3,12 @@
 # the order that finds faults first and survives them:
 #   build      sm_90, with every core (unless a build for this torch and Python was carried along)
 #   memcheck   compute-sanitizer memcheck over the CUDA tests (PYTORCH_NO_CUDA_MEMORY_CACHING=1,
-#              so that an access past an allocation is past the allocation), fused kernels first
-#   racecheck  compute-sanitizer racecheck over the fused kernels' tests (shared memory, barriers)
+#              so that an access past an allocation is past the allocation), small-plane kernels first
+#   racecheck  compute-sanitizer racecheck over the small-plane kernels' tests (shared memory, barriers)
 #   tests      each CUDA test file in a process of its own with CUDA_LAUNCH_BLOCKING=1: a fault
 #              ends that file's process only, and is blamed on the test that caused it
 #   bench      every pipeline forced in turn beside both torch.fft compositions, cuDNN,
-#              torch-fftconv and cupyx (forward, forward+backward, memory, auto's choice), the fused
+#              torch-fftconv and cupyx (forward, forward+backward, memory, auto's choice), the small-plane
 #              kernel's A/B, a kernel profile, the quick benchmark, the transposed and 3-D
 #              convolutions, fourier_mix
 # Every stage has a time limit of its own, within one budget for the whole check
@@ -93,8 +93,8 @@ python3 -c "import fftconv_ext; print('verified on a GPU:', fftconv_ext.backends
 PYTEST=(python3 -m pytest -p no:cacheprovider --rootdir=. -o addopts= -v --tb=short -rfE)
 if python3 -c "import pytest_timeout" 2>/dev/null; then PYTEST+=(--timeout 120); fi
 SAN=$(command -v compute-sanitizer || ls /usr/local/cuda*/bin/compute-sanitizer 2>/dev/null | head -n 1 || true)
-# riskiest first: the fused kernels, the whole-plane pipeline, the device checks, then the rest
-SANITIZED=(python_tests/test_small_plane_fused.py python_tests/test_cuda_pipelines.py
+# riskiest first: the small-plane kernels, the whole-plane pipeline, the device checks, then the rest
+SANITIZED=(python_tests/test_small_plane.py python_tests/test_cuda_pipelines.py
            python_tests/test_device_checks.py python_tests/test_cuda.py)
 
 if wanted memcheck; then
@@ -109,12 +109,12 @@ fi
 if wanted racecheck && [ -n "$SAN" ]; then
   step racecheck 60 racecheck.log "$SAN" --tool racecheck --error-exitcode 97 --print-limit 20 \
     --log-file "$OUT/racecheck.sanitizer.log" \
-    "${PYTEST[@]}" -x -k "cuda and (kernel or backward)" python_tests/test_small_plane_fused.py \
+    "${PYTEST[@]}" -x -k "cuda and (kernel or backward)" python_tests/test_small_plane.py \
     --junitxml="$OUT/racecheck.xml"
 fi
 
 if wanted tests; then
-  for f in test_cuda test_cuda_pipelines test_small_plane_fused test_device_checks test_training_grade \
+  for f in test_cuda test_cuda_pipelines test_small_plane test_device_checks test_training_grade \
            test_whole_plane test_pipeline_choice test_errors; do
     step "tests:$f" 45 "tests-$f.log" env CUDA_LAUNCH_BLOCKING=1 "${PYTEST[@]}" "python_tests/$f.py" \
       --junitxml="$OUT/tests-$f.xml"
@@ -124,7 +124,7 @@ fi
 if wanted bench; then
   step "bench:pipelines" 90 bench-pipelines.log python3 bench/gpu_pipelines.py --json "$OUT/gpu_pipelines.json" --md "$OUT/gpu_pipelines.md"
   step "bench:quick" 75 bench-quick.log python3 -m fftconv_ext.bench --device cuda --quick --no-progress --out "$OUT"
-  step "bench:fused_ab" 40 bench-fused_ab.log python3 bench/gpu_fused_ab.py --json "$OUT/gpu_fused_ab.json"
+  step "bench:small_plane_ab" 40 bench-small_plane_ab.log python3 bench/gpu_small_plane_ab.py --json "$OUT/gpu_small_plane_ab.json"
   step "bench:nd" 55 bench-nd.log python3 -m fftconv_ext.bench --device cuda --nd --quick --no-progress --out "$OUT"
   step "bench:profile" 25 bench-profile.log python3 bench/gpu_profile.py --json "$OUT/gpu_profile.json"
   step "bench:fourier_mix" 20 - python3 - <<'PY'

@@ -86,15 +86,15 @@ def main() -> None:
     out, wall = {}, {}
     # gpu_check.sh starts this with FFTCONV_DEVICE_CHECKS=0 when the device checks fail their smoke test
     checks_off = fftconv_ext.backends.device_checks is False
-    # " fused": the fused small-plane kernel (backends.cuda_fused); " host checks": the
+    # " small-plane": the small-plane kernel (backends.cuda_small_plane); " host checks": the
     # finiteness and weight checks read back by the host (backends.device_checks = False)
-    names = ("fftconv_ext", "fftconv_ext host checks", "fftconv_ext fused", "fftconv_ext fused host checks",
+    names = ("fftconv_ext", "fftconv_ext host checks", "fftconv_ext small-plane", "fftconv_ext small-plane host checks",
              "best torch.fft", "best torch.fft 2-D", "F.conv2d")
     with torch.no_grad():
         for name in names:
-            fftconv_ext.backends.cuda_fused = " fused" in name
+            fftconv_ext.backends.cuda_small_plane = " small-plane" in name
             fftconv_ext.backends.device_checks = not (name.endswith("host checks") or checks_off)
-            fn = impls.FORWARD[name.replace(" fused", "").replace(" host checks", "")](x, w, b, k // 2, c)
+            fn = impls.FORWARD[name.replace(" small-plane", "").replace(" host checks", "")](x, w, b, k // 2, c)
             if fn is None:  # not on this device ("best torch.fft 2-D" is CUDA's)
                 continue
             rows = kernel_table(fn, dev)
@@ -106,7 +106,7 @@ def main() -> None:
                   f"back to back, {wall[name]['single_median_us']:.1f} us single ({args.shape}, k {k})")
             for r in rows[:10]:
                 print(f"  {r['us_per_rep']:9.1f} us  x{r['calls_per_rep']:<5.1f} {r['kernel']}")
-    fftconv_ext.backends.cuda_fused = False
+    fftconv_ext.backends.cuda_small_plane = False
     fftconv_ext.backends.device_checks = False if checks_off else None
     if args.json:
         with open(args.json, "w") as f:

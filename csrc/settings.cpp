@@ -10,7 +10,7 @@ Settings& settings() {
 }
 
 std::vector<std::string> setting_names() {
-  return {"cpu_lanes", "cpu_chunk_bytes", "device_checks", "cuda_fused", "cuda_fused_shared_bytes", "cuda_unverified"};
+  return {"cpu_lanes", "cpu_chunk_bytes", "device_checks", "cuda_small_plane", "cuda_small_plane_shared_bytes", "cuda_unverified"};
 }
 
 int64_t get_setting(const std::string& name) {
@@ -18,8 +18,8 @@ int64_t get_setting(const std::string& name) {
   if (name == "cpu_lanes") return s.cpu_lanes.load();
   if (name == "cpu_chunk_bytes") return s.cpu_chunk_bytes.load();
   if (name == "device_checks") return s.device_checks.load();
-  if (name == "cuda_fused") return s.cuda_fused.load();
-  if (name == "cuda_fused_shared_bytes") return s.cuda_fused_shared_bytes.load();
+  if (name == "cuda_small_plane") return s.cuda_small_plane.load();
+  if (name == "cuda_small_plane_shared_bytes") return s.cuda_small_plane_shared_bytes.load();
   if (name == "cuda_unverified") return s.cuda_unverified.load();
   TORCH_CHECK_VALUE(false, "fftconv: unknown setting '", name, "'");
 }
@@ -34,12 +34,12 @@ void set_setting(const std::string& name, int64_t value) {
   } else if (name == "device_checks") {
     TORCH_CHECK_VALUE(value >= -1 && value <= 1, "fftconv: device_checks must be -1, 0 or 1, got ", value);
     s.device_checks.store(static_cast<int>(value));
-  } else if (name == "cuda_fused") {
-    s.cuda_fused.store(value != 0);
-  } else if (name == "cuda_fused_shared_bytes") {
+  } else if (name == "cuda_small_plane") {
+    s.cuda_small_plane.store(value != 0);
+  } else if (name == "cuda_small_plane_shared_bytes") {
     TORCH_CHECK_VALUE(value >= (int64_t(1) << 10) && value <= (int64_t(200) << 10),
-                      "fftconv: cuda_fused_shared_bytes must be in [1 KiB, 200 KiB], got ", value);
-    s.cuda_fused_shared_bytes.store(value);
+                      "fftconv: cuda_small_plane_shared_bytes must be in [1 KiB, 200 KiB], got ", value);
+    s.cuda_small_plane_shared_bytes.store(value);
   } else if (name == "cuda_unverified") {
     s.cuda_unverified.store(value != 0);
   } else {

@@ -12,8 +12,8 @@
 
 namespace fftconv {
 
-// The fused forward kernel's default shared memory per block (docs/design.md §13).
-constexpr int64_t kFusedSharedBytes = int64_t(48) << 10;
+// The small-plane forward kernel's default shared memory per block (docs/design.md §13).
+constexpr int64_t kSmallPlaneSharedBytes = int64_t(48) << 10;
 
 struct Settings {
   // CPU: depthwise stride-1 small planes take the lane pipeline (docs/design.md §12).
@@ -23,10 +23,10 @@ struct Settings {
   // Forward checks on the device (docs/design.md §14): -1 the device's default
   // (on for CUDA, off for the CPU), 0 off, 1 on.
   std::atomic<int> device_checks{-1};
-  // CUDA: the fused small-plane kernels (docs/design.md §13); off until measured on a GPU.
-  std::atomic<bool> cuda_fused{false};
-  // CUDA: shared memory a block of the fused forward kernel may use.
-  std::atomic<int64_t> cuda_fused_shared_bytes{kFusedSharedBytes};
+  // CUDA: the small-plane kernels (docs/design.md §13); off until measured on a GPU.
+  std::atomic<bool> cuda_small_plane{false};
+  // CUDA: shared memory a block of the small-plane forward kernel may use.
+  std::atomic<int64_t> cuda_small_plane_shared_bytes{kSmallPlaneSharedBytes};
   // CUDA: whether code that has not yet passed the GPU check may run (verified_on_gpu.h).
   std::atomic<bool> cuda_unverified{false};
 };

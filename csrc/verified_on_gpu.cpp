@@ -14,9 +14,9 @@ namespace {
 constexpr GpuComponentInfo kInfo[kGpuComponentCount] = {
     {"rows", true},
     {"planes", false},
-    {"fused", false},
-    {"fused_weight_gradient", false},
-    {"fused_joint_backward", false},
+    {"small_plane", false},
+    {"small_plane_weight_gradient", false},
+    {"small_plane_joint_backward", false},
     {"device_checks", false},
 };
 

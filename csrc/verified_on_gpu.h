@@ -16,9 +16,9 @@ namespace fftconv {
 enum class GpuComponent : int {
   RowsPipeline = 0,        // row-pruned cuFFT pipeline, forward / input gradient / weight gradient
   PlanesPipeline = 1,      // whole-plane cuFFT pipeline (forward and input gradient)
-  FusedForward = 2,        // fused small-plane kernel, forward and input gradient
-  FusedWeightGradient = 3, // fused small-plane backward, the weight gradient alone
-  FusedJointBackward = 4,  // fused small-plane backward, both gradients in one pass
+  SmallPlaneForward = 2,        // small-plane kernel, forward and input gradient
+  SmallPlaneWeightGradient = 3, // small-plane backward, the weight gradient alone
+  SmallPlaneJointBackward = 4,  // small-plane backward, both gradients in one pass
   DeviceChecks = 5,        // NaN/Inf and silent-edit checks on the device, direct fallback kernel
 };
 constexpr int kGpuComponentCount = 6;

@@ -16,14 +16,14 @@ choices live in memory for the process, and on disk only where ``backends.cache_
 one small file per problem, written whole and renamed into place, so concurrent processes never
 lose or corrupt each other's entries; an unreadable or foreign file is ignored.
 
-On CUDA the FFT side is several pipelines (docs/design.md §17: row-pruned, whole-plane, the fused
+On CUDA the FFT side is several pipelines (docs/design.md §17: row-pruned, whole-plane, the
 small-plane kernel). By default the operator runs its default pipeline, the one that has passed
 the GPU check (``fftconv_ext.backends.verified_on_gpu()``), and nothing is measured. Under
 ``benchmark`` the candidates are timed beside cuDNN: the verified pipelines, and the others only
 with ``fftconv_ext.backends.cuda_unverified = True`` and only where they run the problem
 themselves. An unverified candidate is taken only after its output on the measuring call matched
 cuDNN's (computed without TF32); a mismatch, or a candidate that raises, disqualifies it for the
-process, with one warning. Where both gradients chose the fused kernel, its joint pass is compared
+process, with one warning. Where both gradients chose the small-plane kernel, its joint pass is compared
 with them before it is used.
 """
 from __future__ import annotations

@@ -2,43 +2,43 @@
 
     >>> import fftconv_ext
     >>> fftconv_ext.backends.cpu_lanes = False          # for the rest of the process
-    >>> with fftconv_ext.backends.flags(cuda_fused=True):  # for a block
+    >>> with fftconv_ext.backends.flags(cuda_small_plane=True):  # for a block
     ...     y = fftconv_ext.conv2d(x, w, padding="same", groups=x.shape[1])
 
-=========================  ===========================================================  =========
-attribute                  effect                                                        default
-=========================  ===========================================================  =========
-``cpu_lanes``              CPU: depthwise stride-1 small planes take the lane pipeline   ``True``
-                           (docs/design.md §12); ``False``: the chunked pipeline
-``cpu_chunk_bytes``        CPU: spectra bytes per chunk of the chunked pipeline          1 MiB
-``device_checks``          the forward's NaN/Inf and silent-edit checks made on the      ``None``
-                           device without a host wait (docs/design.md §14); ``None``:
-                           the device's default (on for CUDA, off for the CPU)
-``cuda_unverified``        CUDA: let code run that has not yet passed the GPU check      ``False``
-                           (``verified_on_gpu()`` lists it); ``False``: never, whatever
-                           the other settings, ``algo`` or a recorded choice ask for
-``cuda_fused``             CUDA: the fused small-plane kernels (docs/design.md §13) on   ``False``
-                           problems ``algo`` did not choose for; needs
-                           ``cuda_unverified`` until they have run on a GPU
-``cuda_fused_shared_kb``   CUDA: shared memory per block of the fused forward kernel     48
-                           (at most what the device gives a block)
-``benchmark``              ``algo="auto"`` measures problems near its cost model's      ``False``
-                           threshold on their first call (as ``torch.backends.cudnn.
-                           benchmark``); ``False``: the cost model decides, nothing is
-                           timed
-``cache_dir``              where ``benchmark`` keeps its measured choices across          ``None``
-                           processes (one file per problem); ``None``: in memory only
-``cpu_isa``                read-only: ``"avx2+fma"`` or ``"baseline"``, the build of     (detected)
-                           the CPU vector loops that runs
-=========================  ===========================================================  =========
+==============================  ===========================================================  =========
+attribute                       effect                                                        default
+==============================  ===========================================================  =========
+``cpu_lanes``                   CPU: depthwise stride-1 small planes take the lane pipeline   ``True``
+                                (docs/design.md §12); ``False``: the chunked pipeline
+``cpu_chunk_bytes``             CPU: spectra bytes per chunk of the chunked pipeline          1 MiB
+``device_checks``               the forward's NaN/Inf and silent-edit checks made on the      ``None``
+                                device without a host wait (docs/design.md §14); ``None``:
+                                the device's default (on for CUDA, off for the CPU)
+``cuda_unverified``             CUDA: let code run that has not yet passed the GPU check      ``False``
+                                (``verified_on_gpu()`` lists it); ``False``: never, whatever
+                                the other settings, ``algo`` or a recorded choice ask for
+``cuda_small_plane``            CUDA: the small-plane kernels (docs/design.md §13) on         ``False``
+                                problems ``algo`` did not choose for; needs
+                                ``cuda_unverified`` until they have run on a GPU
+``cuda_small_plane_shared_kb``  CUDA: shared memory per block of the small-plane kernel       48
+                                (at most what the device gives a block)
+``benchmark``                   ``algo="auto"`` measures problems near its cost model's      ``False``
+                                threshold on their first call (as ``torch.backends.cudnn.
+                                benchmark``); ``False``: the cost model decides, nothing is
+                                timed
+``cache_dir``                   where ``benchmark`` keeps its measured choices across          ``None``
+                                processes (one file per problem); ``None``: in memory only
+``cpu_isa``                     read-only: ``"avx2+fma"`` or ``"baseline"``, the build of     (detected)
+                                the CPU vector loops that runs
+==============================  ===========================================================  =========
 
 Every default is what has been measured and tested on that device. On CUDA
 only what has passed the GPU check runs by default: today the row-pruned pipeline
-(``verified_on_gpu()``); the whole-plane pipeline, the fused small-plane kernels and
+(``verified_on_gpu()``); the whole-plane pipeline, the small-plane kernels and
 the device checks wait for ``cuda_unverified = True``. The
 environment variables ``FFTCONV_CPU_LANES``, ``FFTCONV_CPU_CHUNK_BYTES``,
-``FFTCONV_DEVICE_CHECKS``, ``FFTCONV_CUDA_UNVERIFIED``, ``FFTCONV_CUDA_FUSED``,
-``FFTCONV_CUDA_FUSED_SHARED_KB``, ``FFTCONV_BENCHMARK`` and ``FFTCONV_CACHE_DIR`` are read once, when the package is imported, as start-up defaults;
+``FFTCONV_DEVICE_CHECKS``, ``FFTCONV_CUDA_UNVERIFIED``, ``FFTCONV_CUDA_SMALL_PLANE``,
+``FFTCONV_CUDA_SMALL_PLANE_SHARED_KB``, ``FFTCONV_BENCHMARK`` and ``FFTCONV_CACHE_DIR`` are read once, when the package is imported, as start-up defaults;
 ``FFTCONV_CPU_BASELINE=1`` (read once by the compiled code) forces the baseline CPU build.
 Later changes to the environment have no effect: use the attributes.
 
@@ -115,7 +115,7 @@ class _Backends(types.ModuleType):
 
     cuda_unverified = _switch("cuda_unverified",
                               "CUDA: let code run that has not passed the GPU check yet (see verified_on_gpu()).")
-    cuda_fused = _switch("cuda_fused", "CUDA: the fused small-plane kernels (opt-in; needs cuda_unverified).")
+    cuda_small_plane = _switch("cuda_small_plane", "CUDA: the small-plane kernels (opt-in; needs cuda_unverified).")
 
     def verified_on_gpu(self) -> dict:
         """``{component: passed the GPU check}`` for every gated CUDA pipeline, kernel and
@@ -124,12 +124,12 @@ class _Backends(types.ModuleType):
         return dict(zip(_C.gpu_component_names(), _C.gpu_components_verified()))
 
     @property
-    def cuda_fused_shared_kb(self) -> int:
-        return int(_C.get_setting("cuda_fused_shared_bytes")) >> 10
+    def cuda_small_plane_shared_kb(self) -> int:
+        return int(_C.get_setting("cuda_small_plane_shared_bytes")) >> 10
 
-    @cuda_fused_shared_kb.setter
-    def cuda_fused_shared_kb(self, value: int) -> None:
-        self._set("cuda_fused_shared_bytes", _check_int("cuda_fused_shared_kb", value, 1, 200) << 10)
+    @cuda_small_plane_shared_kb.setter
+    def cuda_small_plane_shared_kb(self, value: int) -> None:
+        self._set("cuda_small_plane_shared_bytes", _check_int("cuda_small_plane_shared_kb", value, 1, 200) << 10)
 
     _benchmark = False
 
@@ -165,7 +165,7 @@ class _Backends(types.ModuleType):
         """The settings that select among the operator's pipelines: a choice
         ``algo="auto"`` measured under one of them says nothing about another."""
         return (self.cpu_lanes, self.cpu_isa, self.cpu_chunk_bytes, self.device_checks, self.cuda_unverified,
-                self.cuda_fused, self.cuda_fused_shared_kb)
+                self.cuda_small_plane, self.cuda_small_plane_shared_kb)
 
     @contextlib.contextmanager
     def flags(self, **settings) -> Iterator[None]:
@@ -173,8 +173,8 @@ class _Backends(types.ModuleType):
 
         ``with fftconv_ext.backends.flags(cpu_lanes=False, device_checks=True): ...``
         """
-        names = ("cpu_lanes", "cpu_chunk_bytes", "device_checks", "cuda_unverified", "cuda_fused",
-                 "cuda_fused_shared_kb", "benchmark", "cache_dir")
+        names = ("cpu_lanes", "cpu_chunk_bytes", "device_checks", "cuda_unverified", "cuda_small_plane",
+                 "cuda_small_plane_shared_kb", "benchmark", "cache_dir")
         unknown = sorted(set(settings) - set(names))
         if unknown:
             raise TypeError(f"fftconv_ext.backends.flags: unknown setting(s) {unknown}; expected some of {list(names)}")
@@ -204,11 +204,11 @@ def _read_environment(module: _Backends) -> None:
         module.device_checks = word("FFTCONV_DEVICE_CHECKS")
     if word("FFTCONV_CUDA_UNVERIFIED") is not None:
         module.cuda_unverified = word("FFTCONV_CUDA_UNVERIFIED")
-    if word("FFTCONV_CUDA_FUSED") is not None:
-        module.cuda_fused = word("FFTCONV_CUDA_FUSED")
-    kb = env.get("FFTCONV_CUDA_FUSED_SHARED_KB", "")
+    if word("FFTCONV_CUDA_SMALL_PLANE") is not None:
+        module.cuda_small_plane = word("FFTCONV_CUDA_SMALL_PLANE")
+    kb = env.get("FFTCONV_CUDA_SMALL_PLANE_SHARED_KB", "")
     if kb.isdigit() and 1 <= int(kb) <= 200:
-        module.cuda_fused_shared_kb = int(kb)
+        module.cuda_small_plane_shared_kb = int(kb)
     if word("FFTCONV_BENCHMARK") is not None:
         module.benchmark = word("FFTCONV_BENCHMARK")
     if env.get("FFTCONV_CACHE_DIR"):

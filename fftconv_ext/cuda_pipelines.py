@@ -14,7 +14,7 @@ from . import backends
 from .candidate_timing import measure_many
 
 
-PIPELINES = ("rows", "planes", "fused")
+PIPELINES = ("rows", "planes", "small_plane")
 # Directions of the operator's record (pipeline_choice.h): 3 is both gradients in one pass.
 FORWARD, GRAD_INPUT, GRAD_WEIGHT, BACKWARD = 0, 1, 2, 3
 disqualified: set = set()   # GPU components whose output disagreed or that failed in this process
@@ -33,8 +33,8 @@ class PipelineTarget:
 
 def component(pipeline: str, direction: int = FORWARD) -> str:
     """The gated GPU component (backends.verified_on_gpu()) that runs `pipeline` in `direction`."""
-    if pipeline == "fused":
-        return {GRAD_WEIGHT: "fused_weight_gradient", BACKWARD: "fused_joint_backward"}.get(direction, "fused")
+    if pipeline == "small_plane":
+        return {GRAD_WEIGHT: "small_plane_weight_gradient", BACKWARD: "small_plane_joint_backward"}.get(direction, "small_plane")
     return pipeline
 
 
@@ -165,20 +165,20 @@ def measure_pipelines(run_fft: Callable[[], torch.Tensor], run_direct: Callable[
 
 def check_joint_backward(chose: Sequence[Optional[str]], run_joint: Callable[[], tuple],
                          run_separate: Callable[[], tuple], target: PipelineTarget, problem: str) -> None:
-    """Where both gradients of a CUDA problem chose the fused kernel (`chose`: the input and
+    """Where both gradients of a CUDA problem chose the small-plane kernel (`chose`: the input and
     weight gradients' pipelines), whether its joint pass (both gradients from one kernel, a
     component of its own) may run: its output is compared with the two separate gradients
     (each already compared with cuDNN) before the operator records it; a mismatch or an error
     disqualifies it for the process. Until then, or otherwise, the backward runs the two
     chosen pipelines. Called once per problem."""
-    part = component("fused", BACKWARD)
-    if list(chose) != ["fused", "fused"] or not may_run(part) or not target.applies("fused"):
+    part = component("small_plane", BACKWARD)
+    if list(chose) != ["small_plane", "small_plane"] or not may_run(part) or not target.applies("small_plane"):
         return
     if part not in verified_components():
         with torch.no_grad():
             references = run_separate()
             try:
-                with forced_pipeline("fused"):
+                with forced_pipeline("small_plane"):
                     joint = run_joint()
                 agree = all(matches(j, r) for j, r in zip(joint, references))
                 why = "disagreed with the separate gradients"
@@ -186,7 +186,7 @@ def check_joint_backward(chose: Sequence[Optional[str]], run_joint: Callable[[],
                 agree, why = False, f"failed ({str(e).splitlines()[0]})"
         if not agree:
             disqualify(part)
-            warnings.warn(f"fftconv_ext: the fused kernel's joint backward (not yet verified on a GPU) {why} on "
+            warnings.warn(f"fftconv_ext: the small-plane kernel's joint backward (not yet verified on a GPU) {why} on "
                           f"{problem}; it is not used again in this process", RuntimeWarning, stacklevel=3)
             return
-    target.record("fused")
+    target.record("small_plane")

@@ -76,13 +76,13 @@ def fft_conv1d(*args, **kwargs):
 
 # Tolerances of the tests (relative errors against a float64 reference, conftest.rel_err):
 # float64 through the FFT operator; float64 on small planes (short transforms: the lane and
-# fused small-plane pipelines); float32 against a float64 reference.
+# small-plane pipelines); float32 against a float64 reference.
 TOL64 = 1e-10
 TOL64_SMALL_PLANES = 1e-12
 TOL32 = 3e-6
 
-_SETTINGS = ("cpu_lanes", "cpu_chunk_bytes", "device_checks", "cuda_unverified", "cuda_fused",
-             "cuda_fused_shared_kb", "benchmark")
+_SETTINGS = ("cpu_lanes", "cpu_chunk_bytes", "device_checks", "cuda_unverified", "cuda_small_plane",
+             "cuda_small_plane_shared_kb", "benchmark")
 _SPECTRA_LIMIT, _PLAN_LIMIT = fftconv_ext.cache_info()["limit"], 4096  # the limits at start (set_cache_limit)
 
 

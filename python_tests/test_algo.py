@@ -317,8 +317,8 @@ def test_choices_of_another_build_or_setting_are_measured_again(tmp_path, monkey
     monkeypatch.setattr(choice_cache, "_build", "another-build")
     fftconv_ext.conv2d(x, w, **NEAR_KW)
     assert calls, "a choice stored by another build was reused"
-    for switch, value in (("cpu_lanes", False), ("cuda_fused", True), ("device_checks", True),
-                          ("cpu_chunk_bytes", 1 << 18), ("cuda_fused_shared_kb", 96)):
+    for switch, value in (("cpu_lanes", False), ("cuda_small_plane", True), ("device_checks", True),
+                          ("cpu_chunk_bytes", 1 << 18), ("cuda_small_plane_shared_kb", 96)):
         calls.clear()
         with fftconv_ext.backends.flags(**{switch: value}):
             fftconv_ext.conv2d(x, w, **NEAR_KW)

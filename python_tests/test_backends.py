@@ -12,7 +12,7 @@ import fftconv_ext
 from fftconv_ext import backends
 from conftest import LanesOff, reference_conv, rel_err
 
-SETTINGS = ("cpu_lanes", "cpu_chunk_bytes", "device_checks", "cuda_unverified", "cuda_fused", "cuda_fused_shared_kb",
+SETTINGS = ("cpu_lanes", "cpu_chunk_bytes", "device_checks", "cuda_unverified", "cuda_small_plane", "cuda_small_plane_shared_kb",
             "benchmark", "cache_dir")
 
 
@@ -34,16 +34,16 @@ _READ = ("import json, fftconv_ext; b = fftconv_ext.backends; "
 def test_defaults_without_environment():
     got = _fresh_process(_READ)
     assert got == {"cpu_lanes": True, "cpu_chunk_bytes": 1 << 20, "device_checks": None, "cuda_unverified": False,
-                   "cuda_fused": False, "cuda_fused_shared_kb": 48, "benchmark": False, "cache_dir": None}
+                   "cuda_small_plane": False, "cuda_small_plane_shared_kb": 48, "benchmark": False, "cache_dir": None}
 
 
 @pytest.mark.subprocess
 def test_environment_gives_start_up_defaults(tmp_path):
     got = _fresh_process(_READ, FFTCONV_CPU_LANES="0", FFTCONV_CPU_CHUNK_BYTES="262144", FFTCONV_DEVICE_CHECKS="1",
-                         FFTCONV_CUDA_UNVERIFIED="1", FFTCONV_CUDA_FUSED="1", FFTCONV_CUDA_FUSED_SHARED_KB="96",
+                         FFTCONV_CUDA_UNVERIFIED="1", FFTCONV_CUDA_SMALL_PLANE="1", FFTCONV_CUDA_SMALL_PLANE_SHARED_KB="96",
                          FFTCONV_BENCHMARK="1", FFTCONV_CACHE_DIR=str(tmp_path))
     assert got == {"cpu_lanes": False, "cpu_chunk_bytes": 262144, "device_checks": True, "cuda_unverified": True,
-                   "cuda_fused": True, "cuda_fused_shared_kb": 96, "benchmark": True, "cache_dir": str(tmp_path)}
+                   "cuda_small_plane": True, "cuda_small_plane_shared_kb": 96, "benchmark": True, "cache_dir": str(tmp_path)}
     assert _fresh_process(_READ, FFTCONV_DEVICE_CHECKS="0")["device_checks"] is False
 
 
@@ -51,9 +51,9 @@ def test_environment_gives_start_up_defaults(tmp_path):
 @pytest.mark.parametrize("value", ["", "yes", "true", "2"])
 def test_other_environment_values_leave_the_default(value):
     # only "1" turns a switch on and "0" off
-    got = _fresh_process(_READ, FFTCONV_DEVICE_CHECKS=value, FFTCONV_CUDA_FUSED=value, FFTCONV_CPU_LANES=value,
+    got = _fresh_process(_READ, FFTCONV_DEVICE_CHECKS=value, FFTCONV_CUDA_SMALL_PLANE=value, FFTCONV_CPU_LANES=value,
                          FFTCONV_CUDA_UNVERIFIED=value)
-    assert (got["device_checks"], got["cuda_fused"], got["cpu_lanes"], got["cuda_unverified"]) == (None, False, True,
+    assert (got["device_checks"], got["cuda_small_plane"], got["cpu_lanes"], got["cuda_unverified"]) == (None, False, True,
                                                                                                   False)
 
 
@@ -67,9 +67,9 @@ def test_environment_is_read_once():
 
 def test_the_compiled_operator_reads_the_settings():
     # the attribute is the compiled setting, not a Python copy
-    with backends.flags(cpu_chunk_bytes=1 << 16, cuda_fused_shared_kb=64, device_checks=False):
+    with backends.flags(cpu_chunk_bytes=1 << 16, cuda_small_plane_shared_kb=64, device_checks=False):
         assert fftconv_ext._C.get_setting("cpu_chunk_bytes") == 1 << 16
-        assert fftconv_ext._C.get_setting("cuda_fused_shared_bytes") == 64 << 10
+        assert fftconv_ext._C.get_setting("cuda_small_plane_shared_bytes") == 64 << 10
         assert fftconv_ext._C.get_setting("device_checks") == 0
     assert fftconv_ext._C.get_setting("device_checks") == -1
 
@@ -92,8 +92,8 @@ def test_cpu_lanes_switches_the_pipeline_and_results_agree():
 def test_flags_restores_on_exception():
     before = {n: getattr(backends, n) for n in SETTINGS}
     with pytest.raises(RuntimeError, match="inside"):
-        with backends.flags(cpu_lanes=False, cuda_fused=True, device_checks=True, cpu_chunk_bytes=8192):
-            assert (backends.cpu_lanes, backends.cuda_fused, backends.device_checks) == (False, True, True)
+        with backends.flags(cpu_lanes=False, cuda_small_plane=True, device_checks=True, cpu_chunk_bytes=8192):
+            assert (backends.cpu_lanes, backends.cuda_small_plane, backends.device_checks) == (False, True, True)
             raise RuntimeError("inside")
     assert {n: getattr(backends, n) for n in SETTINGS} == before
 
@@ -106,9 +106,9 @@ def test_every_change_bumps_the_settings_version():
 
 
 @pytest.mark.parametrize("name,value,error", [
-    ("cpu_lanes", 0, TypeError), ("cuda_fused", "1", TypeError), ("cuda_unverified", 1, TypeError), ("device_checks", 1, TypeError),
+    ("cpu_lanes", 0, TypeError), ("cuda_small_plane", "1", TypeError), ("cuda_unverified", 1, TypeError), ("device_checks", 1, TypeError),
     ("cpu_chunk_bytes", 100, ValueError), ("cpu_chunk_bytes", 1.5, ValueError),
-    ("cuda_fused_shared_kb", 0, ValueError), ("cuda_fused_shared_kb", 500, ValueError), ("cache_dir", "", TypeError), ("cache_dir", 3, TypeError),
+    ("cuda_small_plane_shared_kb", 0, ValueError), ("cuda_small_plane_shared_kb", 500, ValueError), ("cache_dir", "", TypeError), ("cache_dir", 3, TypeError),
     ("benchmark", 1, TypeError)])
 def test_bad_values_name_the_setting(name, value, error):
     before = getattr(backends, name)
@@ -162,7 +162,7 @@ print(json.dumps([before, FiT.__name__]))
 
 def test_verified_on_gpu_is_one_table_and_gates_everything_else():
     table = backends.verified_on_gpu()
-    assert set(table) == {"rows", "planes", "fused", "fused_weight_gradient", "fused_joint_backward",
+    assert set(table) == {"rows", "planes", "small_plane", "small_plane_weight_gradient", "small_plane_joint_backward",
                           "device_checks"}
     # the one pipeline that has passed the GPU check; flipping a flag takes a commit with its GPU run
     assert [name for name, ok in table.items() if ok] == ["rows"]
@@ -180,7 +180,7 @@ def test_a_disqualified_component_stays_off_until_cleared():
         fftconv_ext._C.disqualify_gpu_component("planes")
         try:
             assert not fftconv_ext._C.gpu_component_enabled("planes")
-            assert fftconv_ext._C.gpu_component_enabled("fused")
+            assert fftconv_ext._C.gpu_component_enabled("small_plane")
         finally:
             fftconv_ext._C.clear_gpu_disqualifications()
         assert fftconv_ext._C.gpu_component_enabled("planes")

@@ -296,7 +296,7 @@ def test_gpu_profile_script_runs(tmp_path):
     subprocess.run([sys.executable, script, "--device", "cpu", "--shape", "1,4,16,16", "--kernel", "7",
                     "--json", str(out)], check=True, capture_output=True, timeout=300)
     data = json.loads(out.read_text())
-    assert {"fftconv_ext", "fftconv_ext host checks", "fftconv_ext fused", "best torch.fft", "F.conv2d"} <= \
+    assert {"fftconv_ext", "fftconv_ext host checks", "fftconv_ext small-plane", "best torch.fft", "F.conv2d"} <= \
         set(data["wall"])
     for name, w in data["wall"].items():
         assert w["back_to_back_us"] > 0 and w["single_median_us"] > 0 and w["kernels_us"] > 0, name
@@ -304,11 +304,11 @@ def test_gpu_profile_script_runs(tmp_path):
 
 
 @pytest.mark.subprocess
-def test_gpu_fused_ab_script_runs(tmp_path):
-    # bench/gpu_fused_ab.py runs only on a GPU: a dry run on the CPU (where the switch it
+def test_gpu_small_plane_ab_script_runs(tmp_path):
+    # bench/gpu_small_plane_ab.py runs only on a GPU: a dry run on the CPU (where the switch it
     # toggles does nothing) proves the script itself before device time is spent on it.
     out = tmp_path / "ab.json"
-    script = os.path.join(os.path.dirname(__file__), "..", "bench", "gpu_fused_ab.py")
+    script = os.path.join(os.path.dirname(__file__), "..", "bench", "gpu_small_plane_ab.py")
     subprocess.run([sys.executable, script, "--device", "cpu", "--batch", "1", "--channels", "2",
                     "--layers", "32:31,64:31", "--json", str(out)], check=True, capture_output=True, timeout=300)
     data = json.loads(out.read_text())
@@ -335,8 +335,8 @@ def test_gpu_pipelines_script_runs(tmp_path):
     rows = {(r["layer"], r["pass"]): r for r in data["rows"]}
     assert set(rows) == {(layer, kind) for layer in ("1x4x16x16 k13", "1x4x16x16 k5") for kind in ("forward", "fwd+bwd")}
     for r in data["rows"]:
-        assert set(r["rel_err"]) == {"rows", "planes", "fused"} and max(r["rel_err"].values()) < 1e-5
-        assert {"rows", "planes", "fused", "auto", "fft", "auto+unverified", "fft+unverified", "F.conv2d",
+        assert set(r["rel_err"]) == {"rows", "planes", "small_plane"} and max(r["rel_err"].values()) < 1e-5
+        assert {"rows", "planes", "small_plane", "auto", "fft", "auto+unverified", "fft+unverified", "F.conv2d",
                 "best torch.fft"} <= set(r["median_ms"])
         assert all(v > 0 for v in r["median_ms"].values()) and r["extra_memory_over_output"]
         assert set(r["choices"]) == {"auto", "fft", "auto+unverified", "fft+unverified"}

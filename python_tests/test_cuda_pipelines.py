@@ -16,7 +16,7 @@ pytestmark = requires_cuda
 
 PIPELINES = list(cuda_pipelines.PIPELINES)
 CASES = [
-    ((2, 8, 32, 32), (8, 1, 31, 31), 1, 15, 1, 8),     # the fused kernel's domain: depthwise, small planes
+    ((2, 8, 32, 32), (8, 1, 31, 31), 1, 15, 1, 8),     # the small-plane kernel's domain: depthwise, small planes
     ((2, 8, 56, 56), (8, 1, 31, 31), 1, 15, 1, 8),     # RepLKNet-like depthwise
     ((2, 4, 20, 21), (6, 2, 5, 4), 1, "same", 1, 2),   # grouped, even kernel
     ((2, 3, 19, 23), (4, 3, 5, 3), (2, 3), (2, 1), (1, 2), 1),

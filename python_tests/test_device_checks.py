@@ -289,13 +289,13 @@ def test_gradcheck_with_device_checks(device_checks):
 
 # ---- CUDA (the default there) -----------------------------------------------------------
 
-@pytest.fixture(params=["0", "1"], ids=["cufft", "fused"])
+@pytest.fixture(params=["0", "1"], ids=["cufft", "small_plane"])
 def cuda_default_checks(monkeypatch, request):
     """The device checks CUDA takes by default once they have passed the GPU check (opted in
-    until then), with the cuFFT pipeline or the fused small-plane kernel."""
+    until then), with the cuFFT pipeline or the small-plane kernel."""
     monkeypatch.setattr(fftconv_ext.backends, "cuda_unverified", True)
     monkeypatch.setattr(fftconv_ext.backends, "device_checks", None)
-    monkeypatch.setattr(fftconv_ext.backends, "cuda_fused", request.param == "1")
+    monkeypatch.setattr(fftconv_ext.backends, "cuda_small_plane", request.param == "1")
     fftconv_ext.clear_caches()
 
 
@@ -351,8 +351,8 @@ def test_cuda_training_step_waits_at_most_twice(cuda_default_checks):
 
 
 @requires_cuda
-def test_cuda_fused_nonfinite_input(cuda_default_checks):
-    """float32 depthwise, the layer the fused kernel takes: its load sets the flag."""
+def test_cuda_small_plane_nonfinite_input(cuda_default_checks):
+    """float32 depthwise, the layer the small-plane kernel takes: its load sets the flag."""
     g = torch.Generator().manual_seed(11)
     x = torch.randn(6, 8, 32, 32, generator=g)
     w = torch.randn(8, 1, 31, 31, generator=g) / 31

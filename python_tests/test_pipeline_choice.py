@@ -67,7 +67,7 @@ def _target(recorded, direction=cuda_pipelines.FORWARD, applies=None):
     return cuda_pipelines.PipelineTarget(recorded.append, applies, direction)
 
 
-@pytest.mark.parametrize("fastest", ["direct", "rows", "planes", "fused"])
+@pytest.mark.parametrize("fastest", ["direct", "rows", "planes", "small_plane"])
 def test_the_fastest_candidate_is_chosen_recorded_and_remembered(monkeypatch, tmp_path, fastest):
     _on_cuda(monkeypatch)
     costs = {n: 1.0 for n in ("direct",) + cuda_pipelines.PIPELINES}
@@ -79,7 +79,7 @@ def test_the_fastest_candidate_is_chosen_recorded_and_remembered(monkeypatch, tm
     choice = algo_mod.choose(pb, x, "forward", run_fft, run_fft, _target(recorded))
     assert choice == ("direct" if fastest == "direct" else "fft")
     assert recorded == ([] if fastest == "direct" else [fastest])
-    assert set(timed) == {"direct", "rows", "planes", "fused"}  # every candidate was timed
+    assert set(timed) == {"direct", "rows", "planes", "small_plane"}  # every candidate was timed
     stored = [json.load(open(p))["choice"] for p in glob.glob(os.path.join(fftconv_ext.backends.cache_dir, "auto", "*"))]
     assert stored == ["direct" if fastest == "direct" else "fft:" + fastest]
     # the same process: remembered, nothing timed or recorded again
@@ -95,7 +95,7 @@ def test_the_fastest_candidate_is_chosen_recorded_and_remembered(monkeypatch, tm
 
 def test_algo_fft_chooses_among_the_pipelines_only(monkeypatch):
     _on_cuda(monkeypatch)
-    timed = _scripted(monkeypatch, {"direct": 0.1, "rows": 1.0, "planes": 0.7, "fused": 0.9})
+    timed = _scripted(monkeypatch, {"direct": 0.1, "rows": 1.0, "planes": 0.7, "small_plane": 0.9})
     x, w, pb = _problem()
     recorded = []
     run = lambda: F.conv2d(x, w, padding=2, groups=4)  # noqa: E731
@@ -105,7 +105,7 @@ def test_algo_fft_chooses_among_the_pipelines_only(monkeypatch):
 
 def test_a_mismatching_unverified_pipeline_is_disqualified_with_one_warning(monkeypatch):
     _on_cuda(monkeypatch)
-    _scripted(monkeypatch, {"direct": 1.0, "rows": 1.0, "planes": 0.1, "fused": 0.5})
+    _scripted(monkeypatch, {"direct": 1.0, "rows": 1.0, "planes": 0.1, "small_plane": 0.5})
     x, w, pb = _problem()
     def fft_of(inp):
         good = F.conv2d(inp, w, padding=2, groups=4)
@@ -124,13 +124,13 @@ def test_a_mismatching_unverified_pipeline_is_disqualified_with_one_warning(monk
         algo_mod.choose(pb.with_sizes(x2.shape, w.shape), x2, "forward", *fft_of(x2), _target(recorded))
     mismatch = [c for c in caught if "planes" in str(c.message)]
     assert len(mismatch) == 1 and "disagreed" in str(mismatch[0].message) and "(2, 4, 10, 10)" in str(mismatch[0].message)
-    assert choice == "fft" and recorded == ["fused", "fused"]  # the fastest of those that agreed
+    assert choice == "fft" and recorded == ["small_plane", "small_plane"]  # the fastest of those that agreed
     assert "planes" in cuda_pipelines.disqualified
 
 
 def test_verified_pipelines_are_not_compared(monkeypatch):
-    _on_cuda(monkeypatch, verified=("rows", "planes", "fused"))
-    _scripted(monkeypatch, {"direct": 1.0, "rows": 0.5, "planes": 0.8, "fused": 0.9})
+    _on_cuda(monkeypatch, verified=("rows", "planes", "small_plane"))
+    _scripted(monkeypatch, {"direct": 1.0, "rows": 0.5, "planes": 0.8, "small_plane": 0.9})
     x, w, pb = _problem()
     directs = []
 
@@ -147,7 +147,7 @@ def test_verified_pipelines_are_not_compared(monkeypatch):
 
 def test_every_pipeline_disqualified_falls_back_to_the_verified_default(monkeypatch):
     _on_cuda(monkeypatch, verified=())
-    _scripted(monkeypatch, {"direct": 1.0, "rows": 0.1, "planes": 0.1, "fused": 0.1})
+    _scripted(monkeypatch, {"direct": 1.0, "rows": 0.1, "planes": 0.1, "small_plane": 0.1})
     x, w, pb = _problem()
     recorded = []
     with pytest.warns(RuntimeWarning):
@@ -189,7 +189,7 @@ def test_matches_tolerance():
 
 
 def test_the_operator_records_choices_and_forces_pipelines_per_thread():
-    assert _C.pipeline_names() == ["default", "rows", "planes", "fused"]
+    assert _C.pipeline_names() == ["default", "rows", "planes", "small_plane"]
     verified = dict(zip(_C.pipeline_names(), _C.pipelines_verified()))
     assert verified["default"] and verified["rows"]  # the default is what has run on a GPU
     assert cuda_pipelines.verified_pipelines() <= set(cuda_pipelines.PIPELINES)
@@ -207,8 +207,8 @@ def test_the_operator_records_choices_and_forces_pipelines_per_thread():
         _C.set_pipeline_choice([2, 4, 10, 10], [4, 1, 5, 5], [1, 1], [2, 2, 2, 2], [1, 1], 4, False, 0, False, 4,
                                "rows")
     assert _C.force_pipeline("planes") == "default"
-    with cuda_pipelines.forced_pipeline("fused"):
-        assert _C.force_pipeline("fused") == "fused"
+    with cuda_pipelines.forced_pipeline("small_plane"):
+        assert _C.force_pipeline("small_plane") == "small_plane"
     assert _C.force_pipeline("default") == "planes"
 
 
@@ -240,7 +240,7 @@ def test_the_pipeline_setter_keys_the_problem_as_the_op_sees_it(monkeypatch):
         cpu, torch.float32, 0).record("rows")
     assert seen[-1][:7] == ([2, 4, 10, 11], [4, 2, 5, 3], [1, 1], [2, 2, 1, 1], [1, 1], 2, True)
     ConvProblem(1, (2, 4, 11), (4, 2, 3), (2,), ((1, 1),), (1,), 2, "zeros").pipeline_target(
-        cpu, torch.float32, 2).record("fused")
+        cpu, torch.float32, 2).record("small_plane")
     assert seen[-1][:7] == ([2, 4, 1, 11], [4, 2, 1, 3], [1, 2], [0, 0, 1, 1], [1, 1], 2, False)
     # and the op accepts them
     for a in seen:
@@ -280,7 +280,7 @@ def test_the_default_configuration_forces_no_unverified_pipeline(monkeypatch):
     # by default nothing is timed or recorded: the operator runs its default (verified) pipeline;
     # under benchmark, only cuDNN and the default pipeline are timed
     monkeypatch.setattr(cuda_pipelines, "pipelines_for", lambda device, target: cuda_pipelines.candidate_pipelines(target))
-    timed = _scripted(monkeypatch, {"direct": 1.0, "rows": 0.5, "planes": 0.1, "fused": 0.1})
+    timed = _scripted(monkeypatch, {"direct": 1.0, "rows": 0.5, "planes": 0.1, "small_plane": 0.1})
     x, w, pb = _problem()
     recorded = []
     run = lambda: F.conv2d(x, w, padding=2, groups=4)  # noqa: E731
@@ -298,21 +298,21 @@ def test_the_default_configuration_forces_no_unverified_pipeline(monkeypatch):
 
 def test_opting_in_makes_unverified_pipelines_candidates_where_they_apply(monkeypatch):
     monkeypatch.setattr(fftconv_ext.backends, "cuda_unverified", True)
-    assert cuda_pipelines.candidate_pipelines(_target([])) == ("rows", "planes", "fused")
+    assert cuda_pipelines.candidate_pipelines(_target([])) == ("rows", "planes", "small_plane")
     # a pipeline that would hand the problem to 'rows' is no candidate (it would time rows twice)
     only_planes = lambda name: name == "planes"  # noqa: E731
     assert cuda_pipelines.candidate_pipelines(_target([], applies=only_planes)) == ("rows", "planes")
-    # the fused weight gradient is a component of its own: disqualifying the forward leaves it
-    cuda_pipelines.disqualify("fused")
+    # the small-plane weight gradient is a component of its own: disqualifying the forward leaves it
+    cuda_pipelines.disqualify("small_plane")
     assert cuda_pipelines.candidate_pipelines(_target([])) == ("rows", "planes")
-    assert cuda_pipelines.candidate_pipelines(_target([], cuda_pipelines.GRAD_WEIGHT)) == ("rows", "planes", "fused")
-    assert not _C.gpu_component_enabled("fused")  # the operator sees the disqualification too
+    assert cuda_pipelines.candidate_pipelines(_target([], cuda_pipelines.GRAD_WEIGHT)) == ("rows", "planes", "small_plane")
+    assert not _C.gpu_component_enabled("small_plane")  # the operator sees the disqualification too
 
 
 def test_a_recorded_unverified_choice_is_not_reused_with_the_gate_closed(monkeypatch, tmp_path):
     # a choice measured with cuda_unverified on (or in another process) is measured again without it
     _on_cuda(monkeypatch)
-    _scripted(monkeypatch, {"direct": 1.0, "rows": 0.5, "planes": 0.1, "fused": 1.0})
+    _scripted(monkeypatch, {"direct": 1.0, "rows": 0.5, "planes": 0.1, "small_plane": 1.0})
     x, w, pb = _problem()
     recorded = []
     run = lambda: F.conv2d(x, w, padding=2, groups=4)  # noqa: E731
@@ -321,7 +321,7 @@ def test_a_recorded_unverified_choice_is_not_reused_with_the_gate_closed(monkeyp
     monkeypatch.setattr(cuda_pipelines, "pipelines_for", lambda device, target: cuda_pipelines.candidate_pipelines(target))
     algo_mod.clear_memory()
     recorded.clear()
-    timed = _scripted(monkeypatch, {"direct": 1.0, "rows": 0.5, "planes": 0.1, "fused": 1.0})
+    timed = _scripted(monkeypatch, {"direct": 1.0, "rows": 0.5, "planes": 0.1, "small_plane": 1.0})
     assert algo_mod.choose(pb, x, "forward", run, run, _target(recorded)) == "fft"
     # measured again (the stored 'fft:planes' not taken), among cuDNN and the verified default only
     assert timed and set(timed) <= {"direct", "default"} and recorded in ([], ["rows"])
@@ -332,21 +332,21 @@ def test_pipeline_applies_tells_what_each_pipeline_runs_itself():
         return _C.pipeline_applies(name, list(x), list(wt), list(stride), list(pad), [1, 1],
                                    groups if groups is not None else x[1], False, double, direction)
     dw = ((2, 8, 32, 32), (8, 1, 7, 7))
-    assert applies("rows", *dw) and applies("planes", *dw) and applies("fused", *dw)
+    assert applies("rows", *dw) and applies("planes", *dw) and applies("small_plane", *dw)
     assert not applies("planes", *dw, direction=cuda_pipelines.GRAD_WEIGHT)  # the weight gradient is rows' own
-    assert applies("fused", *dw, direction=cuda_pipelines.GRAD_WEIGHT) and applies("fused", *dw, direction=cuda_pipelines.BACKWARD)
+    assert applies("small_plane", *dw, direction=cuda_pipelines.GRAD_WEIGHT) and applies("small_plane", *dw, direction=cuda_pipelines.BACKWARD)
     assert not applies("rows", *dw, direction=cuda_pipelines.BACKWARD)  # no joint pass of its own
-    assert not applies("fused", *dw, double=True)                 # float32 only
-    assert not applies("fused", *dw, stride=(2, 2))
-    assert not applies("fused", (2, 8, 32, 32), (8, 2, 7, 7), groups=4)  # not depthwise
-    assert not applies("fused", (2, 8, 56, 56), (8, 1, 31, 31), pad=(15,) * 4)  # alias-free 71 > 64
+    assert not applies("small_plane", *dw, double=True)                 # float32 only
+    assert not applies("small_plane", *dw, stride=(2, 2))
+    assert not applies("small_plane", (2, 8, 32, 32), (8, 2, 7, 7), groups=4)  # not depthwise
+    assert not applies("small_plane", (2, 8, 56, 56), (8, 1, 31, 31), pad=(15,) * 4)  # alias-free 71 > 64
     # an empty input axis whose padding still gives an output: no plane to split
-    assert not applies("fused", (1, 4, 0, 8), (4, 1, 3, 3), pad=(2, 2, 2, 2))
+    assert not applies("small_plane", (1, 4, 0, 8), (4, 1, 3, 3), pad=(2, 2, 2, 2))
 
 
 def test_a_candidate_that_raises_is_disqualified_not_the_users_error(monkeypatch):
     _on_cuda(monkeypatch)
-    _scripted(monkeypatch, {"direct": 1.0, "rows": 0.8, "planes": 0.1, "fused": 0.5})
+    _scripted(monkeypatch, {"direct": 1.0, "rows": 0.8, "planes": 0.1, "small_plane": 0.5})
     x, w, pb = _problem()
     good = F.conv2d(x, w, padding=2, groups=4)
 
@@ -359,13 +359,13 @@ def test_a_candidate_that_raises_is_disqualified_not_the_users_error(monkeypatch
     recorded = []
     with pytest.warns(RuntimeWarning, match="'planes' failed .*CUFFT_ALLOC_FAILED.*not used again"):
         choice = algo_mod.choose(pb, x, "forward", run_fft, lambda: good, _target(recorded))
-    assert choice == "fft" and recorded == ["fused"] and "planes" in cuda_pipelines.disqualified
+    assert choice == "fft" and recorded == ["small_plane"] and "planes" in cuda_pipelines.disqualified
     assert not _C.gpu_component_enabled("planes")
     # a verified pipeline that raises is only no candidate for that problem
     algo_mod.clear_memory()
     for path in glob.glob(os.path.join(fftconv_ext.backends.cache_dir, "auto", "*")):
         os.remove(path)
-    _on_cuda(monkeypatch, verified=("rows", "planes", "fused"))
+    _on_cuda(monkeypatch, verified=("rows", "planes", "small_plane"))
     with pytest.warns(RuntimeWarning, match="not a candidate for this problem"):
         algo_mod.choose(pb, x, "forward", run_fft, lambda: good, _target(recorded))
     assert "planes" not in cuda_pipelines.disqualified
@@ -373,7 +373,7 @@ def test_a_candidate_that_raises_is_disqualified_not_the_users_error(monkeypatch
 
 def test_the_reference_is_computed_without_tf32(monkeypatch):
     _on_cuda(monkeypatch)
-    _scripted(monkeypatch, {"direct": 1.0, "rows": 0.8, "planes": 0.1, "fused": 0.5})
+    _scripted(monkeypatch, {"direct": 1.0, "rows": 0.8, "planes": 0.1, "small_plane": 0.5})
     x, w, pb = _problem()
     good = F.conv2d(x, w, padding=2, groups=4)
     seen = []
@@ -387,7 +387,7 @@ def test_the_reference_is_computed_without_tf32(monkeypatch):
     assert torch.backends.cudnn.allow_tf32 == before
 
 
-def _joint_setup(monkeypatch, chose=("fused", "fused")):
+def _joint_setup(monkeypatch, chose=("small_plane", "small_plane")):
     _on_cuda(monkeypatch)
     x, w, pb = _problem()
     for d, p in zip(("grad_input", "grad_weight"), chose):
@@ -398,7 +398,7 @@ def _joint_setup(monkeypatch, chose=("fused", "fused")):
     return [algo_mod.chosen_pipeline(pb, x, d) for d in ("grad_input", "grad_weight")], refs
 
 
-def test_the_joint_fused_backward_is_compared_before_it_is_recorded(monkeypatch):
+def test_the_joint_small_plane_backward_is_compared_before_it_is_recorded(monkeypatch):
     chose, refs = _joint_setup(monkeypatch)
     recorded, forced = [], []
 
@@ -407,7 +407,7 @@ def test_the_joint_fused_backward_is_compared_before_it_is_recorded(monkeypatch)
         _C.force_pipeline(forced[-1])
         return tuple(r.clone() for r in refs)
     cuda_pipelines.check_joint_backward(chose, joint, lambda: refs, _target(recorded, cuda_pipelines.BACKWARD), "p")
-    assert forced == ["fused"] and recorded == ["fused"]
+    assert forced == ["small_plane"] and recorded == ["small_plane"]
 
 
 def test_the_joint_backward_is_checked_once_per_problem():
@@ -427,12 +427,12 @@ def test_a_disagreeing_joint_backward_is_disqualified(monkeypatch):
     with pytest.warns(RuntimeWarning, match="joint backward .*disagreed"):
         cuda_pipelines.check_joint_backward(chose, lambda: (refs[0].clone(), refs[1] + 1.0), lambda: refs,
                                             _target(recorded, cuda_pipelines.BACKWARD), "p")
-    assert recorded == [] and "fused_joint_backward" in cuda_pipelines.disqualified
-    assert not _C.gpu_component_enabled("fused_joint_backward")
+    assert recorded == [] and "small_plane_joint_backward" in cuda_pipelines.disqualified
+    assert not _C.gpu_component_enabled("small_plane_joint_backward")
 
 
-@pytest.mark.parametrize("chose", [("fused", "rows"), ("rows", "fused"), (None, "fused")])
-def test_the_joint_backward_runs_only_where_both_gradients_chose_the_fused_kernel(monkeypatch, chose):
+@pytest.mark.parametrize("chose", [("small_plane", "rows"), ("rows", "small_plane"), (None, "small_plane")])
+def test_the_joint_backward_runs_only_where_both_gradients_chose_the_small_plane_kernel(monkeypatch, chose):
     chose, refs = _joint_setup(monkeypatch, chose)
     recorded, ran = [], []
     cuda_pipelines.check_joint_backward(chose, lambda: ran.append(1), lambda: ran.append(2),

@@ -11,7 +11,7 @@
 namespace fftconv {
 namespace {
 
-constexpr PipelineInfo kInfo[kPipelineCount] = {{"default"}, {"rows"}, {"planes"}, {"fused"}};
+constexpr PipelineInfo kInfo[kPipelineCount] = {{"default"}, {"rows"}, {"planes"}, {"small_plane"}};
 
 // What defines the problem, not how a pipeline runs it (no n_fft).
 using Key = std::tuple<int, bool, int, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,
@@ -45,10 +45,10 @@ const PipelineInfo& pipeline_info(Pipeline p) {
 GpuComponent component_of(Pipeline p, Direction d) {
   switch (p) {
     case Pipeline::Planes: return GpuComponent::PlanesPipeline;
-    case Pipeline::Fused:
-      return d == Direction::GradWeight ? GpuComponent::FusedWeightGradient
-             : d == Direction::Backward ? GpuComponent::FusedJointBackward
-                                        : GpuComponent::FusedForward;
+    case Pipeline::SmallPlane:
+      return d == Direction::GradWeight ? GpuComponent::SmallPlaneWeightGradient
+             : d == Direction::Backward ? GpuComponent::SmallPlaneJointBackward
+                                        : GpuComponent::SmallPlaneForward;
     default: return GpuComponent::RowsPipeline;
   }
 }
@@ -58,7 +58,7 @@ bool pipeline_applies(Pipeline p, const ConvGeometry2d& geometry, bool is_double
     case Pipeline::Default:
     case Pipeline::Rows: return d != Direction::Backward;  // no joint pass: the two pipelines
     case Pipeline::Planes: return d == Direction::Forward || d == Direction::GradInput;
-    case Pipeline::Fused:
+    case Pipeline::SmallPlane:
       return !is_double && small_plane::applies(small_plane::pad_to_compiled_lengths(geometry));
   }
   return false;
@@ -99,7 +99,7 @@ Pipeline set_forced_pipeline(Pipeline p) {
 Pipeline pipeline_from_name(const std::string& name) {
   for (int i = 0; i < kPipelineCount; ++i)
     if (name == kInfo[i].name) return static_cast<Pipeline>(i);
-  TORCH_CHECK_VALUE(false, "fftconv: pipeline must be one of 'default', 'rows', 'planes', 'fused', got '", name, "'");
+  TORCH_CHECK_VALUE(false, "fftconv: pipeline must be one of 'default', 'rows', 'planes', 'small_plane', got '", name, "'");
 }
 
 std::vector<std::string> pipeline_names() {

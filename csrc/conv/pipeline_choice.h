@@ -17,16 +17,16 @@
 namespace fftconv {
 
 enum class Pipeline : int {
-  Default = 0,  // the verified default (Rows), or Fused where backends.cuda_fused opts in
+  Default = 0,  // the verified default (Rows), or SmallPlane where backends.cuda_small_plane opts in
   Rows = 1,     // row-pruned: 1-D transforms along W over data rows, then along H (docs/design.md §4)
   Planes = 2,   // whole-plane: one batched 2-D R2C/C2R over every plane of a block (docs/design.md §17)
-  Fused = 3,    // the fused small-plane kernel, where it applies (docs/design.md §13)
+  SmallPlane = 3,   // the small-plane kernel, where it applies (docs/design.md §13)
 };
 constexpr int kPipelineCount = 4;
 
-// Backward: both gradients in one pass (conv2d_backward). Only the fused kernel has
-// such a pass; it runs where this direction recorded Fused (after algo compared it)
-// or where backends.cuda_fused opts in.
+// Backward: both gradients in one pass (conv2d_backward). Only the small-plane kernel has
+// such a pass; it runs where this direction recorded SmallPlane (after algo compared it)
+// or where backends.cuda_small_plane opts in.
 enum class Direction : int { Forward = 0, GradInput = 1, GradWeight = 2, Backward = 3 };
 constexpr int kDirectionCount = 4;
 
@@ -43,7 +43,7 @@ GpuComponent component_of(Pipeline p, Direction d);
 bool pipeline_applies(Pipeline p, const ConvGeometry2d& geometry, bool is_double, Direction d);
 
 // The pipeline for a problem (the geometry's transform lengths do not enter:
-// the fused kernel raises them), in this order: the calling thread's forced
+// the small-plane kernel raises them), in this order: the calling thread's forced
 // pipeline (set_forced_pipeline), the recorded choice, Default.
 Pipeline pipeline_for(const ConvGeometry2d& p, int device, bool is_double, Direction d);
 

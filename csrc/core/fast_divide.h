@@ -1,6 +1,6 @@
 // Division by a divisor known only at run time as a multiply-high, an add and
 // a shift (Granlund & Montgomery, "Division by invariant integers using
-// multiplication", 1994). The fused small-plane kernels split every element's
+// multiplication", 1994). The small-plane kernels split every element's
 // item number into plane, row and column, and on a GPU an integer division by
 // a run-time value is a sequence of some twenty instructions: as many as the
 // rest of a load or store.

@@ -2,7 +2,7 @@
 // local arrays: with every loop unrolled and every index a constant, the CUDA
 // compiler keeps the arrays in registers, so a thread transforms a whole row
 // or column of a small plane without touching memory between passes. Used by
-// the fused small-plane kernel (small_plane_fused.h); compiled for the host
+// the small-plane kernel (small_plane/forward.h); compiled for the host
 // too, where the unit tests check it against a naive DFT.
 //
 // Self-sorting (Stockham) passes, natural order in and out, radices 4, 2 and 3

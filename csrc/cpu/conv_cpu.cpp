@@ -328,7 +328,7 @@ void grad_weight_pipeline(const at::Tensor& input, const at::Tensor& grad_out, a
 // declines (returns false) when there are too few groups to keep the threads
 // busy; the caller then runs the two pipelines.
 template <typename T>
-bool fused_backward(const at::Tensor& input, const at::Tensor& grad_out, const KernelSpectrumSource& spectra,
+bool joint_backward(const at::Tensor& input, const at::Tensor& grad_out, const KernelSpectrumSource& spectra,
                     at::Tensor& gin, at::Tensor& gw, const ConvGeometry2d& p) {
   const int64_t threads = at::get_num_threads();
   const int64_t gin_bytes = gin.numel() * static_cast<int64_t>(sizeof(T));
@@ -405,7 +405,7 @@ struct CpuDriver {
   static bool backward(const at::Tensor& input, const at::Tensor& grad_out, const KernelSpectrumSource& spectra,
                        at::Tensor& gin, at::Tensor& gw, const ConvGeometry2d& p) {
     if (cpu::lane_backward<T>(input, grad_out, &spectra, &gin, gw, p)) return true;
-    return fused_backward<T>(input, grad_out, spectra, gin, gw, p);
+    return joint_backward<T>(input, grad_out, spectra, gin, gw, p);
   }
 };
 

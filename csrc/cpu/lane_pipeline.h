@@ -6,7 +6,7 @@
 // 64x64 planes) it measured 1.11-1.65x faster than the chunked ATen/MKL
 // pipeline (conv_cpu.cpp), which it replaces where it applies. The backward
 // (lane_backward: both gradients, or the weight gradient alone) measured
-// 1.3-2.4x faster than the chunked fused backward on the same layers.
+// 1.3-2.4x faster than the chunked joint backward on the same layers.
 #pragma once
 
 #include <ATen/ATen.h>

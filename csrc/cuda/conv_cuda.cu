@@ -376,14 +376,14 @@ void grad_weight_pipeline(const at::Tensor& input, const at::Tensor& grad_out, a
   }
 }
 
-// The pipeline a call runs (pipeline_choice.h): Fused where chosen (or opted in with
-// backends.cuda_fused on an unchosen problem) and the kernel applies, Planes where chosen,
+// The pipeline a call runs (pipeline_choice.h): SmallPlane where chosen (or opted in with
+// backends.cuda_small_plane on an unchosen problem) and the kernel applies, Planes where chosen,
 // Rows otherwise. A pipeline whose component has not run on a GPU is never returned unless
 // backends.cuda_unverified opts in (verified_on_gpu.h): whatever chose or forced it, the call
 // then runs the row-pruned pipeline, which has.
 inline Pipeline chosen(const ConvGeometry2d& p, bool is_double, Direction d) {
   Pipeline c = pipeline_for(p, static_cast<int>(c10::cuda::current_device()), is_double, d);
-  if (c == Pipeline::Default) c = !is_double && small_plane::enabled() ? Pipeline::Fused : Pipeline::Rows;
+  if (c == Pipeline::Default) c = !is_double && small_plane::enabled() ? Pipeline::SmallPlane : Pipeline::Rows;
   if (c != Pipeline::Rows && !gpu_component_enabled(component_of(c, d))) return Pipeline::Rows;
   return c;
 }
@@ -391,12 +391,12 @@ inline Pipeline chosen(const ConvGeometry2d& p, bool is_double, Direction d) {
 struct CudaDriver {
   static constexpr at::DeviceType device_type = at::kCUDA;
   using Guard = c10::cuda::CUDAGuard;
-  // Float32 problems that may run the fused small-plane kernel get the lengths it is
+  // Float32 problems that may run the small-plane kernel get the lengths it is
   // compiled for (before the kernel spectrum is made, which every direction shares).
   static ConvGeometry2d geometry_for(const ConvGeometry2d& p, at::ScalarType dtype) {
     if (dtype != at::kFloat) return p;
     for (Direction d : {Direction::Forward, Direction::GradInput, Direction::GradWeight, Direction::Backward})
-      if (chosen(p, false, d) == Pipeline::Fused) return small_plane::pad_to_compiled_lengths(p);
+      if (chosen(p, false, d) == Pipeline::SmallPlane) return small_plane::pad_to_compiled_lengths(p);
     return p;
   }
   // On by default where they have run on a GPU: a host check waits for the device each call
@@ -417,7 +417,7 @@ struct CudaDriver {
     const Pipeline c = chosen(p, is_double, adjoint ? Direction::GradInput : Direction::Forward);
     // Whole spectra: the CUDA blocks are large, and memory there is not the constraint.
     if constexpr (std::is_same<T, float>::value)
-      if (c == Pipeline::Fused && small_plane::run_fused(src, spectra.whole(), bias, dst, p, adjoint, nonfinite))
+      if (c == Pipeline::SmallPlane && small_plane::run_small_plane(src, spectra.whole(), bias, dst, p, adjoint, nonfinite))
         return nonfinite != nullptr;  // its load flagged NaN/Inf: no separate pass over src
     if (c == Pipeline::Planes)
       run_planes_pipeline<T>(src, spectra.whole(), bias, dst, p, adjoint);
@@ -429,20 +429,20 @@ struct CudaDriver {
   static void grad_weight(const at::Tensor& input, const at::Tensor& grad_out, at::Tensor& gw,
                           const ConvGeometry2d& p) {
     if constexpr (std::is_same<T, float>::value)
-      if (chosen(p, false, Direction::GradWeight) == Pipeline::Fused &&
-          small_plane::run_fused_backward(input, grad_out, nullptr, nullptr, gw, p))
+      if (chosen(p, false, Direction::GradWeight) == Pipeline::SmallPlane &&
+          small_plane::run_joint_backward(input, grad_out, nullptr, nullptr, gw, p))
         return;
     grad_weight_pipeline<T>(input, grad_out, gw, p);
   }
-  // Both gradients in one pass: the fused small-plane backward where the joint direction
-  // chose it (algo compares it first, see algo.check_joint_backward) or backends.cuda_fused
+  // Both gradients in one pass: the small-plane backward where the joint direction
+  // chose it (algo compares it first, see cuda_pipelines.check_joint_backward) or backends.cuda_small_plane
   // opts in, and it applies; otherwise backward_entry runs the two pipelines.
   template <typename T>
   static bool backward(const at::Tensor& input, const at::Tensor& grad_out, const KernelSpectrumSource& spectra,
                        at::Tensor& gin, at::Tensor& gw, const ConvGeometry2d& p) {
     if constexpr (std::is_same<T, float>::value)
-      return chosen(p, false, Direction::Backward) == Pipeline::Fused &&
-             small_plane::run_fused_backward(input, grad_out, &spectra.whole(), &gin, gw, p);
+      return chosen(p, false, Direction::Backward) == Pipeline::SmallPlane &&
+             small_plane::run_joint_backward(input, grad_out, &spectra.whole(), &gin, gw, p);
     return false;
   }
 };

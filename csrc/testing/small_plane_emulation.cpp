@@ -1,4 +1,4 @@
-// The fused small-plane CUDA kernel (small_plane_fused.h) run on the host,
+// The small-plane CUDA kernel (small_plane/forward.h) run on the host,
 // block by block, each phase's items one after the other: the same functions
 // the kernel's threads call, so the CPU tests check the kernel's indexing and
 // transforms without a GPU. Test hooks only; the CPU's own pipelines are
@@ -88,7 +88,7 @@ void emulate_backward(const BackwardGeometry& g, const T* x, const T* grad_out, 
 
 }  // namespace
 
-std::vector<int64_t> fused_lengths(const ConvGeometry2d& p) {
+std::vector<int64_t> small_plane_lengths(const ConvGeometry2d& p) {
   const ConvGeometry2d q = pad_to_compiled_lengths(p);
   if (!applies(q)) return {};
   return {q.h.n_fft, q.w.n_fft};
@@ -106,7 +106,7 @@ ConvGeometry2d emulation_geometry(std::initializer_list<at::Tensor> operands, co
                 "fftconv: the emulation takes float32 or float64 operands of one dtype");
   }
   const ConvGeometry2d p = pad_to_compiled_lengths(geom);
-  TORCH_CHECK(applies(p), "fftconv: the fused small-plane kernel does not take this problem");
+  TORCH_CHECK(applies(p), "fftconv: the small-plane kernel does not take this problem");
   return p;
 }
 
@@ -123,7 +123,7 @@ at::Tensor cuda_layout_spectrum(const at::Tensor& weight, const ConvGeometry2d& 
 
 }  // namespace
 
-at::Tensor emulate_fused(const at::Tensor& src, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
+at::Tensor emulate_small_plane(const at::Tensor& src, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
                          const ConvGeometry2d& geom, bool adjoint, bool reverse, int64_t shared_bytes,
                          const std::optional<at::Tensor>& nonfinite) {
   const ConvGeometry2d p = emulation_geometry({src, weight}, geom);
@@ -157,7 +157,7 @@ at::Tensor emulate_fused(const at::Tensor& src, const at::Tensor& weight, const 
   return dst;
 }
 
-std::tuple<at::Tensor, at::Tensor> emulate_fused_backward(const at::Tensor& grad_out, const at::Tensor& input,
+std::tuple<at::Tensor, at::Tensor> emulate_small_plane_backward(const at::Tensor& grad_out, const at::Tensor& input,
                                                           const at::Tensor& weight, const ConvGeometry2d& geom,
                                                           bool input_grad, bool reverse, int64_t shared_bytes,
                                                           int64_t target_blocks) {

@@ -2,7 +2,7 @@
 // imports it. It is a separate extension linked against fftconv_ext._C, whose
 // internals it calls: which pipeline takes a problem (so tests of a pipeline
 // cannot pass vacuously), the spectrum cache's counters, the host emulation of
-// the fused small-plane CUDA kernels (so the CPU tests run their code), and
+// the small-plane CUDA kernels (so the CPU tests run their code), and
 // how cuFFT failures surface.
 #include <torch/extension.h>
 
@@ -42,7 +42,7 @@ int64_t lane_backward_mode(at::IntArrayRef input_size, at::IntArrayRef weight_si
 std::vector<int64_t> small_plane_lengths(at::IntArrayRef input_size, at::IntArrayRef weight_size,
                                          at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation,
                                          int64_t groups, bool circular) {
-  return small_plane::fused_lengths(geometry_of(input_size, weight_size, stride, padding, dilation, groups, circular));
+  return small_plane::small_plane_lengths(geometry_of(input_size, weight_size, stride, padding, dilation, groups, circular));
 }
 
 at::Tensor small_plane_emulate(const at::Tensor& src, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
@@ -50,7 +50,7 @@ at::Tensor small_plane_emulate(const at::Tensor& src, const at::Tensor& weight, 
                                at::IntArrayRef dilation, int64_t groups, bool circular, bool adjoint, bool reverse,
                                int64_t shared_bytes, const std::optional<at::Tensor>& nonfinite) {
   const ConvGeometry2d p = geometry_of(input_size, weight.sizes(), stride, padding, dilation, groups, circular);
-  return small_plane::emulate_fused(src, weight, bias, p, adjoint, reverse, shared_bytes, nonfinite);
+  return small_plane::emulate_small_plane(src, weight, bias, p, adjoint, reverse, shared_bytes, nonfinite);
 }
 
 std::tuple<at::Tensor, at::Tensor> small_plane_emulate_backward(
@@ -58,7 +58,7 @@ std::tuple<at::Tensor, at::Tensor> small_plane_emulate_backward(
     at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups, bool circular, bool input_grad, bool reverse,
     int64_t shared_bytes, int64_t target_blocks) {
   const ConvGeometry2d p = geometry_of(input.sizes(), weight.sizes(), stride, padding, dilation, groups, circular);
-  return small_plane::emulate_fused_backward(grad_out, input, weight, p, input_grad, reverse, shared_bytes,
+  return small_plane::emulate_small_plane_backward(grad_out, input, weight, p, input_grad, reverse, shared_bytes,
                                              target_blocks);
 }
 
@@ -85,11 +85,11 @@ PYBIND11_MODULE(_testing, m) {
         py::arg("input_size"), py::arg("weight_size"), py::arg("stride"), py::arg("padding"), py::arg("dilation"),
         py::arg("groups"), py::arg("circular"), py::arg("input_grad"), py::arg("float64") = false);
   m.def("small_plane_lengths", &fftconv::small_plane_lengths,
-        "(n_h, n_w) of the fused small-plane CUDA kernel for a conv2d problem, or [] when it does not take it.",
+        "(n_h, n_w) of the small-plane CUDA kernel for a conv2d problem, or [] when it does not take it.",
         py::arg("input_size"), py::arg("weight_size"), py::arg("stride"), py::arg("padding"), py::arg("dilation"),
         py::arg("groups"), py::arg("circular"));
   m.def("small_plane_emulate", &fftconv::small_plane_emulate,
-        "The fused small-plane CUDA kernel's output computed on the host by running its phases. src is the "
+        "The small-plane CUDA kernel's output computed on the host by running its phases. src is the "
         "input, or the output gradient when adjoint. nonfinite (a CPU int32 tensor of one element) is set to 1 "
         "when the kernel would flag NaN/Inf in src.",
         py::arg("src"), py::arg("weight"), py::arg("bias"), py::arg("input_size"), py::arg("stride"),
@@ -101,7 +101,7 @@ PYBIND11_MODULE(_testing, m) {
         py::arg("padding"), py::arg("dilation"), py::arg("groups"), py::arg("adjoint"), py::arg("batch_block"),
         py::arg("group_block"));
   m.def("small_plane_emulate_backward", &fftconv::small_plane_emulate_backward,
-        "(grad_input or None, grad_weight) of the fused small-plane CUDA backward computed on the host by "
+        "(grad_input or None, grad_weight) of the small-plane CUDA backward computed on the host by "
         "running its phases.",
         py::arg("grad_output"), py::arg("input"), py::arg("weight"), py::arg("stride"), py::arg("padding"),
         py::arg("dilation"), py::arg("groups"), py::arg("circular"), py::arg("input_grad"),

@@ -1,6 +1,6 @@
-// The fused small-plane backward: both gradients (or the weight gradient
+// The small-plane backward: both gradients (or the weight gradient
 // alone) of a depthwise, stride-1 problem, in the manner of the forward
-// kernel (small_plane_fused.h), in two launches:
+// kernel (small_plane/forward.h), in two launches:
 //
 //   1. a block takes one channel and a range of the batch, P planes at a
 //      time: it loads the input X and the output gradient G, transforms both
@@ -15,7 +15,7 @@
 //      taps.
 //
 // The phases are host-and-device functions of (block, item), run by the CUDA
-// kernels (cuda/small_plane_kernel.cuh) and by the host emulation
+// kernels (cuda/small_plane/kernel.cuh) and by the host emulation
 // (small_plane_emulation.cpp) alike.
 #pragma once
 

@@ -1,4 +1,4 @@
-// The fused small-plane correlation: one thread block takes a few planes of
+// The small-plane correlation: one thread block takes a few planes of
 // one channel (consecutive batch elements) of a depthwise, stride-1 problem
 // and does the whole pipeline in shared memory: load, real transforms along W
 // (a thread per row), transforms along H, product with the kernel spectrum and
@@ -11,7 +11,7 @@
 // library's pipeline.
 //
 // The phases are plain functions of (block, item): the CUDA kernel
-// (cuda/small_plane_fused.cu) runs each phase's items over its threads with a
+// (cuda/small_plane/launch.cu) runs each phase's items over its threads with a
 // barrier between phases, and the host emulation (small_plane_emulation.cpp)
 // runs the same functions block by block, item by item, so the CPU tests
 // check every index and every transform of the kernel.
@@ -36,16 +36,16 @@ namespace small_plane {
 constexpr int kLengths[] = {16, 32, 48, 64};
 
 // Smallest compiled length >= n, or 0 when n is larger than all.
-inline int fused_length(int64_t n) {
+inline int small_plane_length(int64_t n) {
   for (int l : kLengths)
     if (n <= l) return l;
   return 0;
 }
 
 // Threads per block, and the shared memory a block may use by default: the
-// most it gets without opting in (the GPU check sweeps it, see run_fused).
+// most it gets without opting in (the GPU check sweeps it, see run_small_plane).
 constexpr int kThreads = 128;
-constexpr int64_t kSharedBytes = kFusedSharedBytes;  // settings.h
+constexpr int64_t kSharedBytes = kSmallPlaneSharedBytes;  // settings.h
 // The backward's blocks hold two buffers a plane and an accumulator: the
 // most a block gets without opting in (2 planes a round at 48 x 48).
 constexpr int64_t kBackwardSharedBytes = 48 << 10;
@@ -57,7 +57,7 @@ constexpr int64_t kBackwardSharedBytes = 48 << 10;
 inline bool applies(const ConvGeometry2d& p) {
   return p.cpg == 1 && p.opg == 1 && p.h.stride == 1 && p.w.stride == 1 && p.h.n_fft >= 2 &&
          p.h.in_len >= 1 && p.w.in_len >= 1 && p.h.out_len >= 1 && p.w.out_len >= 1 &&
-         fused_length(p.h.n_fft) == p.h.n_fft && fused_length(p.w.n_fft) == p.w.n_fft;
+         small_plane_length(p.h.n_fft) == p.h.n_fft && small_plane_length(p.w.n_fft) == p.w.n_fft;
 }
 
 // The geometry with its transform lengths raised to compiled ones, when the
@@ -66,7 +66,7 @@ inline bool applies(const ConvGeometry2d& p) {
 // the length at the period, so those plans are never changed.
 inline ConvGeometry2d pad_to_compiled_lengths(const ConvGeometry2d& p) {
   if (p.h.circular || p.w.circular || p.h.n_fft < 2) return p;
-  const int nh = fused_length(p.h.n_fft), nw = fused_length(p.w.n_fft);
+  const int nh = small_plane_length(p.h.n_fft), nw = small_plane_length(p.w.n_fft);
   if (nh == 0 || nw == 0) return p;
   ConvGeometry2d q = p;
   q.h.n_fft = nh;

@@ -1,4 +1,4 @@
-// The fused small-plane kernels (../small_plane_fused.h, ../small_plane_backward.h)
+// The small-plane kernels (../small_plane/forward.h, ../small_plane/backward.h)
 // for one pair of transform lengths, and their launches. Included by small_plane_h{16,32,48,64}.cu,
 // each instantiating the launches of one n_h, so that the 16 kernels compile
 // in parallel.
@@ -18,7 +18,7 @@ namespace small_plane {
 // `nonfinite` (may be null) is set when the source holds NaN or Inf.
 template <int NH, int NW>
 __global__ void __launch_bounds__(kThreads)
-    fused_small_plane_kernel(Geometry g, const float* __restrict__ src, const Complex<float>* __restrict__ spectrum,
+    small_plane_kernel(Geometry g, const float* __restrict__ src, const Complex<float>* __restrict__ spectrum,
                              const float* __restrict__ bias, float* __restrict__ dst, int* __restrict__ nonfinite) {
   using K = Kernel<float, NH, NW>;
   extern __shared__ __align__(16) unsigned char shared_bytes[];
@@ -43,10 +43,10 @@ __global__ void __launch_bounds__(kThreads)
 }
 
 template <int NH, int NW>
-void launch_fused(const Geometry& g, const float* src, const Complex<float>* spectrum, const float* bias,
+void launch_small_plane(const Geometry& g, const float* src, const Complex<float>* spectrum, const float* bias,
                   float* dst, int* nonfinite) {
   const int64_t bytes = Kernel<float, NH, NW>::shared_elements(g) * int64_t(sizeof(Complex<float>));
-  auto kernel = fused_small_plane_kernel<NH, NW>;
+  auto kernel = small_plane_kernel<NH, NW>;
   if (bytes > (48 << 10))
     C10_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes)));
   kernel<<<static_cast<unsigned>(g.blocks()), kThreads, static_cast<size_t>(bytes),
@@ -57,7 +57,7 @@ void launch_fused(const Geometry& g, const float* src, const Complex<float>* spe
 // Backward, launch 1: a channel and a range of the batch per block, P planes a round.
 template <int NH, int NW>
 __global__ void __launch_bounds__(kThreads)
-    fused_backward_kernel(BackwardGeometry g, const float* __restrict__ x, const float* __restrict__ grad_out,
+    joint_backward_kernel(BackwardGeometry g, const float* __restrict__ x, const float* __restrict__ grad_out,
                           const Complex<float>* __restrict__ spectrum, float* __restrict__ gin,
                           Complex<float>* __restrict__ partial) {
   using K = BackwardKernel<float, NH, NW>;
@@ -104,12 +104,12 @@ __global__ void __launch_bounds__(kThreads)
 }
 
 template <int NH, int NW>
-void launch_fused_backward(const BackwardGeometry& g, const float* x, const float* grad_out,
+void launch_joint_backward(const BackwardGeometry& g, const float* x, const float* grad_out,
                            const Complex<float>* spectrum, float* gin, float* grad_weight, Complex<float>* partial) {
   using K = BackwardKernel<float, NH, NW>;
   const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
   const int64_t bytes = K::shared_elements(g) * int64_t(sizeof(Complex<float>));
-  auto main_kernel = fused_backward_kernel<NH, NW>;
+  auto main_kernel = joint_backward_kernel<NH, NW>;
   if (bytes > (48 << 10))
     C10_CUDA_CHECK(
         cudaFuncSetAttribute(main_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes)));
@@ -127,9 +127,9 @@ void launch_fused_backward(const BackwardGeometry& g, const float* x, const floa
 
 // The launches of one n_h.
 #define FFTCONV_SMALL_PLANE_INSTANTIATE_PAIR(NH, NW)                                                              \
-  template void launch_fused<NH, NW>(const Geometry&, const float*, const Complex<float>*, const float*, float*, \
+  template void launch_small_plane<NH, NW>(const Geometry&, const float*, const Complex<float>*, const float*, float*, \
                                      int*);                                                                       \
-  template void launch_fused_backward<NH, NW>(const BackwardGeometry&, const float*, const float*,                \
+  template void launch_joint_backward<NH, NW>(const BackwardGeometry&, const float*, const float*,                \
                                               const Complex<float>*, float*, float*, Complex<float>*);
 #define FFTCONV_SMALL_PLANE_INSTANTIATE(NH)     \
   namespace fftconv {                           \

@@ -1,4 +1,4 @@
-// The fused small-plane kernels with n_h = 48 (small_plane_kernel.cuh).
+// The small-plane kernels with n_h = 48 (small_plane/kernel.cuh).
 #include "cuda/small_plane/kernel.cuh"
 
 FFTCONV_SMALL_PLANE_INSTANTIATE(48)

@@ -1,4 +1,4 @@
-"""The fused small-plane CUDA kernel (csrc/fftconv/small_plane_fused.h).
+"""The small-plane CUDA kernel (csrc/fftconv/small_plane/forward.h).
 
 Its phases are host-and-device functions; `_testing.small_plane_emulate` runs them on
 the CPU block by block, item by item, exactly as the kernel's threads would
@@ -6,7 +6,7 @@ the CPU block by block, item by item, exactly as the kernel's threads would
 tests check that emulation against float64 F.conv2d on every compiled pair of
 transform lengths, forward and input gradient, so the kernel's indexing and
 transforms are tested without a GPU. The CUDA tests at the end run the kernel
-itself (backends.cuda_fused = True) where a GPU is present."""
+itself (backends.cuda_small_plane = True) where a GPU is present."""
 import pytest
 import torch
 import torch.nn.functional as F
@@ -49,7 +49,7 @@ def _check(x_shape, k, padding, dilation=(1, 1), dtype=torch.float64, bias=True,
     w = torch.randn(c, 1, *k, dtype=dtype)
     b = torch.randn(c, dtype=dtype) if bias else None
     lengths = _lengths(x_shape, w.shape, padding, dilation)
-    assert lengths, "the fused kernel must take this problem"
+    assert lengths, "the small-plane kernel must take this problem"
     if expect is not None:
         assert lengths == expect
     tol = TOL64_SMALL_PLANES if dtype == torch.float64 else TOL32
@@ -178,7 +178,7 @@ def test_search(n, c, h, w, kh, kw, ph, pw, d, seed):
 @pytest.mark.parametrize("nw", LENGTHS)
 def test_cuda_kernel_every_length_pair(nh, nw, monkeypatch):
     monkeypatch.setattr(fftconv_ext.backends, "cuda_unverified", True)  # what the GPU check verifies
-    monkeypatch.setattr(fftconv_ext.backends, "cuda_fused", True)
+    monkeypatch.setattr(fftconv_ext.backends, "cuda_small_plane", True)
     (h, kh), (w, kw) = AXIS_FOR_LENGTH[nh], AXIS_FOR_LENGTH[nw]
     torch.manual_seed(0)
     x = torch.randn(9, 5, h, w, device="cuda", requires_grad=True)
@@ -204,10 +204,10 @@ def test_cuda_kernel_matches_cufft_pipeline_and_leaves_inputs(monkeypatch):
     b = torch.randn(16, device="cuda")
     x0, w0 = x.clone(), w.clone()
     monkeypatch.setattr(fftconv_ext.backends, "cuda_unverified", True)  # what the GPU check verifies
-    # forced, not toggled with cuda_fused: algo='fft' records its own choice on a first call
+    # forced, not toggled with cuda_small_plane: algo='fft' records its own choice on a first call
     with fftconv_ext.cuda_pipelines.forced_pipeline("rows"):
         off = fftconv_ext.conv2d(x, w, b, padding=15, groups=16, algo="fft")
-    with fftconv_ext.cuda_pipelines.forced_pipeline("fused"):
+    with fftconv_ext.cuda_pipelines.forced_pipeline("small_plane"):
         on = fftconv_ext.conv2d(x, w, b, padding=15, groups=16, algo="fft")
     assert not torch.equal(on, off), "both calls ran one pipeline"
     torch.cuda.synchronize()
@@ -219,14 +219,14 @@ def test_cuda_kernel_matches_cufft_pipeline_and_leaves_inputs(monkeypatch):
 @requires_cuda
 def test_cuda_kernel_float64_keeps_the_cufft_pipeline(monkeypatch):
     monkeypatch.setattr(fftconv_ext.backends, "cuda_unverified", True)  # what the GPU check verifies
-    monkeypatch.setattr(fftconv_ext.backends, "cuda_fused", True)
+    monkeypatch.setattr(fftconv_ext.backends, "cuda_small_plane", True)
     x = torch.randn(2, 3, 20, 20, device="cuda", dtype=torch.float64)
     w = torch.randn(3, 1, 9, 9, device="cuda", dtype=torch.float64)
     y = fftconv_ext.conv2d(x, w, padding=4, groups=3, algo="fft")
     assert rel_err(y, F.conv2d(x, w, padding=4, groups=3)) < TOL64_SMALL_PLANES
 
 
-# ---- the fused backward (small_plane_backward.h) ------------------------------
+# ---- the small-plane backward (small_plane/backward.h) ------------------------------
 
 
 def _emulate_backward(go, x, w, padding, dilation=(1, 1), circular=False, input_grad=True, reverse=False,
@@ -240,7 +240,7 @@ def _check_backward(x_shape, k, padding, dilation=(1, 1), dtype=torch.float64, c
     c = x_shape[1]
     x = torch.randn(x_shape, dtype=dtype)
     w = torch.randn(c, 1, *k, dtype=dtype)
-    assert _lengths(x_shape, w.shape, padding, dilation, circular=circular), "the fused kernel must take this problem"
+    assert _lengths(x_shape, w.shape, padding, dilation, circular=circular), "the small-plane kernel must take this problem"
     xd, wd = x.double().requires_grad_(), w.double().requires_grad_()
     pad = (padding[2], padding[3], padding[0], padding[1])
     y = F.conv2d(F.pad(xd, pad, mode="circular" if circular else "constant"), wd, dilation=dilation, groups=c)
@@ -314,7 +314,7 @@ def test_backward_search(n, c, h, w, kh, kw, ph, pw, d, seed, target_blocks):
 def test_cuda_backward_every_length_pair(nh, nw, monkeypatch):
     # both gradients through conv2d_backward, and the weight gradient alone
     monkeypatch.setattr(fftconv_ext.backends, "cuda_unverified", True)  # what the GPU check verifies
-    monkeypatch.setattr(fftconv_ext.backends, "cuda_fused", True)
+    monkeypatch.setattr(fftconv_ext.backends, "cuda_small_plane", True)
     (h, kh), (w, kw) = AXIS_FOR_LENGTH[nh], AXIS_FOR_LENGTH[nw]
     torch.manual_seed(1)
     x = torch.randn(9, 5, h, w, device="cuda")
@@ -333,9 +333,9 @@ def test_cuda_backward_every_length_pair(nh, nw, monkeypatch):
 
 
 @requires_cuda
-def test_cuda_fused_opcheck_and_memory(monkeypatch):
+def test_cuda_small_plane_opcheck_and_memory(monkeypatch):
     monkeypatch.setattr(fftconv_ext.backends, "cuda_unverified", True)  # what the GPU check verifies
-    monkeypatch.setattr(fftconv_ext.backends, "cuda_fused", True)
+    monkeypatch.setattr(fftconv_ext.backends, "cuda_small_plane", True)
     x = torch.randn(3, 4, 20, 20, device="cuda", requires_grad=True)
     w = torch.randn(4, 1, 9, 9, device="cuda", requires_grad=True)
     b = torch.randn(4, device="cuda", requires_grad=True)

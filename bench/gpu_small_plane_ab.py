@@ -1,10 +1,10 @@
-"""A/B of the fused small-plane CUDA kernel (FFTCONV_CUDA_FUSED=1) against the
+"""A/B of the small-plane CUDA kernel (FFTCONV_CUDA_SMALL_PLANE=1) against the
 cuFFT pipeline it replaces, cuDNN and the best torch.fft composition, on the
 layer sweep's depthwise 'same' layers (B=32, 384 channels), in interleaved
 rounds (medians, and same-round ratios). Decides whether the kernel becomes
 the default; run by bench/gpu_check.sh.
 
-    python bench/gpu_fused_ab.py [--json out.json] [--batch 32] [--channels 384]
+    python bench/gpu_small_plane_ab.py [--json out.json] [--batch 32] [--channels 384]
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 import fftconv_ext
-import fftconv_ext._testing  # which layers the fused kernel takes (a developer script: test hooks are fine here)
+import fftconv_ext._testing  # which layers the small-plane kernel takes (a developer script: test hooks are fine here)
 from fftconv_ext.bench.baselines import BestFFTComposition
 from fftconv_ext.bench.timing import time_interleaved, with_backward
 
@@ -28,11 +28,11 @@ LAYERS = [(16, 7), (16, 13), (16, 31), (32, 7), (32, 13), (32, 31), (64, 7), (64
 DEVICE_CHECKS_OFF = fftconv_ext.backends.device_checks is False
 
 
-def _ours(fused: bool, pad, device_checks: bool = True):
+def _ours(small_plane: bool, pad, device_checks: bool = True):
     """algo='fft' with the pipeline forced on the calling thread: a recorded choice (which
-    algo='fft' makes on a first call) would override backends.cuda_fused, so that toggling it
-    timed one pipeline twice. The fused kernel has not passed the GPU check yet: opted in here."""
-    pipeline = "fused" if fused else "rows"
+    algo='fft' makes on a first call) would override backends.cuda_small_plane, so that toggling it
+    timed one pipeline twice. The small-plane kernel has not passed the GPU check yet: opted in here."""
+    pipeline = "small_plane" if small_plane else "rows"
 
     def conv(x, w, b):
         with fftconv_ext.backends.flags(cuda_unverified=True,
@@ -44,7 +44,7 @@ def _ours(fused: bool, pad, device_checks: bool = True):
 
 # "host checks": the finiteness and weight checks read back by the host (a wait for the
 # device every call) instead of flagged on the device (csrc/fftconv/device_checks.h)
-PAIRS = [("fused", "cufft"), ("fused", "composition"), ("fused", "cudnn"), ("fused", "host checks")]
+PAIRS = [("small_plane", "cufft"), ("small_plane", "composition"), ("small_plane", "cudnn"), ("small_plane", "host checks")]
 
 
 def main() -> None:
@@ -60,7 +60,7 @@ def main() -> None:
     dev = torch.device(args.device)
     torch.manual_seed(0)
     rows = []
-    print(f"{'layer':>14} {'pass':>8} {'lengths':>9} {'fused':>8} {'cuFFT':>8} {'compos.':>8} {'cuDNN':>8} "
+    print(f"{'layer':>14} {'pass':>8} {'lengths':>9} {'small_plane':>8} {'cuFFT':>8} {'compos.':>8} {'cuDNN':>8} "
           f"{'vs cuFFT':>8} {'vs comp':>8} {'vs cuDNN':>8} {'vs host':>8} {'rel err':>8}")
     for r, k in layers:
         x = torch.randn(args.batch, args.channels, r, r, device=dev)
@@ -70,7 +70,7 @@ def main() -> None:
         lengths = tuple(fftconv_ext._testing.small_plane_lengths(list(x.shape), list(w.shape), [1, 1], [pad] * 4,
                                                             [1, 1], args.channels, False))
         best = BestFFTComposition()
-        convs = {"fused": _ours(True, pad), "cufft": _ours(False, pad), "host checks": _ours(True, pad, False),
+        convs = {"small_plane": _ours(True, pad), "cufft": _ours(False, pad), "host checks": _ours(True, pad, False),
                  "composition": lambda x_, w_, b_: best(x_, w_, b_, pad),
                  "cudnn": lambda x_, w_, b_: F.conv2d(x_, w_, b_, padding=pad, groups=args.channels)}
         # errors against float64 autograd, on two batch elements (float64 convolutions are slow on a GPU)
@@ -78,7 +78,7 @@ def main() -> None:
         ws, bs = w.detach().requires_grad_(), b.detach().requires_grad_()
         xd, wd, bd = (t.detach().double().requires_grad_() for t in (x2, w, b))
         ref = F.conv2d(xd, wd, bd, padding=pad, groups=args.channels)
-        y2 = convs["fused"](x2, ws, bs)
+        y2 = convs["small_plane"](x2, ws, bs)
         gy = torch.randn_like(ref)
         errors = {"forward": ((y2.double() - ref).norm() / ref.norm()).item(),
                   "fwd+bwd": max(((g.double() - e).norm() / e.norm()).item() for g, e in
@@ -91,14 +91,14 @@ def main() -> None:
             else:
                 fns = {n: with_backward(conv, x, w, b) for n, conv in convs.items()}
             t = time_interleaved(fns, dev, warmup=2, rounds=30, max_seconds=1.0, lockstep=True, paired=PAIRS)
-            pr = t["fused"]["paired_ratio_vs"]
+            pr = t["small_plane"]["paired_ratio_vs"]
             row = {"layer": f"{args.batch}x{args.channels}x{r}x{r} k{k}", "pass": kind, "lengths": list(lengths),
                    "median_ms": {n: v["median_ms"] for n, v in t.items()},
                    "speedup_paired": {n: 1.0 / v for n, v in pr.items()}, "rel_err": err}
             rows.append(row)
             m = row["median_ms"]
             print(f"{'R%d k%d' % (r, k):>14} {kind:>8} {'x'.join(map(str, lengths)) or 'declined':>9} "
-                  f"{m['fused']:8.3f} {m['cufft']:8.3f} {m['composition']:8.3f} {m['cudnn']:8.3f} "
+                  f"{m['small_plane']:8.3f} {m['cufft']:8.3f} {m['composition']:8.3f} {m['cudnn']:8.3f} "
                   f"{1 / pr['cufft']:8.2f} {1 / pr['composition']:8.2f} {1 / pr['cudnn']:8.2f} "
                   f"{1 / pr['host checks']:8.2f} {err:8.1e}")
     # Shared memory per block (planes per block) on the target layer: the default is a guess until measured.
@@ -108,7 +108,7 @@ def main() -> None:
     sweep = {}
     for kb in (8, 16, 24, 32, 48, 96):
         def run(kb=kb):
-            with fftconv_ext.backends.flags(cuda_fused_shared_kb=kb):
+            with fftconv_ext.backends.flags(cuda_small_plane_shared_kb=kb):
                 return _ours(True, 15)(x, w, b)
         sweep[f"{kb} KB"] = run
     t = time_interleaved(sweep, dev, warmup=2, rounds=20, max_seconds=0.5, lockstep=True)
