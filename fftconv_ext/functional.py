@@ -13,15 +13,13 @@ import torch
 import torch.nn.functional as F
 
 from . import _ops  # noqa: F401  (fake kernels and autograd of the ops)
-
-_ops_ns = torch.ops.fftconv
 from . import algo as _algo
 from . import cuda_pipelines as _cp
 from .algo import ALGOS, choose
 from .algo import decided_calls as _decided_calls
 from .arguments import (MAX_DECIDED_CALLS, ConvArgumentError, all_finite, call_key, check_not_empty, check_tensors,
-                        memory_format_of, resolve_padding, stride_dilation_groups)
-from ._shapes import LOW_PRECISION, autocast_dtype, restore, upcast
+                        resolve_padding, stride_dilation_groups)
+from ._shapes import LOW_PRECISION, autocast_dtype
 from .tracing import is_tracing, under_dispatch_mode
 from . import runtime_choice
 from .problem import ConvProblem
@@ -97,10 +95,10 @@ def _conv_nd(input, weight, bias, stride, padding, dilation, groups, padding_mod
                           groups, padding_mode, bias=bias is not None)
 
     def run_fft():
-        return _fft_conv(x, weight, bias, problem)
+        return problem.run("forward", "fft", x, weight, bias)
 
     def run_direct():
-        return _direct_conv(x, weight, bias, stride, padding, pads, dilation, groups, padding_mode, dim)
+        return problem.run("forward", "direct", x, weight, bias)
 
     if c_in == 0:
         # no input channels: F's own result (its output shape for this case is its convention)
@@ -149,11 +147,7 @@ def _decided_call(choice, unbatched, padding, pb: ConvProblem, x):
         return lambda inp, w, b: conv(inp, w, b, stride, padding, dilation, groups)
 
     def call(inp, w, b):
-        xb = inp.unsqueeze(0) if unbatched else inp
-        if choice == "fft":
-            y = _fft_conv(xb, w, b, pb)
-        else:
-            y = _direct_conv(xb, w, b, stride, padding, pb.pads, dilation, groups, pb.padding_mode, pb.dim)
+        y = pb.run("forward", choice, inp.unsqueeze(0) if unbatched else inp, w, b)
         return y.squeeze(0) if unbatched else y
     return call
 
@@ -181,10 +175,7 @@ class _PerDirectionConv(torch.autograd.Function):
     def forward(ctx, x, weight, bias, problem: ConvProblem, forward_choice: str):
         ctx.save_for_backward(x, weight)
         ctx.problem, ctx.has_bias = problem, bias is not None
-        if forward_choice == "fft":
-            return _fft_conv(x, weight, bias, problem)
-        conv = _DIRECT[problem.dim]
-        return conv(x, weight, bias, problem.stride, [pl for pl, _ in problem.pads], problem.dilation, problem.groups)
+        return problem.run("forward", forward_choice, x, weight, bias)
 
     @staticmethod
     def backward(ctx, grad):
@@ -192,94 +183,36 @@ class _PerDirectionConv(torch.autograd.Function):
         pb = ctx.problem
         grad = grad.contiguous()
         want_x, want_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
-        _, _, s2, p4, d2, _ = pb.op_args()
-        padding = [pl for pl, _ in pb.pads]
-        made = []
 
-        def operands_2d():  # (x, weight, grad) as the 2-D ops see them, made when an FFT path first runs
-            if not made:
-                made.extend((pb.input_2d(x), pb.weight_2d(weight), pb.output_2d(grad)))
-            return made
+        def run(direction, algorithm):
+            return pb.run(direction, algorithm, x, weight, grad=grad)
 
-        def fft_input():
-            x4, w4, g4 = operands_2d()
-            return pb.input_from_2d(_ops_ns.conv2d_grad_input(g4, w4, list(x4.shape), s2, p4, d2, pb.groups, False))
-
-        def fft_weight():
-            x4, w4, g4 = operands_2d()
-            return pb.weight_from_2d(_ops_ns.conv2d_grad_weight(g4, x4, list(w4.shape), s2, p4, d2, pb.groups,
-                                                                False))
-
-        def direct(mask):
-            return torch.ops.aten.convolution_backward(grad, x, weight, None, list(pb.stride), padding,
-                                                       list(pb.dilation), False, [0] * pb.dim, pb.groups, mask)
+        def chosen(direction, component):
+            return choose(pb, x, direction, lambda: run(direction, "fft"), lambda: run(direction, "direct"),
+                          pb.pipeline_target(x.device, x.dtype, component))
 
         with torch.no_grad():
             gx = gw = None
             if pb.fold is not None and not all_finite(grad, x, weight):
                 # the folded ops' NaN/Inf fallback would spread them over the zero taps between depth taps
-                gx, gw, _ = direct([want_x, want_w, False])
-                want_x = want_w = False
-            c_x = choose(pb, x, "grad_input", fft_input, lambda: direct([True, False, False])[0],
-                         pb.pipeline_target(x.device, x.dtype, _cp.GRAD_INPUT)) if want_x else None
-            c_w = choose(pb, x, "grad_weight", fft_weight, lambda: direct([False, True, False])[1],
-                         pb.pipeline_target(x.device, x.dtype, _cp.GRAD_WEIGHT)) if want_w else None
-            if want_x and want_w and c_x == c_w:  # one joint pass: the output gradient transformed once
-                if c_x == "fft":
-                    x4, w4, g4 = operands_2d()
-                    if x.device.type == "cuda" and _algo.once(pb, x, "joint backward"):
-                        # the joint pass is a kernel of its own: compared first
-                        _cp.check_joint_backward(
-                            [_algo.chosen_pipeline(pb, x, d) for d in ("grad_input", "grad_weight")],
-                            lambda: _ops_ns.conv2d_backward(g4, x4, w4, s2, p4, d2, pb.groups, False),
-                            lambda: (_ops_ns.conv2d_grad_input(g4, w4, list(x4.shape), s2, p4, d2, pb.groups, False),
-                                     _ops_ns.conv2d_grad_weight(g4, x4, list(w4.shape), s2, p4, d2, pb.groups,
-                                                                False)),
-                            pb.pipeline_target(x.device, x.dtype, _cp.BACKWARD), f"input {tuple(x.shape)}, {pb}")
-                    gx4, gw4 = _ops_ns.conv2d_backward(g4, x4, w4, s2, p4, d2, pb.groups, False)
-                    gx, gw = pb.input_from_2d(gx4), pb.weight_from_2d(gw4)
-                else:
-                    gx, gw, _ = direct([True, True, False])
+                c_x = c_w = "direct"
             else:
-                if want_x:
-                    gx = fft_input() if c_x == "fft" else direct([True, False, False])[0]
-                if want_w:
-                    gw = fft_weight() if c_w == "fft" else direct([False, True, False])[1]
+                c_x = chosen("grad_input", _cp.GRAD_INPUT) if want_x else None
+                c_w = chosen("grad_weight", _cp.GRAD_WEIGHT) if want_w else None
+            if want_x and want_w and c_x == c_w:  # one joint pass: the output gradient transformed once
+                if c_x == "fft" and x.device.type == "cuda" and _algo.once(pb, x, "joint backward"):
+                    # the joint pass is a kernel of its own: compared first
+                    _cp.check_joint_backward([_algo.chosen_pipeline(pb, x, d) for d in ("grad_input", "grad_weight")],
+                                             lambda: run("backward", "fft"),
+                                             lambda: (run("grad_input", "fft"), run("grad_weight", "fft")),
+                                             pb.pipeline_target(x.device, x.dtype, _cp.BACKWARD),
+                                             f"input {tuple(x.shape)}, {pb}")
+                gx, gw = run("backward", c_x)
+            else:
+                gx = run("grad_input", c_x) if want_x else None
+                gw = run("grad_weight", c_w) if want_w else None
         gb = grad.sum(dim=[0] + list(range(2, grad.dim()))) if ctx.has_bias and ctx.needs_input_grad[2] else None
         return gx, gw, gb, None, None
-
-
-def _direct_conv(x, weight, bias, stride, padding, pads, dilation, groups, padding_mode, dim):
-    """torch's own convolution (cuDNN / oneDNN), with nn.ConvNd's padding modes."""
-    conv = _DIRECT[dim]
-    out_dtype = x.dtype
-    # as the FFT path, float16/bfloat16 are computed in float32 on the CPU; inside torch.autocast
-    # F.conv casts the operands and picks the result's dtype itself
-    keep = x.device.type != "cpu" or autocast_dtype(x.device) is not None
-    if not keep:
-        x, weight, bias = upcast(x, weight, bias)
-    if padding_mode != "zeros" and any(p for lr in pads for p in lr):
-        x = F.pad(x, [p for lr in reversed(pads) for p in lr], mode=padding_mode)
-        padding = 0
-    y = conv(x, weight, bias, stride, padding, dilation, groups)
-    return y if keep else restore(y, out_dtype)
-
-
-def _fft_conv(x, weight, bias, pb: ConvProblem):
-    """The fused FFT operator on the problem as it sees it (padding modes, 1-D and the depth
-    fold: problem.py); the output in the memory format F.conv* gives."""
-    layout = memory_format_of(x)
-    x = pb.pad_input(x)
-    if pb.fold is not None and not all_finite(x, weight, bias):
-        # the folded problem's own NaN/Inf fallback would spread a NaN over the zero taps between
-        # depth taps: F.conv3d puts them where PyTorch does
-        if not pb.pad_first:
-            x = F.pad(x, [p for lr in reversed(pb.pads) for p in lr])
-        return _direct_conv(x, weight, bias, pb.stride, 0, [(0, 0)] * 3, pb.dilation, pb.groups, "zeros", 3)
-    _, _, s2, p4, d2, circular = pb.op_args()
-    # float16/bfloat16 are computed in float32 by the op itself, and returned in their dtype
-    y = torch.ops.fftconv.conv2d_forward(pb.input_2d(x), pb.weight_2d(weight), bias, s2, p4, d2, pb.groups, circular)
-    return pb.output_from_2d(y).contiguous(memory_format=layout)
 
 
 def conv2d(input: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] = None,

@@ -10,8 +10,9 @@ so it is described by that correlation too.
 
 ``ConvProblem`` is built once per call from checked arguments and owns everything that
 depends on this mapping: the operator's arguments (``op_args``), the adapters of input,
-weight and output to and from the 2-D shapes, the cost model's estimate and choice per
-direction, what a choice is keyed by, and where a CUDA pipeline choice is recorded.
+weight and output to and from the 2-D shapes, ``run(direction, algorithm, ...)`` (the problem
+computed by the FFT operator or by torch's own convolution), the cost model's estimate and
+choice per direction, what a choice is keyed by, and where a CUDA pipeline choice is recorded.
 """
 from __future__ import annotations
 
@@ -23,12 +24,18 @@ import torch
 import torch.nn.functional as F
 
 from . import _C
+from . import _ops  # noqa: F401  (fake kernels and autograd of the ops)
 from . import cost_model
-from ._shapes import output_length
+from ._shapes import autocast_dtype, output_length, restore, upcast
+from .arguments import all_finite, memory_format_of
 from .cuda_pipelines import PipelineTarget
 from .depth_fold import DepthFold
 
 Pads = Tuple[Tuple[int, int], ...]
+
+_ops_ns = torch.ops.fftconv
+_DIRECT = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
+RUN_DIRECTIONS = ("forward", "grad_input", "grad_weight", "backward")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -131,6 +138,76 @@ class ConvProblem:
 
     def _from_2d(self, t: torch.Tensor) -> torch.Tensor:
         return t.squeeze(2) if self.dim == 1 else t
+
+    # ---- running the problem
+
+    def run(self, direction: str, algorithm: str, x: Optional[torch.Tensor] = None,
+            weight: Optional[torch.Tensor] = None, bias: Optional[torch.Tensor] = None,
+            grad: Optional[torch.Tensor] = None):
+        """The problem in one direction by one algorithm: ``'fft'`` (the operator) or
+        ``'direct'`` (``F.conv*`` / ``aten.convolution_backward``).
+
+        ``'forward'``: the output of (x, weight, bias), in the memory format F.conv* gives.
+        ``'grad_input'``, ``'grad_weight'``: that gradient for the output gradient ``grad``;
+        ``'backward'``: both, ``(grad_input, grad_weight)``, in one joint pass. The gradient
+        directions are the correlation's with zero padding (the per-direction training path);
+        the FFT path needs only the operand it multiplies (weight for the input gradient, x for
+        the weight gradient)."""
+        if direction not in RUN_DIRECTIONS:
+            raise ValueError(f"direction must be one of {RUN_DIRECTIONS}, got {direction!r}")
+        if algorithm not in ("fft", "direct"):
+            raise ValueError(f"algorithm must be 'fft' or 'direct', got {algorithm!r}")
+        if direction == "forward":
+            return self._forward_fft(x, weight, bias) if algorithm == "fft" else self._forward_direct(x, weight, bias)
+        if algorithm == "direct":
+            mask = [direction != "grad_weight", direction != "grad_input", False]
+            gx, gw, _ = torch.ops.aten.convolution_backward(
+                grad, x, weight, None, list(self.stride), [pl for pl, _ in self.pads], list(self.dilation), False,
+                [0] * self.dim, self.groups, mask)
+            return {"grad_input": gx, "grad_weight": gw}.get(direction, (gx, gw))
+        x4, w4, s2, p4, d2, circular = self.op_args()
+        g = self.output_2d(grad)
+        if direction == "grad_input":
+            return self.input_from_2d(_ops_ns.conv2d_grad_input(g, self.weight_2d(weight), list(x4), s2, p4, d2,
+                                                                self.groups, circular))
+        if direction == "grad_weight":
+            return self.weight_from_2d(_ops_ns.conv2d_grad_weight(g, self.input_2d(x), list(w4), s2, p4, d2,
+                                                                  self.groups, circular))
+        gx, gw = _ops_ns.conv2d_backward(g, self.input_2d(x), self.weight_2d(weight), s2, p4, d2, self.groups, circular)
+        return self.input_from_2d(gx), self.weight_from_2d(gw)
+
+    def _forward_fft(self, x, weight, bias):
+        layout = memory_format_of(x)
+        x = self.pad_input(x)
+        if self.fold is not None and not all_finite(x, weight, bias):
+            # the folded problem's own NaN/Inf fallback would spread a NaN over the zero taps between
+            # depth taps: F.conv3d puts them where PyTorch does
+            if not self.pad_first:
+                x = F.pad(x, [p for lr in reversed(self.pads) for p in lr])
+            return dataclasses.replace(self, x_shape=tuple(x.shape), pads=((0, 0),) * 3,
+                                       padding_mode="zeros")._forward_direct(x, weight, bias)
+        _, _, s2, p4, d2, circular = self.op_args()
+        # float16/bfloat16 are computed in float32 by the op itself, and returned in their dtype
+        y = _ops_ns.conv2d_forward(self.input_2d(x), self.weight_2d(weight), bias, s2, p4, d2, self.groups, circular)
+        return self.output_from_2d(y).contiguous(memory_format=layout)
+
+    def _forward_direct(self, x, weight, bias):
+        """torch's own convolution (cuDNN / oneDNN), with nn.ConvNd's padding modes."""
+        out_dtype = x.dtype
+        # as the FFT path, float16/bfloat16 are computed in float32 on the CPU; inside torch.autocast
+        # F.conv casts the operands and picks the result's dtype itself
+        keep = x.device.type != "cpu" or autocast_dtype(x.device) is not None
+        if not keep:
+            x, weight, bias = upcast(x, weight, bias)
+        padding = [pl for pl, _ in self.pads]
+        if any(pl != pr for pl, pr in self.pads) or (self.padding_mode != "zeros" and any(padding)):
+            # other modes, and zero padding that differs left and right ('same' with an even
+            # kernel: what F.conv does for it too), are padded first
+            mode = "constant" if self.padding_mode == "zeros" else self.padding_mode
+            x = F.pad(x, [p for lr in reversed(self.pads) for p in lr], mode=mode)
+            padding = 0
+        y = _DIRECT[self.dim](x, weight, bias, self.stride, padding, self.dilation, self.groups)
+        return y if keep else restore(y, out_dtype)
 
     # ---- the cost model (cost_model.py, docs/design.md §15) and what a choice is keyed by
 

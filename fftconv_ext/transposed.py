@@ -172,10 +172,7 @@ def _fft_conv_transpose(x, weight, bias, adjoint: ConvProblem):
     extra = [c - n for c, n in zip(conv_out, x.shape[2:])]
     if any(extra):
         x = F.pad(x, [v for e in reversed(extra) for v in (0, e)])
-    size, _, s2, p4, d2, _ = adjoint.op_args()
-    y = torch.ops.fftconv.conv2d_grad_input(adjoint.output_2d(x), adjoint.weight_2d(weight), list(size), s2, p4,
-                                            d2, groups, False)
-    y = adjoint.input_from_2d(y)
+    y = adjoint.run("grad_input", "fft", weight=weight, grad=x)
     if bias is not None:
         y = y + bias.view((1, -1) + (1,) * dim).to(y.dtype)
     if x.dtype in LOW_PRECISION and y.dtype != x.dtype:

@@ -166,7 +166,7 @@ def test_per_direction_choices_run_where_the_model_says(monkeypatch):
     # a direct forward with FFT gradients: the gradients come from the FFT ops, and match F's
     _no_timing(monkeypatch)
     ops = _CountingOps()
-    monkeypatch.setattr(fftconv_ext.functional, "_ops_ns", ops)
+    monkeypatch.setattr(fftconv_ext.problem, "_ops_ns", ops)
     monkeypatch.setitem(cost_model.THRESHOLDS, "cpu", {k: {"forward": 1e9, "grad_input": 0.0, "grad_weight": 0.0}
                                                        for k in cost_model.KINDS})
     g = torch.Generator().manual_seed(5)
@@ -412,7 +412,7 @@ def test_benchmark_chooses_each_direction_by_its_own_measurement(tmp_path, monke
     monkeypatch.setattr(algo_mod, "_measure", fake_measure)
     monkeypatch.setattr(cost_model, "clear_choice", lambda *a: None)  # in the measured band
     ops = _CountingOps()
-    monkeypatch.setattr(fftconv_ext.functional, "_ops_ns", ops)
+    monkeypatch.setattr(fftconv_ext.problem, "_ops_ns", ops)
     x = torch.randn(2, 4, 12, 12, dtype=torch.float64, requires_grad=True)
     w = torch.randn(8, 4, 5, 5, dtype=torch.float64, requires_grad=True)
     b = torch.randn(8, dtype=torch.float64, requires_grad=True)

@@ -435,7 +435,7 @@ def test_auto_training_takes_each_direction_s_choice(monkeypatch, tmp_path, choi
         def __getattr__(self, name):
             op = getattr(torch.ops.fftconv, name)
             return lambda *a: calls.append(name) or op(*a)
-    monkeypatch.setattr(FXM, "_ops_ns", Counting())
+    monkeypatch.setattr(fftconv_ext.problem, "_ops_ns", Counting())
     x, w, b = random_case((2, 4, 7, 8, 9), (4, 1, 5, 5, 3), seed=13)
     for kernel_taller_than_pitch in (False, True):
         wk = torch.randn(4, 1, 3, 13, 3, dtype=torch.float64) if kernel_taller_than_pitch else w
