@@ -28,7 +28,7 @@ from fftconv_ext import cost_model
 from fftconv_ext.problem import ConvProblem
 from .machine import finish_meta, machine_name, run_meta
 
-ROUNDS = 3
+ROUNDS = 9
 SKIP_DIRECT_MACS = 4e9
 
 
