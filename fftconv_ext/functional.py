@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import Optional, Sequence, Union
 
 import torch
-import torch.nn.functional as F
 
 from . import _ops  # noqa: F401  (fake kernels and autograd of the ops)
 from . import algo as _algo
@@ -22,12 +21,11 @@ from .arguments import (MAX_DECIDED_CALLS, ConvArgumentError, all_finite, call_k
 from ._shapes import LOW_PRECISION, autocast_dtype
 from .tracing import is_tracing, under_dispatch_mode
 from . import runtime_choice
-from .problem import ConvProblem
+from .problem import DIRECT_CONV, ConvProblem
 from .onnx_export import exporting_to_onnx
 
 __all__ = ["conv1d", "conv2d", "conv3d", "ConvArgumentError", "ALGOS"]
 
-_DIRECT = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
 
 _PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 
@@ -143,7 +141,7 @@ def _decided_call(choice, unbatched, padding, pb: ConvProblem, x):
     stride, dilation, groups = pb.stride, pb.dilation, pb.groups
     if choice == "direct" and pb.padding_mode == "zeros" and not unbatched and not (
             x.device.type == "cpu" and x.dtype in LOW_PRECISION):
-        conv = _DIRECT[pb.dim]
+        conv = DIRECT_CONV[pb.dim]
         return lambda inp, w, b: conv(inp, w, b, stride, padding, dilation, groups)
 
     def call(inp, w, b):

@@ -34,7 +34,7 @@ from .depth_fold import DepthFold
 Pads = Tuple[Tuple[int, int], ...]
 
 _ops_ns = torch.ops.fftconv
-_DIRECT = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
+DIRECT_CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}  # torch.nn.functional per spatial rank
 RUN_DIRECTIONS = ("forward", "grad_input", "grad_weight", "backward")
 
 
@@ -206,7 +206,7 @@ class ConvProblem:
             mode = "constant" if self.padding_mode == "zeros" else self.padding_mode
             x = F.pad(x, [p for lr in reversed(self.pads) for p in lr], mode=mode)
             padding = 0
-        y = _DIRECT[self.dim](x, weight, bias, self.stride, padding, self.dilation, self.groups)
+        y = DIRECT_CONV[self.dim](x, weight, bias, self.stride, padding, self.dilation, self.groups)
         return y if keep else restore(y, out_dtype)
 
     # ---- the cost model (cost_model.py, docs/design.md §15) and what a choice is keyed by
