@@ -15,31 +15,38 @@ from typing import Iterable, Optional, Sequence, Tuple
 
 
 DIRECTIONS = ("forward", "grad_input", "grad_weight")
-# One weight input channel per group (depthwise) or several (dense, grouped): the two run on
-# different direct kernels (a depthwise loop, a GEMM) whose speed per multiply-add differs by
-# an order of magnitude, so each kind has its thresholds.
-KINDS = ("depthwise", "dense")
+# One weight input channel per group (depthwise) or several (dense, grouped), and 1, 2 or 3
+# spatial axes: each runs on its own direct kernel (a depthwise loop, a GEMM; oneDNN's 1-D, 2-D
+# and 3-D implementations, some with no fast backward) whose speed per multiply-add differs by
+# up to an order of magnitude, so each kind has its thresholds.
+FAMILIES = ("depthwise", "dense")
+KINDS = tuple(f"{family} {dim}-D" for family in FAMILIES for dim in (1, 2, 3))
 
 # FFT where arithmetic_ratio >= the threshold, fitted by `python -m fftconv_ext.bench --calibrate`
-# (rounded). CPU: 48 layers on 2 threads of an AVX-512 x86 VM, every direction
-# (bench/results/amd-epyc-x86_64-2t-calibrate.{json,md}); direct depthwise weight gradients are
-# slow there, so the FFT takes them early, while the dense layers measured ran direct in every
-# weight gradient (32: past every measured ratio). CUDA: only the depthwise forward has been
-# measured (7 layers of an H200, bench/results/nvidia-h200-calibrate-forward.*); its gradients
-# take the forward's value and dense layers the CPU's, until a GPU run of --calibrate fits them.
+# (rounded). CPU: 62 layers on 2 threads of an AVX-512 x86 VM, every direction
+# (bench/results/amd-epyc-x86_64-2t-calibrate.{json,md}). Direct depthwise weight gradients are
+# slow there beyond 3x3 taps, so the FFT takes them early; the 1-D direct forward is slow beyond
+# a few dozen taps, and the 3-D direct backward slow at every size. The dense layers measured ran
+# direct in every weight gradient (32: past every measured ratio). CUDA: only the 2-D depthwise
+# forward has been measured (7 layers of an H200, bench/results/nvidia-h200-calibrate-forward.*);
+# its gradients take the forward's value and dense layers the CPU's, until a GPU run of
+# --calibrate fits them. A kind with no entry takes its family's 2-D thresholds.
 THRESHOLDS = {
-    "cpu": {"depthwise": {"forward": 1.45, "grad_input": 0.85, "grad_weight": 0.14},
-            "dense": {"forward": 9.3, "grad_input": 9.3, "grad_weight": 32.0}},
-    "cuda": {"depthwise": {"forward": 5.8, "grad_input": 5.8, "grad_weight": 5.8},
-             "dense": {"forward": 9.3, "grad_input": 9.3, "grad_weight": 32.0}},
+    "cpu": {"depthwise 1-D": {"forward": 0.21, "grad_input": 2.1, "grad_weight": 0.10},
+            "depthwise 2-D": {"forward": 1.75, "grad_input": 1.3, "grad_weight": 0.22},
+            "depthwise 3-D": {"forward": 3.8, "grad_input": 0.20, "grad_weight": 0.20},
+            "dense 2-D": {"forward": 9.3, "grad_input": 9.3, "grad_weight": 32.0}},
+    "cuda": {"depthwise 2-D": {"forward": 5.8, "grad_input": 5.8, "grad_weight": 5.8},
+             "dense 2-D": {"forward": 9.3, "grad_input": 9.3, "grad_weight": 32.0}},
 }
 # Other device types: the arithmetic break-even.
 DEFAULT_THRESHOLD = 1.0
 
 
 def kind(w_shape: Sequence[int]) -> str:
-    """'depthwise' (one input channel per group) or 'dense'."""
-    return "depthwise" if w_shape[1] == 1 else "dense"
+    """'depthwise 2-D' (one input channel per group), 'dense 3-D', ...: the weight's family and
+    its number of spatial axes."""
+    return f"{'depthwise' if w_shape[1] == 1 else 'dense'} {len(w_shape) - 2}-D"
 
 
 # With backends.benchmark, problems whose ratio is this far from the threshold (either way)
@@ -61,22 +68,27 @@ def arithmetic_ratio(x_shape: Sequence[int], w_shape: Sequence[int], out_spatial
     return direct / max(fft, 1.0)
 
 
-def threshold(device_type: str, direction: str = "forward", kind: str = "depthwise") -> float:
+def threshold(device_type: str, direction: str = "forward", kind: str = "depthwise 2-D") -> float:
+    """The ratio from which the FFT path is chosen: the kind's own threshold where it has been
+    fitted, else its family's 2-D one, else DEFAULT_THRESHOLD."""
     if direction not in DIRECTIONS:
         raise ValueError(f"direction must be one of {DIRECTIONS}, got {direction!r}")
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
-    return THRESHOLDS.get(device_type, {}).get(kind, {}).get(direction, DEFAULT_THRESHOLD)
+    table = THRESHOLDS.get(device_type, {})
+    per = table.get(kind) or table.get(kind.split()[0] + " 2-D", {})
+    return per.get(direction, DEFAULT_THRESHOLD)
 
 
-def choice(ratio: float, device_type: str, direction: str = "forward", kind: str = "depthwise") -> str:
+def choice(ratio: float, device_type: str, direction: str = "forward", kind: str = "depthwise 2-D") -> str:
     """'fft' or 'direct': the model's choice for a problem of this arithmetic ratio."""
     if ratio <= 0.0:
         return "direct"
     return "fft" if ratio >= threshold(device_type, direction, kind) else "direct"
 
 
-def clear_choice(ratio: float, device_type: str, direction: str = "forward", kind: str = "depthwise") -> Optional[str]:
+def clear_choice(ratio: float, device_type: str, direction: str = "forward",
+                 kind: str = "depthwise 2-D") -> Optional[str]:
     """The model's choice where the ratio is CLEAR_FACTOR or more from the threshold, else None
     (a problem backends.benchmark measures)."""
     t = threshold(device_type, direction, kind)

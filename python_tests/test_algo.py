@@ -156,7 +156,7 @@ def test_default_choice_follows_the_threshold_of_its_direction(monkeypatch, dire
     for below, want in ((True, "direct"), (False, "fft")):
         table = {d: ratio * 0.5 for d in cost_model.DIRECTIONS}
         table[direction] = ratio * (1.5 if below else 0.5)
-        monkeypatch.setitem(cost_model.THRESHOLDS, "cpu", {"depthwise": table, "dense": table})
+        monkeypatch.setitem(cost_model.THRESHOLDS, "cpu", {k: table for k in cost_model.KINDS})
         algo_mod.clear_memory()
         got = algo_mod.choose(_problem(x, w, 4, 16), x, direction, None, None)
         assert got == want
@@ -346,6 +346,28 @@ def test_committed_thresholds_are_the_fit_of_the_committed_calibration():
             for direction, f in per.items():
                 assert cost_model.threshold(device, direction, kind) == pytest.approx(f["threshold"], rel=0.05), \
                     (name, kind, direction)
+
+
+def test_kind_is_family_and_rank_and_unfitted_kinds_take_their_family_2d_thresholds(monkeypatch):
+    assert cost_model.kind((8, 1, 5)) == "depthwise 1-D"
+    assert cost_model.kind((8, 1, 3, 3, 3)) == "depthwise 3-D"
+    assert cost_model.kind((8, 4, 3, 3)) == "dense 2-D"
+    assert set(cost_model.KINDS) == {f"{f} {d}-D" for f in ("depthwise", "dense") for d in (1, 2, 3)}
+    table = {"depthwise 2-D": {"forward": 2.0}, "depthwise 3-D": {"forward": 7.0}, "dense 2-D": {"forward": 11.0}}
+    monkeypatch.setitem(cost_model.THRESHOLDS, "cpu", table)
+    assert cost_model.threshold("cpu", "forward", "depthwise 3-D") == 7.0   # its own
+    assert cost_model.threshold("cpu", "forward", "depthwise 1-D") == 2.0   # the family's 2-D
+    assert cost_model.threshold("cpu", "forward", "dense 3-D") == 11.0
+    assert cost_model.threshold("cpu", "grad_input", "dense 3-D") == cost_model.DEFAULT_THRESHOLD
+    assert cost_model.threshold("xpu", "forward", "dense 2-D") == cost_model.DEFAULT_THRESHOLD
+    with pytest.raises(ValueError, match="kind"):
+        cost_model.threshold("cpu", "forward", "depthwise")
+    # a 1-D and a 3-D problem of the same ratio can get different choices
+    p1 = ConvProblem(1, (2, 8, 64), (8, 1, 9), (1,), ((4, 4),), (1,), 8)
+    p3 = ConvProblem(3, (2, 8, 8, 8, 8), (8, 1, 3, 3, 3), (1, 1, 1), ((1, 1),) * 3, (1, 1, 1), 8)
+    monkeypatch.setitem(cost_model.THRESHOLDS, "cpu", {"depthwise 1-D": {"forward": 0.0},
+                                                       "depthwise 3-D": {"forward": 1e9}})
+    assert p1.model_choice("cpu") == "fft" and p3.model_choice("cpu") == "direct"
 
 
 def test_fit_threshold_finds_the_least_loss_split():

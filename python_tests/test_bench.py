@@ -425,7 +425,7 @@ def test_calibrate_fits_each_kind_and_direction_and_writes_its_tables(tmp_path):
         for f in per.values():
             assert f["loss"] >= 1.0 and f["committed_loss"] >= f["loss"] - 1e-12  # the fit is the least loss
     md = calibrate.markdown({"meta": {"machine": "m", "device": "cpu"}, "points": points, "fit": fits})
-    assert md.count("\n| depthwise 2-D") == len(points)
+    assert md.count("\n| depthwise 2-D R") == len(points)
 
 
 def test_calibrate_from_a_committed_run(tmp_path):
@@ -435,5 +435,52 @@ def test_calibrate_from_a_committed_run(tmp_path):
     src = os.path.join(os.path.dirname(__file__), "..", "bench", "results", "nvidia-h200.json")
     main(["--calibrate", "--calibrate-from", src, "--out", str(tmp_path)])
     out = json.load(open(tmp_path / "nvidia-h200-calibrate-forward.json"))
-    assert len(out["points"]) == 7 and set(out["fit"]) == {"depthwise"}
+    assert len(out["points"]) == 7 and set(out["fit"]) == {"depthwise 2-D"}
     assert (tmp_path / "nvidia-h200-calibrate-forward.md").exists()
+
+
+def test_harness_restarts_itself_with_glibc_thresholds_fixed(monkeypatch):
+    import sys
+    from fftconv_ext.bench import machine
+    calls = []
+    monkeypatch.setattr(machine.os, "execve", lambda exe, argv, env: calls.append((exe, argv, env)))
+    monkeypatch.setattr(machine.sys, "platform", "linux")
+    for k in machine.FIXED_MALLOC:
+        monkeypatch.delenv(k, raising=False)
+    assert machine.malloc_mode() == "glibc defaults"
+    machine.restart_with_fixed_malloc(["--train", "--threads", "2"])
+    (exe, argv, env), = calls
+    assert exe == sys.executable and argv[1:] == ["-m", "fftconv_ext.bench", "--train", "--threads", "2"]
+    assert all(env[k] == v for k, v in machine.FIXED_MALLOC.items())
+    for k, v in machine.FIXED_MALLOC.items():
+        monkeypatch.setenv(k, v)
+    assert machine.malloc_mode() == "fixed"
+    machine.restart_with_fixed_malloc(["--train"])  # already fixed: no second restart
+    assert len(calls) == 1
+
+
+def test_auto_benchmark_mode_names_its_files_and_sets_the_flag(monkeypatch):
+    import fftconv_ext
+    from fftconv_ext.bench import machine
+    dev = torch.device("cpu")
+    plain = machine.machine_name(dev, 2)
+    try:
+        machine.set_auto_mode(True)
+        assert fftconv_ext.backends.benchmark is True
+        assert machine.machine_name(dev, 2) == plain + "-benchmark"
+        assert machine.run_meta(dev, 2)["auto"] == "benchmark"
+    finally:
+        machine.set_auto_mode(False)
+    assert fftconv_ext.backends.benchmark is False and machine.machine_name(dev, 2) == plain
+
+
+def test_train_first_steps_are_timed_in_a_fresh_process():
+    from fftconv_ext.bench import train_step
+    spec = {"R": 8, "k": 3, "batch": 1}
+    t = train_step._first_step(spec, "direct", torch.device("cpu"), 1)
+    assert t["first_ms"] > 0 and t["plain_ms"] > 0
+    rows = [{"layer": "sweep R8 k3", "input": [1, 384, 8, 8], "median_ms": {"auto": 1.0, "fft": 2.0, "direct": 1.0},
+             "auto_over_best": 1.0, "auto_paired_over_best": 1.0, "first_step_over_best": 3.0,
+             "first_faster_step_over_best": 2.5, "first_auto_over_first_faster": 1.2}]
+    md = train_step.train_markdown(rows, {})
+    assert "| 3.00x | 2.50x | 1.20 |" in md and "worst 3.00x" in md

@@ -27,6 +27,7 @@ import json
 import tempfile
 import os
 import platform
+import sys
 import time
 
 import torch
@@ -34,7 +35,7 @@ import torch.nn.functional as F
 
 import fftconv_ext
 from . import impls as impl_registry
-from .machine import finish_meta, machine_name, run_meta
+from .machine import finish_meta, machine_name, restart_with_fixed_malloc, run_meta, set_auto_mode
 from .memory import forward_memory
 from .sweep import SWEEP_K_DEFAULT, SWEEP_K_FULL, SWEEP_R
 from .report import COMPOSITION_VARIANTS, auto_markdown, markdown, memory_markdown, plot, summary
@@ -192,8 +193,13 @@ def main(argv=None) -> None:
                          "(writes <machine>-calibrate.json, .md)")
     ap.add_argument("--calibrate-from", metavar="RESULTS_JSON",
                     help="with --calibrate: fit the forward threshold from a committed benchmark run instead")
+    ap.add_argument("--auto-benchmark", action="store_true",
+                    help="run algo='auto' with fftconv_ext.backends.benchmark = True (files <machine>-benchmark*)")
+    ap.add_argument("--glibc-defaults", action="store_true",
+                    help="keep glibc's malloc thresholds (by default the harness fixes them: bench/machine.py)")
     ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args(argv)
+    set_auto_mode(args.auto_benchmark)
 
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -324,9 +330,10 @@ def main_train(device: torch.device, args) -> None:
                                              "models": "batch 2 at 64x64, converted with algo='auto'/'fft'/'direct'"})
     print(" | ".join(f"{k} {v}" for k, v in meta.items()), flush=True)
     with tempfile.TemporaryDirectory() as cache, fftconv_ext.backends.flags(cache_dir=cache):
-        fftconv_ext.algo.clear_memory()  # auto starts from nothing: its first step measures
+        fftconv_ext.algo.clear_memory()  # auto starts from nothing
         rows = run_train(device, batch, full=args.full)
-    stability = run_stability(batch, args.threads) if device.type == "cpu" else {}
+    # the default mode's choices in fresh processes (benchmark mode's depend on timings)
+    stability = run_stability(batch, args.threads) if device.type == "cpu" and not args.auto_benchmark else {}
     md = train_markdown(rows, stability)
     print(md)
     write_suite(args.out, machine, "train", meta, {"rows": rows, "stability": stability},
@@ -383,4 +390,6 @@ def main_models(device: torch.device, args) -> None:
 
 
 if __name__ == "__main__":
+    if "--glibc-defaults" not in sys.argv[1:]:
+        restart_with_fixed_malloc(sys.argv[1:])
     main()

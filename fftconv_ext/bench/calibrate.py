@@ -1,13 +1,12 @@
 """python -m fftconv_ext.bench --calibrate: the measurements behind algo="auto"'s cost model.
 
-For a set of layers (depthwise 1-D, 2-D and 3-D kernels from 3 to 31 taps a side, dense
-layers), each direction (forward, input gradient, weight gradient) is timed on both paths,
+For a set of layers (depthwise 1-D kernels of 9 to 257 taps, 2-D and 3-D kernels from 3 to 31
+taps a side, dense layers), each direction (forward, input gradient, weight gradient) is timed on both paths,
 ``algo="fft"`` and ``algo="direct"``: one warm-up call each, then the median of ROUNDS calls in
 alternating order. A layer whose direct convolution does over SKIP_DIRECT_MACS multiply-adds is
 not timed direct (a direct 3-D backward there takes tens of seconds): it is listed, and left out
-of the fit. ``cost_model.fit_threshold`` then gives, per kind (depthwise, dense) and direction,
-the threshold that loses least against
-always taking the faster path. The run prints each layer's ratio, both times and the choice of
+of the fit. ``cost_model.fit_threshold`` then gives, per kind (depthwise or dense, 1-, 2- or 3-D)
+and direction, the threshold that loses least against always taking the faster path. The run prints each layer's ratio, both times and the choice of
 the fitted and of the committed thresholds, and writes <out>/<machine>-calibrate.{json,md}.
 
 ``--calibrate-from RESULTS.json`` fits the forward threshold from a committed benchmark run
@@ -42,10 +41,14 @@ def layers(quick: bool = False):
     if not quick:
         for k in (7, 13, 31):
             out.append((f"depthwise 2-D 56x56 k{k}", (4, 96, 56, 56), (96, 1, k, k), 96))
-        for k in (9, 33, 129, 257):
+        for k in (9, 17, 33, 65, 129, 257):
             out.append((f"depthwise 1-D L4096 k{k}", (4, 64, 4096), (64, 1, k), 64))
-        for k in (3, 7, 13):
+        for k in (9, 33, 129):
+            out.append((f"depthwise 1-D L1024 k{k}", (4, 128, 1024), (128, 1, k), 128))
+        for k in (3, 5, 7, 9, 13):
             out.append((f"depthwise 3-D 16^3 k{k}", (1, 48, 16, 16, 16), (48, 1, k, k, k), 48))
+        for k in (3, 7):
+            out.append((f"depthwise 3-D 8x24x24 k{k}", (2, 64, 8, 24, 24), (64, 1, k, k, k), 64))
         for k in (3, 5, 7, 11, 15):
             out.append((f"dense 2-D 32x32 k{k}", (4, 64, 32, 32), (64, 64, k, k), 1))
         for k in (3, 7, 13, 21):

@@ -12,6 +12,7 @@ import datetime
 import os
 import platform
 import statistics
+import sys
 import time
 
 import torch
@@ -22,7 +23,45 @@ _BUSY_LOAD = 0.75
 _PROBE_DRIFT = 1.25
 
 
+# glibc serves a large buffer from fresh mmap'ed pages until its dynamic threshold has moved above
+# that size, and on a VM touching fresh pages can make a direct convolution 4x slower; which of
+# the two regimes a call lands in depends on what the process freed before. The harness fixes
+# the thresholds, so that every run times the same regime: large buffers come from the heap and
+# are reused, as in the steady state of a long-running process. `--glibc-defaults` opts out.
+FIXED_MALLOC = {"MALLOC_MMAP_THRESHOLD_": "1000000000", "MALLOC_TRIM_THRESHOLD_": "1000000000"}
+
+# appended to the machine name of every result file: "-benchmark" for runs with
+# fftconv_ext.backends.benchmark on (set_auto_mode)
+NAME_SUFFIX = ""
+
+
+def malloc_mode() -> str:
+    return "fixed" if all(os.environ.get(k) == v for k, v in FIXED_MALLOC.items()) else "glibc defaults"
+
+
+def restart_with_fixed_malloc(argv) -> None:
+    """Replaces this process by the same benchmark command with glibc's thresholds fixed (glibc
+    reads them at start-up only), unless they are fixed already or this is not Linux."""
+    if sys.platform.startswith("linux") and malloc_mode() != "fixed":
+        sys.stdout.flush()
+        os.execve(sys.executable, [sys.executable, "-m", "fftconv_ext.bench", *argv],
+                  dict(os.environ, **FIXED_MALLOC))
+
+
+def set_auto_mode(benchmark: bool) -> None:
+    """algo='auto' as the run uses it: the cost model alone (default) or benchmark mode, whose
+    result files are named <machine>-benchmark*."""
+    global NAME_SUFFIX
+    import fftconv_ext
+    fftconv_ext.backends.benchmark = benchmark
+    NAME_SUFFIX = "-benchmark" if benchmark else ""
+
+
 def machine_name(device: torch.device, threads: int) -> str:
+    return _machine(device, threads) + NAME_SUFFIX
+
+
+def _machine(device: torch.device, threads: int) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device).replace(" ", "-").lower()
     cpu = "cpu"
@@ -65,6 +104,7 @@ def run_meta(device: torch.device, threads: int, **extra) -> dict:
             "threads": torch.get_num_threads(), "dtype": "float32",
             "cpu_capability": torch.backends.cpu.get_cpu_capability(),
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "malloc": malloc_mode(), "auto": "benchmark" if NAME_SUFFIX else "default",
             **extra, "load_at_start": _load(), "probe_ms_at_start": round(probe_ms(device), 3)}
 
 

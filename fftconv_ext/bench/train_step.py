@@ -2,8 +2,11 @@
 step) with ``algo="auto"`` against ``algo="fft"`` and ``algo="direct"``, per sweep layer and
 for whole converted networks, and whether auto makes the same choices in fresh processes.
 
-auto's target: its step within 10 % of the faster of the two paths. Its first step (the
-one that measures) is reported against a plain step of the faster path.
+auto's target: its step within 10 % of the faster of the two paths. First steps are timed in
+fresh processes (first_step_worker), after one warm-up step of an unrelated small layer on
+each path so that what every process pays once (threads, libraries) is left out: auto's first
+step against a plain step of the faster path, and the faster path's own first step beside it
+(what any convolution pays on a new shape: plans, primitives, first-touch memory).
 """
 from __future__ import annotations
 
@@ -45,7 +48,7 @@ def _compare(name: str, make, x: torch.Tensor, device, max_seconds: float) -> Di
     for m in models.values():
         m.load_state_dict(state)
     steps = {a: _step_fn(models[a], x, device) for a in ALGOS}
-    first = candidate_timing.time_once(steps["auto"], device)  # auto's first step: its choices are made there
+    first = candidate_timing.time_once(steps["auto"], device)  # in this process, after other layers
     # lockstep rounds until one path has used max_seconds: a layer with 2 ms steps gets a
     # hundred rounds (15 had left its auto, the direct path itself, 13 % "slower" by medians)
     t = time_interleaved(steps, device, warmup=1, rounds=100, max_seconds=max_seconds,
@@ -55,7 +58,7 @@ def _compare(name: str, make, x: torch.Tensor, device, max_seconds: float) -> Di
     faster = "fft" if med["fft"] <= med["direct"] else "direct"
     return {"layer": name, "input": list(x.shape), "median_ms": med, "auto_over_best": med["auto"] / best,
             "auto_paired_over_best": t["auto"]["paired_ratio_vs"][faster],
-            "first_auto_step_ms": first * 1e3, "first_step_over_best": first * 1e3 / best}
+            "faster": faster, "first_auto_step_in_run_ms": first * 1e3}
 
 
 def sweep_layers(full: bool = False):
@@ -63,24 +66,77 @@ def sweep_layers(full: bool = False):
     return [(R, k) for R in SWEEP_R for k in (SWEEP_K_FULL if full else SWEEP_K_DEFAULT)]
 
 
-def run_train(device: torch.device, batch: int, full: bool = False, model_batch: int = 2,
-              model_resolution: int = 64) -> List[Dict]:
-    rows = []
-    for R, k in sweep_layers(full):
-        x = torch.randn(batch, 384, R, R, device=device)
-        rows.append(_compare(f"sweep R{R} k{k}", lambda a: _layer(384, k, a, device), x, device, 1.0))
-        print(f"  train step {rows[-1]['layer']}: auto/best {rows[-1]['auto_over_best']:.3f}", flush=True)
-    from ..models import convnext_tiny, replknet_31b
-    for name, build in (("RepLKNet-31B", replknet_31b), ("ConvNeXt-T", convnext_tiny)):
-        torch.manual_seed(0)
-        base = build(num_classes=10).to(device)
-        x = torch.randn(model_batch, 3, model_resolution, model_resolution, device=device)
+_MODELS = ("RepLKNet-31B", "ConvNeXt-T")
 
-        def make(a, base=base):
-            import copy
-            return fftconv_ext.convert(copy.deepcopy(base), algo=a)
-        rows.append(_compare(f"{name} @{model_resolution}", make, x, device, 4.0))
-        print(f"  train step {rows[-1]['layer']}: auto/best {rows[-1]['auto_over_best']:.3f}", flush=True)
+
+def _build(spec: Dict, algo: str, device):
+    """(module, input) of a row: {"R", "k", "batch"} for a sweep layer, {"model", "batch",
+    "resolution"} for a converted network."""
+    torch.manual_seed(0)
+    if "model" in spec:
+        from ..models import convnext_tiny, replknet_31b
+        base = {"RepLKNet-31B": replknet_31b, "ConvNeXt-T": convnext_tiny}[spec["model"]](num_classes=10)
+        r = spec["resolution"]
+        return fftconv_ext.convert(base.to(device), algo=algo), torch.randn(spec["batch"], 3, r, r, device=device)
+    return (_layer(384, spec["k"], algo, device),
+            torch.randn(spec["batch"], 384, spec["R"], spec["R"], device=device))
+
+
+def first_step_worker(spec: Dict, algo: str, device: str = "cpu", plain_steps: int = 5) -> Dict:
+    """In a fresh process: one warm-up step of a small unrelated layer on each path, then the
+    first step of the row's module on `algo` and the median of `plain_steps` more (ms)."""
+    import statistics
+    dev = torch.device(device)
+    warm = torch.randn(1, 8, 12, 12, device=dev)
+    for a in ("fft", "direct"):
+        _step_fn(fftconv_ext.nn.FFTConv2d(8, 8, 5, padding=2, groups=8, algo=a).to(dev), warm, dev)()
+    model, x = _build(spec, algo, dev)
+    step = _step_fn(model, x, dev)
+    first = candidate_timing.time_once(step, dev) * 1e3
+    plain = statistics.median(candidate_timing.time_once(step, dev) * 1e3 for _ in range(plain_steps))
+    return {"first_ms": first, "plain_ms": plain}
+
+
+_FIRST = """
+import json, torch
+from fftconv_ext.bench.train_step import first_step_worker
+torch.set_num_threads({threads})
+print(json.dumps(first_step_worker({spec!r}, {algo!r}, {device!r})))
+"""
+
+
+def _first_step(spec: Dict, algo: str, device, threads: int) -> Dict:
+    code = _FIRST.format(threads=threads, spec=spec, algo=algo, device=str(device))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FFTCONV_")}
+    if fftconv_ext.backends.benchmark:
+        env["FFTCONV_BENCHMARK"] = "1"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=900)
+    if r.returncode != 0:
+        raise RuntimeError(f"first-step run failed: {r.stderr[-2000:]}")
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def run_train(device: torch.device, batch: int, full: bool = False, model_batch: int = 2,
+              model_resolution: int = 64, first_steps: bool = True) -> List[Dict]:
+    specs = [(f"sweep R{R} k{k}", {"R": R, "k": k, "batch": batch}, 1.0) for R, k in sweep_layers(full)]
+    specs += [(f"{m} @{model_resolution}", {"model": m, "batch": model_batch, "resolution": model_resolution}, 4.0)
+              for m in _MODELS]
+    rows = []
+    for name, spec, seconds in specs:
+        x = _build(spec, "fft", device)[1]
+        rows.append(_compare(name, lambda a, spec=spec: _build(spec, a, device)[0], x, device, seconds))
+        row = rows[-1]
+        if first_steps:
+            threads = torch.get_num_threads()
+            auto, faster = (_first_step(spec, a, device, threads) for a in ("auto", row["faster"]))
+            best = min(row["median_ms"]["fft"], row["median_ms"]["direct"])
+            row.update(first_auto_step_ms=auto["first_ms"], first_faster_step_ms=faster["first_ms"],
+                       first_step_over_best=auto["first_ms"] / best,
+                       first_faster_step_over_best=faster["first_ms"] / best,
+                       first_auto_over_first_faster=auto["first_ms"] / faster["first_ms"])
+        print(f"  train step {name}: auto/best {row['auto_over_best']:.3f}"
+              + (f", first auto step / faster step {row['first_step_over_best']:.2f}" if first_steps else ""),
+              flush=True)
     return rows
 
 
@@ -115,16 +171,27 @@ def run_stability(batch: int, threads: int, processes: int = 5, full: bool = Fal
 
 
 def train_markdown(rows: List[Dict], stability: Dict) -> str:
-    lines = ["| layer | input | auto ms | fft ms | direct ms | auto / faster | paired | first auto step / faster step |",
-             "|---|---|---|---|---|---|---|---|"]
+    first = all("first_step_over_best" in r for r in rows)
+    lines = ["| layer | input | auto ms | fft ms | direct ms | auto / faster | paired |"
+             + (" first auto step / faster step | the faster path's first step / its step | first auto step / "
+                "first faster step |" if first else ""),
+             "|---|---|---|---|---|---|---|" + ("---|---|---|" if first else "")]
     for r in rows:
         m = r["median_ms"]
-        lines.append(f"| {r['layer']} | {'x'.join(map(str, r['input']))} | {m['auto']:.2f} | {m['fft']:.2f} | "
-                     f"{m['direct']:.2f} | {r['auto_over_best']:.3f} | {r['auto_paired_over_best']:.3f} | "
-                     f"{r['first_step_over_best']:.1f}x |")
+        line = (f"| {r['layer']} | {'x'.join(map(str, r['input']))} | {m['auto']:.2f} | {m['fft']:.2f} | "
+                f"{m['direct']:.2f} | {r['auto_over_best']:.3f} | {r['auto_paired_over_best']:.3f} |")
+        if first:
+            line += (f" {r['first_step_over_best']:.2f}x | {r['first_faster_step_over_best']:.2f}x | "
+                     f"{r['first_auto_over_first_faster']:.2f} |")
+        lines.append(line)
     worst = max(r["auto_over_best"] for r in rows)
     worst_paired = max(r["auto_paired_over_best"] for r in rows)
     lines += ["", f"- worst auto / faster path: {worst:.3f} (paired {worst_paired:.3f})"]
+    if first:
+        lines += [f"- first auto step / faster step: worst {max(r['first_step_over_best'] for r in rows):.2f}x; "
+                  f"the faster path's own first step: worst {max(r['first_faster_step_over_best'] for r in rows):.2f}x; "
+                  f"first auto step / first step of the faster path: worst "
+                  f"{max(r['first_auto_over_first_faster'] for r in rows):.2f} (fresh processes)"]
     if stability:
         lines += ["", "auto's choices (forward, input gradient, weight gradient) in fresh processes, default "
                   "settings:", "", "| layer | choices | same in every process |", "|---|---|---|"]
