@@ -23,7 +23,7 @@ FAMILIES = ("depthwise", "dense")
 KINDS = tuple(f"{family} {dim}-D" for family in FAMILIES for dim in (1, 2, 3))
 
 # FFT where arithmetic_ratio >= the threshold, fitted by `python -m fftconv_ext.bench --calibrate`
-# (rounded). CPU: 62 layers on 2 threads of an AVX-512 x86 VM, every direction
+# (rounded). CPU: 57 layers on 2 threads of an AVX-512 x86 VM, every direction
 # (bench/results/amd-epyc-x86_64-2t-calibrate.{json,md}). Direct depthwise weight gradients are
 # slow there beyond 3x3 taps, so the FFT takes them early; the 1-D direct forward is slow beyond
 # a few dozen taps, and the 3-D direct backward slow at every size. The dense layers measured ran
