@@ -163,10 +163,11 @@ MAX_DECIDED_CALLS = 4096
 
 def call_key(input, weight, bias, stride, padding, dilation, groups, padding_mode, dim):
     try:
-        key = (dim, type(input), input.shape, input.dtype, input.device, type(weight), weight.shape, weight.dtype,
+        device = input.device
+        key = (dim, type(input), input.shape, input.dtype, device, type(weight), weight.shape, weight.dtype,
                weight.device, None if bias is None else (type(bias), bias.shape, bias.dtype, bias.device),
                stride, padding, dilation, groups, padding_mode, torch.get_num_threads(), settings_version(),
-               autocast_dtype(input.device), torch.is_grad_enabled() and (
+               autocast_dtype(device), torch.is_grad_enabled() and (
                    input.requires_grad or weight.requires_grad or (bias is not None and bias.requires_grad)))
         hash(key)
         return key

@@ -34,15 +34,18 @@ IntOrTuple = Union[int, Sequence[int]]
 
 def _conv_nd(input, weight, bias, stride, padding, dilation, groups, padding_mode, algo, dim: int):
     key = None
-    onnx = exporting_to_onnx()
-    if isinstance(algo, str) and not torch.compiler.is_compiling() and not onnx:
-        # a call seen before (same shapes, dtypes, devices and arguments, all
-        # validated then) skips the checks: ~15 us per call
+    if isinstance(algo, str) and not torch.compiler.is_compiling() and not torch.jit.is_tracing():
+        # a call seen before (same shapes, dtypes, devices and arguments, all validated
+        # then) skips the checks: ~15 us per call. ONNX export traces (torch.jit) or runs
+        # on fake tensors, which never reach a decided call: it is checked below.
         key = call_key(input, weight, bias, stride, padding, dilation, groups, padding_mode, dim)
         key = None if key is None else key + (algo,)
         decided = _decided_calls.get(key) if key is not None else None
         if decided is not None:
             return decided(input, weight, bias)
+    onnx = exporting_to_onnx()
+    if onnx:
+        key = None
     fname = f"conv{dim}d"
     check_tensors(input, weight, bias, dim, fname)
     stride, dilation, groups = stride_dilation_groups(stride, dilation, groups, dim, fname)

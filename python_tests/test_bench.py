@@ -417,7 +417,7 @@ def test_gpu_check_script_parses_and_runs_the_sanitizers_first():
 def test_calibrate_fits_each_kind_and_direction_and_writes_its_tables(tmp_path):
     from fftconv_ext import cost_model
     from fftconv_ext.bench import calibrate
-    points = calibrate.measure(quick=True, progress=lambda s: None)
+    points = calibrate.measure(quick=True, progress=lambda s: None, passes=1)
     assert {p["direction"] for p in points} == set(cost_model.DIRECTIONS)
     assert all(p["fft_ms"] > 0 and (p["direct_ms"] is None or p["direct_ms"] > 0) for p in points)
     fits = calibrate.fit(points, "cpu")

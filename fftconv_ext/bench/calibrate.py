@@ -3,7 +3,8 @@
 For a set of layers (depthwise 1-D kernels of 9 to 257 taps, 2-D and 3-D kernels from 3 to 31
 taps a side, dense layers), each direction (forward, input gradient, weight gradient) is timed on both paths,
 ``algo="fft"`` and ``algo="direct"``: one warm-up call each, then the median of ROUNDS calls in
-alternating order. A layer whose direct convolution does over SKIP_DIRECT_MACS multiply-adds is
+alternating order, in each of PASSES passes through the whole set; a point is the median of its
+passes. A layer whose direct convolution does over SKIP_DIRECT_MACS multiply-adds is
 not timed direct (a direct 3-D backward there takes tens of seconds): it is listed, and left out
 of the fit. ``cost_model.fit_threshold`` then gives, per kind (depthwise or dense, 1-, 2- or 3-D)
 and direction, the threshold that loses least against always taking the faster path. The run prints each layer's ratio, both times and the choice of
@@ -28,6 +29,7 @@ from fftconv_ext.problem import ConvProblem
 from .machine import finish_meta, machine_name, run_meta
 
 ROUNDS = 9
+PASSES = 3
 SKIP_DIRECT_MACS = 4e9
 
 
@@ -49,6 +51,10 @@ def layers(quick: bool = False):
             out.append((f"depthwise 3-D 16^3 k{k}", (1, 48, 16, 16, 16), (48, 1, k, k, k), 48))
         for k in (3, 7):
             out.append((f"depthwise 3-D 8x24x24 k{k}", (2, 64, 8, 24, 24), (64, 1, k, k, k), 64))
+        for k in (7, 9):
+            out.append((f"depthwise 3-D 12^3 k{k}", (2, 64, 12, 12, 12), (64, 1, k, k, k), 64))
+        for side in (20, 24, 32):
+            out.append((f"depthwise 3-D {side}^3 k7", (1, 32, side, side, side), (32, 1, 7, 7, 7), 32))
         for k in (3, 5, 7, 11, 15):
             out.append((f"dense 2-D 32x32 k{k}", (4, 64, 32, 32), (64, 64, k, k), 1))
         for k in (3, 7, 13, 21):
@@ -100,19 +106,32 @@ def _medians_ms(runs: dict) -> dict:
     return {n: statistics.median(t) for n, t in times.items()}
 
 
-def measure(quick: bool = False, progress=print) -> list:
+def measure(quick: bool = False, progress=print, passes: int = PASSES) -> list:
+    """Per layer and direction, both paths' times: the median over `passes` passes through the
+    whole layer set of each pass's median of ROUNDS calls. A layer near its crossover can come
+    out either way in one pass (a near tie, or the machine's state for a few seconds);
+    separate passes make the fit depend less on any one moment."""
+    times = {}
+    for i in range(passes):
+        for name, x_shape, w_shape, groups in layers(quick):
+            for direction in cost_model.DIRECTIONS:
+                runs = {"fft": _step(direction, x_shape, w_shape, groups, "fft")}
+                macs = math.prod(x_shape[:1]) * w_shape[0] * math.prod(w_shape[1:]) * math.prod(x_shape[2:])
+                if macs <= SKIP_DIRECT_MACS:
+                    runs["direct"] = _step(direction, x_shape, w_shape, groups, "direct")
+                for path, ms in _medians_ms(runs).items():
+                    times.setdefault((name, direction, path), []).append(ms)
+                del runs
+        progress(f"pass {i + 1} of {passes} done")
     points = []
     for name, x_shape, w_shape, groups in layers(quick):
         ratio = _ratio(x_shape, w_shape, groups)
         for direction in cost_model.DIRECTIONS:
-            runs = {"fft": _step(direction, x_shape, w_shape, groups, "fft")}
-            macs = math.prod(x_shape[:1]) * w_shape[0] * math.prod(w_shape[1:]) * math.prod(x_shape[2:])
-            if macs <= SKIP_DIRECT_MACS:
-                runs["direct"] = _step(direction, x_shape, w_shape, groups, "direct")
-            t = _medians_ms(runs)
+            t = {path: statistics.median(times[(name, direction, path)]) for path in ("fft", "direct")
+                 if (name, direction, path) in times}
             points.append({"layer": name, "input": list(x_shape), "weight": list(w_shape), "groups": groups,
                            "direction": direction, "ratio": ratio, "fft_ms": t["fft"],
-                           "direct_ms": t.get("direct")})
+                           "direct_ms": t.get("direct"), "passes": passes})
             progress(f"{name:28s} {direction:11s} ratio {ratio:8.3f}  fft {t['fft']:9.2f} ms  direct "
                      + (f"{t['direct']:9.2f} ms" if "direct" in t else "   (not timed)"))
     return points
@@ -202,7 +221,7 @@ def main_calibrate(device: torch.device, args) -> None:
         if device.type != "cpu":
             raise SystemExit("--calibrate times the CPU here; on a GPU use --calibrate-from a --device cuda run")
         torch.set_num_threads(args.threads)
-        meta = run_meta(device, args.threads, rounds=ROUNDS, skip_direct_macs=SKIP_DIRECT_MACS)
+        meta = run_meta(device, args.threads, rounds=ROUNDS, passes=PASSES, skip_direct_macs=SKIP_DIRECT_MACS)
         meta["device"] = device_type = "cpu"
         points = measure(quick=args.quick, progress=(lambda s: None) if args.no_progress else print)
         finish_meta(meta, device)

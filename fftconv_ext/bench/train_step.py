@@ -3,7 +3,7 @@ step) with ``algo="auto"`` against ``algo="fft"`` and ``algo="direct"``, per swe
 for whole converted networks, and whether auto makes the same choices in fresh processes.
 
 auto's target: its step within 10 % of the faster of the two paths. First steps are timed in
-fresh processes (first_step_worker), after one warm-up step of an unrelated small layer on
+fresh processes (first_step_worker; the median of FIRST_STEP_PROCESSES), after one warm-up step of an unrelated small layer on
 each path so that what every process pays once (threads, libraries) is left out: auto's first
 step against a plain step of the faster path, and the faster path's own first step beside it
 (what any convolution pays on a new shape: plans, primitives, first-touch memory).
@@ -105,7 +105,12 @@ print(json.dumps(first_step_worker({spec!r}, {algo!r}, {device!r})))
 """
 
 
+# fresh processes per first-step figure: one first step is one sample, so the median of a few
+FIRST_STEP_PROCESSES = 3
+
+
 def _first_step(spec: Dict, algo: str, device, threads: int) -> Dict:
+    """first_step_worker's two times (ms) in one fresh process."""
     code = _FIRST.format(threads=threads, spec=spec, algo=algo, device=str(device))
     env = {k: v for k, v in os.environ.items() if not k.startswith("FFTCONV_")}
     if fftconv_ext.backends.benchmark:
@@ -114,6 +119,17 @@ def _first_step(spec: Dict, algo: str, device, threads: int) -> Dict:
     if r.returncode != 0:
         raise RuntimeError(f"first-step run failed: {r.stderr[-2000:]}")
     return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def _first_steps(spec: Dict, algos, device, threads: int, processes: int = FIRST_STEP_PROCESSES) -> List[Dict]:
+    """Per algo, medians over `processes` fresh processes of its first-step times, the algos
+    alternating so that a slow spell of the machine falls on all of them alike."""
+    import statistics
+    runs = {a: [] for a in algos}
+    for _ in range(processes):
+        for a in algos:
+            runs[a].append(_first_step(spec, a, device, threads))
+    return [{k: statistics.median(r[k] for r in runs[a]) for k in ("first_ms", "plain_ms")} for a in algos]
 
 
 def run_train(device: torch.device, batch: int, full: bool = False, model_batch: int = 2,
@@ -128,7 +144,7 @@ def run_train(device: torch.device, batch: int, full: bool = False, model_batch:
         row = rows[-1]
         if first_steps:
             threads = torch.get_num_threads()
-            auto, faster = (_first_step(spec, a, device, threads) for a in ("auto", row["faster"]))
+            auto, faster = _first_steps(spec, ("auto", row["faster"]), device, threads)
             best = min(row["median_ms"]["fft"], row["median_ms"]["direct"])
             row.update(first_auto_step_ms=auto["first_ms"], first_faster_step_ms=faster["first_ms"],
                        first_step_over_best=auto["first_ms"] / best,
@@ -191,7 +207,7 @@ def train_markdown(rows: List[Dict], stability: Dict) -> str:
         lines += [f"- first auto step / faster step: worst {max(r['first_step_over_best'] for r in rows):.2f}x; "
                   f"the faster path's own first step: worst {max(r['first_faster_step_over_best'] for r in rows):.2f}x; "
                   f"first auto step / first step of the faster path: worst "
-                  f"{max(r['first_auto_over_first_faster'] for r in rows):.2f} (fresh processes)"]
+                  f"{max(r['first_auto_over_first_faster'] for r in rows):.2f} (medians of {FIRST_STEP_PROCESSES} fresh processes each)"]
     if stability:
         lines += ["", "auto's choices (forward, input gradient, weight gradient) in fresh processes, default "
                   "settings:", "", "| layer | choices | same in every process |", "|---|---|---|"]
