@@ -59,15 +59,17 @@ def _check_bias(bias, input, c_out: int, fname: str) -> None:
 
 def _conv_transpose_nd(input, weight, bias, stride, padding, output_padding, groups, dilation, algo, dim: int):
     key = None
-    onnx = exporting_to_onnx()
-    if isinstance(algo, str) and not torch.compiler.is_compiling() and not onnx:
+    if isinstance(algo, str) and not torch.compiler.is_compiling() and not torch.jit.is_tracing():
         # a call seen before (same shapes, dtypes, devices, arguments) skips the checks and the
-        # choice, as conv2d's decided calls do (arguments.call_key)
+        # choice, as conv2d's decided calls do (arguments.call_key; ONNX export as there)
         key = call_key(input, weight, bias, stride, padding, dilation, groups, ("transpose", output_padding), dim)
         key = None if key is None else key + (algo,)
         decided = _decided_calls.get(key) if key is not None else None
         if decided is not None:
             return decided(input, weight, bias)
+    onnx = exporting_to_onnx()
+    if onnx:
+        key = None
     fname = f"conv_transpose{dim}d"
     check_tensors(input, weight, None, dim, fname)
     stride, dilation, groups = stride_dilation_groups(stride, dilation, groups, dim, fname)

@@ -3,10 +3,11 @@ step) with ``algo="auto"`` against ``algo="fft"`` and ``algo="direct"``, per swe
 for whole converted networks, and whether auto makes the same choices in fresh processes.
 
 auto's target: its step within 10 % of the faster of the two paths. First steps are timed in
-fresh processes (first_step_worker; the median of FIRST_STEP_PROCESSES), after one warm-up step of an unrelated small layer on
-each path so that what every process pays once (threads, libraries) is left out: auto's first
-step against a plain step of the faster path, and the faster path's own first step beside it
-(what any convolution pays on a new shape: plans, primitives, first-touch memory).
+fresh processes (first_step_worker; the median of FIRST_STEP_PROCESSES), after one warm-up step
+of an unrelated small layer on each algo so that what every process pays once (threads,
+libraries, the first run of auto's own code) is left out: auto's first step against a plain
+step of the faster path, and the faster path's own first step beside it (what any convolution
+pays on a new shape: plans, primitives, first-touch memory).
 """
 from __future__ import annotations
 
@@ -83,12 +84,12 @@ def _build(spec: Dict, algo: str, device):
 
 
 def first_step_worker(spec: Dict, algo: str, device: str = "cpu", plain_steps: int = 5) -> Dict:
-    """In a fresh process: one warm-up step of a small unrelated layer on each path, then the
+    """In a fresh process: one warm-up step of a small unrelated layer on each algo, then the
     first step of the row's module on `algo` and the median of `plain_steps` more (ms)."""
     import statistics
     dev = torch.device(device)
     warm = torch.randn(1, 8, 12, 12, device=dev)
-    for a in ("fft", "direct"):
+    for a in ALGOS:  # auto too: its own code's first run (imports, first calls) is once per process
         _step_fn(fftconv_ext.nn.FFTConv2d(8, 8, 5, padding=2, groups=8, algo=a).to(dev), warm, dev)()
     model, x = _build(spec, algo, dev)
     step = _step_fn(model, x, dev)
