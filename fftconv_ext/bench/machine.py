@@ -57,6 +57,11 @@ def set_auto_mode(benchmark: bool) -> None:
     NAME_SUFFIX = "-benchmark" if benchmark else ""
 
 
+def _benchmark_on() -> bool:
+    import fftconv_ext
+    return fftconv_ext.backends.benchmark
+
+
 def machine_name(device: torch.device, threads: int) -> str:
     return _machine(device, threads) + NAME_SUFFIX
 
@@ -104,7 +109,7 @@ def run_meta(device: torch.device, threads: int, **extra) -> dict:
             "threads": torch.get_num_threads(), "dtype": "float32",
             "cpu_capability": torch.backends.cpu.get_cpu_capability(),
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "malloc": malloc_mode(), "auto": "benchmark" if NAME_SUFFIX else "default",
+            "malloc": malloc_mode(), "auto": "benchmark" if _benchmark_on() else "default",
             **extra, "load_at_start": _load(), "probe_ms_at_start": round(probe_ms(device), 3)}
 
 

@@ -106,6 +106,11 @@ print(json.dumps(first_step_worker({spec!r}, {algo!r}, {device!r})))
 """
 
 
+def _default_env() -> Dict[str, str]:
+    """This process's environment without FFTCONV_ settings: a fresh process on the defaults."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("FFTCONV_")}
+
+
 # fresh processes per first-step figure: one first step is one sample, so the median of a few
 FIRST_STEP_PROCESSES = 3
 
@@ -113,7 +118,7 @@ FIRST_STEP_PROCESSES = 3
 def _first_step(spec: Dict, algo: str, device, threads: int) -> Dict:
     """first_step_worker's two times (ms) in one fresh process."""
     code = _FIRST.format(threads=threads, spec=spec, algo=algo, device=str(device))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FFTCONV_")}
+    env = _default_env()
     if fftconv_ext.backends.benchmark:
         env["FFTCONV_BENCHMARK"] = "1"
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=900)
@@ -178,8 +183,8 @@ def run_stability(batch: int, threads: int, processes: int = 5, full: bool = Fal
     code = _CHOICES.format(threads=threads, layers=sweep_layers(full), batch=batch)
     runs = []
     for _ in range(processes):
-        env = {k: v for k, v in os.environ.items() if not k.startswith("FFTCONV_")}  # the defaults
-        r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=900)
+        r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=_default_env(),
+                           timeout=900)
         if r.returncode != 0:
             raise RuntimeError(f"stability run failed: {r.stderr[-2000:]}")
         runs.append(json.loads(r.stdout.strip().splitlines()[-1]))
