@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 LOW_PRECISION = (torch.float16, torch.bfloat16)
+AUTOCAST_DEVICE_TYPES = ("cpu", "cuda")  # the device types whose autocast regions the ops follow
 
 
 def output_length(n: int, k: int, pad_l: int, pad_r: int, stride: int, dilation: int) -> int:
@@ -18,7 +19,7 @@ def output_length(n: int, k: int, pad_l: int, pad_r: int, stride: int, dilation:
 def autocast_dtype(device: torch.device):
     """The dtype of the torch.autocast region active for device's type, or None outside one."""
     kind = device.type
-    if kind not in ("cpu", "cuda") or not torch.is_autocast_enabled(kind):
+    if kind not in AUTOCAST_DEVICE_TYPES or not torch.is_autocast_enabled(kind):
         return None
     return torch.get_autocast_dtype(kind)
 

@@ -17,7 +17,7 @@ from . import cuda_pipelines as _cp
 from .algo import ALGOS, choose
 from .algo import decided_calls as _decided_calls
 from .arguments import (MAX_DECIDED_CALLS, ConvArgumentError, all_finite, call_key, check_not_empty, check_tensors,
-                        resolve_padding, stride_dilation_groups)
+                        decided_call_for, resolve_padding, stride_dilation_groups)
 from ._shapes import LOW_PRECISION, autocast_dtype
 from .tracing import is_tracing, under_dispatch_mode
 from . import runtime_choice
@@ -38,9 +38,8 @@ def _conv_nd(input, weight, bias, stride, padding, dilation, groups, padding_mod
         # a call seen before (same shapes, dtypes, devices and arguments, all validated
         # then) skips the checks: ~15 us per call. ONNX export traces (torch.jit) or runs
         # on fake tensors, which never reach a decided call: it is checked below.
-        key = call_key(input, weight, bias, stride, padding, dilation, groups, padding_mode, dim)
-        key = None if key is None else key + (algo,)
-        decided = _decided_calls.get(key) if key is not None else None
+        key, decided = decided_call_for(_decided_calls, call_key(
+            input, weight, bias, stride, padding, dilation, groups, padding_mode, dim, algo))
         if decided is not None:
             return decided(input, weight, bias)
     onnx = exporting_to_onnx()

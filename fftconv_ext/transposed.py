@@ -26,7 +26,7 @@ from . import runtime_choice
 from .problem import ConvProblem
 from .onnx_export import exporting_to_onnx
 from .arguments import (MAX_DECIDED_CALLS, ConvArgumentError, all_finite, call_key, check_not_empty, check_tensors,
-                        int_tuple, memory_format_of, stride_dilation_groups)
+                        decided_call_for, int_tuple, memory_format_of, stride_dilation_groups)
 from .tracing import is_tracing, under_dispatch_mode
 
 __all__ = ["conv_transpose1d", "conv_transpose2d", "conv_transpose3d"]
@@ -62,9 +62,8 @@ def _conv_transpose_nd(input, weight, bias, stride, padding, output_padding, gro
     if isinstance(algo, str) and not torch.compiler.is_compiling() and not torch.jit.is_tracing():
         # a call seen before (same shapes, dtypes, devices, arguments) skips the checks and the
         # choice, as conv2d's decided calls do (arguments.call_key; ONNX export as there)
-        key = call_key(input, weight, bias, stride, padding, dilation, groups, ("transpose", output_padding), dim)
-        key = None if key is None else key + (algo,)
-        decided = _decided_calls.get(key) if key is not None else None
+        key, decided = decided_call_for(_decided_calls, call_key(
+            input, weight, bias, stride, padding, dilation, groups, ("transpose", output_padding), dim, algo))
         if decided is not None:
             return decided(input, weight, bias)
     onnx = exporting_to_onnx()
