@@ -3,8 +3,13 @@
 // The Python module itself carries only what the package uses: build
 // information, the FFT lengths (for algo="auto"), the settings and the caches.
 // Test hooks live in fftconv_ext._testing (testing/testing.cpp).
+#include <ATen/Parallel.h>
+#include <ATen/autocast_mode.h>
+#include <torch/csrc/autograd/python_variable.h>
+#include <torch/csrc/jit/frontend/tracer.h>
 #include <torch/extension.h>
 
+#include <string>
 #include <vector>
 
 #include "conv/arguments.h"
@@ -45,6 +50,40 @@ std::vector<int64_t> fft_shape(at::IntArrayRef input_size, at::IntArrayRef weigh
   const ConvGeometry2d p =
       geometry_from_shapes(input_size, weight_size, parse_conv_args(stride, padding, dilation, groups, circular));
   return {p.h.n_fft, p.w.n_fft};
+}
+
+// Appends one operand's part of a decided call's key: its Python type, rank, dtype, device,
+// requires_grad and sizes. False for an object that is not a tensor.
+bool append_operand(std::string& key, PyObject* obj) {
+  if (!THPVariable_Check(obj)) return false;
+  const at::Tensor& t = THPVariable_Unpack(obj);
+  const int64_t head[6] = {static_cast<int64_t>(reinterpret_cast<intptr_t>(Py_TYPE(obj))), t.dim(),
+                           static_cast<int64_t>(t.scalar_type()), static_cast<int64_t>(t.device().type()),
+                           t.device().index(), t.requires_grad()};
+  key.append(reinterpret_cast<const char*>(head), sizeof(head));
+  key.append(reinterpret_cast<const char*>(t.sizes().data()), t.sizes().size() * sizeof(int64_t));
+  return true;
+}
+
+// What a decided call (fftconv_ext/arguments.py, call_key) depends on besides the Python-side
+// arguments, as bytes: each operand (append_operand), grad mode, the autocast dtype of the
+// input's device type and the thread count. One call instead of some twenty attribute reads
+// from Python, on every call of a decided problem. None when an operand is not a tensor, and
+// while torch.jit traces (the checked path then records what the trace needs).
+py::object operand_key(py::handle input, py::handle weight, py::handle bias) {
+  if (torch::jit::tracer::isTracing()) return py::none();
+  std::string key;
+  key.reserve(160);
+  if (!append_operand(key, input.ptr()) || !append_operand(key, weight.ptr())) return py::none();
+  if (!bias.is_none() && !append_operand(key, bias.ptr())) return py::none();
+  const at::DeviceType device_type = THPVariable_Unpack(input.ptr()).device().type();
+  int64_t autocast = -1;
+  if ((device_type == at::kCPU || device_type == at::kCUDA) && at::autocast::is_autocast_enabled(device_type)) {
+    autocast = static_cast<int64_t>(at::autocast::get_autocast_dtype(device_type));
+  }
+  const int64_t context[4] = {bias.is_none(), at::GradMode::is_enabled(), autocast, at::get_num_threads()};
+  key.append(reinterpret_cast<const char*>(context), sizeof(context));
+  return py::bytes(key);
 }
 
 // spectra: the kernel-spectrum cache's limit; plans: the cuFFT plan cache's (negative: unchanged).
@@ -124,6 +163,9 @@ PYBIND11_MODULE(_C, m) {
   m.def("fft_shape", &fftconv::fft_shape, "(n_fft_h, n_fft_w) used for a conv2d problem.", py::arg("input_size"),
         py::arg("weight_size"), py::arg("stride"), py::arg("padding"), py::arg("dilation"), py::arg("groups"),
         py::arg("circular"));
+  m.def("operand_key", &fftconv::operand_key, py::arg("input"), py::arg("weight"), py::arg("bias"),
+        "The operands' and the calling context's part of a decided call's key (bytes; None for non-tensors\n"
+        "and while torch.jit traces).");
   m.def("setting_names", &fftconv::setting_names);
   m.def("get_setting", &fftconv::get_setting, py::arg("name"));
   m.def("set_setting", &fftconv::set_setting, py::arg("name"), py::arg("value"));

@@ -45,7 +45,7 @@ _lock = threading.Lock()
 _memory: Dict[str, str] = {}      # problem key (str) -> measured choice ("fft", "direct", "fft:<pipeline>")
 _fast: Dict[tuple, str] = {}      # per-call lookup (see _fast_key) -> "fft" or "direct"
 _pipeline_of: Dict[tuple, str] = {}  # fast key -> the CUDA pipeline recorded for it
-decided_calls: Dict[tuple, Callable] = {}  # functional.conv1d/conv2d calls whose path is chosen (arguments.call_key)
+decided_calls: Dict[tuple, Callable] = {}  # functional.conv1d/conv2d calls whose path is chosen (arguments.decided_call_for)
 
 
 def settings_version() -> int:

@@ -10,7 +10,7 @@ from typing import Sequence, Tuple
 import torch
 
 from . import _C
-from ._shapes import AUTOCAST_DEVICE_TYPES, LOW_PRECISION, autocast_dtype
+from ._shapes import LOW_PRECISION, autocast_dtype
 from .algo import settings_version
 from .tracing import is_tracing
 
@@ -161,25 +161,17 @@ def resolve_padding(padding, kernel: Sequence[int], stride, dilation, fname: str
 MAX_DECIDED_CALLS = 4096
 
 
-def call_key(input, weight, bias, stride, padding, dilation, groups, padding_mode, dim, algo):
-    """The decided-call key of a call (None for non-tensor operands). It is not hashed here:
-    the lookup hashes it once and treats an unhashable key (a list argument) as no key
-    (decided_call_for). Kept flat and cheap: it runs on every call."""
-    try:
-        device = input.device
-        kind = device.type
-        return (dim, algo, type(input), input.shape, input.dtype, device, type(weight), weight.shape, weight.dtype,
-                weight.device, None if bias is None else (type(bias), bias.shape, bias.dtype, bias.device),
-                stride, padding, dilation, groups, padding_mode, torch.get_num_threads(), settings_version(),
-                torch.get_autocast_dtype(kind) if kind in AUTOCAST_DEVICE_TYPES and torch.is_autocast_enabled(kind) else None,
-                torch.is_grad_enabled() and (
-                    input.requires_grad or weight.requires_grad or (bias is not None and bias.requires_grad)))
-    except AttributeError:  # non-tensors: no fast path (the checks then name the argument)
-        return None
-
-
-def decided_call_for(decided_calls: dict, key):
-    """(key, the decided call or None); the key becomes None when it cannot be hashed."""
+def decided_call_for(decided_calls: dict, input, weight, bias, stride, padding, dilation, groups, padding_mode,
+                     dim: int, algo):
+    """(key, the decided call or None) of a call. The key: the arguments as given, the settings'
+    version, and the operands and calling context (type, shape, dtype, device and requires_grad
+    of each tensor; grad mode, autocast dtype, thread count) as _C.operand_key packs them in one
+    call. The key is None for non-tensor operands, an unhashable argument (a list) and while
+    torch.jit traces: such calls take the checked path. This runs on every call: kept to one C++ call and one hash."""
+    operands = _C.operand_key(input, weight, bias)
+    if operands is None:  # non-tensors: the checks then name the argument
+        return None, None
+    key = (dim, algo, operands, stride, padding, dilation, groups, padding_mode, settings_version())
     try:
         return key, decided_calls.get(key)
     except TypeError:

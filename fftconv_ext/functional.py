@@ -16,7 +16,7 @@ from . import algo as _algo
 from . import cuda_pipelines as _cp
 from .algo import ALGOS, choose
 from .algo import decided_calls as _decided_calls
-from .arguments import (MAX_DECIDED_CALLS, ConvArgumentError, all_finite, call_key, check_not_empty, check_tensors,
+from .arguments import (MAX_DECIDED_CALLS, ConvArgumentError, all_finite, check_not_empty, check_tensors,
                         decided_call_for, resolve_padding, stride_dilation_groups)
 from ._shapes import LOW_PRECISION, autocast_dtype
 from .tracing import is_tracing, under_dispatch_mode
@@ -34,12 +34,12 @@ IntOrTuple = Union[int, Sequence[int]]
 
 def _conv_nd(input, weight, bias, stride, padding, dilation, groups, padding_mode, algo, dim: int):
     key = None
-    if isinstance(algo, str) and not torch.compiler.is_compiling() and not torch.jit.is_tracing():
+    if not torch.compiler.is_compiling():
         # a call seen before (same shapes, dtypes, devices and arguments, all validated
         # then) skips the checks: ~15 us per call. ONNX export traces (torch.jit) or runs
         # on fake tensors, which never reach a decided call: it is checked below.
-        key, decided = decided_call_for(_decided_calls, call_key(
-            input, weight, bias, stride, padding, dilation, groups, padding_mode, dim, algo))
+        key, decided = decided_call_for(_decided_calls, input, weight, bias, stride, padding, dilation, groups,
+                                        padding_mode, dim, algo)
         if decided is not None:
             return decided(input, weight, bias)
     onnx = exporting_to_onnx()
@@ -138,7 +138,7 @@ def _conv_nd(input, weight, bias, stride, padding, dilation, groups, padding_mod
 
 
 def _decided_call(choice, unbatched, padding, pb: ConvProblem, x):
-    """The decided call for later calls with the same arguments (arguments.call_key): the same
+    """The decided call for later calls with the same arguments (arguments.decided_call_for): the same
     problem, so the same ConvProblem."""
     stride, dilation, groups = pb.stride, pb.dilation, pb.groups
     if choice == "direct" and pb.padding_mode == "zeros" and not unbatched and not (

@@ -25,7 +25,7 @@ from ._shapes import LOW_PRECISION, autocast_dtype, output_length, upcast
 from . import runtime_choice
 from .problem import ConvProblem
 from .onnx_export import exporting_to_onnx
-from .arguments import (MAX_DECIDED_CALLS, ConvArgumentError, all_finite, call_key, check_not_empty, check_tensors,
+from .arguments import (MAX_DECIDED_CALLS, ConvArgumentError, all_finite, check_not_empty, check_tensors,
                         decided_call_for, int_tuple, memory_format_of, stride_dilation_groups)
 from .tracing import is_tracing, under_dispatch_mode
 
@@ -59,11 +59,11 @@ def _check_bias(bias, input, c_out: int, fname: str) -> None:
 
 def _conv_transpose_nd(input, weight, bias, stride, padding, output_padding, groups, dilation, algo, dim: int):
     key = None
-    if isinstance(algo, str) and not torch.compiler.is_compiling() and not torch.jit.is_tracing():
+    if not torch.compiler.is_compiling():
         # a call seen before (same shapes, dtypes, devices, arguments) skips the checks and the
-        # choice, as conv2d's decided calls do (arguments.call_key; ONNX export as there)
-        key, decided = decided_call_for(_decided_calls, call_key(
-            input, weight, bias, stride, padding, dilation, groups, ("transpose", output_padding), dim, algo))
+        # choice, as conv2d's decided calls do (arguments.decided_call_for; ONNX export as there)
+        key, decided = decided_call_for(_decided_calls, input, weight, bias, stride, padding, dilation, groups,
+                                        ("transpose", output_padding), dim, algo)
         if decided is not None:
             return decided(input, weight, bias)
     onnx = exporting_to_onnx()

@@ -97,6 +97,41 @@ def test_fast_path_never_skips_the_checks():
     assert algo_mod.decided_calls == {}
 
 
+@pytest.mark.filterwarnings("ignore:.*torch.jit.trace.*:DeprecationWarning")
+def test_decided_call_keys_tell_apart_what_the_choice_and_checks_depend_on():
+    from fftconv_ext.arguments import decided_call_for
+    x, w, b = torch.randn(1, 4, 16, 16), torch.randn(4, 1, 5, 5), torch.randn(4)
+
+    def key(x=x, w=w, b=b, padding=2):
+        return decided_call_for({}, x, w, b, 1, padding, 1, 4, "zeros", 2, "auto")[0]
+    base = key()
+    assert base is not None and key() == base and hash(key()) == hash(base)
+    assert key(x=torch.randn(1, 4, 16, 16)) == base  # values never matter
+    variants = [key(x=x.double(), w=w.double(), b=b.double()), key(x=torch.randn(1, 4, 16, 17)),
+                key(w=torch.randn(4, 1, 5, 3)), key(b=None), key(padding=1),
+                key(x=x.clone().requires_grad_()), key(w=torch.nn.Parameter(w)),
+                key(b=torch.randn(4, dtype=torch.float64)), key(x=x.to("meta"))]
+    with torch.no_grad():
+        variants.append(key(w=w.clone().requires_grad_()))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        variants.append(key())
+    threads = torch.get_num_threads()
+    torch.set_num_threads(threads + 1)
+    try:
+        variants.append(key())
+    finally:
+        torch.set_num_threads(threads)
+    with fftconv_ext.backends.flags(benchmark=not fftconv_ext.backends.benchmark):
+        variants.append(key())
+    assert all(v is not None for v in variants)
+    assert len(set(variants + [base])) == len(variants) + 1
+    # no key for non-tensors, unhashable arguments, or while torch.jit traces
+    assert key(w=w.numpy()) is None and key(b=[0.0] * 4) is None and key(padding=[2, 2]) is None
+    seen = []
+    torch.jit.trace(lambda x: seen.append(key(x=x)) or x * 1, (x,), check_trace=False)
+    assert seen == [None]
+
+
 def _no_timing(monkeypatch):
     monkeypatch.setattr(timing, "time_once", lambda fn, dev: pytest.fail("auto timed a call"))
 
