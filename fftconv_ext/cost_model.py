@@ -2,10 +2,13 @@
 decided from the problem's arithmetic alone (docs/design.md §15).
 
 ``arithmetic_ratio`` is direct convolution's multiply-adds over an estimate of the FFT path's
-work (> 1: the FFT path does less). For each device type and direction (forward, input gradient,
-weight gradient) the FFT path is chosen where the ratio reaches a threshold fitted from
-measurements by ``python -m fftconv_ext.bench --calibrate`` (``fit_threshold`` below; the data
-and the fit are committed under bench/results/). The choice is a pure function of shapes and
+work (> 1: the FFT path does less). The model's ratio adds to that work a fixed cost per call
+(``fixed_work``, in the same units: what a call of the FFT path costs besides its transforms and
+product, which a small problem feels and a large one does not). For each device type, kind and
+direction (forward, input gradient, weight gradient) the FFT path is chosen where the model's
+ratio reaches a threshold; both constants are fitted from measurements by
+``python -m fftconv_ext.bench --calibrate`` (``fit_model`` below; the data and the fit are
+committed under bench/results/). The choice is a pure function of shapes and
 arguments: the same in every process, in eager mode and under torch.compile and export.
 """
 from __future__ import annotations
@@ -39,6 +42,13 @@ THRESHOLDS = {
     "cuda": {"depthwise 2-D": {"forward": 5.8, "grad_input": 5.8, "grad_weight": 5.8},
              "dense 2-D": {"forward": 9.3, "grad_input": 9.3, "grad_weight": 32.0}},
 }
+# The FFT path's fixed cost per call, in units of the FFT work estimate, where the calibration
+# pins one (fit_model); elsewhere 0. CPU 3-D depthwise forward: one geometry at 32 to 384
+# planes costs the FFT path a near-constant time more than its transforms (the depth fold and
+# the operator's per-call steps), so many planes favour it at the same ratio.
+FIXED_WORK = {
+    "cpu": {"depthwise 3-D": {"forward": 0.0}},
+}
 # Other device types: the arithmetic break-even.
 DEFAULT_THRESHOLD = 1.0
 
@@ -55,33 +65,57 @@ def kind(w_shape: Sequence[int]) -> str:
 CLEAR_FACTOR = 4.0
 
 
-def arithmetic_ratio(x_shape: Sequence[int], w_shape: Sequence[int], out_spatial: Sequence[int],
-                     fft_shape: Sequence[int]) -> float:
-    """Direct multiply-adds over an estimate of the FFT path's work (> 1: FFT cheaper): two real
-    transforms per input and output plane (2.5 N log2 N flops each) and the spectral product."""
+def work(x_shape: Sequence[int], w_shape: Sequence[int], out_spatial: Sequence[int],
+         fft_shape: Sequence[int]) -> Tuple[float, float]:
+    """(direct multiply-adds, the FFT path's estimated work): two real transforms per input and
+    output plane (2.5 N log2 N flops each) and the spectral product."""
     n, c_in = x_shape[0], x_shape[1]
     c_out, cpg = w_shape[0], w_shape[1]
     taps = math.prod(w_shape[2:])
     direct = n * c_out * cpg * taps * math.prod(out_spatial)
     points = math.prod(fft_shape)
     fft = n * (c_in + c_out) * 2.5 * points * math.log2(max(points, 2)) + n * c_out * cpg * points * 2
+    return float(direct), float(fft)
+
+
+def arithmetic_ratio(x_shape: Sequence[int], w_shape: Sequence[int], out_spatial: Sequence[int],
+                     fft_shape: Sequence[int]) -> float:
+    """Direct multiply-adds over an estimate of the FFT path's work (> 1: FFT cheaper)."""
+    direct, fft = work(x_shape, w_shape, out_spatial, fft_shape)
     return direct / max(fft, 1.0)
+
+
+def fixed_work(device_type: str, direction: str = "forward", kind: str = "depthwise 2-D") -> float:
+    """The FFT path's fixed cost per call in FFT-work units (FIXED_WORK; 0 where none is fitted)."""
+    _check(direction, kind)
+    return FIXED_WORK.get(device_type, {}).get(kind, {}).get(direction, 0.0)
+
+
+def model_ratio(direct: float, fft: float, device_type: str, direction: str = "forward",
+                kind: str = "depthwise 2-D") -> float:
+    """What the threshold is compared with: direct multiply-adds over the FFT work plus the
+    fixed cost per call (0 for a one-tap problem's zero direct work)."""
+    return direct / max(fft + fixed_work(device_type, direction, kind), 1.0)
+
+
+def _check(direction: str, kind: str) -> None:
+    if direction not in DIRECTIONS:
+        raise ValueError(f"direction must be one of {DIRECTIONS}, got {direction!r}")
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
 
 
 def threshold(device_type: str, direction: str = "forward", kind: str = "depthwise 2-D") -> float:
     """The ratio from which the FFT path is chosen: the kind's own threshold where it has been
     fitted, else its family's 2-D one, else DEFAULT_THRESHOLD."""
-    if direction not in DIRECTIONS:
-        raise ValueError(f"direction must be one of {DIRECTIONS}, got {direction!r}")
-    if kind not in KINDS:
-        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    _check(direction, kind)
     table = THRESHOLDS.get(device_type, {})
     per = table.get(kind) or table.get(kind.split()[0] + " 2-D", {})
     return per.get(direction, DEFAULT_THRESHOLD)
 
 
 def choice(ratio: float, device_type: str, direction: str = "forward", kind: str = "depthwise 2-D") -> str:
-    """'fft' or 'direct': the model's choice for a problem of this arithmetic ratio."""
+    """'fft' or 'direct': the model's choice for a problem of this model ratio (model_ratio)."""
     if ratio <= 0.0:
         return "direct"
     return "fft" if ratio >= threshold(device_type, direction, kind) else "direct"
@@ -89,8 +123,8 @@ def choice(ratio: float, device_type: str, direction: str = "forward", kind: str
 
 def clear_choice(ratio: float, device_type: str, direction: str = "forward",
                  kind: str = "depthwise 2-D") -> Optional[str]:
-    """The model's choice where the ratio is CLEAR_FACTOR or more from the threshold, else None
-    (a problem backends.benchmark measures)."""
+    """The model's choice where the model ratio is CLEAR_FACTOR or more from the threshold, else
+    None (a problem backends.benchmark measures)."""
     t = threshold(device_type, direction, kind)
     if ratio <= t / CLEAR_FACTOR:
         return "direct"
@@ -127,3 +161,35 @@ def fit_threshold(points: Iterable[Tuple[float, float, float]]) -> Tuple[float, 
     low = ratios[first - 1] if first > 0 else ratios[0] / 2
     high = ratios[last] if last < len(ratios) else ratios[-1] * 2
     return math.sqrt(low * high), best
+
+
+# fit_model's candidate fixed costs: 0, then quarter decades. A fixed cost is kept only where it
+# lowers the loss by FIXED_WORK_MIN_GAIN or more: a parameter more must earn its place.
+FIXED_WORK_GRID = (0.0,) + tuple(10 ** (e / 4) for e in range(16, 41))
+FIXED_WORK_MIN_GAIN = 0.002
+
+
+def fit_model(points: Iterable[Tuple[float, float, float, float]]) -> Tuple[float, float, float]:
+    """(fixed work, threshold, loss) that lose least against always taking the faster path.
+
+    points: (direct work, FFT work, fft seconds, direct seconds) per measured problem. For each
+    candidate fixed cost (FIXED_WORK_GRID) the threshold is fitted to the model ratios
+    (fit_threshold); of the candidates of least loss, the middle one of their first run (a
+    geometric middle, as fit_threshold takes for a threshold); 0 unless 0 loses
+    FIXED_WORK_MIN_GAIN more than that."""
+    pts = [(d, f, tf, td) for d, f, tf, td in points if d > 0 and f > 0 and tf > 0 and td > 0]
+    if not pts:
+        raise ValueError("fit_model needs at least one measured problem")
+
+    def fitted(k: float) -> Tuple[float, float]:
+        return fit_threshold([(d / (f + k), tf, td) for d, f, tf, td in pts])
+    fits = [fitted(k) for k in FIXED_WORK_GRID]
+    best = min(loss for _, loss in fits)
+    if fits[0][1] <= best * (1 + FIXED_WORK_MIN_GAIN):
+        return 0.0, fits[0][0], fits[0][1]
+    good = [i for i, (_, loss) in enumerate(fits) if loss <= best * (1 + 1e-12)]
+    first = last = good[0]
+    while last + 1 in good:
+        last += 1
+    middle = (first + last) // 2
+    return FIXED_WORK_GRID[middle], fits[middle][0], fits[middle][1]

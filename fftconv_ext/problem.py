@@ -211,26 +211,39 @@ class ConvProblem:
 
     # ---- the cost model (cost_model.py, docs/design.md §15) and what a choice is keyed by
 
+    def work(self) -> tuple:
+        """(direct multiply-adds, the FFT path's estimated work), with the FFT shape the operator
+        uses for this problem (the same in every direction: a gradient runs the same transforms)."""
+        x4, w4, s2, p4, d2, _ = self.op_args()
+        fft_shape = _C.fft_shape([1, 1, *x4[2:]], [1, 1, *w4[2:]], s2, p4, d2, 1, False)
+        return cost_model.work(self.x_shape, self.w_shape, self.output_spatial(), fft_shape)
+
     def arithmetic_ratio(self) -> float:
-        """Direct multiply-adds over the FFT path's estimated work, with the FFT shape the
-        operator uses for this problem (the same in every direction: a gradient runs the
-        same transforms)."""
+        """Direct multiply-adds over the FFT path's estimated work."""
         if math.prod(self.kernel) == 1:
             # one tap: the spectral product alone does at least the direct convolution's
             # multiply-adds, before any transform
             return 0.0
-        x4, w4, s2, p4, d2, _ = self.op_args()
-        fft_shape = _C.fft_shape([1, 1, *x4[2:]], [1, 1, *w4[2:]], s2, p4, d2, 1, False)
-        return cost_model.arithmetic_ratio(self.x_shape, self.w_shape, self.output_spatial(), fft_shape)
+        direct, fft = self.work()
+        return direct / max(fft, 1.0)
+
+    def model_ratio(self, device_type: str, direction: str = "forward") -> float:
+        """The ratio the cost model compares with its threshold: arithmetic_ratio with the FFT
+        path's fixed cost per call added to its work (cost_model.model_ratio)."""
+        if math.prod(self.kernel) == 1:
+            return 0.0
+        return cost_model.model_ratio(*self.work(), device_type, direction, cost_model.kind(self.w_shape))
 
     def model_choice(self, device_type: str, direction: str = "forward") -> str:
         """'fft' or 'direct': the cost model's choice for this problem on that device type."""
-        return cost_model.choice(self.arithmetic_ratio(), device_type, direction, cost_model.kind(self.w_shape))
+        return cost_model.choice(self.model_ratio(device_type, direction), device_type, direction,
+                                 cost_model.kind(self.w_shape))
 
     def clear_choice(self, device_type: str, direction: str = "forward") -> Optional[str]:
         """The model's choice where it is clear (cost_model.CLEAR_FACTOR), else None: a
         problem that benchmark mode measures."""
-        return cost_model.clear_choice(self.arithmetic_ratio(), device_type, direction, cost_model.kind(self.w_shape))
+        return cost_model.clear_choice(self.model_ratio(device_type, direction), device_type, direction,
+                                       cost_model.kind(self.w_shape))
 
     def description(self) -> tuple:
         """Everything a measured choice of this problem depends on besides the device and the

@@ -381,6 +381,8 @@ def test_committed_thresholds_are_the_fit_of_the_committed_calibration():
             for direction, f in per.items():
                 assert cost_model.threshold(device, direction, kind) == pytest.approx(f["threshold"], rel=0.05), \
                     (name, kind, direction)
+                assert cost_model.fixed_work(device, direction, kind) == pytest.approx(f["fixed_work"], rel=0.05), \
+                    (name, kind, direction)
 
 
 def test_kind_is_family_and_rank_and_unfitted_kinds_take_their_family_2d_thresholds(monkeypatch):
@@ -414,6 +416,37 @@ def test_fit_threshold_finds_the_least_loss_split():
     assert cost_model.fit_threshold([(1.0, 2.0, 1.0)])[0] > 1.0   # direct faster: above
     with pytest.raises(ValueError):
         cost_model.fit_threshold([])
+
+
+def test_fit_model_finds_a_fixed_cost_only_where_the_data_need_one():
+    # FFT time = its work plus a fixed cost K per call, direct time = direct work / 3: the FFT
+    # is faster iff direct / (fft + K) > 3. Small problems then want a higher ratio than large
+    # ones, which no threshold on direct / fft alone can follow.
+    def points(k_true):
+        return [(r * f, f, f + k_true, r * f / 3.0) for f in (1e6, 4e6, 1.6e7, 6.4e7)
+                for r in (2.0, 2.6, 3.3, 4.1, 5.2)]
+    with_cost = points(5e6)
+    k, t, loss = cost_model.fit_model(with_cost)
+    assert k > 0 and loss == pytest.approx(1.0)
+    assert cost_model.fit_threshold([(d / f, tf, td) for d, f, tf, td in with_cost])[1] > 1.01  # K = 0 loses
+    for d, f, tf, td in with_cost:  # every problem on its faster path
+        assert (d / (f + k) >= t) == (tf < td)
+    assert cost_model.fit_model(points(0.0))[0] == 0.0   # no fixed cost in the data: none fitted
+    with pytest.raises(ValueError):
+        cost_model.fit_model([])
+
+
+def test_fixed_work_enters_the_model_ratio(monkeypatch):
+    pb = ConvProblem(3, (2, 8, 8, 8, 8), (8, 1, 3, 3, 3), (1, 1, 1), ((1, 1),) * 3, (1, 1, 1), 8)
+    direct, fft = pb.work()
+    assert pb.arithmetic_ratio() == pytest.approx(direct / fft)
+    monkeypatch.setitem(cost_model.FIXED_WORK, "cpu", {"depthwise 3-D": {"forward": fft}})
+    assert pb.model_ratio("cpu") == pytest.approx(direct / (2 * fft))
+    assert pb.model_ratio("cpu", "grad_input") == pytest.approx(direct / fft)   # per direction
+    assert pb.model_ratio("cuda") == pytest.approx(direct / fft)                # per device type
+    assert cost_model.fixed_work("cpu", "forward", "dense 2-D") == 0.0
+    with pytest.raises(ValueError, match="direction"):
+        cost_model.fixed_work("cpu", "sideways", "dense 2-D")
 
 
 @pytest.mark.compile

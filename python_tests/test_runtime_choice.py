@@ -59,7 +59,7 @@ def test_each_size_gets_the_choice_eager_makes(monkeypatch):
     with torch.no_grad():
         for n in (12, 40):
             compiled(torch.randn(2, 4, n, n))
-    ratios = [ConvProblem(2, (2, 4, n, n), (4, 1, 9, 9), (1, 1), ((4, 4), (4, 4)), (1, 1), 4).arithmetic_ratio()
+    ratios = [ConvProblem(2, (2, 4, n, n), (4, 1, 9, 9), (1, 1), ((4, 4), (4, 4)), (1, 1), 4).model_ratio("cpu")
               for n in (12, 40)]
     assert seen == ratios
 

@@ -6,9 +6,11 @@ taps a side, dense layers), each direction (forward, input gradient, weight grad
 alternating order, in each of PASSES passes through the whole set; a point is the median of its
 passes. A layer whose direct convolution does over SKIP_DIRECT_MACS multiply-adds is
 not timed direct (a direct 3-D backward there takes tens of seconds): it is listed, and left out
-of the fit. ``cost_model.fit_threshold`` then gives, per kind (depthwise or dense, 1-, 2- or 3-D)
-and direction, the threshold that loses least against always taking the faster path. The run prints each layer's ratio, both times and the choice of
-the fitted and of the committed thresholds, and writes <out>/<machine>-calibrate.{json,md}.
+of the fit. ``cost_model.fit_model`` then gives, per kind (depthwise or dense, 1-, 2- or 3-D)
+and direction, the FFT path's fixed cost per call and the threshold that lose least against
+always taking the faster path (a fixed cost only where one geometry at several batch x channel
+sizes shows it). The run prints each layer's ratio, both times and the choice of the fitted and
+of the committed constants, and writes <out>/<machine>-calibrate.{json,md}.
 
 ``--calibrate-from RESULTS.json`` fits the forward threshold from a committed benchmark run
 instead (its depthwise rows' fftconv_ext and F.conv2d medians), e.g. a GPU's.
@@ -55,6 +57,11 @@ def layers(quick: bool = False):
             out.append((f"depthwise 3-D 12^3 k{k}", (2, 64, 12, 12, 12), (64, 1, k, k, k), 64))
         for side in (20, 24, 32):
             out.append((f"depthwise 3-D {side}^3 k7", (1, 32, side, side, side), (32, 1, 7, 7, 7), 32))
+        # one geometry at several batch x channel sizes: what pins the FFT path's fixed cost
+        for n, c in ((2, 64), (4, 64)):
+            out.append((f"depthwise 3-D 20^3 k7 {n}x{c}", (n, c, 20, 20, 20), (c, 1, 7, 7, 7), c))
+        out.append(("depthwise 3-D 16^3 k7 4x96", (4, 96, 16, 16, 16), (96, 1, 7, 7, 7), 96))
+        out.append(("depthwise 3-D 8x24x24 k7 4x96", (4, 96, 8, 24, 24), (96, 1, 7, 7, 7), 96))
         for k in (3, 5, 7, 11, 15):
             out.append((f"dense 2-D 32x32 k{k}", (4, 64, 32, 32), (64, 64, k, k), 1))
         for k in (3, 7, 13, 21):
@@ -67,11 +74,21 @@ def layers(quick: bool = False):
 _CONV = {3: fftconv_ext.conv1d, 4: fftconv_ext.conv2d, 5: fftconv_ext.conv3d}
 
 
-def _ratio(x_shape, w_shape, groups) -> float:
-    """The cost model's arithmetic ratio of a 'same' layer."""
+def _problem(x_shape, w_shape, groups) -> ConvProblem:
+    """The 'same' layer, stride 1."""
     dim = len(x_shape) - 2
     return ConvProblem(dim, tuple(x_shape), tuple(w_shape), (1,) * dim, tuple((k // 2, k // 2) for k in w_shape[2:]),
-                       (1,) * dim, groups).arithmetic_ratio()
+                       (1,) * dim, groups)
+
+
+def _ratio(x_shape, w_shape, groups) -> float:
+    """The cost model's arithmetic ratio of a 'same' layer."""
+    return _problem(x_shape, w_shape, groups).arithmetic_ratio()
+
+
+def _work(p: dict) -> tuple:
+    """A point's (direct work, FFT work), from its shapes."""
+    return _problem(p["input"], p["weight"], p["groups"]).work()
 
 
 def _step(direction, x_shape, w_shape, groups, algo):
@@ -138,56 +155,68 @@ def measure(quick: bool = False, progress=print, passes: int = PASSES) -> list:
 
 
 def fit(points: list, device_type: str) -> dict:
-    """{kind: {direction: the fitted threshold, its loss, the committed one and its loss}}."""
+    """{kind: {direction: the fitted fixed work, threshold and loss; the committed ones and their
+    loss and worst layer}}."""
     out = {}
     for kind in cost_model.KINDS:
         for direction in cost_model.DIRECTIONS:
-            pts = [(p["ratio"], p["fft_ms"], p["direct_ms"]) for p in points
+            pts = [_work(p) + (p["fft_ms"], p["direct_ms"]) for p in points
                    if p["direction"] == direction and p["direct_ms"] is not None
                    and cost_model.kind(p["weight"]) == kind]
             if not pts:
                 continue
-            t, loss = cost_model.fit_threshold(pts)
-            committed = cost_model.threshold(device_type, direction, kind)
-            out.setdefault(kind, {})[direction] = {"threshold": t, "loss": loss, "committed_threshold": committed,
-                                                   "committed_loss": _loss(pts, committed), "layers": len(pts),
-                                                   "worst_committed": _worst(pts, committed)}
+            k, t, loss = cost_model.fit_model(pts)
+            committed = (cost_model.fixed_work(device_type, direction, kind),
+                         cost_model.threshold(device_type, direction, kind))
+            out.setdefault(kind, {})[direction] = {
+                "fixed_work": k, "threshold": t, "loss": loss, "committed_fixed_work": committed[0],
+                "committed_threshold": committed[1], "committed_loss": _loss(pts, *committed), "layers": len(pts),
+                "worst_committed": _worst(pts, *committed)}
     return out
 
 
-def _worst(pts, t) -> float:
-    return max((f if r >= t else d) / min(f, d) for r, f, d in pts)
+def _picked(pts, k, t):
+    return [(tf if d / (f + k) >= t else td) / min(tf, td) for d, f, tf, td in pts]
 
 
-def _loss(pts, t) -> float:
-    logs = [math.log((f if r >= t else d) / min(f, d)) for r, f, d in pts]
-    return math.exp(sum(logs) / len(logs))
+def _worst(pts, k, t) -> float:
+    return max(_picked(pts, k, t))
+
+
+def _loss(pts, k, t) -> float:
+    return math.exp(statistics.fmean(math.log(v) for v in _picked(pts, k, t)))
 
 
 def markdown(result: dict) -> str:
     meta, fits, device_type = result["meta"], result["fit"], result["meta"]["device"]
     lines = ["# algo='auto' cost-model calibration: " + meta["machine"], "",
              ", ".join(f"{k}: {v}" for k, v in meta.items()), "",
-             "Threshold per direction: FFT where the arithmetic ratio reaches it. Loss: geometric mean "
-             "over layers of (time of the chosen path) / (faster path's time).", "",
-             "| kind | direction | layers | fitted threshold | its loss | committed threshold | its loss | "
-             "its worst layer |", "|---|---|---|---|---|---|---|---|"]
+             "Per kind and direction: FFT where the model ratio, direct work / (FFT work + fixed work), "
+             "reaches the threshold (fixed work: the FFT path's cost per call besides its transforms, "
+             "in FFT-work units). Loss: geometric mean over layers of (time of the chosen path) / "
+             "(faster path's time).", "",
+             "| kind | direction | layers | fitted fixed work | fitted threshold | its loss | committed fixed work | "
+             "committed threshold | its loss | its worst layer |", "|---|---|---|---|---|---|---|---|---|---|"]
     for kind, per in fits.items():
         for d, f in per.items():
-            lines.append(f"| {kind} | {d} | {f['layers']} | {f['threshold']:.3f} | {f['loss']:.3f} | "
+            lines.append(f"| {kind} | {d} | {f['layers']} | {f.get('fixed_work', 0.0):.3g} | {f['threshold']:.3f} | "
+                         f"{f['loss']:.3f} | {f.get('committed_fixed_work', 0.0):.3g} | "
                          f"{f['committed_threshold']:.3f} | {f['committed_loss']:.3f} | {f['worst_committed']:.2f} |")
-    lines += ["", "| layer | direction | ratio | fft ms | direct ms | faster | committed model picks | "
-                  "chosen / faster |", "|---|---|---|---|---|---|---|---|"]
+    lines += ["", "| layer | direction | ratio | model ratio | fft ms | direct ms | faster | committed model picks | "
+                  "chosen / faster |", "|---|---|---|---|---|---|---|---|---|"]
     for p in result["points"]:
-        pick = cost_model.choice(p["ratio"], device_type, p["direction"], cost_model.kind(p["weight"]))
+        kind = cost_model.kind(p["weight"])
+        model_ratio = cost_model.model_ratio(*_work(p), device_type, p["direction"], kind) if p["ratio"] > 0 else 0.0
+        pick = cost_model.choice(model_ratio, device_type, p["direction"], kind)
         if p["direct_ms"] is None:
-            lines.append(f"| {p['layer']} | {p['direction']} | {p['ratio']:.3f} | {p['fft_ms']:.2f} | not timed | "
+            lines.append(f"| {p['layer']} | {p['direction']} | {p['ratio']:.3f} | {model_ratio:.3f} | {p['fft_ms']:.2f} | "
+                         f"not timed | "
                          f"– | {pick} | – |")
             continue
         faster = "fft" if p["fft_ms"] <= p["direct_ms"] else "direct"
         chosen = p["fft_ms"] if pick == "fft" else p["direct_ms"]
-        lines.append(f"| {p['layer']} | {p['direction']} | {p['ratio']:.3f} | {p['fft_ms']:.2f} | "
-                     f"{p['direct_ms']:.2f} | {faster} | {pick} | {chosen / min(p['fft_ms'], p['direct_ms']):.2f} |")
+        lines.append(f"| {p['layer']} | {p['direction']} | {p['ratio']:.3f} | {model_ratio:.3f} | "
+                     f"{p['fft_ms']:.2f} | {p['direct_ms']:.2f} | {faster} | {pick} | {chosen / min(p['fft_ms'], p['direct_ms']):.2f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -229,7 +258,8 @@ def main_calibrate(device: torch.device, args) -> None:
     result = {"meta": meta, "points": points, "fit": fit(points, device_type)}
     for kind, per in result["fit"].items():
         for d, f in per.items():
-            print(f"{kind:9s} {d:11s}: fitted threshold {f['threshold']:.3f} (loss {f['loss']:.3f}); committed "
+            print(f"{kind:9s} {d:11s}: fitted fixed work {f['fixed_work']:.3g}, threshold {f['threshold']:.3f} "
+                  f"(loss {f['loss']:.3f}); committed {f['committed_fixed_work']:.3g}, "
                   f"{f['committed_threshold']:.3f} (loss {f['committed_loss']:.3f}, worst layer "
                   f"{f['worst_committed']:.2f}) over {f['layers']} layers")
     os.makedirs(args.out, exist_ok=True)
