@@ -25,8 +25,8 @@ DIRECTIONS = ("forward", "grad_input", "grad_weight")
 FAMILIES = ("depthwise", "dense")
 KINDS = tuple(f"{family} {dim}-D" for family in FAMILIES for dim in (1, 2, 3))
 
-# FFT where arithmetic_ratio >= the threshold, fitted by `python -m fftconv_ext.bench --calibrate`
-# (rounded). CPU: 62 layers on 2 threads of an AVX-512 x86 VM, every direction
+# FFT where the model ratio >= the threshold, fitted by `python -m fftconv_ext.bench --calibrate`
+# (rounded). CPU: 66 layers on 2 threads of an AVX-512 x86 VM, every direction
 # (bench/results/amd-epyc-x86_64-2t-calibrate.{json,md}). Direct depthwise weight gradients are
 # slow there beyond 3x3 taps, so the FFT takes them early; the 1-D direct forward is slow beyond
 # a few dozen taps, and the 3-D direct backward slow at every size. The dense layers measured ran
@@ -37,17 +37,18 @@ KINDS = tuple(f"{family} {dim}-D" for family in FAMILIES for dim in (1, 2, 3))
 THRESHOLDS = {
     "cpu": {"depthwise 1-D": {"forward": 0.21, "grad_input": 2.1, "grad_weight": 0.10},
             "depthwise 2-D": {"forward": 1.75, "grad_input": 1.53, "grad_weight": 0.22},
-            "depthwise 3-D": {"forward": 3.04, "grad_input": 0.20, "grad_weight": 0.20},
+            "depthwise 3-D": {"forward": 2.50, "grad_input": 0.20, "grad_weight": 0.20},
             "dense 2-D": {"forward": 9.3, "grad_input": 9.3, "grad_weight": 32.0}},
     "cuda": {"depthwise 2-D": {"forward": 5.8, "grad_input": 5.8, "grad_weight": 5.8},
              "dense 2-D": {"forward": 9.3, "grad_input": 9.3, "grad_weight": 32.0}},
 }
 # The FFT path's fixed cost per call, in units of the FFT work estimate, where the calibration
-# pins one (fit_model); elsewhere 0. CPU 3-D depthwise forward: one geometry at 32 to 384
-# planes costs the FFT path a near-constant time more than its transforms (the depth fold and
-# the operator's per-call steps), so many planes favour it at the same ratio.
+# pins one (fit_model); elsewhere 0. CPU 3-D depthwise forward: at one geometry and ratio
+# (20^3, 7x7x7) direct is 1.15x faster with 32 planes and the FFT 1.13-1.15x faster with 128
+# or 256, because the FFT path's time has a part that does not grow with the planes (the
+# depth fold and the operator's per-call steps; about 0.3 ms for one plane).
 FIXED_WORK = {
-    "cpu": {"depthwise 3-D": {"forward": 0.0}},
+    "cpu": {"depthwise 3-D": {"forward": 1e7}},
 }
 # Other device types: the arithmetic break-even.
 DEFAULT_THRESHOLD = 1.0

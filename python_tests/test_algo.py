@@ -371,18 +371,20 @@ def test_inference_calls_keep_the_single_choice(monkeypatch):
     assert y.grad_fn is None and calls == [1]
 
 
-def test_committed_thresholds_are_the_fit_of_the_committed_calibration():
+def test_committed_constants_are_a_least_loss_fit_of_the_committed_calibration():
+    # per kind and direction, the committed fixed work and threshold lose at most 0.2 % more
+    # (geometric mean of chosen / faster path) than the fit: near ties (paths within 1-3 %)
+    # move the fitted interval's middle from run to run by far more than they change the loss
     from fftconv_ext.bench.calibrate import fit
     root = os.path.join(os.path.dirname(__file__), "..", "bench", "results")
     for name, device in (("amd-epyc-x86_64-2t-calibrate.json", "cpu"), ("nvidia-h200-calibrate-forward.json", "cuda")):
         with open(os.path.join(root, name)) as f:
             data = json.load(f)
-        for kind, per in fit(data["points"], device).items():
+        fits = fit(data["points"], device)
+        assert fits
+        for kind, per in fits.items():
             for direction, f in per.items():
-                assert cost_model.threshold(device, direction, kind) == pytest.approx(f["threshold"], rel=0.05), \
-                    (name, kind, direction)
-                assert cost_model.fixed_work(device, direction, kind) == pytest.approx(f["fixed_work"], rel=0.05), \
-                    (name, kind, direction)
+                assert f["committed_loss"] <= f["loss"] * 1.002, (name, kind, direction, f)
 
 
 def test_kind_is_family_and_rank_and_unfitted_kinds_take_their_family_2d_thresholds(monkeypatch):

@@ -339,7 +339,8 @@ def main_train(device: torch.device, args) -> None:
     write_suite(args.out, machine, "train", meta, {"rows": rows, "stability": stability},
                 f"Training step, algo='auto' against its paths: {machine}",
                 "Forward, backward (input and weight gradients) and an SGD step; medians of interleaved rounds, "
-                "ratios inside this run.", md)
+                "ratios inside this run. Where one path is over 3x slower than the other, auto is timed again "
+                "against the faster one alone (the slow path would end the rounds after 3).", md)
 
 
 def main_fit(device: torch.device, args) -> None:
