@@ -167,7 +167,8 @@ def decided_call_for(decided_calls: dict, input, weight, bias, stride, padding, 
     version, and the operands and calling context (type, shape, dtype, device and requires_grad
     of each tensor; grad mode, autocast dtype, thread count) as _C.operand_key packs them in one
     call. The key is None for non-tensor operands, an unhashable argument (a list) and while
-    torch.jit traces: such calls take the checked path. This runs on every call: kept to one C++ call and one hash."""
+    torch.jit traces: such calls take the checked path. This runs on every call: kept to one C++
+    call and one hash."""
     operands = _C.operand_key(input, weight, bias)
     if operands is None:  # non-tensors: the checks then name the argument
         return None, None

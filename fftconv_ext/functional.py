@@ -36,8 +36,8 @@ def _conv_nd(input, weight, bias, stride, padding, dilation, groups, padding_mod
     key = None
     if not torch.compiler.is_compiling():
         # a call seen before (same shapes, dtypes, devices and arguments, all validated
-        # then) skips the checks: ~15 us per call. ONNX export traces (torch.jit) or runs
-        # on fake tensors, which never reach a decided call: it is checked below.
+        # then) skips the checks: ~15 us per call. ONNX export traces (torch.jit: no key then)
+        # or runs on fake tensors, which never reach a decided call: it is checked below.
         key, decided = decided_call_for(_decided_calls, input, weight, bias, stride, padding, dilation, groups,
                                         padding_mode, dim, algo)
         if decided is not None:

@@ -205,9 +205,9 @@ def markdown(result: dict) -> str:
     lines += ["", "| layer | direction | ratio | model ratio | fft ms | direct ms | faster | committed model picks | "
                   "chosen / faster |", "|---|---|---|---|---|---|---|---|---|"]
     for p in result["points"]:
-        kind = cost_model.kind(p["weight"])
-        model_ratio = cost_model.model_ratio(*_work(p), device_type, p["direction"], kind) if p["ratio"] > 0 else 0.0
-        pick = cost_model.choice(model_ratio, device_type, p["direction"], kind)
+        problem = _problem(p["input"], p["weight"], p["groups"])
+        model_ratio = problem.model_ratio(device_type, p["direction"])
+        pick = problem.model_choice(device_type, p["direction"])
         if p["direct_ms"] is None:
             lines.append(f"| {p['layer']} | {p['direction']} | {p['ratio']:.3f} | {model_ratio:.3f} | {p['fft_ms']:.2f} | "
                          f"not timed | "
