@@ -4,9 +4,9 @@ decided from the problem's arithmetic alone (docs/design.md §15).
 ``arithmetic_ratio`` is direct convolution's multiply-adds over an estimate of the FFT path's
 work (> 1: the FFT path does less). The model's ratio adds to that work a fixed cost per call
 (``fixed_work``, in the same units: what a call of the FFT path costs besides its transforms and
-product, which a small problem feels and a large one does not). For each device type, kind and
-direction (forward, input gradient, weight gradient) the FFT path is chosen where the model's
-ratio reaches a threshold; both constants are fitted from measurements by
+product, which a small problem feels and a large one does not). For each cost profile (the
+device type; on the CPU also its vector ISA), kind and direction (forward, input gradient,
+weight gradient) the FFT path is chosen where the model's ratio reaches a threshold; both constants are fitted from measurements by
 ``python -m fftconv_ext.bench --calibrate`` (``fit_model`` below; the data and the fit are
 committed under bench/results/). The choice is a pure function of shapes and
 arguments: the same in every process, in eager mode and under torch.compile and export.
@@ -26,32 +26,59 @@ FAMILIES = ("depthwise", "dense")
 KINDS = tuple(f"{family} {dim}-D" for family in FAMILIES for dim in (1, 2, 3))
 
 # FFT where the model ratio >= the threshold, fitted by `python -m fftconv_ext.bench --calibrate`
-# (rounded). CPU: 66 layers on 2 threads of an AVX-512 x86 VM, every direction
-# (bench/results/amd-epyc-x86_64-2t-calibrate.{json,md}). Direct depthwise weight gradients are
-# slow there beyond 3x3 taps, so the FFT takes them early; the 1-D direct forward is slow beyond
-# a few dozen taps, and the 3-D direct backward slow at every size. The dense layers measured ran
-# direct in every weight gradient (32: past every measured ratio). CUDA: only the 2-D depthwise
-# forward has been measured (7 layers of an H200, bench/results/nvidia-h200-calibrate-forward.*);
-# its gradients take the forward's value and dense layers the CPU's, until a GPU run of
-# --calibrate fits them. A kind with no entry takes its family's 2-D thresholds.
+# (rounded), per cost profile (profile(): the device type, and on the CPU its vector ISA, since
+# oneDNN's kernels and their speed per multiply-add differ between AVX2 and AVX-512).
+# cpu-avx2: 2 threads of an x86 VM with AVX2 and no AVX-512
+# (bench/results/amd-epyc-x86_64-avx2-2t-calibrate.{json,md}).
+# cpu-avx512: 66 layers on 2 threads of an AVX-512 x86 VM, every direction
+# (bench/results/amd-epyc-x86_64-avx512-2t-calibrate.{json,md}), measured before the direct path
+# padded wide columns itself (problem.DIRECT_CPU_MAX_WIDTH_PAD): its direct forwards with 8 or
+# more columns of padding are faster now than those data say. Direct depthwise weight gradients
+# are slow there beyond 3x3 taps, so the FFT takes them early; the 3-D direct backward is slow at
+# every size. The dense layers measured ran direct in every weight gradient (32: past every
+# measured ratio). CUDA: only the 2-D depthwise forward has been measured (7 layers of an H200,
+# bench/results/nvidia-h200-calibrate-forward.*); its gradients take the forward's value and
+# dense layers the CPU's, until a GPU run of --calibrate fits them. A kind with no entry takes
+# its family's 2-D thresholds.
 THRESHOLDS = {
-    "cpu": {"depthwise 1-D": {"forward": 0.21, "grad_input": 2.1, "grad_weight": 0.10},
-            "depthwise 2-D": {"forward": 1.75, "grad_input": 1.53, "grad_weight": 0.22},
-            "depthwise 3-D": {"forward": 2.50, "grad_input": 0.20, "grad_weight": 0.20},
-            "dense 2-D": {"forward": 9.3, "grad_input": 9.3, "grad_weight": 32.0}},
+    "cpu-avx2": {"depthwise 1-D": {"forward": 0.21, "grad_input": 2.1, "grad_weight": 0.10},
+                 "depthwise 2-D": {"forward": 1.75, "grad_input": 1.53, "grad_weight": 0.22},
+                 "depthwise 3-D": {"forward": 2.50, "grad_input": 0.20, "grad_weight": 0.20},
+                 "dense 2-D": {"forward": 9.3, "grad_input": 9.3, "grad_weight": 32.0}},
+    "cpu-avx512": {"depthwise 1-D": {"forward": 0.21, "grad_input": 2.1, "grad_weight": 0.10},
+                   "depthwise 2-D": {"forward": 1.75, "grad_input": 1.53, "grad_weight": 0.22},
+                   "depthwise 3-D": {"forward": 2.50, "grad_input": 0.20, "grad_weight": 0.20},
+                   "dense 2-D": {"forward": 9.3, "grad_input": 9.3, "grad_weight": 32.0}},
     "cuda": {"depthwise 2-D": {"forward": 5.8, "grad_input": 5.8, "grad_weight": 5.8},
              "dense 2-D": {"forward": 9.3, "grad_input": 9.3, "grad_weight": 32.0}},
 }
 # The FFT path's fixed cost per call, in units of the FFT work estimate, where the calibration
 # pins one (fit_model); elsewhere 0. CPU 3-D depthwise forward: at one geometry and ratio
 # (20^3, 7x7x7) direct is 1.15x faster with 32 planes and the FFT 1.13-1.15x faster with 128
-# or 256, because the FFT path's time has a part that does not grow with the planes (the
-# depth fold and the operator's per-call steps; about 0.3 ms for one plane).
+# or 256 (AVX-512), because the FFT path's time has a part that does not grow with the planes
+# (the depth fold and the operator's per-call steps; about 0.3 ms for one plane).
 FIXED_WORK = {
-    "cpu": {"depthwise 3-D": {"forward": 1e7}},
+    "cpu-avx2": {"depthwise 3-D": {"forward": 1e7}},
+    "cpu-avx512": {"depthwise 3-D": {"forward": 1e7}},
 }
 # Other device types: the arithmetic break-even.
 DEFAULT_THRESHOLD = 1.0
+
+
+_cpu_profile: Optional[str] = None
+
+
+def profile(device_type: str) -> str:
+    """The cost profile whose constants a device type uses: on the CPU 'cpu-avx512' where torch
+    runs AVX-512 kernels, else 'cpu-avx2' (other CPUs, unmeasured, take AVX2's constants); the
+    device type itself elsewhere. A profile name ('cpu-avx2', ...) is returned as it is."""
+    global _cpu_profile
+    if device_type != "cpu":
+        return device_type
+    if _cpu_profile is None:
+        import torch
+        _cpu_profile = "cpu-avx512" if torch.backends.cpu.get_cpu_capability() == "AVX512" else "cpu-avx2"
+    return _cpu_profile
 
 
 def kind(w_shape: Sequence[int]) -> str:
@@ -89,7 +116,7 @@ def arithmetic_ratio(x_shape: Sequence[int], w_shape: Sequence[int], out_spatial
 def fixed_work(device_type: str, direction: str = "forward", kind: str = "depthwise 2-D") -> float:
     """The FFT path's fixed cost per call in FFT-work units (FIXED_WORK; 0 where none is fitted)."""
     _check(direction, kind)
-    return FIXED_WORK.get(device_type, {}).get(kind, {}).get(direction, 0.0)
+    return FIXED_WORK.get(profile(device_type), {}).get(kind, {}).get(direction, 0.0)
 
 
 def model_ratio(direct: float, fft: float, device_type: str, direction: str = "forward",
@@ -110,7 +137,7 @@ def threshold(device_type: str, direction: str = "forward", kind: str = "depthwi
     """The ratio from which the FFT path is chosen: the kind's own threshold where it has been
     fitted, else its family's 2-D one, else DEFAULT_THRESHOLD."""
     _check(direction, kind)
-    table = THRESHOLDS.get(device_type, {})
+    table = THRESHOLDS.get(profile(device_type), {})
     per = table.get(kind) or table.get(kind.split()[0] + " 2-D", {})
     return per.get(direction, DEFAULT_THRESHOLD)
 

@@ -142,7 +142,7 @@ def _decided_call(choice, unbatched, padding, pb: ConvProblem, x):
     problem, so the same ConvProblem."""
     stride, dilation, groups = pb.stride, pb.dilation, pb.groups
     if choice == "direct" and pb.padding_mode == "zeros" and not unbatched and not (
-            x.device.type == "cpu" and x.dtype in LOW_PRECISION):
+            x.device.type == "cpu" and (x.dtype in LOW_PRECISION or pb.direct_width_pad)):
         conv = DIRECT_CONV[pb.dim]
         return lambda inp, w, b: conv(inp, w, b, stride, padding, dilation, groups)
 

@@ -191,7 +191,7 @@ def test_default_choice_follows_the_threshold_of_its_direction(monkeypatch, dire
     for below, want in ((True, "direct"), (False, "fft")):
         table = {d: ratio * 0.5 for d in cost_model.DIRECTIONS}
         table[direction] = ratio * (1.5 if below else 0.5)
-        monkeypatch.setitem(cost_model.THRESHOLDS, "cpu", {k: table for k in cost_model.KINDS})
+        monkeypatch.setitem(cost_model.THRESHOLDS, cost_model.profile("cpu"), {k: table for k in cost_model.KINDS})
         algo_mod.clear_memory()
         got = algo_mod.choose(_problem(x, w, 4, 16), x, direction, None, None)
         assert got == want
@@ -202,7 +202,7 @@ def test_per_direction_choices_run_where_the_model_says(monkeypatch):
     _no_timing(monkeypatch)
     ops = _CountingOps()
     monkeypatch.setattr(fftconv_ext.problem, "_ops_ns", ops)
-    monkeypatch.setitem(cost_model.THRESHOLDS, "cpu", {k: {"forward": 1e9, "grad_input": 0.0, "grad_weight": 0.0}
+    monkeypatch.setitem(cost_model.THRESHOLDS, cost_model.profile("cpu"), {k: {"forward": 1e9, "grad_input": 0.0, "grad_weight": 0.0}
                                                        for k in cost_model.KINDS})
     g = torch.Generator().manual_seed(5)
     x = torch.randn(2, 4, 12, 12, dtype=torch.float64, generator=g, requires_grad=True)
@@ -377,7 +377,9 @@ def test_committed_constants_are_a_least_loss_fit_of_the_committed_calibration()
     # move the fitted interval's middle from run to run by far more than they change the loss
     from fftconv_ext.bench.calibrate import fit
     root = os.path.join(os.path.dirname(__file__), "..", "bench", "results")
-    for name, device in (("amd-epyc-x86_64-2t-calibrate.json", "cpu"), ("nvidia-h200-calibrate-forward.json", "cuda")):
+    for name, device in (("amd-epyc-x86_64-avx512-2t-calibrate.json", "cpu-avx512"),
+                         ("amd-epyc-x86_64-avx2-2t-calibrate.json", "cpu-avx2"),
+                         ("nvidia-h200-calibrate-forward.json", "cuda")):
         with open(os.path.join(root, name)) as f:
             data = json.load(f)
         fits = fit(data["points"], device)
@@ -387,13 +389,22 @@ def test_committed_constants_are_a_least_loss_fit_of_the_committed_calibration()
                 assert f["committed_loss"] <= f["loss"] * 1.002, (name, kind, direction, f)
 
 
+def test_cost_profiles_are_the_device_type_and_on_the_cpu_its_vector_isa():
+    isa = torch.backends.cpu.get_cpu_capability()
+    assert cost_model.profile("cpu") == ("cpu-avx512" if isa == "AVX512" else "cpu-avx2")
+    assert cost_model.profile("cuda") == "cuda" and cost_model.profile("cpu-avx512") == "cpu-avx512"
+    for name in ("cpu-avx2", "cpu-avx512"):  # each CPU profile has every fitted kind
+        assert set(cost_model.THRESHOLDS[name]) >= {"depthwise 1-D", "depthwise 2-D", "depthwise 3-D", "dense 2-D"}
+    assert cost_model.threshold("cpu") == cost_model.threshold(cost_model.profile("cpu"))
+
+
 def test_kind_is_family_and_rank_and_unfitted_kinds_take_their_family_2d_thresholds(monkeypatch):
     assert cost_model.kind((8, 1, 5)) == "depthwise 1-D"
     assert cost_model.kind((8, 1, 3, 3, 3)) == "depthwise 3-D"
     assert cost_model.kind((8, 4, 3, 3)) == "dense 2-D"
     assert set(cost_model.KINDS) == {f"{f} {d}-D" for f in ("depthwise", "dense") for d in (1, 2, 3)}
     table = {"depthwise 2-D": {"forward": 2.0}, "depthwise 3-D": {"forward": 7.0}, "dense 2-D": {"forward": 11.0}}
-    monkeypatch.setitem(cost_model.THRESHOLDS, "cpu", table)
+    monkeypatch.setitem(cost_model.THRESHOLDS, cost_model.profile("cpu"), table)
     assert cost_model.threshold("cpu", "forward", "depthwise 3-D") == 7.0   # its own
     assert cost_model.threshold("cpu", "forward", "depthwise 1-D") == 2.0   # the family's 2-D
     assert cost_model.threshold("cpu", "forward", "dense 3-D") == 11.0
@@ -404,7 +415,7 @@ def test_kind_is_family_and_rank_and_unfitted_kinds_take_their_family_2d_thresho
     # a 1-D and a 3-D problem of the same ratio can get different choices
     p1 = ConvProblem(1, (2, 8, 64), (8, 1, 9), (1,), ((4, 4),), (1,), 8)
     p3 = ConvProblem(3, (2, 8, 8, 8, 8), (8, 1, 3, 3, 3), (1, 1, 1), ((1, 1),) * 3, (1, 1, 1), 8)
-    monkeypatch.setitem(cost_model.THRESHOLDS, "cpu", {"depthwise 1-D": {"forward": 0.0},
+    monkeypatch.setitem(cost_model.THRESHOLDS, cost_model.profile("cpu"), {"depthwise 1-D": {"forward": 0.0},
                                                        "depthwise 3-D": {"forward": 1e9}})
     assert p1.model_choice("cpu") == "fft" and p3.model_choice("cpu") == "direct"
 
@@ -442,7 +453,7 @@ def test_fixed_work_enters_the_model_ratio(monkeypatch):
     pb = ConvProblem(3, (2, 8, 8, 8, 8), (8, 1, 3, 3, 3), (1, 1, 1), ((1, 1),) * 3, (1, 1, 1), 8)
     direct, fft = pb.work()
     assert pb.arithmetic_ratio() == pytest.approx(direct / fft)
-    monkeypatch.setitem(cost_model.FIXED_WORK, "cpu", {"depthwise 3-D": {"forward": fft}})
+    monkeypatch.setitem(cost_model.FIXED_WORK, cost_model.profile("cpu"), {"depthwise 3-D": {"forward": fft}})
     assert pb.model_ratio("cpu") == pytest.approx(direct / (2 * fft))
     assert pb.model_ratio("cpu", "grad_input") == pytest.approx(direct / fft)   # per direction
     assert pb.model_ratio("cuda") == pytest.approx(direct / fft)                # per device type

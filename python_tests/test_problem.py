@@ -104,3 +104,42 @@ def test_descriptions_tell_problems_apart():
     assert len(descriptions) == len(others) and pb.description() not in descriptions
     # plain values only: what a key file holds and what torch.compile can treat as a constant
     assert all(isinstance(v, (int, str, bool, tuple)) for v in pb.description())
+
+
+# (x shape, w shape, stride, padding, dilation, groups): last-axis zero padding wider than
+# DIRECT_CPU_MAX_WIDTH_PAD, which the direct path pads itself on the CPU
+WIDE_PADDING = [
+    ((2, 6, 9, 23), (6, 1, 3, 11), (1, 1), (1, 5), (1, 1), 6),
+    ((1, 4, 10, 20), (4, 1, 7, 7), (2, 2), (6, 6), (2, 2), 4),
+    ((2, 3, 30), (6, 1, 13), (1,), (6,), (1,), 3),
+    ((1, 1, 16, 16), (1, 1, 15, 15), (1, 1), (7, 7), (1, 1), 1),
+]
+
+
+@pytest.mark.parametrize("case", WIDE_PADDING, ids=lambda c: f"{c[0]}-{c[1]}")
+def test_direct_path_pads_wide_columns_itself_and_matches_torch(case):
+    from fftconv_ext.problem import DIRECT_CPU_MAX_WIDTH_PAD
+    x_shape, w_shape, stride, padding, dilation, groups = case
+    dim = len(x_shape) - 2
+    pb = ConvProblem(dim, x_shape, w_shape, stride, tuple((p, p) for p in padding), dilation, groups, bias=True)
+    assert pb.direct_width_pad == padding[-1] > DIRECT_CPU_MAX_WIDTH_PAD
+    x, w, b = _operands(x_shape, w_shape, seed=3)
+    xr, wr, br = x.clone().requires_grad_(), w.clone().requires_grad_(), b.clone().requires_grad_()
+    y = fftconv_ext.conv2d if dim == 2 else fftconv_ext.conv1d
+    ours = y(xr, wr, br, stride, padding, dilation, groups, algo="direct")
+    ref = _F[dim](x.clone().requires_grad_(), w.clone().requires_grad_(), b.clone().requires_grad_(), stride, padding,
+                  dilation, groups)
+    assert ours.shape == ref.shape and rel_err(ours, ref) < TOL64
+    g = torch.randn_like(ref)
+    ref_leaves = [t.clone().requires_grad_() for t in (x, w, b)]
+    ref_grads = torch.autograd.grad(_F[dim](*ref_leaves, stride, padding, dilation, groups), ref_leaves, g)
+    for a, e in zip(torch.autograd.grad(ours, (xr, wr, br), g), ref_grads):
+        assert rel_err(a, e) < TOL64
+    for call in range(2):  # the first call and the decided call after it
+        again = y(x, w, b, stride, padding, dilation, groups, algo="direct")
+        assert rel_err(again, ref.detach()) < TOL64
+    # narrow padding, unequal sides and 3-D problems are left to torch as they are
+    assert ConvProblem(2, (1, 2, 9, 9), (2, 1, 9, 9), (1, 1), ((4, 4), (4, 4)), (1, 1), 2).direct_width_pad == 0
+    assert ConvProblem(2, (1, 2, 9, 9), (2, 1, 9, 12), (1, 1), ((4, 4), (5, 6)), (1, 1), 2).direct_width_pad == 0
+    assert ConvProblem(3, (1, 2, 9, 9, 9), (2, 1, 11, 11, 11), (1, 1, 1), ((5, 5),) * 3, (1, 1, 1),
+                       2).direct_width_pad == 0

@@ -318,7 +318,7 @@ def main_nd(device: torch.device, args) -> None:
                 "Medians of interleaved rounds, ratios inside this run; algo='auto' as a user gets it (its "
                 "first call made before the timing). Forward rows: every implementation in "
                 "lockstep rounds, then those under 60 ms (2-D) or 200 ms (3-D) and within 4x of the fastest again "
-                "among themselves, in up to 40 rounds, auto paired with "
+                "among themselves, in up to 200 rounds within the budget, auto paired with "
                 "each of its paths.", md)
 
 

@@ -1,7 +1,8 @@
 """python -m fftconv_ext.bench --calibrate: the measurements behind algo="auto"'s cost model.
 
 For a set of layers (depthwise 1-D kernels of 9 to 257 taps, 2-D and 3-D kernels from 3 to 31
-taps a side, dense layers), each direction (forward, input gradient, weight gradient) is timed on both paths,
+taps a side, strips, one-channel filters, dense 1-D and 2-D layers), each direction (forward,
+input gradient, weight gradient) is timed on both paths,
 ``algo="fft"`` and ``algo="direct"``: one warm-up call each, then the median of ROUNDS calls in
 alternating order, in each of PASSES passes through the whole set; a point is the median of its
 passes. A layer whose direct convolution does over SKIP_DIRECT_MACS multiply-adds is
@@ -10,7 +11,8 @@ of the fit. ``cost_model.fit_model`` then gives, per kind (depthwise or dense, 1
 and direction, the FFT path's fixed cost per call and the threshold that lose least against
 always taking the faster path (a fixed cost only where one geometry at several batch x channel
 sizes shows it). The run prints each layer's ratio, both times and the choice of the fitted and
-of the committed constants, and writes <out>/<machine>-calibrate.{json,md}.
+of the committed constants of this machine's cost profile (cost_model.profile), and writes
+<out>/<machine>-calibrate.{json,md}.
 
 ``--calibrate-from RESULTS.json`` fits the forward threshold from a committed benchmark run
 instead (its depthwise rows' fftconv_ext and F.conv2d medians), e.g. a GPU's.
@@ -68,6 +70,17 @@ def layers(quick: bool = False):
             out.append((f"dense 2-D 24x24 k{k}", (2, 16, 24, 24), (16, 16, k, k), 1))
         for k in (7, 13):
             out.append((f"grouped 2-D 28x28 k{k} g16", (4, 128, 28, 28), (128, 8, k, k), 16))
+        # kernels and inputs of other proportions: strips, a wide input, one channel
+        for kh, kw in ((1, 11), (1, 21), (1, 31), (21, 1)):
+            out.append((f"depthwise 2-D R32 {kh}x{kw}", (2, 128, 32, 32), (128, 1, kh, kw), 128))
+        for k in (7, 11):
+            out.append((f"depthwise 2-D 20x40 k{k}", (2, 96, 20, 40), (96, 1, k, k), 96))
+        for k in (15, 31):
+            out.append((f"one channel 2-D 128x128 k{k}", (1, 1, 128, 128), (1, 1, k, k), 1))
+        for k in (9, 31, 63):
+            out.append((f"dense 1-D L1024 k{k}", (2, 32, 1024), (32, 32, k), 1))
+        for k in (31, 129):
+            out.append((f"dense 1-D L4096 k{k}", (4, 16, 4096), (16, 16, k), 1))
     return out
 
 
@@ -188,7 +201,8 @@ def _loss(pts, k, t) -> float:
 
 
 def markdown(result: dict) -> str:
-    meta, fits, device_type = result["meta"], result["fit"], result["meta"]["device"]
+    meta, fits = result["meta"], result["fit"]
+    device_type = meta.get("cost_profile", meta["device"])
     lines = ["# algo='auto' cost-model calibration: " + meta["machine"], "",
              ", ".join(f"{k}: {v}" for k, v in meta.items()), "",
              "Per kind and direction: FFT where the model ratio, direct work / (FFT work + fixed work), "
@@ -251,7 +265,8 @@ def main_calibrate(device: torch.device, args) -> None:
             raise SystemExit("--calibrate times the CPU here; on a GPU use --calibrate-from a --device cuda run")
         torch.set_num_threads(args.threads)
         meta = run_meta(device, args.threads, rounds=ROUNDS, passes=PASSES, skip_direct_macs=SKIP_DIRECT_MACS)
-        meta["device"] = device_type = "cpu"
+        meta["device"] = "cpu"
+        meta["cost_profile"] = device_type = cost_model.profile("cpu")
         points = measure(quick=args.quick, progress=(lambda s: None) if args.no_progress else print)
         finish_meta(meta, device)
         stem = machine_name(device, args.threads) + "-calibrate"

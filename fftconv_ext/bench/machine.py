@@ -78,7 +78,9 @@ def _machine(device: torch.device, threads: int) -> str:
                     break
     except OSError:
         pass
-    return f"{cpu}-{platform.machine()}-{threads}t"
+    # the vector ISA torch runs (AVX2, AVX512, ...): oneDNN's kernels, and the cost profile, differ by it
+    isa = torch.backends.cpu.get_cpu_capability().lower()
+    return f"{cpu}-{platform.machine()}-{isa}-{threads}t"
 
 
 def probe_ms(device: torch.device) -> float:

@@ -217,7 +217,7 @@ _SLOW_DIRECT_MS = 200.0
 def _retime_fast(row, impls, x, w, b, device, budget, limit_ms):
     """Lockstep rounds end when the slowest implementation (a direct conv3d: 0.6 s; torch-fftconv
     on a decoder layer: 0.2 s) has used the budget, after a handful: those under limit_ms are
-    timed again among themselves, in up to 40 rounds, auto paired with each of the others (the
+    timed again among themselves, in up to 200 rounds within the budget, auto paired with each of the others (the
     same-round ratio, which a slow spell of the machine moves less)."""
     # (and within 4x of the fastest: a 0.2 s direct call between them leaves cold caches to
     # whichever runs next, which over 16 shuffled rounds had put auto 19 % above the same path)
@@ -226,7 +226,7 @@ def _retime_fast(row, impls, x, w, b, device, budget, limit_ms):
     if len(fast) > 1:
         with torch.no_grad():
             again = time_interleaved({n: (lambda f=f: f(x, w, b)) for n, f in fast.items()}, device, warmup=1,
-                                     rounds=40, max_seconds=budget, lockstep=True,
+                                     rounds=200, max_seconds=budget, lockstep=True,
                                      paired=[("fftconv_ext auto", n) for n in fast if n != "fftconv_ext auto"])
         for impl, t in again.items():
             row["forward"][impl].update(t)
