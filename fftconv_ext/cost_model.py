@@ -18,11 +18,13 @@ from typing import Iterable, Optional, Sequence, Tuple
 
 
 DIRECTIONS = ("forward", "grad_input", "grad_weight")
-# One weight input channel per group (depthwise) or several (dense, grouped), and 1, 2 or 3
-# spatial axes: each runs on its own direct kernel (a depthwise loop, a GEMM; oneDNN's 1-D, 2-D
-# and 3-D implementations, some with no fast backward) whose speed per multiply-add differs by
-# up to an order of magnitude, so each kind has its thresholds.
-FAMILIES = ("depthwise", "dense")
+# One weight input channel per group (depthwise), several in each of several groups (grouped),
+# or one group (dense), and 1, 2 or 3 spatial axes: each runs on its own direct kernel (a
+# depthwise loop, a GEMM per group or one GEMM; oneDNN's 1-D, 2-D and 3-D implementations, some
+# with no fast backward) whose speed per multiply-add differs by up to an order of magnitude
+# (on AVX2 a grouped 7x7 forward with 8 channels per group ran at half the rate of a dense one),
+# so each kind has its thresholds.
+FAMILIES = ("depthwise", "grouped", "dense")
 KINDS = tuple(f"{family} {dim}-D" for family in FAMILIES for dim in (1, 2, 3))
 
 # FFT where the model ratio >= the threshold, fitted by `python -m fftconv_ext.bench --calibrate`
@@ -39,12 +41,13 @@ KINDS = tuple(f"{family} {dim}-D" for family in FAMILIES for dim in (1, 2, 3))
 # measured ratio). CUDA: only the 2-D depthwise forward has been measured (7 layers of an H200,
 # bench/results/nvidia-h200-calibrate-forward.*); its gradients take the forward's value and
 # dense layers the CPU's, until a GPU run of --calibrate fits them. A kind with no entry takes
-# its family's 2-D thresholds.
+# those of fitted_kind (its family's 2-D ones; grouped kinds then the dense ones).
 THRESHOLDS = {
-    "cpu-avx2": {"depthwise 1-D": {"forward": 0.21, "grad_input": 2.1, "grad_weight": 0.10},
-                 "depthwise 2-D": {"forward": 1.75, "grad_input": 1.53, "grad_weight": 0.22},
-                 "depthwise 3-D": {"forward": 2.50, "grad_input": 0.20, "grad_weight": 0.20},
-                 "dense 2-D": {"forward": 9.3, "grad_input": 9.3, "grad_weight": 32.0}},
+    "cpu-avx2": {"depthwise 1-D": {"forward": 1.39, "grad_input": 2.1, "grad_weight": 0.10},
+                 "depthwise 2-D": {"forward": 1.26, "grad_input": 1.06, "grad_weight": 0.163},
+                 "depthwise 3-D": {"forward": 0.65, "grad_input": 0.20, "grad_weight": 0.20},
+                 "dense 1-D": {"forward": 3.58, "grad_input": 3.58, "grad_weight": 0.277},
+                 "dense 2-D": {"forward": 3.0, "grad_input": 9.3, "grad_weight": 32.0}},
     "cpu-avx512": {"depthwise 1-D": {"forward": 0.21, "grad_input": 2.1, "grad_weight": 0.10},
                    "depthwise 2-D": {"forward": 1.75, "grad_input": 1.53, "grad_weight": 0.22},
                    "depthwise 3-D": {"forward": 2.50, "grad_input": 0.20, "grad_weight": 0.20},
@@ -58,7 +61,7 @@ THRESHOLDS = {
 # or 256 (AVX-512), because the FFT path's time has a part that does not grow with the planes
 # (the depth fold and the operator's per-call steps; about 0.3 ms for one plane).
 FIXED_WORK = {
-    "cpu-avx2": {"depthwise 3-D": {"forward": 1e7}},
+    "cpu-avx2": {"dense 1-D": {"grad_weight": 3.16e8}, "dense 2-D": {"forward": 5.62e6}},
     "cpu-avx512": {"depthwise 3-D": {"forward": 1e7}},
 }
 # Other device types: the arithmetic break-even.
@@ -81,10 +84,23 @@ def profile(device_type: str) -> str:
     return _cpu_profile
 
 
-def kind(w_shape: Sequence[int]) -> str:
-    """'depthwise 2-D' (one input channel per group), 'dense 3-D', ...: the weight's family and
-    its number of spatial axes."""
-    return f"{'depthwise' if w_shape[1] == 1 else 'dense'} {len(w_shape) - 2}-D"
+def kind(w_shape: Sequence[int], groups: int = 1) -> str:
+    """'depthwise 2-D' (one input channel per group), 'grouped 2-D' (several, in several
+    groups), 'dense 3-D' (one group), ...: the weight's family and its number of spatial axes."""
+    family = "depthwise" if w_shape[1] == 1 else ("grouped" if groups > 1 else "dense")
+    return f"{family} {len(w_shape) - 2}-D"
+
+
+def fitted_kind(device_type: str, kind: str) -> Optional[str]:
+    """The kind whose constants a kind takes on a device type (or cost profile): its own where
+    fitted, else its family's 2-D kind, else for a grouped kind the dense one of its rank or
+    dense 2-D; None where none is fitted."""
+    family, rank = kind.split()
+    table = THRESHOLDS.get(profile(device_type), {})
+    for k in (kind, f"{family} 2-D") + ((f"dense {rank}", "dense 2-D") if family == "grouped" else ()):
+        if k in table:
+            return k
+    return None
 
 
 # With backends.benchmark, problems whose ratio is this far from the threshold (either way)
@@ -116,7 +132,8 @@ def arithmetic_ratio(x_shape: Sequence[int], w_shape: Sequence[int], out_spatial
 def fixed_work(device_type: str, direction: str = "forward", kind: str = "depthwise 2-D") -> float:
     """The FFT path's fixed cost per call in FFT-work units (FIXED_WORK; 0 where none is fitted)."""
     _check(direction, kind)
-    return FIXED_WORK.get(profile(device_type), {}).get(kind, {}).get(direction, 0.0)
+    own = fitted_kind(device_type, kind)  # fitted together with the threshold this kind takes
+    return FIXED_WORK.get(profile(device_type), {}).get(own, {}).get(direction, 0.0)
 
 
 def model_ratio(direct: float, fft: float, device_type: str, direction: str = "forward",
@@ -134,12 +151,11 @@ def _check(direction: str, kind: str) -> None:
 
 
 def threshold(device_type: str, direction: str = "forward", kind: str = "depthwise 2-D") -> float:
-    """The ratio from which the FFT path is chosen: the kind's own threshold where it has been
-    fitted, else its family's 2-D one, else DEFAULT_THRESHOLD."""
+    """The ratio from which the FFT path is chosen: the threshold of fitted_kind, else
+    DEFAULT_THRESHOLD."""
     _check(direction, kind)
-    table = THRESHOLDS.get(profile(device_type), {})
-    per = table.get(kind) or table.get(kind.split()[0] + " 2-D", {})
-    return per.get(direction, DEFAULT_THRESHOLD)
+    own = fitted_kind(device_type, kind)
+    return THRESHOLDS[profile(device_type)][own].get(direction, DEFAULT_THRESHOLD) if own else DEFAULT_THRESHOLD
 
 
 def choice(ratio: float, device_type: str, direction: str = "forward", kind: str = "depthwise 2-D") -> str:

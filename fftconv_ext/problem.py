@@ -247,18 +247,18 @@ class ConvProblem:
         path's fixed cost per call added to its work (cost_model.model_ratio)."""
         if math.prod(self.kernel) == 1:
             return 0.0
-        return cost_model.model_ratio(*self.work(), device_type, direction, cost_model.kind(self.w_shape))
+        return cost_model.model_ratio(*self.work(), device_type, direction, cost_model.kind(self.w_shape, self.groups))
 
     def model_choice(self, device_type: str, direction: str = "forward") -> str:
         """'fft' or 'direct': the cost model's choice for this problem on that device type."""
         return cost_model.choice(self.model_ratio(device_type, direction), device_type, direction,
-                                 cost_model.kind(self.w_shape))
+                                 cost_model.kind(self.w_shape, self.groups))
 
     def clear_choice(self, device_type: str, direction: str = "forward") -> Optional[str]:
         """The model's choice where it is clear (cost_model.CLEAR_FACTOR), else None: a
         problem that benchmark mode measures."""
         return cost_model.clear_choice(self.model_ratio(device_type, direction), device_type, direction,
-                                       cost_model.kind(self.w_shape))
+                                       cost_model.kind(self.w_shape, self.groups))
 
     def description(self) -> tuple:
         """Everything a measured choice of this problem depends on besides the device and the

@@ -402,12 +402,15 @@ def test_kind_is_family_and_rank_and_unfitted_kinds_take_their_family_2d_thresho
     assert cost_model.kind((8, 1, 5)) == "depthwise 1-D"
     assert cost_model.kind((8, 1, 3, 3, 3)) == "depthwise 3-D"
     assert cost_model.kind((8, 4, 3, 3)) == "dense 2-D"
-    assert set(cost_model.KINDS) == {f"{f} {d}-D" for f in ("depthwise", "dense") for d in (1, 2, 3)}
+    assert cost_model.kind((8, 4, 3, 3), groups=2) == "grouped 2-D"
+    assert cost_model.kind((8, 1, 3, 3), groups=8) == "depthwise 2-D"
+    assert set(cost_model.KINDS) == {f"{f} {d}-D" for f in ("depthwise", "grouped", "dense") for d in (1, 2, 3)}
     table = {"depthwise 2-D": {"forward": 2.0}, "depthwise 3-D": {"forward": 7.0}, "dense 2-D": {"forward": 11.0}}
     monkeypatch.setitem(cost_model.THRESHOLDS, cost_model.profile("cpu"), table)
     assert cost_model.threshold("cpu", "forward", "depthwise 3-D") == 7.0   # its own
     assert cost_model.threshold("cpu", "forward", "depthwise 1-D") == 2.0   # the family's 2-D
     assert cost_model.threshold("cpu", "forward", "dense 3-D") == 11.0
+    assert cost_model.threshold("cpu", "forward", "grouped 3-D") == 11.0   # grouped: then the dense ones
     assert cost_model.threshold("cpu", "grad_input", "dense 3-D") == cost_model.DEFAULT_THRESHOLD
     assert cost_model.threshold("xpu", "forward", "dense 2-D") == cost_model.DEFAULT_THRESHOLD
     with pytest.raises(ValueError, match="kind"):

@@ -70,6 +70,12 @@ def layers(quick: bool = False):
             out.append((f"dense 2-D 24x24 k{k}", (2, 16, 24, 24), (16, 16, k, k), 1))
         for k in (7, 13):
             out.append((f"grouped 2-D 28x28 k{k} g16", (4, 128, 28, 28), (128, 8, k, k), 16))
+        for k in (5, 9, 15):
+            out.append((f"grouped 2-D 32x32 k{k} g4", (2, 64, 32, 32), (64, 16, k, k), 4))
+        for k in (3, 7, 11):
+            out.append((f"grouped 2-D 24x24 k{k} g8", (2, 128, 24, 24), (128, 16, k, k), 8))
+        for k in (5, 9):
+            out.append((f"grouped 2-D 16x16 k{k} g32", (4, 128, 16, 16), (128, 4, k, k), 32))
         # kernels and inputs of other proportions: strips, a wide input, one channel
         for kh, kw in ((1, 11), (1, 21), (1, 31), (21, 1)):
             out.append((f"depthwise 2-D R32 {kh}x{kw}", (2, 128, 32, 32), (128, 1, kh, kw), 128))
@@ -175,7 +181,7 @@ def fit(points: list, device_type: str) -> dict:
         for direction in cost_model.DIRECTIONS:
             pts = [_work(p) + (p["fft_ms"], p["direct_ms"]) for p in points
                    if p["direction"] == direction and p["direct_ms"] is not None
-                   and cost_model.kind(p["weight"]) == kind]
+                   and cost_model.kind(p["weight"], p["groups"]) == kind]
             if not pts:
                 continue
             k, t, loss = cost_model.fit_model(pts)
