@@ -43,15 +43,17 @@ KINDS = tuple(f"{family} {dim}-D" for family in FAMILIES for dim in (1, 2, 3))
 # dense layers the CPU's, until a GPU run of --calibrate fits them. A kind with no entry takes
 # those of fitted_kind (its family's 2-D ones; grouped kinds then the dense ones).
 THRESHOLDS = {
-    "cpu-avx2": {"depthwise 1-D": {"forward": 1.39, "grad_input": 2.1, "grad_weight": 0.10},
-                 "depthwise 2-D": {"forward": 1.26, "grad_input": 1.06, "grad_weight": 0.163},
+    "cpu-avx2": {"depthwise 1-D": {"forward": 1.39, "grad_input": 1.39, "grad_weight": 0.10},
+                 "depthwise 2-D": {"forward": 1.45, "grad_input": 1.06, "grad_weight": 0.163},
                  "depthwise 3-D": {"forward": 0.65, "grad_input": 0.20, "grad_weight": 0.20},
+                 "grouped 2-D": {"forward": 1.45, "grad_input": 1.45, "grad_weight": 1.10},
                  "dense 1-D": {"forward": 3.58, "grad_input": 3.58, "grad_weight": 0.277},
-                 "dense 2-D": {"forward": 3.0, "grad_input": 9.3, "grad_weight": 32.0}},
+                 "dense 2-D": {"forward": 10.0, "grad_input": 9.3, "grad_weight": 32.0}},
     "cpu-avx512": {"depthwise 1-D": {"forward": 0.21, "grad_input": 2.1, "grad_weight": 0.10},
                    "depthwise 2-D": {"forward": 1.75, "grad_input": 1.53, "grad_weight": 0.22},
                    "depthwise 3-D": {"forward": 2.50, "grad_input": 0.20, "grad_weight": 0.20},
-                   "dense 2-D": {"forward": 9.3, "grad_input": 9.3, "grad_weight": 32.0}},
+                   "grouped 2-D": {"forward": 9.3, "grad_input": 9.3, "grad_weight": 7.4},
+                   "dense 2-D": {"forward": 9.3, "grad_input": 17.2, "grad_weight": 32.0}},
     "cuda": {"depthwise 2-D": {"forward": 5.8, "grad_input": 5.8, "grad_weight": 5.8},
              "dense 2-D": {"forward": 9.3, "grad_input": 9.3, "grad_weight": 32.0}},
 }
@@ -61,7 +63,7 @@ THRESHOLDS = {
 # or 256 (AVX-512), because the FFT path's time has a part that does not grow with the planes
 # (the depth fold and the operator's per-call steps; about 0.3 ms for one plane).
 FIXED_WORK = {
-    "cpu-avx2": {"dense 1-D": {"grad_weight": 3.16e8}, "dense 2-D": {"forward": 5.62e6}},
+    "cpu-avx2": {"grouped 2-D": {"grad_weight": 3.16e8}, "dense 1-D": {"grad_weight": 3.16e8}},
     "cpu-avx512": {"depthwise 3-D": {"forward": 1e7}},
 }
 # Other device types: the arithmetic break-even.

@@ -484,3 +484,28 @@ def test_train_first_steps_are_timed_in_a_fresh_process():
              "first_faster_step_over_best": 2.5, "first_auto_over_first_faster": 1.2}]
     md = train_step.train_markdown(rows, {})
     assert "| 3.00x | 2.50x | 1.20 |" in md and "worst 3.00x" in md
+
+
+def test_heldout_suite_times_each_layer_both_ways_and_writes_its_table(monkeypatch):
+    # --heldout on small copies of its kinds of layer: every path computes the layer (float64
+    # F.conv reference), both parts are timed, and the table and summary name each layer
+    import torch.nn.functional as F
+    from fftconv_ext.bench import heldout
+    layers = [("strip", (1, 4, 12, 12), (4, 1, 1, 7), 1, (0, 3), 1, 4),
+              ("dilated, strided", (1, 4, 16, 16), (4, 1, 3, 3), 2, 2, 2, 4),
+              ("dense 1-D", (1, 3, 40), (5, 3, 9), 1, 4, 1, 1)]
+    for name, xs, ws, s, p, d, g in layers:
+        x, w = torch.randn(*xs, dtype=torch.float64), torch.randn(*ws, dtype=torch.float64)
+        ref = (F.conv2d if len(xs) == 4 else F.conv1d)(x, w, None, s, p, d, g)
+        for a in heldout.ALGOS:
+            got = heldout._CONV[len(xs)](x, w, None, s, p, d, g, algo=a)
+            assert (got - ref).abs().max() < 1e-10, (name, a)
+    monkeypatch.setattr(heldout, "LAYERS", layers)
+    rows = heldout.run_heldout(torch.device("cpu"), budget=0.01)
+    assert [r["layer"] for r in rows] == [name for name, *_ in layers]
+    for r in rows:
+        for part in ("forward", "training"):
+            assert r[part]["faster"] in ("fft", "direct") and r[part]["auto_over_faster"] > 0
+            assert all(v > 0 for v in r[part]["median_ms"].values())
+    md = heldout.heldout_markdown(rows)
+    assert "| strip |" in md and "- forward: worst auto / faster path" in md and "- training:" in md

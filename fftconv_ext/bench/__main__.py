@@ -185,6 +185,9 @@ def main(argv=None) -> None:
     ap.add_argument("--train", action="store_true",
                     help="a training step with algo='auto' against 'fft' and 'direct' (sweep layers, RepLKNet-31B "
                          "and ConvNeXt-T converted), and auto's choices in 5 fresh processes")
+    ap.add_argument("--heldout", action="store_true",
+                    help="algo='auto' on layers kept out of the calibration and the other suites, forward and "
+                         "training (writes <machine>-heldout.json, .md)")
     ap.add_argument("--nd", action="store_true",
                     help="the convolution family beyond conv1d/conv2d: transposed and 3-D convolutions against "
                          "F.conv_transpose2d, a torch.fft composition and torch-fftconv")
@@ -213,6 +216,8 @@ def main(argv=None) -> None:
         return main_train(device, args)
     if args.nd:
         return main_nd(device, args)
+    if args.heldout:
+        return main_heldout(device, args)
     if args.calibrate or args.calibrate_from:
         from .calibrate import main_calibrate
         return main_calibrate(device, args)
@@ -320,6 +325,22 @@ def main_nd(device: torch.device, args) -> None:
                 "lockstep rounds, then those under 60 ms (2-D) or 200 ms (3-D) and within 4x of the fastest again "
                 "among themselves, in up to 200 rounds within the budget, auto paired with "
                 "each of its paths.", md)
+
+
+def main_heldout(device: torch.device, args) -> None:
+    from .heldout import heldout_markdown, run_heldout
+    machine = machine_name(device, args.threads)
+    meta = run_meta(device, args.threads)
+    print(" | ".join(f"{k} {v}" for k, v in meta.items()), flush=True)
+    say = None if args.no_progress else (lambda m: print("  " + m, flush=True))
+    with tempfile.TemporaryDirectory() as cache, fftconv_ext.backends.flags(cache_dir=cache):
+        rows = run_heldout(device, budget=0.3 if args.quick else 1.5, progress=say)
+    md = heldout_markdown(rows)
+    print(md)
+    write_suite(args.out, machine, "heldout", meta, {"rows": rows}, f"Held-out layers, algo='auto': {machine}",
+                "Layers in neither the calibration nor the other suites. Forward (no gradients) and forward + "
+                "backward (input, weight and bias gradients); medians of lockstep rounds, auto paired with the "
+                "faster path in the same rounds; ratios inside this run.", md)
 
 
 def main_train(device: torch.device, args) -> None:

@@ -1,0 +1,108 @@
+"""``python -m fftconv_ext.bench --heldout``: algo="auto" on layers that neither the calibration
+nor the other suites contain: strides, dilations, 'valid' padding, strips, non-square inputs,
+one-channel filters, dense and grouped layers, 1-D and 3-D ones. Each is timed forward (no
+gradients) and as forward + backward (input, weight and bias gradients), auto against both of
+its paths in lockstep rounds, auto paired with each; the target is auto within 10 % of the faster
+path everywhere, as on the suites.
+"""
+from __future__ import annotations
+
+import math
+from typing import Dict, List
+
+import torch
+
+import fftconv_ext
+
+from .timing import time_interleaved, with_backward
+
+# (name, input shape, weight shape, stride, padding, dilation, groups)
+LAYERS = [
+    ("depthwise 48x48 9x9", (2, 64, 48, 48), (64, 1, 9, 9), 1, 4, 1, 64),
+    ("depthwise 28x28 15x15", (4, 128, 28, 28), (128, 1, 15, 15), 1, 7, 1, 128),
+    ("depthwise 20x40 11x11", (2, 96, 20, 40), (96, 1, 11, 11), 1, 5, 1, 96),
+    ("depthwise 7x7 stride 2", (2, 128, 32, 32), (128, 1, 7, 7), 2, 3, 1, 128),
+    ("depthwise 7x7 dilation 2", (2, 128, 32, 32), (128, 1, 7, 7), 1, 6, 2, 128),
+    ("depthwise 13x13 'valid'", (2, 128, 40, 40), (128, 1, 13, 13), 1, 0, 1, 128),
+    ("depthwise strip 1x21", (2, 128, 32, 32), (128, 1, 1, 21), 1, (0, 10), 1, 128),
+    ("depthwise strip 21x1", (2, 128, 32, 32), (128, 1, 21, 1), 1, (10, 0), 1, 128),
+    ("depthwise 8x8 7x7, 512 channels", (8, 512, 8, 8), (512, 1, 7, 7), 1, 3, 1, 512),
+    ("depthwise 128x128 31x31", (1, 32, 128, 128), (32, 1, 31, 31), 1, 15, 1, 32),
+    ("depthwise 96x96 19x19", (1, 64, 96, 96), (64, 1, 19, 19), 1, 9, 1, 64),
+    ("one channel 256x256 63x63", (1, 1, 256, 256), (1, 1, 63, 63), 1, 31, 1, 1),
+    ("dense 16x16 9x9, 32 channels", (2, 32, 16, 16), (32, 32, 9, 9), 1, 4, 1, 1),
+    ("dense 48x48 5x5, 32 to 64", (1, 32, 48, 48), (64, 32, 5, 5), 1, 2, 1, 1),
+    ("stem 64x64 7x7, 3 to 64", (2, 3, 64, 64), (64, 3, 7, 7), 1, 3, 1, 1),
+    ("grouped 32x32 9x9, 4 groups", (2, 64, 32, 32), (64, 16, 9, 9), 1, 4, 1, 4),
+    ("depthwise 1-D L2048 65 taps", (8, 32, 2048), (32, 1, 65), 1, 32, 1, 32),
+    ("depthwise 1-D L512 17 taps", (4, 256, 512), (256, 1, 17), 1, 8, 1, 256),
+    ("dense 1-D L1024 31 taps", (2, 32, 1024), (32, 32, 31), 1, 15, 1, 1),
+    ("depthwise 1-D L1024 global", (2, 64, 1024), (64, 1, 1023), 1, 511, 1, 64),
+    ("depthwise 3-D 24^3 5x5x5", (1, 32, 24, 24, 24), (32, 1, 5, 5, 5), 1, 2, 1, 32),
+    ("depthwise 3-D 10x20x20 9x9x9", (2, 48, 10, 20, 20), (48, 1, 9, 9, 9), 1, 4, 1, 48),
+    ("dense 3-D 12^3 5x5x5, 8 channels", (1, 8, 12, 12, 12), (8, 8, 5, 5, 5), 1, 2, 1, 1),
+    ("depthwise 3-D 16^3 11x11x11", (1, 64, 16, 16, 16), (64, 1, 11, 11, 11), 1, 5, 1, 64),
+]
+ALGOS = ("auto", "fft", "direct")
+_CONV = {3: fftconv_ext.conv1d, 4: fftconv_ext.conv2d, 5: fftconv_ext.conv3d}
+
+
+def _row(layer, device, budget: float) -> Dict:
+    name, x_shape, w_shape, stride, padding, dilation, groups = layer
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(*x_shape, generator=g).to(device)
+    w = (torch.randn(*w_shape, generator=g) / math.prod(w_shape[2:])).to(device)
+    b = torch.randn(w_shape[0], generator=g).to(device)
+    conv = _CONV[len(x_shape)]
+    calls = {a: (lambda x_, w_, b_, a=a: conv(x_, w_, b_, stride, padding, dilation, groups, algo=a)) for a in ALGOS}
+    row = {"layer": name, "input": list(x_shape), "weight": list(w_shape), "stride": stride, "padding": padding,
+           "dilation": dilation, "groups": groups}
+    pairs = [("auto", "fft"), ("auto", "direct")]
+    with torch.no_grad():
+        t = time_interleaved({a: (lambda f=f: f(x, w, b)) for a, f in calls.items()}, device, warmup=1, rounds=200,
+                             max_seconds=budget, lockstep=True, paired=pairs)
+    row["forward"] = _ratios(t)
+    t = time_interleaved({a: with_backward(f, x, w, b) for a, f in calls.items()}, device, warmup=1, rounds=200,
+                         max_seconds=budget, lockstep=True, paired=pairs)
+    row["training"] = _ratios(t)
+    return row
+
+
+def _ratios(t: Dict) -> Dict:
+    med = {a: t[a]["median_ms"] for a in ALGOS}
+    faster = "fft" if med["fft"] <= med["direct"] else "direct"
+    return {"median_ms": med, "faster": faster, "auto_over_faster": med["auto"] / med[faster],
+            "paired": t["auto"]["paired_ratio_vs"][faster], "rounds": t["auto"]["repeats"]}
+
+
+def run_heldout(device: torch.device, budget: float = 1.5, progress=None) -> List[Dict]:
+    rows = []
+    for layer in LAYERS:
+        rows.append(_row(layer, device, budget))
+        if progress:
+            r = rows[-1]
+            progress(f"{r['layer']}: forward auto/faster {r['forward']['auto_over_faster']:.3f}, training "
+                     f"{r['training']['auto_over_faster']:.3f}")
+    return rows
+
+
+def heldout_markdown(rows: List[Dict]) -> str:
+    lines = ["| layer | input | weight (stride, padding, dilation, groups) | forward auto / fft / direct ms | "
+             "auto / faster | paired | training step auto / fft / direct ms | auto / faster | paired |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        cells = [r["layer"], "x".join(map(str, r["input"])),
+                 f"{'x'.join(map(str, r['weight']))} ({r['stride']}, {r['padding']}, {r['dilation']}, {r['groups']})"]
+        for part in ("forward", "training"):
+            p = r[part]
+            m = p["median_ms"]
+            cells += [f"{m['auto']:.2f} / {m['fft']:.2f} / {m['direct']:.2f}", f"{p['auto_over_faster']:.3f}",
+                      f"{p['paired']:.3f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    for part in ("forward", "training"):
+        worst = max(rows, key=lambda r: r[part]["auto_over_faster"])
+        worst_paired = max(rows, key=lambda r: r[part]["paired"])
+        geomean = math.exp(sum(math.log(r[part]["auto_over_faster"]) for r in rows) / len(rows))
+        lines.append(f"\n- {part}: worst auto / faster path {worst[part]['auto_over_faster']:.3f} ({worst['layer']}), "
+                     f"worst paired {worst_paired[part]['paired']:.3f} ({worst_paired['layer']}); geomean {geomean:.3f}")
+    return "\n".join(lines)
