@@ -66,6 +66,10 @@ FIXED_WORK = {
     "cpu-avx2": {"grouped 2-D": {"grad_weight": 3.16e8}, "dense 1-D": {"grad_weight": 3.16e8}},
     "cpu-avx512": {"depthwise 3-D": {"forward": 1e7}},
 }
+# Directions whose direct kernels have no fast dilated loop, per cost profile: a dilated problem
+# takes the FFT there (AVX2: a depthwise 7x7 input gradient with dilation 2 on 2x128x32x32 took
+# 9.1 ms direct against 0.82 through the FFT, 0.64 ms undilated; padding first does not help).
+SLOW_DILATED_DIRECT = {"cpu-avx2": ("grad_input", "grad_weight")}
 # Other device types: the arithmetic break-even.
 DEFAULT_THRESHOLD = 1.0
 
@@ -143,6 +147,11 @@ def model_ratio(direct: float, fft: float, device_type: str, direction: str = "f
     """What the threshold is compared with: direct multiply-adds over the FFT work plus the
     fixed cost per call (0 for a one-tap problem's zero direct work)."""
     return direct / max(fft + fixed_work(device_type, direction, kind), 1.0)
+
+
+def dilated_takes_fft(device_type: str, direction: str) -> bool:
+    """Whether a dilated problem takes the FFT in this direction (SLOW_DILATED_DIRECT)."""
+    return direction in SLOW_DILATED_DIRECT.get(profile(device_type), ())
 
 
 def _check(direction: str, kind: str) -> None:

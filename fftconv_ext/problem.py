@@ -249,14 +249,24 @@ class ConvProblem:
             return 0.0
         return cost_model.model_ratio(*self.work(), device_type, direction, cost_model.kind(self.w_shape, self.groups))
 
+    def _dilated_fft(self, device_type: str, direction: str) -> bool:
+        # a transposed convolution's forward runs the direct input-gradient kernel
+        kernel_direction = "grad_input" if self.transposed and direction == "forward" else direction
+        return (any(d > 1 for d in self.dilation) and math.prod(self.kernel) > 1
+                and cost_model.dilated_takes_fft(device_type, kernel_direction))
+
     def model_choice(self, device_type: str, direction: str = "forward") -> str:
         """'fft' or 'direct': the cost model's choice for this problem on that device type."""
+        if self._dilated_fft(device_type, direction):
+            return "fft"
         return cost_model.choice(self.model_ratio(device_type, direction), device_type, direction,
                                  cost_model.kind(self.w_shape, self.groups))
 
     def clear_choice(self, device_type: str, direction: str = "forward") -> Optional[str]:
         """The model's choice where it is clear (cost_model.CLEAR_FACTOR), else None: a
         problem that benchmark mode measures."""
+        if self._dilated_fft(device_type, direction):
+            return "fft"
         return cost_model.clear_choice(self.model_ratio(device_type, direction), device_type, direction,
                                        cost_model.kind(self.w_shape, self.groups))
 

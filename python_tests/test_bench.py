@@ -200,9 +200,9 @@ def test_summary_takes_auto_ratios_from_the_dedicated_timing():
             d["paired_ratio_vs"] = paired
         return d
     row = {"suite": "sweep", "name": "sweep R16 k3", "kernel": 3, "input": [2, 384, 16, 16], "backward": {},
-           "forward": {"fftconv_ext auto": t(1.3, {"F.conv2d": 1.3}), "fftconv_ext": t(5.0), "F.conv2d": t(1.0)},
-           "auto_check": {"fftconv_ext auto": t(1.05, {"F.conv2d": 1.04, "fftconv_ext": 0.2}),
-                          "fftconv_ext": t(5.0), "F.conv2d": t(1.0)}}
+           "forward": {"fftconv_ext auto": t(1.3, {"fftconv_ext direct": 1.3}), "fftconv_ext": t(5.0), "fftconv_ext direct": t(1.0)},
+           "auto_check": {"fftconv_ext auto": t(1.05, {"fftconv_ext direct": 1.04, "fftconv_ext": 0.2}),
+                          "fftconv_ext": t(5.0), "fftconv_ext direct": t(1.0)}}
     s = summary([row])
     assert s["auto: worst time / min(fft, direct)"] == pytest.approx(1.05)
     assert s["auto: worst paired ratio to the faster path"] == pytest.approx(1.04)
@@ -212,9 +212,9 @@ def test_summary_takes_auto_ratios_from_the_dedicated_timing():
     assert "sweep R16 k3" not in auto_markdown([row])
     # a large-kernel layer: direct (1400 ms) kept its main-round time, auto timed with the FFT path
     big = {"suite": "models", "name": "SLaK-T s1", "kernel": 51, "input": [4, 96, 56, 56], "backward": {},
-           "forward": {"fftconv_ext auto": t(10.8), "fftconv_ext": t(9.4), "F.conv2d": t(1400.0)},
+           "forward": {"fftconv_ext auto": t(10.8), "fftconv_ext": t(9.4), "fftconv_ext direct": t(1400.0)},
            "auto_check": {"fftconv_ext auto": t(9.5, {"fftconv_ext": 1.02}), "fftconv_ext": t(9.3),
-                          "F.conv2d": {"median_ms": 1400.0, "from_main_rounds": True}}}
+                          "fftconv_ext direct": {"median_ms": 1400.0, "from_main_rounds": True}}}
     s = summary([big])
     assert s["auto: worst time / min(fft, direct)"] == pytest.approx(9.5 / 9.3)
     assert s["auto: worst paired ratio to the faster path"] == pytest.approx(1.02)
@@ -275,15 +275,15 @@ def test_run_end_to_end_on_a_small_layer(monkeypatch):
             _time.sleep(0.021)
             return fn()
         return call
-    monkeypatch.setitem(impls.FORWARD, "F.conv2d", slow_direct)
+    monkeypatch.setitem(impls.FORWARD, "fftconv_ext direct", slow_direct)
     monkeypatch.setattr(bench_main, "layers",
                         lambda suites, full, device: [("sweep", "sweep R8 k13", (1, 8, 8, 8), 13)])
     rows, names = bench_main.run(torch.device("cpu"), ["sweep"], full=False, quick=False, progress=False)
     (row,) = rows
-    for impl in ("fftconv_ext", "fftconv_ext auto", "F.conv2d", "best torch.fft"):
+    for impl in ("fftconv_ext", "fftconv_ext auto", "fftconv_ext direct", "F.conv2d", "best torch.fft"):
         assert row["forward"][impl]["median_ms"] > 0 and row["forward"][impl]["rel_err"] < 1e-5
     check = row["auto_check"]
-    assert check["F.conv2d"].get("from_main_rounds") and "paired_ratio_vs" in check["fftconv_ext auto"]
+    assert check["fftconv_ext direct"].get("from_main_rounds") and "paired_ratio_vs" in check["fftconv_ext auto"]
     assert "sweep R8 k13" in auto_markdown(rows) and "auto: worst time / min(fft, direct)" in summary(rows)
     assert row["backward"]["fftconv_ext"]["median_ms"] > 0 and row["memory"]
 

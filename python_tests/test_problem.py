@@ -143,3 +143,19 @@ def test_direct_path_pads_wide_columns_itself_and_matches_torch(case):
     assert ConvProblem(2, (1, 2, 9, 9), (2, 1, 9, 12), (1, 1), ((4, 4), (5, 6)), (1, 1), 2).direct_width_pad == 0
     assert ConvProblem(3, (1, 2, 9, 9, 9), (2, 1, 11, 11, 11), (1, 1, 1), ((5, 5),) * 3, (1, 1, 1),
                        2).direct_width_pad == 0
+
+
+def test_dilated_gradients_take_the_fft_where_the_profile_says_so(monkeypatch):
+    from fftconv_ext import cost_model
+    dilated = ConvProblem(2, (2, 8, 32, 32), (8, 1, 7, 7), (1, 1), ((6, 6), (6, 6)), (2, 2), 8)
+    plain = ConvProblem(2, (2, 8, 32, 32), (8, 1, 7, 7), (1, 1), ((3, 3), (3, 3)), (1, 1), 8)
+    monkeypatch.setitem(cost_model.THRESHOLDS, cost_model.profile("cpu"),
+                        {"depthwise 2-D": {d: 1e9 for d in cost_model.DIRECTIONS}})  # direct everywhere
+    monkeypatch.setitem(cost_model.SLOW_DILATED_DIRECT, cost_model.profile("cpu"), ("grad_input",))
+    assert dilated.model_choice("cpu", "grad_input") == "fft" == dilated.clear_choice("cpu", "grad_input")
+    assert dilated.model_choice("cpu", "forward") == "direct" == dilated.model_choice("cpu", "grad_weight")
+    assert plain.model_choice("cpu", "grad_input") == "direct"
+    transposed = ConvProblem(2, (2, 8, 32, 32), (8, 1, 7, 7), (1, 1), ((6, 6), (6, 6)), (2, 2), 8, transposed=True)
+    assert transposed.model_choice("cpu", "forward") == "fft"  # its forward is the input-gradient kernel
+    monkeypatch.setitem(cost_model.SLOW_DILATED_DIRECT, cost_model.profile("cpu"), ())
+    assert dilated.model_choice("cpu", "grad_input") == "direct"

@@ -110,7 +110,7 @@ def run(device, suites, full, quick, progress=True):
             except (RuntimeError, MemoryError, ValueError) as e:  # unsupported shape, out of memory: recorded
                 row["forward"][impl] = {"error": type(e).__name__, "message": str(e)[:200]}
         with torch.no_grad():  # the checking call above was the warm-up
-            pairs = [("fftconv_ext auto", "fftconv_ext"), ("fftconv_ext auto", "F.conv2d")]
+            pairs = [("fftconv_ext auto", "fftconv_ext"), ("fftconv_ext auto", "fftconv_ext direct")]
             main_pairs = pairs + [("fftconv_ext", v) for v in COMPOSITION_VARIANTS if v in fns]
             for impl, t in time_interleaved(fns, device, warmup=0, rounds=300, max_seconds=budget,
                                             paired=main_pairs).items():
@@ -121,7 +121,7 @@ def run(device, suites, full, quick, progress=True):
             # is timed with auto, three-way interleaved; a path over 20 ms (direct
             # convolution with a large kernel, never auto's choice there) keeps its time from
             # the main rounds.
-            trio = ("fftconv_ext auto", "fftconv_ext", "F.conv2d")
+            trio = ("fftconv_ext auto", "fftconv_ext", "fftconv_ext direct")
             cheap = [n for n in trio[1:] if n in fns and row["forward"][n]["median_ms"] < 20]
             if all(n in fns for n in trio) and cheap:
                 check = time_interleaved({n: fns[n] for n in (trio[0], *cheap)}, device, warmup=1, rounds=2000,

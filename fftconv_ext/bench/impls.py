@@ -93,6 +93,8 @@ def _cupy(x, w, b, pad, groups):
 FORWARD: Dict[str, Factory] = {
     "fftconv_ext": _ours("fft"),
     "fftconv_ext auto": _ours("auto"),
+    # auto's direct path: F.conv2d, with wide zero padding applied first on the CPU (problem.py)
+    "fftconv_ext direct": _ours("direct"),
     "F.conv2d": _torch_direct,
     "best torch.fft": _best_composition(),
     # "best torch.fft" ratios use the fastest of the variants: on CUDA also the
@@ -112,6 +114,6 @@ FORWARD: Dict[str, Factory] = {
 BACKWARD = ("fftconv_ext", "F.conv2d", "best torch.fft", "best torch.fft 2-D", "best torch.fft whole batch")
 
 # implementations whose results are checked and timed in the default run
-DEFAULT = ("fftconv_ext", "fftconv_ext auto", "F.conv2d", "best torch.fft", "best torch.fft 2-D",
+DEFAULT = ("fftconv_ext", "fftconv_ext auto", "fftconv_ext direct", "F.conv2d", "best torch.fft", "best torch.fft 2-D",
            "best torch.fft whole batch", "naive torch.fft",
            "fft-conv-pytorch", "torch-fftconv", "cupyx fftconvolve")

@@ -33,14 +33,17 @@ def geomean(values: List[float]) -> Optional[float]:
     return math.exp(sum(math.log(v) for v in values) / len(values)) if values else None
 
 
+DIRECT = "fftconv_ext direct"  # auto's direct path (F.conv2d is a baseline beside it)
+
+
 def _auto_vs_faster(timings: dict) -> Optional[tuple]:
     """(auto / faster path by medians, auto / faster path paired or None) from one set of
-    timings of auto, fftconv_ext and F.conv2d; None when one of them is missing."""
-    ms = [timings.get(n, {}).get("median_ms") for n in ("fftconv_ext auto", "fftconv_ext", "F.conv2d")]
+    timings of auto and its two paths (fftconv_ext, fftconv_ext direct); None when one is missing."""
+    ms = [timings.get(n, {}).get("median_ms") for n in ("fftconv_ext auto", "fftconv_ext", DIRECT)]
     if not all(ms):
         return None
     a, f, d = ms
-    faster = "fftconv_ext" if f <= d else "F.conv2d"
+    faster = "fftconv_ext" if f <= d else DIRECT
     return a / min(f, d), timings["fftconv_ext auto"].get("paired_ratio_vs", {}).get(faster)
 
 
@@ -115,7 +118,7 @@ def auto_markdown(rows: List[dict]) -> str:
         if not t:
             continue
         a, f, d = (f"{t[n]['median_ms']:.3f}" + ("*" if t[n].get("from_main_rounds") else "")
-                   for n in ("fftconv_ext auto", "fftconv_ext", "F.conv2d"))
+                   for n in ("fftconv_ext auto", "fftconv_ext", DIRECT))
         medians, pr = _auto_vs_faster(t)
         lines.append(f"| {r['name']} | {a} | {f} | {d} | {medians:.3f} | " + (f"{pr:.3f} |" if pr else "– |"))
     return "\n".join(lines)
