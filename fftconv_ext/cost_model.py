@@ -49,11 +49,12 @@ THRESHOLDS = {
                  "grouped 2-D": {"forward": 1.45, "grad_input": 1.45, "grad_weight": 1.10},
                  "dense 1-D": {"forward": 3.58, "grad_input": 3.58, "grad_weight": 0.277},
                  "dense 2-D": {"forward": 10.0, "grad_input": 9.3, "grad_weight": 32.0}},
-    "cpu-avx512": {"depthwise 1-D": {"forward": 0.21, "grad_input": 2.1, "grad_weight": 0.10},
-                   "depthwise 2-D": {"forward": 1.75, "grad_input": 1.53, "grad_weight": 0.22},
-                   "depthwise 3-D": {"forward": 2.50, "grad_input": 0.20, "grad_weight": 0.20},
-                   "grouped 2-D": {"forward": 9.3, "grad_input": 9.3, "grad_weight": 7.4},
-                   "dense 2-D": {"forward": 9.3, "grad_input": 17.2, "grad_weight": 32.0}},
+    "cpu-avx512": {"depthwise 1-D": {"forward": 1.39, "grad_input": 2.1, "grad_weight": 0.10},
+                   "depthwise 2-D": {"forward": 2.0, "grad_input": 1.26, "grad_weight": 0.12},
+                   "depthwise 3-D": {"forward": 0.53, "grad_input": 0.20, "grad_weight": 0.20},
+                   "grouped 2-D": {"forward": 3.9, "grad_input": 9.3, "grad_weight": 1.10},
+                   "dense 1-D": {"forward": 6.6, "grad_input": 3.58, "grad_weight": 3.58},
+                   "dense 2-D": {"forward": 10.0, "grad_input": 17.2, "grad_weight": 32.0}},
     "cuda": {"depthwise 2-D": {"forward": 5.8, "grad_input": 5.8, "grad_weight": 5.8},
              "dense 2-D": {"forward": 9.3, "grad_input": 9.3, "grad_weight": 32.0}},
 }
@@ -64,12 +65,42 @@ THRESHOLDS = {
 # (the depth fold and the operator's per-call steps; about 0.3 ms for one plane).
 FIXED_WORK = {
     "cpu-avx2": {"grouped 2-D": {"grad_weight": 3.16e8}, "dense 1-D": {"grad_weight": 3.16e8}},
-    "cpu-avx512": {"depthwise 3-D": {"forward": 1e7}},
+    "cpu-avx512": {"depthwise 3-D": {"forward": 1.78e8}, "grouped 2-D": {"grad_weight": 3.16e8}},
 }
 # Directions whose direct kernels have no fast dilated loop, per cost profile: a dilated problem
 # takes the FFT there (AVX2: a depthwise 7x7 input gradient with dilation 2 on 2x128x32x32 took
 # 9.1 ms direct against 0.82 through the FFT, 0.64 ms undilated; padding first does not help).
-SLOW_DILATED_DIRECT = {"cpu-avx2": ("grad_input", "grad_weight")}
+# AVX-512: 5.9 ms direct against 0.76 for that input gradient, 5.6 against 0.62 for its weight gradient.
+SLOW_DILATED_DIRECT = {"cpu-avx2": ("grad_input", "grad_weight"), "cpu-avx512": ("grad_input", "grad_weight")}
+# Direct kernels with a fast loop for narrow kernels: where the kernel's last axis has at most
+# NARROW_TAPS taps, the model counts the direct multiply-adds at 1/speedup, per cost profile, kind
+# and direction. The CPU's direct depthwise 2-D weight gradient takes 85-150 ps per multiply-add
+# with 1 or 3 columns (3x3, 21x1, 21x3, 7x3) and 430-850 with 5 or more (1x21, 3x7, 7x7, ...), on
+# AVX2 and AVX-512 alike, whatever the rows; calibrate's narrow-kernel table measures it
+# (narrow_speedups), and each committed value is at most what it measured.
+NARROW_TAPS = 3
+NARROW_DIRECT_SPEEDUP = {
+    "cpu-avx2": {"depthwise 2-D": {"grad_weight": 3.5}},
+    "cpu-avx512": {"depthwise 2-D": {"grad_weight": 3.5}},
+}
+# The joint FFT backward (both gradients in one pass, the output gradient transformed once): what
+# taking a gradient along into the other gradient's FFT pass costs, in units of its own FFT time
+# ((joint - the other FFT gradient alone) / its FFT gradient alone; calibrate's joint table, the
+# median over layers), per cost profile, kind and the gradient taken along. Where one gradient
+# takes the FFT and the model's direct time for the other (direct_cost) is more than this, the
+# other rides along (joint_backward); no entry: they run apart. cpu-avx2 (single layers, before
+# calibrate timed the joint pass): the joint pass cost 0.7-1.1x the FFT weight gradient alone (a
+# 65-tap 1-D layer: 2.0 ms joint against 2.7 for the weight gradient and 4.3 for a direct input
+# gradient), so the input gradient always rides along.
+JOINT_EXTRA_COST = {
+    "cpu-avx2": {"depthwise 1-D": {"grad_input": 0.0}, "depthwise 2-D": {"grad_input": 0.0}},
+    "cpu-avx512": {"depthwise 1-D": {"grad_input": -0.01, "grad_weight": 0.30},
+                   "depthwise 2-D": {"grad_input": 0.21, "grad_weight": 0.32},
+                   "depthwise 3-D": {"grad_input": 0.31, "grad_weight": 0.55},
+                   "grouped 2-D": {"grad_input": -0.50, "grad_weight": 0.55},
+                   "dense 1-D": {"grad_input": 0.74, "grad_weight": 0.90},
+                   "dense 2-D": {"grad_input": 0.89, "grad_weight": 0.96}},
+}
 # Other device types: the arithmetic break-even.
 DEFAULT_THRESHOLD = 1.0
 
@@ -142,11 +173,43 @@ def fixed_work(device_type: str, direction: str = "forward", kind: str = "depthw
     return FIXED_WORK.get(profile(device_type), {}).get(own, {}).get(direction, 0.0)
 
 
+def direct_speedup(device_type: str, direction: str = "forward", kind: str = "depthwise 2-D",
+                   kernel: Sequence[int] = ()) -> float:
+    """How much faster per multiply-add the direct kernel runs on a narrow kernel (at most
+    NARROW_TAPS taps along its last axis) than the model's usual rate: NARROW_DIRECT_SPEEDUP, 1
+    elsewhere."""
+    _check(direction, kind)
+    if not kernel or kernel[-1] > NARROW_TAPS:
+        return 1.0
+    return NARROW_DIRECT_SPEEDUP.get(profile(device_type), {}).get(kind, {}).get(direction, 1.0)
+
+
 def model_ratio(direct: float, fft: float, device_type: str, direction: str = "forward",
-                kind: str = "depthwise 2-D") -> float:
-    """What the threshold is compared with: direct multiply-adds over the FFT work plus the
-    fixed cost per call (0 for a one-tap problem's zero direct work)."""
+                kind: str = "depthwise 2-D", kernel: Sequence[int] = ()) -> float:
+    """What the threshold is compared with: direct multiply-adds (at the narrow-kernel rate,
+    direct_speedup, where one applies) over the FFT work plus the fixed cost per call (0 for a
+    one-tap problem's zero direct work)."""
+    direct = direct / direct_speedup(device_type, direction, kind, kernel)
     return direct / max(fft + fixed_work(device_type, direction, kind), 1.0)
+
+
+def joint_extra_cost(device_type: str, kind: str, direction: str) -> Optional[float]:
+    """What taking this gradient along into the other's FFT pass costs, in its own FFT times
+    (JOINT_EXTRA_COST): its kind's, else its family's 2-D one; None where neither is measured."""
+    _check(direction, kind)
+    table = JOINT_EXTRA_COST.get(profile(device_type), {})
+    for k in (kind, f"{kind.split()[0]} 2-D"):
+        if k in table:
+            return table[k].get(direction)
+    return None
+
+
+def joint_backward(device_type: str, kind: str, direction: str, direct_cost: float) -> bool:
+    """Whether a gradient the model would run direct beside an FFT one rides along in the joint
+    FFT pass instead: when taking it along costs less than its direct time (direct_cost, in its
+    own FFT times: the model's ratio over its threshold)."""
+    extra = joint_extra_cost(device_type, kind, direction)
+    return extra is not None and extra < direct_cost
 
 
 def dilated_takes_fft(device_type: str, direction: str) -> bool:

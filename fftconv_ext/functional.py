@@ -199,10 +199,11 @@ class _PerDirectionConv(torch.autograd.Function):
             else:
                 c_x = chosen("grad_input", _cp.GRAD_INPUT) if want_x else None
                 c_w = chosen("grad_weight", _cp.GRAD_WEIGHT) if want_w else None
-                if want_x and c_w == "fft" and x.device.type == "cpu":
-                    # the joint FFT pass costs about one FFT gradient on the CPU (0.7-1.1x the
-                    # FFT weight gradient alone): the input gradient rides along
-                    c_x = "fft"
+                if want_x and want_w and {c_x, c_w} == {"fft", "direct"}:
+                    # the gradient chosen direct rides along in the other's FFT pass where the
+                    # model puts taking it along below its direct time
+                    if pb.joins_backward(x.device.type, "grad_input" if c_x == "direct" else "grad_weight"):
+                        c_x = c_w = "fft"
             if want_x and want_w and c_x == c_w:  # one joint pass: the output gradient transformed once
                 if c_x == "fft" and x.device.type == "cuda" and _algo.once(pb, x, "joint backward"):
                     # the joint pass is a kernel of its own: compared first

@@ -244,10 +244,12 @@ class ConvProblem:
 
     def model_ratio(self, device_type: str, direction: str = "forward") -> float:
         """The ratio the cost model compares with its threshold: arithmetic_ratio with the FFT
-        path's fixed cost per call added to its work (cost_model.model_ratio)."""
+        path's fixed cost per call added to its work and narrow kernels' direct rate
+        (cost_model.model_ratio)."""
         if math.prod(self.kernel) == 1:
             return 0.0
-        return cost_model.model_ratio(*self.work(), device_type, direction, cost_model.kind(self.w_shape, self.groups))
+        return cost_model.model_ratio(*self.work(), device_type, direction, cost_model.kind(self.w_shape, self.groups),
+                                      self.kernel)
 
     def _dilated_fft(self, device_type: str, direction: str) -> bool:
         # a transposed convolution's forward runs the direct input-gradient kernel
@@ -269,6 +271,20 @@ class ConvProblem:
             return "fft"
         return cost_model.clear_choice(self.model_ratio(device_type, direction), device_type, direction,
                                        cost_model.kind(self.w_shape, self.groups))
+
+    def direct_cost(self, device_type: str, direction: str) -> float:
+        """The model's direct time in a direction in units of that direction's FFT time: its
+        model ratio over its threshold (1 at the threshold; an FFT-only dilated direction: inf)."""
+        if self._dilated_fft(device_type, direction):
+            return math.inf
+        kind = cost_model.kind(self.w_shape, self.groups)
+        return self.model_ratio(device_type, direction) / cost_model.threshold(device_type, direction, kind)
+
+    def joins_backward(self, device_type: str, direct_direction: str) -> bool:
+        """Whether the gradient chosen direct beside an FFT one rides along in the joint FFT pass
+        (cost_model.joint_backward)."""
+        return cost_model.joint_backward(device_type, cost_model.kind(self.w_shape, self.groups), direct_direction,
+                                         self.direct_cost(device_type, direct_direction))
 
     def description(self) -> tuple:
         """Everything a measured choice of this problem depends on besides the device and the

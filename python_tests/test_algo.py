@@ -214,6 +214,42 @@ def test_per_direction_choices_run_where_the_model_says(monkeypatch):
     assert ops.calls == {"conv2d_backward": 1}  # no FFT forward; one joint FFT backward
 
 
+@pytest.mark.parametrize("extra, joined", [(0.1, True), (10.0, False), (None, False)])
+def test_a_direct_gradient_rides_along_in_the_joint_pass_where_that_costs_less(monkeypatch, extra, joined):
+    # FFT weight gradient, direct input gradient at half its FFT time by the model: taking it
+    # along for 0.1 of its FFT time joins the pass; for 10 (or with no measured cost) they run apart
+    _no_timing(monkeypatch)
+    ops = _CountingOps()
+    monkeypatch.setattr(fftconv_ext.problem, "_ops_ns", ops)
+    x = torch.randn(2, 4, 12, 12, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(4, 1, 5, 5, dtype=torch.float64, requires_grad=True)
+    pb = ConvProblem(2, tuple(x.shape), tuple(w.shape), (1, 1), ((2, 2), (2, 2)), (1, 1), 4)
+    ratio = pb.model_ratio("cpu", "grad_input")
+    profile = cost_model.profile("cpu")
+    monkeypatch.setitem(cost_model.THRESHOLDS, profile, {k: {"forward": 1e9, "grad_input": 2 * ratio, "grad_weight": 0.0}
+                                                         for k in cost_model.KINDS})
+    monkeypatch.setitem(cost_model.JOINT_EXTRA_COST, profile,
+                        {} if extra is None else {"depthwise 2-D": {"grad_input": extra}})
+    assert pb.direct_cost("cpu", "grad_input") == pytest.approx(0.5)
+    assert pb.joins_backward("cpu", "grad_input") == joined
+    y = fftconv_ext.conv2d(x, w, padding=2, groups=4)
+    grads = torch.autograd.grad(y.square().sum(), (x, w))
+    ref = torch.autograd.grad(F.conv2d(x, w, padding=2, groups=4).square().sum(), (x, w))
+    assert all(rel_err(a, b) < 1e-12 for a, b in zip(grads, ref))
+    assert ops.calls == ({"conv2d_backward": 1} if joined else {"conv2d_grad_weight": 1})
+
+
+def test_committed_joint_pass_costs_are_what_the_calibration_measured():
+    from fftconv_ext.bench.calibrate import joint_costs
+    path = os.path.join(os.path.dirname(__file__), "..", "bench", "results", "amd-epyc-x86_64-avx512-2t-calibrate.json")
+    with open(path) as f:
+        measured = joint_costs(json.load(f)["points"])
+    assert set(measured) == set(cost_model.JOINT_EXTRA_COST["cpu-avx512"])
+    for kind, per in measured.items():
+        for direction in ("grad_input", "grad_weight"):
+            assert cost_model.JOINT_EXTRA_COST["cpu-avx512"][kind][direction] == pytest.approx(per[direction], abs=0.01)
+
+
 @pytest.mark.subprocess
 def test_fresh_processes_choose_alike():
     code = ("import json, torch, fftconv_ext; from fftconv_ext import algo\n"
@@ -389,6 +425,35 @@ def test_committed_constants_are_a_least_loss_fit_of_the_committed_calibration()
                 assert f["committed_loss"] <= f["loss"] * 1.002, (name, kind, direction, f)
 
 
+def test_committed_narrow_kernel_speedups_are_at_most_what_the_calibrations_measured():
+    # the direct weight gradient's narrow-kernel rate, measured per multiply-add in each CPU
+    # profile's committed calibration; the model never counts more speedup than was measured
+    from fftconv_ext.bench.calibrate import narrow_speedups
+    root = os.path.join(os.path.dirname(__file__), "..", "bench", "results")
+    for name, device in (("amd-epyc-x86_64-avx512-2t-calibrate.json", "cpu-avx512"),
+                         ("amd-epyc-x86_64-avx2-2t-calibrate.json", "cpu-avx2")):
+        with open(os.path.join(root, name)) as f:
+            measured = narrow_speedups(json.load(f)["points"])
+        for kind, per in cost_model.NARROW_DIRECT_SPEEDUP[device].items():
+            for direction, speedup in per.items():
+                assert 1.0 < speedup <= measured[kind][direction]["speedup"], (name, kind, direction)
+
+
+def test_narrow_kernels_count_their_direct_rate_in_the_weight_gradient_only(monkeypatch):
+    profile = cost_model.profile("cpu")
+    monkeypatch.setitem(cost_model.NARROW_DIRECT_SPEEDUP, profile, {"depthwise 2-D": {"grad_weight": 4.0}})
+    column = ConvProblem(2, (2, 8, 32, 32), (8, 1, 21, 1), (1, 1), ((10, 10), (0, 0)), (1, 1), 8)
+    row = ConvProblem(2, (2, 8, 32, 32), (8, 1, 1, 21), (1, 1), ((0, 0), (10, 10)), (1, 1), 8)
+    for pb, speedup in ((column, 4.0), (row, 1.0)):
+        direct, fft = pb.work()
+        assert pb.model_ratio("cpu", "grad_weight") == pytest.approx(direct / fft / speedup)
+        assert pb.model_ratio("cpu", "forward") == pytest.approx(direct / fft)
+        assert pb.model_ratio("cpu", "grad_input") == pytest.approx(direct / fft)
+    assert column.model_ratio("cuda", "grad_weight") == pytest.approx(column.arithmetic_ratio())
+    dense = ConvProblem(2, (2, 8, 32, 32), (8, 8, 21, 1), (1, 1), ((10, 10), (0, 0)), (1, 1), 1)
+    assert dense.model_ratio("cpu", "grad_weight") == pytest.approx(dense.arithmetic_ratio())
+
+
 def test_cost_profiles_are_the_device_type_and_on_the_cpu_its_vector_isa():
     isa = torch.backends.cpu.get_cpu_capability()
     assert cost_model.profile("cpu") == ("cpu-avx512" if isa == "AVX512" else "cpu-avx2")
@@ -533,9 +598,11 @@ def test_benchmark_chooses_each_direction_by_its_own_measurement(tmp_path, monke
     y = fftconv_ext.conv2d(x, w, b, padding=2)
     torch.autograd.grad(y.sum(), (x, w, b))
     fft_backward = [d for d in ("grad_input", "grad_weight") if verdicts[d] == "fft"]
-    if verdicts["grad_weight"] == "fft":
-        # one joint pass, the input gradient riding along with an FFT weight gradient on the CPU
-        assert ops.calls.get("conv2d_backward") == 1 and "conv2d_grad_input" not in ops.calls
+    pb = ConvProblem(2, (2, 4, 12, 12), (8, 4, 5, 5), (1, 1), ((2, 2), (2, 2)), (1, 1), 1)
+    joined = len(fft_backward) == 1 and pb.joins_backward("cpu", ({"grad_input", "grad_weight"} - set(fft_backward)).pop())
+    if len(fft_backward) == 2 or joined:
+        # one joint pass (a direct gradient rides along where the model says so)
+        assert ops.calls == {"conv2d_backward": 1}
     elif fft_backward:
         assert ops.calls.get("conv2d_" + fft_backward[0]) == 1 and "conv2d_backward" not in ops.calls
     else:

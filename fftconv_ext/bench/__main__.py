@@ -288,11 +288,18 @@ def write_suite(out: str, machine: str, suite: str, meta: dict, payload: dict, t
     print(f"wrote {base}.json and .md")
 
 
+def suite_start(device: torch.device, args, **extra):
+    """(machine name, run meta, progress printer or None) of a suite run, its meta printed."""
+    machine = machine_name(device, args.threads)
+    meta = run_meta(device, args.threads, **extra)
+    print(" | ".join(f"{k} {v}" for k, v in meta.items()), flush=True)
+    say = None if args.no_progress else (lambda m: print("  " + m, flush=True))
+    return machine, meta, say
+
+
 def main_long(device: torch.device, args) -> None:
     from .long import long_markdown, run_long
-    machine = machine_name(device, args.threads)
-    meta = run_meta(device, args.threads)
-    print(" | ".join(f"{k} {v}" for k, v in meta.items()), flush=True)
+    machine, meta, _ = suite_start(device, args)
     res = run_long(device)
     md = long_markdown(res)
     print(md)
@@ -302,10 +309,7 @@ def main_long(device: torch.device, args) -> None:
 
 def main_nd(device: torch.device, args) -> None:
     from .nd import plot_family, run_3d, run_transposed, summary_3d, transposed_markdown, transposed_summary
-    machine = machine_name(device, args.threads)
-    meta = run_meta(device, args.threads)
-    print(" | ".join(f"{k} {v}" for k, v in meta.items()), flush=True)
-    say = None if args.no_progress else (lambda m: print("  " + m, flush=True))
+    machine, meta, say = suite_start(device, args)
     with tempfile.TemporaryDirectory() as cache, fftconv_ext.backends.flags(cache_dir=cache):
         rows = run_transposed(device, budget=0.4 if args.quick else 1.5, progress=say)
         rows3 = run_3d(device, budget=1.0 if args.quick else 3.0, progress=say)
@@ -329,10 +333,7 @@ def main_nd(device: torch.device, args) -> None:
 
 def main_heldout(device: torch.device, args) -> None:
     from .heldout import heldout_markdown, run_heldout
-    machine = machine_name(device, args.threads)
-    meta = run_meta(device, args.threads)
-    print(" | ".join(f"{k} {v}" for k, v in meta.items()), flush=True)
-    say = None if args.no_progress else (lambda m: print("  " + m, flush=True))
+    machine, meta, say = suite_start(device, args)
     with tempfile.TemporaryDirectory() as cache, fftconv_ext.backends.flags(cache_dir=cache):
         rows = run_heldout(device, budget=0.3 if args.quick else 1.5, progress=say)
     md = heldout_markdown(rows)
@@ -345,11 +346,9 @@ def main_heldout(device: torch.device, args) -> None:
 
 def main_train(device: torch.device, args) -> None:
     from .train_step import run_stability, run_train, train_markdown
-    machine = machine_name(device, args.threads)
     batch = 2 if device.type == "cpu" else 32
-    meta = run_meta(device, args.threads, **{"sweep batch": batch,
-                                             "models": "batch 2 at 64x64, converted with algo='auto'/'fft'/'direct'"})
-    print(" | ".join(f"{k} {v}" for k, v in meta.items()), flush=True)
+    machine, meta, _ = suite_start(device, args, **{"sweep batch": batch,
+                                                   "models": "batch 2 at 64x64, converted with algo='auto'/'fft'/'direct'"})
     with tempfile.TemporaryDirectory() as cache, fftconv_ext.backends.flags(cache_dir=cache):
         fftconv_ext.algo.clear_memory()  # auto starts from nothing
         rows = run_train(device, batch, full=args.full)
@@ -366,13 +365,10 @@ def main_train(device: torch.device, args) -> None:
 
 def main_fit(device: torch.device, args) -> None:
     from .fit import default_depth, fit_markdown, run_fourier_mix, run_models
-    machine = machine_name(device, args.threads)
     depth = args.fit_depth or default_depth(device)
-    meta = run_meta(device, args.threads, fit_depth=depth)
-    print(" | ".join(f"{k} {v}" for k, v in meta.items()), flush=True)
+    machine, meta, say = suite_start(device, args, fit_depth=depth)
     t0 = time.time()
     mix = run_fourier_mix(device)
-    say = None if args.no_progress else (lambda m: print("  " + m, flush=True))
     rows = run_models(device, depth, args.threads, progress=say)
     meta["seconds"] = round(time.time() - t0, 1)
     finish_meta(meta, device)
@@ -393,9 +389,7 @@ def main_fit(device: torch.device, args) -> None:
 
 def main_models(device: torch.device, args) -> None:
     from .models import models_markdown, run_models
-    machine = machine_name(device, args.threads)
-    meta = run_meta(device, args.threads, batch=args.batch, resolution=224)
-    print(" | ".join(f"{k} {v}" for k, v in meta.items()), flush=True)
+    machine, meta, _ = suite_start(device, args, batch=args.batch, resolution=224)
     rows = run_models(device, args.batch)
     finish_meta(meta, device)
     md = models_markdown(rows)

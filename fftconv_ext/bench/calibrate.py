@@ -2,8 +2,9 @@
 
 For a set of layers (depthwise 1-D kernels of 9 to 257 taps, 2-D and 3-D kernels from 3 to 31
 taps a side, strips, one-channel filters, dense 1-D and 2-D layers), each direction (forward,
-input gradient, weight gradient) is timed on both paths,
-``algo="fft"`` and ``algo="direct"``: one warm-up call each, then the median of ROUNDS calls in
+input gradient, weight gradient) is timed on both paths, ``algo="fft"`` and ``algo="direct"``,
+and the joint FFT backward (both gradients in one pass) on the FFT path: one warm-up call
+each, then the median of ROUNDS calls in
 alternating order, in each of PASSES passes through the whole set; a point is the median of its
 passes. A layer whose direct convolution does over SKIP_DIRECT_MACS multiply-adds is
 not timed direct (a direct 3-D backward there takes tens of seconds): it is listed, and left out
@@ -77,7 +78,7 @@ def layers(quick: bool = False):
         for k in (5, 9):
             out.append((f"grouped 2-D 16x16 k{k} g32", (4, 128, 16, 16), (128, 4, k, k), 32))
         # kernels and inputs of other proportions: strips, a wide input, one channel
-        for kh, kw in ((1, 11), (1, 21), (1, 31), (21, 1)):
+        for kh, kw in ((1, 11), (1, 21), (1, 31), (21, 1), (21, 3), (7, 3), (3, 7)):
             out.append((f"depthwise 2-D R32 {kh}x{kw}", (2, 128, 32, 32), (128, 1, kh, kw), 128))
         for k in (7, 11):
             out.append((f"depthwise 2-D 20x40 k{k}", (2, 96, 20, 40), (96, 1, k, k), 96))
@@ -110,6 +111,39 @@ def _work(p: dict) -> tuple:
     return _problem(p["input"], p["weight"], p["groups"]).work()
 
 
+def _model_work(p: dict, device_type: str) -> tuple:
+    """A point's (direct work as the model counts it, at the narrow-kernel rate where one
+    applies; FFT work)."""
+    direct, fft = _work(p)
+    kind = cost_model.kind(p["weight"], p["groups"])
+    return direct / cost_model.direct_speedup(device_type, p["direction"], kind, p["weight"][2:]), fft
+
+
+def _narrow(p: dict) -> bool:
+    return p["weight"][-1] <= cost_model.NARROW_TAPS
+
+
+def narrow_speedups(points: list) -> dict:
+    """{kind: {direction: {"narrow": n, "wide": n, "speedup": s}}}: per kind and direction with
+    two or more narrow-kernel points (cost_model.NARROW_TAPS columns or fewer, more than one tap)
+    and two or more others, the median direct time per multiply-add of the others over that of
+    the narrow ones (> 1: the direct kernel is faster per multiply-add on narrow kernels)."""
+    groups = {}
+    for p in points:
+        if p["direct_ms"] is None or math.prod(p["weight"][2:]) == 1:
+            continue
+        per_mac = p["direct_ms"] / _work(p)[0]
+        key = (cost_model.kind(p["weight"], p["groups"]), p["direction"])
+        groups.setdefault(key, ([], []))[0 if _narrow(p) else 1].append(per_mac)
+    out = {}
+    for (kind, direction), (narrow, wide) in groups.items():
+        if len(narrow) >= 2 and len(wide) >= 2:
+            out.setdefault(kind, {})[direction] = {
+                "narrow": len(narrow), "wide": len(wide),
+                "speedup": statistics.median(wide) / statistics.median(narrow)}
+    return out
+
+
 def _step(direction, x_shape, w_shape, groups, algo):
     """A callable running one direction of the layer on one path."""
     g = torch.Generator().manual_seed(0)
@@ -122,11 +156,13 @@ def _step(direction, x_shape, w_shape, groups, algo):
             with torch.no_grad():
                 return conv(x, w, padding=pad, groups=groups, algo=algo)
         return run
-    leaf = x if direction == "grad_input" else w
-    leaf.requires_grad_(True)
+    # "backward": both gradients, which the FFT path computes in one joint pass
+    leaves = {"grad_input": (x,), "grad_weight": (w,), "backward": (x, w)}[direction]
+    for leaf in leaves:
+        leaf.requires_grad_(True)
     y = conv(x, w, padding=pad, groups=groups, algo=algo)
     grad = torch.randn(y.shape, generator=g)
-    return lambda: torch.autograd.grad(y, leaf, grad, retain_graph=True)[0]
+    return lambda: torch.autograd.grad(y, leaves, grad, retain_graph=True)
 
 
 def _medians_ms(runs: dict) -> dict:
@@ -158,6 +194,9 @@ def measure(quick: bool = False, progress=print, passes: int = PASSES) -> list:
                 for path, ms in _medians_ms(runs).items():
                     times.setdefault((name, direction, path), []).append(ms)
                 del runs
+            # the joint FFT backward, against which a direct gradient beside an FFT one is weighed
+            ms = _medians_ms({"fft": _step("backward", x_shape, w_shape, groups, "fft")})["fft"]
+            times.setdefault((name, "backward", "fft"), []).append(ms)
         progress(f"pass {i + 1} of {passes} done")
     points = []
     for name, x_shape, w_shape, groups in layers(quick):
@@ -168,9 +207,27 @@ def measure(quick: bool = False, progress=print, passes: int = PASSES) -> list:
             points.append({"layer": name, "input": list(x_shape), "weight": list(w_shape), "groups": groups,
                            "direction": direction, "ratio": ratio, "fft_ms": t["fft"],
                            "direct_ms": t.get("direct"), "passes": passes})
+            if direction == "grad_weight":
+                points[-1]["joint_fft_ms"] = statistics.median(times[(name, "backward", "fft")])
             progress(f"{name:28s} {direction:11s} ratio {ratio:8.3f}  fft {t['fft']:9.2f} ms  direct "
                      + (f"{t['direct']:9.2f} ms" if "direct" in t else "   (not timed)"))
     return points
+
+
+def joint_costs(points: list) -> dict:
+    """{kind: {"layers": n, "grad_input": c, "grad_weight": c}}: per kind, the median over layers
+    of what taking each gradient along into the other's FFT pass costs, in its own FFT times:
+    (joint FFT backward - the other FFT gradient alone) / its FFT gradient alone
+    (cost_model.JOINT_EXTRA_COST)."""
+    fft = {(p["layer"], p["direction"]): p["fft_ms"] for p in points}
+    per_kind = {}
+    for p in points:
+        if "joint_fft_ms" in p:
+            gi, gw, joint = fft[(p["layer"], "grad_input")], p["fft_ms"], p["joint_fft_ms"]
+            per_kind.setdefault(cost_model.kind(p["weight"], p["groups"]), []).append(
+                ((joint - gw) / gi, (joint - gi) / gw))
+    return {kind: {"layers": len(v), "grad_input": statistics.median(e for e, _ in v),
+                   "grad_weight": statistics.median(e for _, e in v)} for kind, v in per_kind.items()}
 
 
 def fit(points: list, device_type: str) -> dict:
@@ -179,7 +236,7 @@ def fit(points: list, device_type: str) -> dict:
     out = {}
     for kind in cost_model.KINDS:
         for direction in cost_model.DIRECTIONS:
-            pts = [_work(p) + (p["fft_ms"], p["direct_ms"]) for p in points
+            pts = [_model_work(p, device_type) + (p["fft_ms"], p["direct_ms"]) for p in points
                    if p["direction"] == direction and p["direct_ms"] is not None
                    and cost_model.kind(p["weight"], p["groups"]) == kind]
             if not pts:
@@ -222,6 +279,25 @@ def markdown(result: dict) -> str:
             lines.append(f"| {kind} | {d} | {f['layers']} | {f.get('fixed_work', 0.0):.3g} | {f['threshold']:.3f} | "
                          f"{f['loss']:.3f} | {f.get('committed_fixed_work', 0.0):.3g} | "
                          f"{f['committed_threshold']:.3f} | {f['committed_loss']:.3f} | {f['worst_committed']:.2f} |")
+    lines += ["", "Direct time per multiply-add, median of the other layers over that of narrow kernels (at most "
+              f"{cost_model.NARROW_TAPS} columns; > 1: faster on narrow kernels), and the speedup the model "
+              "counts (cost_model.NARROW_DIRECT_SPEEDUP):", "",
+              "| kind | direction | narrow layers | others | measured speedup | committed |", "|---|---|---|---|---|---|"]
+    for kind, per in result.get("narrow", {}).items():
+        for d, f in per.items():
+            committed = cost_model.direct_speedup(device_type, d, kind, (cost_model.NARROW_TAPS,))
+            lines.append(f"| {kind} | {d} | {f['narrow']} | {f['wide']} | {f['speedup']:.2f} | {committed:.2f} |")
+    lines += ["", "Taking a gradient along into the other's FFT pass (the joint backward): (joint - the other FFT "
+              "gradient alone) / its own FFT gradient alone, median per kind, and the committed cost "
+              "(cost_model.JOINT_EXTRA_COST; –: the gradients run apart):", "",
+              "| kind | layers | input gradient measured | committed | weight gradient measured | committed |",
+              "|---|---|---|---|---|---|"]
+    for kind, f in result.get("joint", {}).items():
+        cells = []
+        for d in ("grad_input", "grad_weight"):
+            committed = cost_model.joint_extra_cost(device_type, kind, d)
+            cells += [f"{f[d]:.2f}", "–" if committed is None else f"{committed:.2f}"]
+        lines.append(f"| {kind} | {f['layers']} | " + " | ".join(cells) + " |")
     lines += ["", "| layer | direction | ratio | model ratio | fft ms | direct ms | faster | committed model picks | "
                   "chosen / faster |", "|---|---|---|---|---|---|---|---|---|"]
     for p in result["points"]:
@@ -276,7 +352,8 @@ def main_calibrate(device: torch.device, args) -> None:
         points = measure(quick=args.quick, progress=(lambda s: None) if args.no_progress else print)
         finish_meta(meta, device)
         stem = machine_name(device, args.threads) + "-calibrate"
-    result = {"meta": meta, "points": points, "fit": fit(points, device_type)}
+    result = {"meta": meta, "points": points, "fit": fit(points, device_type), "narrow": narrow_speedups(points),
+              "joint": joint_costs(points)}
     for kind, per in result["fit"].items():
         for d, f in per.items():
             print(f"{kind:9s} {d:11s}: fitted fixed work {f['fixed_work']:.3g}, threshold {f['threshold']:.3f} "
