@@ -509,3 +509,25 @@ def test_heldout_suite_times_each_layer_both_ways_and_writes_its_table(monkeypat
             assert all(v > 0 for v in r[part]["median_ms"].values())
     md = heldout.heldout_markdown(rows)
     assert "| strip |" in md and "- forward: worst auto / faster path" in md and "- training:" in md
+
+
+def test_heldout_figures_are_medians_over_processes():
+    # three processes' rows of one layer: each path's time is the median over them, auto / faster
+    # comes from those medians (not the median of the ratios), and the paired ratio is the median
+    # of each process's pairing with the faster path of the combined row
+    from fftconv_ext.bench import heldout
+
+    def row(auto, fft, direct, paired_fft, paired_direct):
+        part = {"median_ms": {"auto": auto, "fft": fft, "direct": direct},
+                "faster": "fft" if fft <= direct else "direct", "auto_over_faster": auto / min(fft, direct),
+                "paired": paired_fft if fft <= direct else paired_direct,
+                "paired_vs": {"fft": paired_fft, "direct": paired_direct}, "rounds": 10}
+        return [{"layer": "L", "input": [1], "forward": part, "training": part}]
+    runs = [row(1.0, 1.0, 3.0, 1.00, 0.33), row(2.5, 2.0, 12.0, 1.25, 0.21), row(1.1, 1.05, 3.2, 1.05, 0.34)]
+    (got,) = heldout.combine_processes(runs)
+    t = got["training"]
+    assert t["median_ms"] == {"auto": 1.1, "fft": 1.05, "direct": 3.2} and t["faster"] == "fft"
+    assert t["auto_over_faster"] == pytest.approx(1.1 / 1.05)
+    assert t["paired"] == 1.05 and t["rounds"] == 30
+    assert t["per_process"] == pytest.approx([1.0, 1.25, 1.1 / 1.05])
+    assert got["layer"] == "L" and got["input"] == [1]

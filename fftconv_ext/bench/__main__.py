@@ -332,16 +332,18 @@ def main_nd(device: torch.device, args) -> None:
 
 
 def main_heldout(device: torch.device, args) -> None:
-    from .heldout import heldout_markdown, run_heldout
+    from .heldout import PROCESSES, heldout_markdown, run_heldout
     machine, meta, say = suite_start(device, args)
     with tempfile.TemporaryDirectory() as cache, fftconv_ext.backends.flags(cache_dir=cache):
-        rows = run_heldout(device, budget=0.3 if args.quick else 1.5, progress=say)
+        rows = run_heldout(device, budget=0.3 if args.quick else 1.5, progress=say,
+                           processes=1 if args.quick else PROCESSES, threads=args.threads)
     md = heldout_markdown(rows)
     print(md)
     write_suite(args.out, machine, "heldout", meta, {"rows": rows}, f"Held-out layers, algo='auto': {machine}",
                 "Layers in neither the calibration nor the other suites. Forward (no gradients) and forward + "
                 "backward (input, weight and bias gradients); medians of lockstep rounds, auto paired with the "
-                "faster path in the same rounds; ratios inside this run.", md)
+                f"faster path in the same rounds; each figure the median over {1 if args.quick else PROCESSES} "
+                "fresh processes run one after another; ratios inside this run.", md)
 
 
 def main_train(device: torch.device, args) -> None:

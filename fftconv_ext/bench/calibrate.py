@@ -69,6 +69,8 @@ def layers(quick: bool = False):
             out.append((f"dense 2-D 32x32 k{k}", (4, 64, 32, 32), (64, 64, k, k), 1))
         for k in (3, 7, 13, 21):
             out.append((f"dense 2-D 24x24 k{k}", (2, 16, 24, 24), (16, 16, k, k), 1))
+        for k in (7, 11, 15):  # a small map: what the FFT path's fixed cost per call weighs on
+            out.append((f"dense 2-D 16x16 k{k}", (2, 32, 16, 16), (32, 32, k, k), 1))
         for k in (7, 13):
             out.append((f"grouped 2-D 28x28 k{k} g16", (4, 128, 28, 28), (128, 8, k, k), 16))
         for k in (5, 9, 15):

@@ -7,7 +7,11 @@ path everywhere, as on the suites.
 """
 from __future__ import annotations
 
+import json
 import math
+import statistics
+import subprocess
+import sys
 from typing import Dict, List
 
 import torch
@@ -72,10 +76,40 @@ def _ratios(t: Dict) -> Dict:
     med = {a: t[a]["median_ms"] for a in ALGOS}
     faster = "fft" if med["fft"] <= med["direct"] else "direct"
     return {"median_ms": med, "faster": faster, "auto_over_faster": med["auto"] / med[faster],
-            "paired": t["auto"]["paired_ratio_vs"][faster], "rounds": t["auto"]["repeats"]}
+            "paired": t["auto"]["paired_ratio_vs"][faster], "paired_vs": t["auto"]["paired_ratio_vs"],
+            "rounds": t["auto"]["repeats"]}
 
 
-def run_heldout(device: torch.device, budget: float = 1.5, progress=None) -> List[Dict]:
+# The suite runs in this many fresh processes, each layer's figures the medians over them: a
+# process's state can slow oneDNN's direct kernels for its whole life (seen: the 1x21 strip's
+# direct weight gradient at 12.7 ms in one process of five, 3.3-4.4 ms in the others, and every
+# direct step of that process with it), which one process would report as the layer's.
+PROCESSES = 3
+
+_CHILD = """
+import json, torch
+from fftconv_ext.bench.heldout import run_heldout
+torch.set_num_threads({threads})
+print(json.dumps(run_heldout(torch.device({device!r}), {budget!r})))
+"""
+
+
+def run_heldout(device: torch.device, budget: float = 1.5, progress=None, processes: int = 1,
+                threads: int = 2) -> List[Dict]:
+    """The rows of every layer, timed in this process (processes=1) or in `processes` fresh
+    ones, one after another (combine_processes)."""
+    if processes > 1:
+        from .train_step import _default_env
+        runs = []
+        for i in range(processes):
+            r = subprocess.run([sys.executable, "-c", _CHILD.format(threads=threads, device=str(device), budget=budget)],
+                               capture_output=True, text=True, env=_default_env(), timeout=1800)
+            if r.returncode != 0:
+                raise RuntimeError(f"held-out run failed: {r.stderr[-2000:]}")
+            runs.append(json.loads(r.stdout.strip().splitlines()[-1]))
+            if progress:
+                progress(f"process {i + 1} of {processes} done")
+        return combine_processes(runs)
     rows = []
     for layer in LAYERS:
         rows.append(_row(layer, device, budget))
@@ -83,6 +117,25 @@ def run_heldout(device: torch.device, budget: float = 1.5, progress=None) -> Lis
             r = rows[-1]
             progress(f"{r['layer']}: forward auto/faster {r['forward']['auto_over_faster']:.3f}, training "
                      f"{r['training']['auto_over_faster']:.3f}")
+    return rows
+
+
+def combine_processes(runs: List[List[Dict]]) -> List[Dict]:
+    """One row per layer from the rows of several processes: per part, each path's median time
+    and the paired ratio are the medians over processes, auto / faster comes from those medians,
+    and each process's own auto / faster is kept (per_process)."""
+    rows = []
+    for per_layer in zip(*runs):
+        row = {k: v for k, v in per_layer[0].items() if k not in ("forward", "training")}
+        for part in ("forward", "training"):
+            med = {a: statistics.median(r[part]["median_ms"][a] for r in per_layer) for a in ALGOS}
+            faster = "fft" if med["fft"] <= med["direct"] else "direct"
+            paired = statistics.median(r[part]["paired"] if r[part]["faster"] == faster else
+                                       r[part]["paired_vs"][faster] for r in per_layer)
+            row[part] = {"median_ms": med, "faster": faster, "auto_over_faster": med["auto"] / med[faster],
+                         "paired": paired, "rounds": sum(r[part]["rounds"] for r in per_layer),
+                         "per_process": [r[part]["auto_over_faster"] for r in per_layer]}
+        rows.append(row)
     return rows
 
 
