@@ -49,12 +49,12 @@ THRESHOLDS = {
                  "grouped 2-D": {"forward": 1.45, "grad_input": 1.45, "grad_weight": 1.10},
                  "dense 1-D": {"forward": 3.58, "grad_input": 3.58, "grad_weight": 0.277},
                  "dense 2-D": {"forward": 10.0, "grad_input": 9.3, "grad_weight": 32.0}},
-    "cpu-avx512": {"depthwise 1-D": {"forward": 1.39, "grad_input": 2.1, "grad_weight": 0.10},
-                   "depthwise 2-D": {"forward": 2.0, "grad_input": 1.26, "grad_weight": 0.12},
+    "cpu-avx512": {"depthwise 1-D": {"forward": 1.39, "grad_input": 1.39, "grad_weight": 0.10},
+                   "depthwise 2-D": {"forward": 1.26, "grad_input": 1.26, "grad_weight": 0.12},
                    "depthwise 3-D": {"forward": 0.53, "grad_input": 0.20, "grad_weight": 0.20},
                    "grouped 2-D": {"forward": 3.9, "grad_input": 9.3, "grad_weight": 1.10},
                    "dense 1-D": {"forward": 6.6, "grad_input": 3.58, "grad_weight": 3.58},
-                   "dense 2-D": {"forward": 10.0, "grad_input": 17.2, "grad_weight": 32.0}},
+                   "dense 2-D": {"forward": 11.4, "grad_input": 17.2, "grad_weight": 28.0}},
     "cuda": {"depthwise 2-D": {"forward": 5.8, "grad_input": 5.8, "grad_weight": 5.8},
              "dense 2-D": {"forward": 9.3, "grad_input": 9.3, "grad_weight": 32.0}},
 }
@@ -94,12 +94,12 @@ NARROW_DIRECT_SPEEDUP = {
 # gradient), so the input gradient always rides along.
 JOINT_EXTRA_COST = {
     "cpu-avx2": {"depthwise 1-D": {"grad_input": 0.0}, "depthwise 2-D": {"grad_input": 0.0}},
-    "cpu-avx512": {"depthwise 1-D": {"grad_input": -0.01, "grad_weight": 0.30},
+    "cpu-avx512": {"depthwise 1-D": {"grad_input": -0.02, "grad_weight": 0.32},
                    "depthwise 2-D": {"grad_input": 0.21, "grad_weight": 0.32},
-                   "depthwise 3-D": {"grad_input": 0.31, "grad_weight": 0.55},
-                   "grouped 2-D": {"grad_input": -0.50, "grad_weight": 0.55},
-                   "dense 1-D": {"grad_input": 0.74, "grad_weight": 0.90},
-                   "dense 2-D": {"grad_input": 0.89, "grad_weight": 0.96}},
+                   "depthwise 3-D": {"grad_input": 0.33, "grad_weight": 0.63},
+                   "grouped 2-D": {"grad_input": -0.39, "grad_weight": 0.58},
+                   "dense 1-D": {"grad_input": 0.59, "grad_weight": 0.79},
+                   "dense 2-D": {"grad_input": 0.82, "grad_weight": 0.92}},
 }
 # Other device types: the arithmetic break-even.
 DEFAULT_THRESHOLD = 1.0
