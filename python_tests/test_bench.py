@@ -191,6 +191,30 @@ def test_lockstep_keeps_every_median_on_the_same_rounds(monkeypatch):
     assert locked["a"]["paired_ratio_vs"]["b"] == pytest.approx(4.0)
 
 
+def test_auto_is_timed_again_against_the_faster_path_alone_when_the_other_is_far_slower(monkeypatch):
+    # a call right after the slow path pays for it (cold caches): in the lockstep rounds that falls
+    # on auto and the FFT path unevenly; timed again without the slow path, auto and the FFT path
+    # (the same cost) come out equal, and the slow path keeps its lockstep median
+    from fftconv_ext.bench import timing
+    clock, last = [0.0], [None]
+    monkeypatch.setattr(timing.time, "perf_counter", lambda: clock[0])
+
+    def make(name, cost):
+        def fn():
+            clock[0] += cost * (1.5 if last[0] == "direct" else 1.0)
+            last[0] = name
+        return fn
+    fns = {"auto": make("auto", 1e-3), "fft": make("fft", 1e-3), "direct": make("direct", 40e-3)}
+    t = timing.time_auto_against_paths(fns, torch.device("cpu"), rounds=200, max_seconds=0.2)
+    assert t["faster"] == "fft" and t["median_ms"]["direct"] == pytest.approx(40.0)
+    assert t["auto_over_faster"] == pytest.approx(1.0) and t["paired"] == pytest.approx(1.0)
+    assert t["rounds"] > 20 and set(t["paired_vs"]) == {"fft", "direct"}
+    # paths within the factor: the lockstep rounds are the result
+    fns["direct"] = make("direct", 2e-3)
+    t = timing.time_auto_against_paths(fns, torch.device("cpu"), rounds=30, max_seconds=10)
+    assert t["rounds"] == 30 and t["median_ms"]["direct"] == pytest.approx(2.0, rel=0.3)
+
+
 def test_summary_takes_auto_ratios_from_the_dedicated_timing():
     from fftconv_ext.bench.report import auto_markdown, summary
 

@@ -39,7 +39,7 @@ from .machine import finish_meta, machine_name, restart_with_fixed_malloc, run_m
 from .memory import forward_memory
 from .sweep import SWEEP_K_DEFAULT, SWEEP_K_FULL, SWEEP_R
 from .report import COMPOSITION_VARIANTS, auto_markdown, markdown, memory_markdown, plot, summary
-from .timing import time_call, time_interleaved
+from .timing import SLOW_PATH_FACTOR, time_call, time_interleaved
 
 
 # (name, channels, resolution, kernel)
@@ -118,11 +118,14 @@ def run(device, suites, full, quick, progress=True):
             # auto against its paths alone: the few microseconds auto adds are what is
             # measured, and the big allocations of the other baselines in the same rounds add
             # noise of that size or more (up to 15 % on 10 ms layers). Every path under 20 ms
-            # is timed with auto, three-way interleaved; a path over 20 ms (direct
-            # convolution with a large kernel, never auto's choice there) keeps its time from
-            # the main rounds.
+            # and within SLOW_PATH_FACTOR of the faster one is timed with auto, interleaved; a
+            # path over 20 ms or far slower (direct convolution with a large kernel, never
+            # auto's choice there) keeps its time from the main rounds.
             trio = ("fftconv_ext auto", "fftconv_ext", "fftconv_ext direct")
-            cheap = [n for n in trio[1:] if n in fns and row["forward"][n]["median_ms"] < 20]
+            fastest = min((row["forward"][n].get("median_ms", float("inf")) for n in trio[1:] if n in fns),
+                          default=float("inf"))
+            cheap = [n for n in trio[1:] if n in fns and row["forward"][n]["median_ms"] < 20
+                     and row["forward"][n]["median_ms"] <= SLOW_PATH_FACTOR * fastest]
             if all(n in fns for n in trio) and cheap:
                 check = time_interleaved({n: fns[n] for n in (trio[0], *cheap)}, device, warmup=1, rounds=2000,
                                          max_seconds=auto_budget, paired=[p for p in pairs if p[1] in cheap],
@@ -258,8 +261,9 @@ def main(argv=None) -> None:
         f.write("## Forward, float32 (median ms)\n\n" + fwd_md + "\n\n")
         f.write("## Forward + backward (median ms)\n\n" + bwd_md + "\n\n")
         f.write("## algo='auto' against its two paths\n\nTimed alone, in interleaved rounds, with each path "
-                "that takes under 20 ms (a path marked * kept its time from the main rounds); the summary's auto "
-                "ratios come from here where a layer has a row.\n\n" + auto_md + "\n\n")
+                f"that takes under 20 ms and at most {SLOW_PATH_FACTOR:g}x the faster one (a path marked * kept its "
+                "time from the main rounds); the summary's auto ratios come from here where a layer has a "
+                "row.\n\n" + auto_md + "\n\n")
         f.write("## Peak extra memory of a forward call\n\nPyTorch allocations during one call beyond its "
                 "output (CPU: torch.profiler allocation events; CUDA: max_memory_allocated), with the kernel "
                 "spectrum cached (inference); on a first call that computes it (training recomputes it "

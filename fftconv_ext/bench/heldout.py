@@ -18,7 +18,7 @@ import torch
 
 import fftconv_ext
 
-from .timing import time_interleaved, with_backward
+from .timing import time_auto_against_paths, with_backward
 
 # (name, input shape, weight shape, stride, padding, dilation, groups)
 LAYERS = [
@@ -61,23 +61,12 @@ def _row(layer, device, budget: float) -> Dict:
     calls = {a: (lambda x_, w_, b_, a=a: conv(x_, w_, b_, stride, padding, dilation, groups, algo=a)) for a in ALGOS}
     row = {"layer": name, "input": list(x_shape), "weight": list(w_shape), "stride": stride, "padding": padding,
            "dilation": dilation, "groups": groups}
-    pairs = [("auto", "fft"), ("auto", "direct")]
     with torch.no_grad():
-        t = time_interleaved({a: (lambda f=f: f(x, w, b)) for a, f in calls.items()}, device, warmup=1, rounds=200,
-                             max_seconds=budget, lockstep=True, paired=pairs)
-    row["forward"] = _ratios(t)
-    t = time_interleaved({a: with_backward(f, x, w, b) for a, f in calls.items()}, device, warmup=1, rounds=200,
-                         max_seconds=budget, lockstep=True, paired=pairs)
-    row["training"] = _ratios(t)
+        row["forward"] = time_auto_against_paths({a: (lambda f=f: f(x, w, b)) for a, f in calls.items()}, device,
+                                                 rounds=200, max_seconds=budget)
+    row["training"] = time_auto_against_paths({a: with_backward(f, x, w, b) for a, f in calls.items()}, device,
+                                              rounds=200, max_seconds=budget)
     return row
-
-
-def _ratios(t: Dict) -> Dict:
-    med = {a: t[a]["median_ms"] for a in ALGOS}
-    faster = "fft" if med["fft"] <= med["direct"] else "direct"
-    return {"median_ms": med, "faster": faster, "auto_over_faster": med["auto"] / med[faster],
-            "paired": t["auto"]["paired_ratio_vs"][faster], "paired_vs": t["auto"]["paired_ratio_vs"],
-            "rounds": t["auto"]["repeats"]}
 
 
 # The suite runs in this many fresh processes, each layer's figures the medians over them: a

@@ -110,3 +110,32 @@ def with_backward(conv: Callable[..., torch.Tensor], x: torch.Tensor, w: torch.T
     def run():
         return torch.autograd.grad(conv(xs, ws, bs), leaves, gy)
     return run
+
+
+# a path this much slower than the other is timed in the lockstep rounds only: auto is then timed
+# again against the faster path alone (the slow path ends the rounds early, and a call after it
+# finds the caches cold, which with few rounds falls on auto and the faster path unevenly)
+SLOW_PATH_FACTOR = 3.0
+
+
+def time_auto_against_paths(fns: Dict[str, Callable[[], object]], device: torch.device, rounds: int,
+                            max_seconds: float, warmup: int = 1) -> Dict:
+    """fns["auto"], fns["fft"] and fns["direct"] in lockstep rounds, auto paired with each path;
+    where one path is over SLOW_PATH_FACTOR x the other, auto and the faster path again, alone.
+    {"median_ms": {algo: ms}, "faster": path, "auto_over_faster", "paired" (auto / the faster
+    path, same rounds), "paired_vs" ({path: paired ratio} of the lockstep rounds), "rounds"}."""
+    t = time_interleaved(fns, device, warmup=warmup, rounds=rounds, max_seconds=max_seconds,
+                         paired=[("auto", "fft"), ("auto", "direct")], lockstep=True)
+    med = {a: t[a]["median_ms"] for a in fns}
+    faster = "fft" if med["fft"] <= med["direct"] else "direct"
+    slower = "direct" if faster == "fft" else "fft"
+    paired_vs = dict(t["auto"]["paired_ratio_vs"])
+    paired, n = paired_vs[faster], t["auto"]["repeats"]
+    if med[slower] > SLOW_PATH_FACTOR * med[faster]:
+        again = time_interleaved({"auto": fns["auto"], faster: fns[faster]}, device, warmup=0, rounds=rounds,
+                                 max_seconds=max_seconds, paired=[("auto", faster)], lockstep=True)
+        med["auto"], med[faster] = again["auto"]["median_ms"], again[faster]["median_ms"]
+        paired, n = again["auto"]["paired_ratio_vs"][faster], again["auto"]["repeats"]
+        paired_vs[faster] = paired
+    return {"median_ms": med, "faster": faster, "auto_over_faster": med["auto"] / med[faster], "paired": paired,
+            "paired_vs": paired_vs, "rounds": n}

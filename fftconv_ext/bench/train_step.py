@@ -23,7 +23,7 @@ from torch import nn
 import fftconv_ext
 from fftconv_ext import candidate_timing
 
-from .timing import time_interleaved
+from .timing import time_auto_against_paths
 
 ALGOS = ("auto", "fft", "direct")
 
@@ -52,22 +52,11 @@ def _compare(name: str, make, x: torch.Tensor, device, max_seconds: float) -> Di
     first = candidate_timing.time_once(steps["auto"], device)  # in this process, after other layers
     # lockstep rounds until one path has used max_seconds: a layer with 2 ms steps gets a
     # hundred rounds (15 had left its auto, the direct path itself, 13 % "slower" by medians)
-    t = time_interleaved(steps, device, warmup=1, rounds=100, max_seconds=max_seconds,
-                         paired=[("auto", "fft"), ("auto", "direct")], lockstep=True)
-    med = {a: t[a]["median_ms"] for a in ALGOS}
-    faster = "fft" if med["fft"] <= med["direct"] else "direct"
-    slower = "direct" if faster == "fft" else "fft"
-    paired = t["auto"]["paired_ratio_vs"][faster]
-    if med[slower] > 3 * med[faster]:
-        # a path far slower (a 1 s direct step beside a 40 ms FFT one) ends the lockstep rounds
-        # after the minimum of 3: auto is timed again against the faster path alone
-        again = time_interleaved({"auto": steps["auto"], faster: steps[faster]}, device, warmup=0, rounds=100,
-                                 max_seconds=max_seconds, paired=[("auto", faster)], lockstep=True)
-        med["auto"], med[faster] = again["auto"]["median_ms"], again[faster]["median_ms"]
-        paired = again["auto"]["paired_ratio_vs"][faster]
+    t = time_auto_against_paths(steps, device, rounds=100, max_seconds=max_seconds)
+    med, faster, paired = t["median_ms"], t["faster"], t["paired"]
     return {"layer": name, "input": list(x.shape), "median_ms": med, "auto_over_best": med["auto"] / med[faster],
             "auto_paired_over_best": paired, "faster": faster, "first_auto_step_in_run_ms": first * 1e3,
-            "rounds": {a: t[a]["repeats"] for a in ALGOS}}
+            "rounds": t["rounds"]}
 
 
 def sweep_layers(full: bool = False):
