@@ -105,6 +105,11 @@ class ConvProblem:
     def kernel(self) -> Tuple[int, ...]:
         return tuple(self.w_shape[2:])
 
+    @property
+    def kind(self) -> str:
+        """The cost model's kind of this problem's weight ('depthwise 2-D', ...; cost_model.kind)."""
+        return cost_model.kind(self.w_shape, self.groups)
+
     def output_spatial(self) -> Tuple[int, ...]:
         """The correlation's output size per spatial axis."""
         return tuple(output_length(n, k, pl, pr, s, d) for n, (pl, pr), k, d, s in
@@ -248,7 +253,7 @@ class ConvProblem:
         (cost_model.model_ratio)."""
         if math.prod(self.kernel) == 1:
             return 0.0
-        return cost_model.model_ratio(*self.work(), device_type, direction, cost_model.kind(self.w_shape, self.groups),
+        return cost_model.model_ratio(*self.work(), device_type, direction, self.kind,
                                       self.kernel)
 
     def _dilated_fft(self, device_type: str, direction: str) -> bool:
@@ -262,7 +267,7 @@ class ConvProblem:
         if self._dilated_fft(device_type, direction):
             return "fft"
         return cost_model.choice(self.model_ratio(device_type, direction), device_type, direction,
-                                 cost_model.kind(self.w_shape, self.groups))
+                                 self.kind)
 
     def clear_choice(self, device_type: str, direction: str = "forward") -> Optional[str]:
         """The model's choice where it is clear (cost_model.CLEAR_FACTOR), else None: a
@@ -270,20 +275,19 @@ class ConvProblem:
         if self._dilated_fft(device_type, direction):
             return "fft"
         return cost_model.clear_choice(self.model_ratio(device_type, direction), device_type, direction,
-                                       cost_model.kind(self.w_shape, self.groups))
+                                       self.kind)
 
     def direct_cost(self, device_type: str, direction: str) -> float:
         """The model's direct time in a direction in units of that direction's FFT time: its
         model ratio over its threshold (1 at the threshold; an FFT-only dilated direction: inf)."""
         if self._dilated_fft(device_type, direction):
             return math.inf
-        kind = cost_model.kind(self.w_shape, self.groups)
-        return self.model_ratio(device_type, direction) / cost_model.threshold(device_type, direction, kind)
+        return self.model_ratio(device_type, direction) / cost_model.threshold(device_type, direction, self.kind)
 
     def joins_backward(self, device_type: str, direct_direction: str) -> bool:
         """Whether the gradient chosen direct beside an FFT one rides along in the joint FFT pass
         (cost_model.joint_backward)."""
-        return cost_model.joint_backward(device_type, cost_model.kind(self.w_shape, self.groups), direct_direction,
+        return cost_model.joint_backward(device_type, self.kind, direct_direction,
                                          self.direct_cost(device_type, direct_direction))
 
     def description(self) -> tuple:

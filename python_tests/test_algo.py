@@ -239,6 +239,16 @@ def test_a_direct_gradient_rides_along_in_the_joint_pass_where_that_costs_less(m
     assert ops.calls == ({"conv2d_backward": 1} if joined else {"conv2d_grad_weight": 1})
 
 
+def test_narrow_and_joint_lookups_name_a_bad_direction_or_kind():
+    with pytest.raises(ValueError, match="direction"):
+        cost_model.direct_speedup("cpu", "sideways", "depthwise 2-D", (3, 1))
+    with pytest.raises(ValueError, match="kind"):
+        cost_model.joint_extra_cost("cpu", "depthwise", "grad_input")
+    with pytest.raises(ValueError, match="direction"):
+        cost_model.joint_backward("cpu", "depthwise 2-D", "backward", 1.0)
+    assert cost_model.joint_extra_cost("xpu", "depthwise 2-D", "grad_input") is None   # unmeasured device: apart
+
+
 def test_committed_joint_pass_costs_are_what_the_calibration_measured():
     from fftconv_ext.bench.calibrate import joint_costs
     path = os.path.join(os.path.dirname(__file__), "..", "bench", "results", "amd-epyc-x86_64-avx512-2t-calibrate.json")
