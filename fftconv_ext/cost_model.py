@@ -32,16 +32,18 @@ KINDS = tuple(f"{family} {dim}-D" for family in FAMILIES for dim in (1, 2, 3))
 # oneDNN's kernels and their speed per multiply-add differ between AVX2 and AVX-512).
 # cpu-avx2: 2 threads of an x86 VM with AVX2 and no AVX-512
 # (bench/results/amd-epyc-x86_64-avx2-2t-calibrate.{json,md}).
-# cpu-avx512: 66 layers on 2 threads of an AVX-512 x86 VM, every direction
-# (bench/results/amd-epyc-x86_64-avx512-2t-calibrate.{json,md}), measured before the direct path
-# padded wide columns itself (problem.DIRECT_CPU_MAX_WIDTH_PAD): its direct forwards with 8 or
-# more columns of padding are faster now than those data say. Direct depthwise weight gradients
-# are slow there beyond 3x3 taps, so the FFT takes them early; the 3-D direct backward is slow at
-# every size. The dense layers measured ran direct in every weight gradient (32: past every
-# measured ratio). CUDA: only the 2-D depthwise forward has been measured (7 layers of an H200,
-# bench/results/nvidia-h200-calibrate-forward.*); its gradients take the forward's value and
-# dense layers the CPU's, until a GPU run of --calibrate fits them. A kind with no entry takes
-# those of fitted_kind (its family's 2-D ones; grouped kinds then the dense ones).
+# cpu-avx512: 93 layers on 2 threads of an AVX-512 x86 VM, every direction
+# (bench/results/amd-epyc-x86_64-avx512-2t-calibrate.{json,md}); its dense 2-D constants from a
+# later run of that kind alone (--calibrate-kind; ...-calibrate-dense-2-d.{json,md}) that adds
+# small maps (12x12 to 20x20) at several batch x channel sizes: there the FFT path does less per
+# unit of work than on 32x32 maps with 64 channels, and oneDNN's direct kernels more with 9x9
+# kernels than with 7x7 or 11x11, so the break-even ratio is nearer 20 than the 11-14 of the
+# 32x32 layers (a threshold of 11.4 lost up to 1.47x on the small maps). Direct depthwise weight
+# gradients are slow there beyond 3x3 taps, so the FFT takes them early; the 3-D direct backward
+# is slow at every size. CUDA: only the 2-D depthwise forward has been measured (7 layers of an
+# H200, bench/results/nvidia-h200-calibrate-forward.*); its gradients take the forward's value
+# and dense layers the CPU's, until a GPU run of --calibrate fits them. A kind with no entry
+# takes those of fitted_kind (its family's 2-D ones; grouped kinds then the dense ones).
 THRESHOLDS = {
     "cpu-avx2": {"depthwise 1-D": {"forward": 1.39, "grad_input": 1.39, "grad_weight": 0.10},
                  "depthwise 2-D": {"forward": 1.45, "grad_input": 1.06, "grad_weight": 0.163},
@@ -54,7 +56,7 @@ THRESHOLDS = {
                    "depthwise 3-D": {"forward": 0.53, "grad_input": 0.20, "grad_weight": 0.20},
                    "grouped 2-D": {"forward": 3.9, "grad_input": 9.3, "grad_weight": 1.10},
                    "dense 1-D": {"forward": 6.6, "grad_input": 3.58, "grad_weight": 3.58},
-                   "dense 2-D": {"forward": 11.4, "grad_input": 17.2, "grad_weight": 28.0}},
+                   "dense 2-D": {"forward": 20.0, "grad_input": 20.0, "grad_weight": 28.0}},
     "cuda": {"depthwise 2-D": {"forward": 5.8, "grad_input": 5.8, "grad_weight": 5.8},
              "dense 2-D": {"forward": 9.3, "grad_input": 9.3, "grad_weight": 32.0}},
 }
@@ -99,7 +101,7 @@ JOINT_EXTRA_COST = {
                    "depthwise 3-D": {"grad_input": 0.33, "grad_weight": 0.63},
                    "grouped 2-D": {"grad_input": -0.39, "grad_weight": 0.58},
                    "dense 1-D": {"grad_input": 0.59, "grad_weight": 0.79},
-                   "dense 2-D": {"grad_input": 0.82, "grad_weight": 0.92}},
+                   "dense 2-D": {"grad_input": 0.95, "grad_weight": 0.98}},
 }
 # Other device types: the arithmetic break-even.
 DEFAULT_THRESHOLD = 1.0

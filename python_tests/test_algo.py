@@ -249,11 +249,36 @@ def test_narrow_and_joint_lookups_name_a_bad_direction_or_kind():
     assert cost_model.joint_extra_cost("xpu", "depthwise 2-D", "grad_input") is None   # unmeasured device: apart
 
 
+RESULTS = os.path.join(os.path.dirname(__file__), "..", "bench", "results")
+
+
+def _calibration_points(name: str) -> list:
+    """A committed calibration's points, less the kinds a run of that kind alone
+    (<name less .json>-<kind>.json, --calibrate-kind) fitted afresh, plus that run's points."""
+    with open(os.path.join(RESULTS, name)) as f:
+        points = json.load(f)["points"]
+    stem = name[:-len(".json")]
+    for other in sorted(os.listdir(RESULTS)):
+        if other.startswith(stem + "-") and other.endswith(".json"):
+            with open(os.path.join(RESULTS, other)) as f:
+                data = json.load(f)
+            kind = data["meta"]["kind"]
+            assert {cost_model.kind(p["weight"], p["groups"]) for p in data["points"]} == {kind}
+            points = [p for p in points if cost_model.kind(p["weight"], p["groups"]) != kind] + data["points"]
+    return points
+
+
+def test_calibration_points_of_a_kind_run_alone_replace_that_kind():
+    points = _calibration_points("amd-epyc-x86_64-avx512-2t-calibrate.json")
+    dense = [p for p in points if cost_model.kind(p["weight"], p["groups"]) == "dense 2-D"]
+    assert {p["input"][2] for p in dense} >= {12, 16, 20, 24, 32}   # the small maps of the dense-only run
+    assert len({p["layer"] for p in dense}) == 20
+    assert any(cost_model.kind(p["weight"], p["groups"]) == "depthwise 2-D" for p in points)
+
+
 def test_committed_joint_pass_costs_are_what_the_calibration_measured():
     from fftconv_ext.bench.calibrate import joint_costs
-    path = os.path.join(os.path.dirname(__file__), "..", "bench", "results", "amd-epyc-x86_64-avx512-2t-calibrate.json")
-    with open(path) as f:
-        measured = joint_costs(json.load(f)["points"])
+    measured = joint_costs(_calibration_points("amd-epyc-x86_64-avx512-2t-calibrate.json"))
     assert set(measured) == set(cost_model.JOINT_EXTRA_COST["cpu-avx512"])
     for kind, per in measured.items():
         for direction in ("grad_input", "grad_weight"):
@@ -422,13 +447,10 @@ def test_committed_constants_are_a_least_loss_fit_of_the_committed_calibration()
     # (geometric mean of chosen / faster path) than the fit: near ties (paths within 1-3 %)
     # move the fitted interval's middle from run to run by far more than they change the loss
     from fftconv_ext.bench.calibrate import fit
-    root = os.path.join(os.path.dirname(__file__), "..", "bench", "results")
     for name, device in (("amd-epyc-x86_64-avx512-2t-calibrate.json", "cpu-avx512"),
                          ("amd-epyc-x86_64-avx2-2t-calibrate.json", "cpu-avx2"),
                          ("nvidia-h200-calibrate-forward.json", "cuda")):
-        with open(os.path.join(root, name)) as f:
-            data = json.load(f)
-        fits = fit(data["points"], device)
+        fits = fit(_calibration_points(name), device)
         assert fits
         for kind, per in fits.items():
             for direction, f in per.items():

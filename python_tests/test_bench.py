@@ -452,6 +452,22 @@ def test_calibrate_fits_each_kind_and_direction_and_writes_its_tables(tmp_path):
     assert md.count("\n| depthwise 2-D R") == len(points)
 
 
+def test_calibrate_kind_times_that_kind_alone_and_names_its_files(tmp_path, monkeypatch):
+    from fftconv_ext.bench import calibrate
+    from fftconv_ext.bench.__main__ import main
+    tiny = [("depthwise 2-D tiny", (1, 4, 8, 8), (4, 1, 3, 3), 4), ("dense 2-D tiny", (1, 4, 8, 8), (4, 4, 5, 5), 1)]
+    monkeypatch.setattr(calibrate, "layers", lambda quick=False: tiny)
+    monkeypatch.setattr(calibrate, "PASSES", 1)
+    main(["--calibrate", "--calibrate-kind", "dense 2-D", "--threads", "1", "--out", str(tmp_path), "--no-progress"])
+    files = sorted(p.name for p in tmp_path.iterdir())
+    assert len(files) == 2 and all(f.endswith(("-calibrate-dense-2-d.json", "-calibrate-dense-2-d.md")) for f in files)
+    out = json.load(open(tmp_path / files[0]))
+    assert out["meta"]["kind"] == "dense 2-D" and {p["layer"] for p in out["points"]} == {"dense 2-D tiny"}
+    assert set(out["fit"]) == {"dense 2-D"}
+    with pytest.raises(SystemExit, match="--calibrate-kind must be one of"):
+        main(["--calibrate", "--calibrate-kind", "dense", "--threads", "1", "--out", str(tmp_path), "--no-progress"])
+
+
 def test_calibrate_from_a_committed_run(tmp_path):
     import json
     import os

@@ -197,6 +197,9 @@ def main(argv=None) -> None:
     ap.add_argument("--calibrate", action="store_true",
                     help="time both paths of every direction on a set of layers and fit algo='auto''s cost model "
                          "(writes <machine>-calibrate.json, .md)")
+    ap.add_argument("--calibrate-kind", metavar="KIND",
+                    help="with --calibrate: only the layers of one kind, e.g. 'dense 2-D' "
+                         "(writes <machine>-calibrate-dense-2-d.json, .md)")
     ap.add_argument("--calibrate-from", metavar="RESULTS_JSON",
                     help="with --calibrate: fit the forward threshold from a committed benchmark run instead")
     ap.add_argument("--auto-benchmark", action="store_true",

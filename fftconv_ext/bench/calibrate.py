@@ -71,6 +71,13 @@ def layers(quick: bool = False):
             out.append((f"dense 2-D 24x24 k{k}", (2, 16, 24, 24), (16, 16, k, k), 1))
         for k in (7, 11, 15):  # a small map: what the FFT path's fixed cost per call weighs on
             out.append((f"dense 2-D 16x16 k{k}", (2, 32, 16, 16), (32, 32, k, k), 1))
+        # small maps at several batch x channel sizes: what pins the dense FFT path's fixed cost
+        for n, c, k in ((4, 32, 9), (2, 64, 9), (1, 64, 13)):
+            out.append((f"dense 2-D 16x16 k{k} {n}x{c}", (n, c, 16, 16), (c, c, k, k), 1))
+        for k in (5, 7, 11):
+            out.append((f"dense 2-D 12x12 k{k}", (2, 48, 12, 12), (48, 48, k, k), 1))
+        for k in (9, 13):
+            out.append((f"dense 2-D 20x20 k{k}", (2, 32, 20, 20), (32, 32, k, k), 1))
         for k in (7, 13):
             out.append((f"grouped 2-D 28x28 k{k} g16", (4, 128, 28, 28), (128, 8, k, k), 16))
         for k in (5, 9, 15):
@@ -180,14 +187,16 @@ def _medians_ms(runs: dict) -> dict:
     return {n: statistics.median(t) for n, t in times.items()}
 
 
-def measure(quick: bool = False, progress=print, passes: int = PASSES) -> list:
+def measure(quick: bool = False, progress=print, passes: int = PASSES, kind: str = None) -> list:
     """Per layer and direction, both paths' times: the median over `passes` passes through the
     whole layer set of each pass's median of ROUNDS calls. A layer near its crossover can come
     out either way in one pass (a near tie, or the machine's state for a few seconds);
-    separate passes make the fit depend less on any one moment."""
+    separate passes make the fit depend less on any one moment. kind: only that kind's layers
+    (cost_model.KINDS)."""
+    chosen = [layer for layer in layers(quick) if kind is None or cost_model.kind(layer[2], layer[3]) == kind]
     times = {}
     for i in range(passes):
-        for name, x_shape, w_shape, groups in layers(quick):
+        for name, x_shape, w_shape, groups in chosen:
             for direction in cost_model.DIRECTIONS:
                 runs = {"fft": _step(direction, x_shape, w_shape, groups, "fft")}
                 macs = math.prod(x_shape[:1]) * w_shape[0] * math.prod(w_shape[1:]) * math.prod(x_shape[2:])
@@ -201,7 +210,7 @@ def measure(quick: bool = False, progress=print, passes: int = PASSES) -> list:
             times.setdefault((name, "backward", "fft"), []).append(ms)
         progress(f"pass {i + 1} of {passes} done")
     points = []
-    for name, x_shape, w_shape, groups in layers(quick):
+    for name, x_shape, w_shape, groups in chosen:
         ratio = _ratio(x_shape, w_shape, groups)
         for direction in cost_model.DIRECTIONS:
             t = {path: statistics.median(times[(name, direction, path)]) for path in ("fft", "direct")
@@ -351,9 +360,15 @@ def main_calibrate(device: torch.device, args) -> None:
         meta = run_meta(device, args.threads, rounds=ROUNDS, passes=PASSES, skip_direct_macs=SKIP_DIRECT_MACS)
         meta["device"] = "cpu"
         meta["cost_profile"] = device_type = cost_model.profile("cpu")
-        points = measure(quick=args.quick, progress=(lambda s: None) if args.no_progress else print)
+        kind = getattr(args, "calibrate_kind", None)
+        if kind is not None and kind not in cost_model.KINDS:
+            raise SystemExit(f"--calibrate-kind must be one of {', '.join(cost_model.KINDS)}, got {kind!r}")
+        points = measure(quick=args.quick, progress=(lambda s: None) if args.no_progress else print, kind=kind)
         finish_meta(meta, device)
         stem = machine_name(device, args.threads) + "-calibrate"
+        if kind is not None:
+            meta["kind"] = kind
+            stem += "-" + kind.replace(" ", "-").lower()
     result = {"meta": meta, "points": points, "fit": fit(points, device_type), "narrow": narrow_speedups(points),
               "joint": joint_costs(points)}
     for kind, per in result["fit"].items():
