@@ -127,6 +127,10 @@ def _conv_nd(input, weight, bias, stride, padding, dilation, groups, padding_mod
                         problem.pipeline_target(x.device, x.dtype, _cp.FORWARD))
         if _trains_per_direction(x, weight, bias, pads, padding_mode) and not _algo.agrees(problem, x, choice):
             # a training call: the input and weight gradients get choices of their own (docs/design.md §15)
+            if key is not None and not is_tracing(x) and not under_dispatch_mode():
+                if len(_decided_calls) >= MAX_DECIDED_CALLS:
+                    _decided_calls.clear()
+                _decided_calls[key] = _per_direction_call(choice, unbatched, problem)
             y = _PerDirectionConv.apply(x, weight, bias, problem, choice)
             return y.squeeze(0) if unbatched else y
         y = run_fft() if choice == "fft" else run_direct()
@@ -148,6 +152,16 @@ def _decided_call(choice, unbatched, padding, pb: ConvProblem, x):
 
     def call(inp, w, b):
         y = pb.run("forward", choice, inp.unsqueeze(0) if unbatched else inp, w, b)
+        return y.squeeze(0) if unbatched else y
+    return call
+
+
+def _per_direction_call(choice, unbatched, pb: ConvProblem):
+    """The decided call of a training call on the per-direction path (the key holds grad mode,
+    requires_grad and autocast, which decided that path): the same problem and forward choice,
+    without the checks and the ConvProblem built again (a step of a small layer feels both)."""
+    def call(inp, w, b):
+        y = _PerDirectionConv.apply(inp.unsqueeze(0) if unbatched else inp, w, b, pb, choice)
         return y.squeeze(0) if unbatched else y
     return call
 

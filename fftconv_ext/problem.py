@@ -66,6 +66,7 @@ class ConvProblem:
     fold: Optional[DepthFold] = dataclasses.field(init=False, repr=False, compare=False)
     direct_width_pad: int = dataclasses.field(init=False, repr=False, compare=False)
     _op_args: tuple = dataclasses.field(init=False, repr=False, compare=False)
+    _work: Optional[tuple] = dataclasses.field(init=False, repr=False, compare=False)  # work(), once asked
 
     def __post_init__(self):
         padded = any(p for lr in self.pads for p in lr)
@@ -94,7 +95,7 @@ class ConvProblem:
         wide = (self.dim < 3 and self.padding_mode == "zeros" and left == right and left > DIRECT_CPU_MAX_WIDTH_PAD
                 and all(pl == pr for pl, pr in pads))
         for name, value in (("circular", circular), ("pad_first", pad_first), ("fold", fold),
-                            ("direct_width_pad", left if wide else 0), ("_op_args", op_args)):
+                            ("direct_width_pad", left if wide else 0), ("_op_args", op_args), ("_work", None)):
             object.__setattr__(self, name, value)
 
     @property
@@ -233,10 +234,14 @@ class ConvProblem:
 
     def work(self) -> tuple:
         """(direct multiply-adds, the FFT path's estimated work), with the FFT shape the operator
-        uses for this problem (the same in every direction: a gradient runs the same transforms)."""
-        x4, w4, s2, p4, d2, _ = self.op_args()
-        fft_shape = _C.fft_shape([1, 1, *x4[2:]], [1, 1, *w4[2:]], s2, p4, d2, 1, False)
-        return cost_model.work(self.x_shape, self.w_shape, self.output_spatial(), fft_shape)
+        uses for this problem (the same in every direction: a gradient runs the same transforms).
+        Computed once per problem: a training step's backward asks again each step."""
+        if self._work is None:
+            x4, w4, s2, p4, d2, _ = self.op_args()
+            fft_shape = _C.fft_shape([1, 1, *x4[2:]], [1, 1, *w4[2:]], s2, p4, d2, 1, False)
+            object.__setattr__(self, "_work", cost_model.work(self.x_shape, self.w_shape, self.output_spatial(),
+                                                              fft_shape))
+        return self._work
 
     def arithmetic_ratio(self) -> float:
         """Direct multiply-adds over the FFT path's estimated work."""

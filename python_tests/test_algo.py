@@ -76,6 +76,37 @@ def test_decided_calls_take_the_fast_path_with_the_same_results(forced, monkeypa
         assert rel_err(fftconv_ext.conv2d(x2, w2, b, **kw), reference_conv(x2, w2, b, **kw)) <= 1e-10
 
 
+def test_training_calls_on_the_per_direction_path_are_decided_with_the_same_gradients(monkeypatch):
+    # a direct forward with FFT gradients: the per-direction autograd path, decided on the first
+    # call; later calls with the same arguments skip the checks and keep its gradients
+    from fftconv_ext import functional as fn
+    monkeypatch.setattr(cost_model, "choice", lambda ratio, device, direction, kind: "direct" if direction == "forward" else "fft")
+    g = torch.Generator().manual_seed(2)
+    cases = [(torch.randn(2, 4, 18, 17, generator=g, dtype=torch.float64), torch.randn(4, 1, 7, 7, generator=g, dtype=torch.float64),
+              torch.randn(4, generator=g, dtype=torch.float64)),
+             (torch.randn(4, 18, 17, generator=g, dtype=torch.float64), torch.randn(4, 1, 7, 7, generator=g, dtype=torch.float64), None)]
+
+    def grads(conv, x, w, b):
+        leaves = [t.detach().requires_grad_() for t in (x, w, b) if t is not None]
+        y = conv(leaves[0], leaves[1], leaves[2] if b is not None else None, padding=3, groups=4)
+        return (y.detach(),) + torch.autograd.grad(y, leaves, torch.ones_like(y) + y.detach())
+
+    for x, w, b in cases:
+        ref = grads(F.conv2d, x, w, b)
+        for got, want in zip(grads(fftconv_ext.conv2d, x, w, b), ref):
+            assert rel_err(got, want) <= 1e-10
+    assert len(algo_mod.decided_calls) == len(cases)
+    assert {(d, v) for _, d, v in algo_mod.choices()} == {("forward", "direct"), ("grad_input", "fft"), ("grad_weight", "fft")}
+    monkeypatch.setattr(fn, "check_tensors", lambda *a: pytest.fail("a decided call must not check again"))
+    for x, w, b in cases:
+        x2, w2 = torch.randn_like(x), torch.randn_like(w)   # new values, same shapes
+        for got, want in zip(grads(fftconv_ext.conv2d, x2, w2, b), grads(F.conv2d, x2, w2, b)):
+            assert rel_err(got, want) <= 1e-10
+    with torch.no_grad():   # another grad mode: not that decided call
+        with pytest.raises(pytest.fail.Exception, match="must not check"):
+            fftconv_ext.conv2d(cases[0][0], cases[0][1], padding=3, groups=4)
+
+
 def test_fast_path_never_skips_the_checks():
     x = torch.randn(1, 4, 16, 16)
     w = torch.randn(4, 1, 5, 5)
