@@ -163,6 +163,11 @@ def agrees(problem, x: torch.Tensor, forward: str) -> bool:
     return all(_fast.get(_fast_key(problem, x, d)) == forward for d in ("grad_input", "grad_weight"))
 
 
+def gradients_chosen(problem, x: torch.Tensor) -> bool:
+    """Whether this process has chosen both gradients' paths of a problem (a backward ran)."""
+    return all(_fast_key(problem, x, d) in _fast for d in ("grad_input", "grad_weight"))
+
+
 def choices() -> List[Tuple[object, str, str]]:
     """(problem, direction, choice) of every choice this process has made: for reports."""
     return [(k[0], k[1], v) for k, v in list(_fast.items()) if v in ("fft", "direct")]

@@ -127,7 +127,9 @@ def _conv_nd(input, weight, bias, stride, padding, dilation, groups, padding_mod
                         problem.pipeline_target(x.device, x.dtype, _cp.FORWARD))
         if _trains_per_direction(x, weight, bias, pads, padding_mode) and not _algo.agrees(problem, x, choice):
             # a training call: the input and weight gradients get choices of their own (docs/design.md §15)
-            if key is not None and not is_tracing(x) and not under_dispatch_mode():
+            # decided once both gradients are chosen (after a backward): until then a later call
+            # may find that they agree with the forward, and take one path whole
+            if key is not None and _algo.gradients_chosen(problem, x) and not is_tracing(x) and not under_dispatch_mode():
                 if len(_decided_calls) >= MAX_DECIDED_CALLS:
                     _decided_calls.clear()
                 _decided_calls[key] = _per_direction_call(choice, unbatched, problem)

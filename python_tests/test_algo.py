@@ -93,8 +93,12 @@ def test_training_calls_on_the_per_direction_path_are_decided_with_the_same_grad
 
     for x, w, b in cases:
         ref = grads(F.conv2d, x, w, b)
-        for got, want in zip(grads(fftconv_ext.conv2d, x, w, b), ref):
-            assert rel_err(got, want) <= 1e-10
+        before = len(algo_mod.decided_calls)
+        for call in range(2):
+            for got, want in zip(grads(fftconv_ext.conv2d, x, w, b), ref):
+                assert rel_err(got, want) <= 1e-10
+            # decided on the call after the first backward, which chose both gradients
+            assert len(algo_mod.decided_calls) == before + call
     assert len(algo_mod.decided_calls) == len(cases)
     assert {(d, v) for _, d, v in algo_mod.choices()} == {("forward", "direct"), ("grad_input", "fft"), ("grad_weight", "fft")}
     monkeypatch.setattr(fn, "check_tensors", lambda *a: pytest.fail("a decided call must not check again"))
@@ -105,6 +109,20 @@ def test_training_calls_on_the_per_direction_path_are_decided_with_the_same_grad
     with torch.no_grad():   # another grad mode: not that decided call
         with pytest.raises(pytest.fail.Exception, match="must not check"):
             fftconv_ext.conv2d(cases[0][0], cases[0][1], padding=3, groups=4)
+
+
+def test_training_calls_whose_gradients_agree_with_the_forward_take_one_path_whole(monkeypatch):
+    # all directions direct: the first call takes the per-direction path (its gradients are not
+    # chosen yet), later calls PyTorch's own convolution node
+    monkeypatch.setattr(cost_model, "choice", lambda *a: "direct")
+    x = torch.randn(2, 4, 16, 16, requires_grad=True)
+    w = torch.randn(4, 1, 5, 5, requires_grad=True)
+    names = []
+    for _ in range(3):
+        y = fftconv_ext.conv2d(x, w, padding=2, groups=4)
+        names.append(type(y.grad_fn).__name__)
+        y.sum().backward()
+    assert names[0] == "_PerDirectionConvBackward" and names[1:] == ["ConvolutionBackward0"] * 2
 
 
 def test_fast_path_never_skips_the_checks():
