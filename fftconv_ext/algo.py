@@ -157,10 +157,20 @@ def once(problem, x: torch.Tensor, what: str) -> bool:
 
 
 def agrees(problem, x: torch.Tensor, forward: str) -> bool:
-    """Whether this process already knows that the input and weight gradients of a problem
-    take the forward's path: a training call can then take that path whole (one autograd
-    node, and a decided call), without the per-direction machinery."""
-    return all(_fast.get(_fast_key(problem, x, d)) == forward for d in ("grad_input", "grad_weight"))
+    """Whether the input and weight gradients of a problem take the forward's path: a training
+    call can then take that path whole (one autograd node, and a decided call), without the
+    per-direction machinery. By default the gradients' choices are the model's, known before
+    any backward (and remembered as choose() would); under benchmark, once a backward chose them."""
+    for direction in ("grad_input", "grad_weight"):
+        key = _fast_key(problem, x, direction)
+        hit = _fast.get(key)
+        if hit is None:
+            if backends.benchmark:
+                return False
+            hit = _fast[key] = problem.model_choice(x.device.type, direction)
+        if hit != forward:
+            return False
+    return True
 
 
 def gradients_chosen(problem, x: torch.Tensor) -> bool:

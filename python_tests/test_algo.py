@@ -112,17 +112,23 @@ def test_training_calls_on_the_per_direction_path_are_decided_with_the_same_grad
 
 
 def test_training_calls_whose_gradients_agree_with_the_forward_take_one_path_whole(monkeypatch):
-    # all directions direct: the first call takes the per-direction path (its gradients are not
-    # chosen yet), later calls PyTorch's own convolution node
+    # every direction direct: by default the model's gradient choices are known at the first
+    # call, which takes PyTorch's own convolution node; under benchmark the first call takes the
+    # per-direction path (its gradients are chosen in its backward), later calls the one node
     monkeypatch.setattr(cost_model, "choice", lambda *a: "direct")
-    x = torch.randn(2, 4, 16, 16, requires_grad=True)
-    w = torch.randn(4, 1, 5, 5, requires_grad=True)
-    names = []
-    for _ in range(3):
-        y = fftconv_ext.conv2d(x, w, padding=2, groups=4)
-        names.append(type(y.grad_fn).__name__)
-        y.sum().backward()
-    assert names[0] == "_PerDirectionConvBackward" and names[1:] == ["ConvolutionBackward0"] * 2
+    monkeypatch.setattr(cost_model, "clear_choice", lambda *a: "direct")
+    for benchmark, first in ((False, "ConvolutionBackward0"), (True, "_PerDirectionConvBackward")):
+        algo_mod.clear_memory()
+        with fftconv_ext.backends.flags(benchmark=benchmark):
+            x = torch.randn(2, 4, 16, 16, requires_grad=True)
+            w = torch.randn(4, 1, 5, 5, requires_grad=True)
+            names = []
+            for _ in range(3):
+                y = fftconv_ext.conv2d(x, w, padding=2, groups=4)
+                names.append(type(y.grad_fn).__name__)
+                y.sum().backward()
+            assert names == [first] + ["ConvolutionBackward0"] * 2, benchmark
+            assert sorted(d for _, d, v in algo_mod.choices() if v == "direct") == ["forward", "grad_input", "grad_weight"]
 
 
 def test_fast_path_never_skips_the_checks():
