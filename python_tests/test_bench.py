@@ -551,6 +551,21 @@ def test_heldout_suite_times_each_layer_both_ways_and_writes_its_table(monkeypat
     assert "| strip |" in md and "- forward: worst auto / faster path" in md and "- training:" in md
 
 
+def test_heldout_layers_are_in_neither_the_calibration_nor_the_other_suites():
+    from fftconv_ext.bench import calibrate, heldout
+    from fftconv_ext.bench.train_step import sweep_layers
+
+    def same(w, s, p, d):  # a stride-1 'same' layer, as the calibration's are
+        pads = p if isinstance(p, tuple) else (p,) * (len(w) - 2)
+        return s == 1 and d == 1 and all(q == k // 2 for q, k in zip(pads, w[2:]))
+    calibrated = {(tuple(x), tuple(w), g) for _, x, w, g in calibrate.layers()}
+    sweep = {((2, 384, r, r), (384, 1, k, k), 384) for r, k in sweep_layers(full=True)}
+    for name, x, w, s, p, d, g in heldout.LAYERS:
+        if same(w, s, p, d):
+            assert (tuple(x), tuple(w), g) not in calibrated | sweep, name
+    assert len({name for name, *_ in heldout.LAYERS}) == len(heldout.LAYERS)
+
+
 def test_heldout_figures_are_medians_over_processes():
     # three processes' rows of one layer: each path's time is the median over them, auto / faster
     # comes from those medians (not the median of the ratios), and the paired ratio is the median
