@@ -308,8 +308,9 @@ RESULTS = os.path.join(os.path.dirname(__file__), "..", "bench", "results")
 
 
 def _calibration_points(name: str) -> list:
-    """A committed calibration's points, less the kinds a run of that kind alone
-    (<name less .json>-<kind>.json, --calibrate-kind) fitted afresh, plus that run's points."""
+    """A committed calibration's points with those of each run of one kind alone
+    (<name less .json>-<kind>.json, --calibrate-kind): that kind's constants are fitted to both
+    runs' points together."""
     with open(os.path.join(RESULTS, name)) as f:
         points = json.load(f)["points"]
     stem = name[:-len(".json")]
@@ -319,15 +320,17 @@ def _calibration_points(name: str) -> list:
                 data = json.load(f)
             kind = data["meta"]["kind"]
             assert {cost_model.kind(p["weight"], p["groups"]) for p in data["points"]} == {kind}
-            points = [p for p in points if cost_model.kind(p["weight"], p["groups"]) != kind] + data["points"]
+            points = points + data["points"]
     return points
 
 
-def test_calibration_points_of_a_kind_run_alone_replace_that_kind():
+def test_calibration_points_of_a_kind_run_alone_join_that_kind():
     points = _calibration_points("amd-epyc-x86_64-avx512-2t-calibrate.json")
     dense = [p for p in points if cost_model.kind(p["weight"], p["groups"]) == "dense 2-D"]
     assert {p["input"][2] for p in dense} >= {12, 16, 20, 24, 32}   # the small maps of the dense-only run
-    assert len({p["layer"] for p in dense}) == 20
+    assert len({p["layer"] for p in dense}) == 20 and len(dense) == 3 * (12 + 20)   # both runs, 3 directions
+    grouped = [p for p in points if cost_model.kind(p["weight"], p["groups"]) == "grouped 2-D"]
+    assert len(grouped) == 3 * (10 + 16)
     assert any(cost_model.kind(p["weight"], p["groups"]) == "depthwise 2-D" for p in points)
 
 

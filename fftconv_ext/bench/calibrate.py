@@ -86,6 +86,11 @@ def layers(quick: bool = False):
             out.append((f"grouped 2-D 24x24 k{k} g8", (2, 128, 24, 24), (128, 16, k, k), 8))
         for k in (5, 9):
             out.append((f"grouped 2-D 16x16 k{k} g32", (4, 128, 16, 16), (128, 4, k, k), 32))
+        # smaller problems of the same per-group geometries: what pins the grouped FFT path's fixed cost
+        for n, c, g, k in ((1, 64, 8, 7), (2, 32, 4, 7), (1, 128, 16, 9), (2, 64, 8, 11)):
+            out.append((f"grouped 2-D 28x28 k{k} g{g} {n}x{c}", (n, c, 28, 28), (c, c // g, k, k), g))
+        for n, c, g, k in ((1, 64, 4, 5), (1, 64, 8, 9)):
+            out.append((f"grouped 2-D 24x24 k{k} g{g} {n}x{c}", (n, c, 24, 24), (c, c // g, k, k), g))
         # kernels and inputs of other proportions: strips, a wide input, one channel
         for kh, kw in ((1, 11), (1, 21), (1, 31), (21, 1), (21, 3), (7, 3), (3, 7)):
             out.append((f"depthwise 2-D R32 {kh}x{kw}", (2, 128, 32, 32), (128, 1, kh, kw), 128))
