@@ -126,10 +126,11 @@ def _conv_nd(input, weight, bias, stride, padding, dilation, groups, padding_mod
         choice = choose(problem, x, "forward", run_fft, run_direct,
                         problem.pipeline_target(x.device, x.dtype, _cp.FORWARD))
         # a training call: the input and weight gradients get choices of their own (docs/design.md §15);
-        # a folded 3-D problem always, since its backward puts a NaN/Inf output gradient's
-        # gradients where F.conv3d does, which the folded operator's own backward would not
+        # a folded 3-D problem whose forward takes the FFT always, since its backward puts a
+        # NaN/Inf output gradient's gradients where F.conv3d does, which the folded operator's
+        # own backward would not
         if _trains_per_direction(x, weight, bias, pads, padding_mode) and (
-                problem.fold is not None or not _algo.agrees(problem, x, choice)):
+                (problem.fold is not None and choice == "fft") or not _algo.agrees(problem, x, choice)):
             # decided once both gradients are chosen (after a backward): until then a later call
             # may find that they agree with the forward, and take one path whole
             if key is not None and _algo.gradients_chosen(problem, x) and not is_tracing(x) and not under_dispatch_mode():
