@@ -133,18 +133,23 @@ def _conv_nd(input, weight, bias, stride, padding, dilation, groups, padding_mod
                 (problem.fold is not None and choice == "fft") or not _algo.agrees(problem, x, choice)):
             # decided once both gradients are chosen (after a backward): until then a later call
             # may find that they agree with the forward, and take one path whole
-            if key is not None and _algo.gradients_chosen(problem, x) and not is_tracing(x) and not under_dispatch_mode():
-                if len(_decided_calls) >= MAX_DECIDED_CALLS:
-                    _decided_calls.clear()
-                _decided_calls[key] = _per_direction_call(choice, unbatched, problem)
+            if _algo.gradients_chosen(problem, x):
+                _remember(key, x, lambda: _per_direction_call(choice, unbatched, problem))
             y = _PerDirectionConv.apply(x, weight, bias, problem, choice)
             return y.squeeze(0) if unbatched else y
         y = run_fft() if choice == "fft" else run_direct()
-    if key is not None and not is_tracing(x) and not under_dispatch_mode():
-        if len(_decided_calls) >= MAX_DECIDED_CALLS:
-            _decided_calls.clear()
-        _decided_calls[key] = _decided_call(choice, unbatched, padding, problem, x)
+    _remember(key, x, lambda: _decided_call(choice, unbatched, padding, problem, x))
     return y.squeeze(0) if unbatched else y
+
+
+def _remember(key, x, make_call) -> None:
+    """Keep the decided call make_call() builds for later calls with this key (none while
+    tracing or under a dispatch mode, or without a key); the table is cleared when full."""
+    if key is None or is_tracing(x) or under_dispatch_mode():
+        return
+    if len(_decided_calls) >= MAX_DECIDED_CALLS:
+        _decided_calls.clear()
+    _decided_calls[key] = make_call()
 
 
 def _decided_call(choice, unbatched, padding, pb: ConvProblem, x):
